@@ -1,0 +1,43 @@
+//! Exit codes (docs/exit-codes.md) and the one-line error report.
+
+use std::process::ExitCode;
+
+/// The operation failed.
+pub const FAILURE: u8 = 1;
+/// Interrupted by SIGINT (128 + 2, as shells report it).
+pub const INTERRUPTED_SIGINT: u8 = 130;
+/// Interrupted by SIGTERM (128 + 15).
+pub const INTERRUPTED_SIGTERM: u8 = 143;
+
+/// The user or the system asked us to stop; what was half done has been removed.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted by {signal}; nothing was left behind")]
+pub struct Interrupted {
+    pub signal: &'static str,
+}
+
+/// Prints the error as one line on stderr and picks the exit code.
+pub fn report(error: &anyhow::Error) -> ExitCode {
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("Error: {error:#}");
+    }
+    let code = match error.downcast_ref::<Interrupted>() {
+        Some(Interrupted { signal: "SIGINT" }) => INTERRUPTED_SIGINT,
+        Some(_) => INTERRUPTED_SIGTERM,
+        None => FAILURE,
+    };
+    ExitCode::from(code)
+}
+
+/// Resolves when SIGINT or SIGTERM arrives, with the signal's name.
+pub async fn shutdown_signal() -> anyhow::Result<Interrupted> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let signal = tokio::select! {
+        _ = interrupt.recv() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+    };
+    Ok(Interrupted { signal })
+}

@@ -1,0 +1,49 @@
+//! The `lifeboat` binary: parse, resolve, run, render, exit. Thin by design: the work happens
+//! in `lifeboat-core`.
+
+mod commands;
+mod etcd_flags;
+mod exit;
+mod output;
+mod progress;
+
+use clap::Parser;
+
+use crate::commands::Command;
+use crate::output::OutputFormat;
+
+/// Back up, verify and restore Kubernetes control planes, centred on etcd.
+#[derive(Debug, Parser)]
+#[command(name = "lifeboat", version, about, max_term_width = 100)]
+struct Cli {
+    /// Output format: simple, json or table.
+    #[arg(short = 'w', long = "write-out", global = true, default_value = "simple")]
+    write_out: OutputFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => return exit::report(&anyhow::Error::new(error).context("cannot start the async runtime")),
+    };
+    match runtime.block_on(cli.command.run(cli.write_out)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => exit::report(&error),
+    }
+}
+
+/// Logs go to stderr; `LIFEBOAT_LOG` takes an `EnvFilter` (default: warnings).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}

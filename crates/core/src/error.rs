@@ -1,0 +1,27 @@
+//! Errors of the use cases: each names the file or endpoint, the cause, and the way out.
+
+use std::path::PathBuf;
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a use case failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Talking to etcd failed.
+    #[error(transparent)]
+    Etcd(#[from] lifeboat_etcd_conn::Error),
+    /// The target exists and overwriting was not asked for.
+    #[error("{path} already exists; choose another name or pass --force to replace it")]
+    Exists { path: PathBuf },
+    /// The device filled up.
+    #[error("no space left on the device of {path} after {written} bytes; free space there or write elsewhere")]
+    DiskFull { path: PathBuf, written: u64 },
+    /// Another file-system failure.
+    #[error("cannot {action} {path}: {source}")]
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    /// etcd's stream did not end with a matching sha256 trailer.
+    #[error("snapshot from {endpoint} is damaged or incomplete: {source}; nothing was saved, try again")]
+    Snapshot { endpoint: String, source: lifeboat_etcd_data::Error },
+}

@@ -1,0 +1,145 @@
+//! Writing artefacts so that a file under its final name is always complete: write under a
+//! temporary sibling name (mode 0600), fsync, rename, fsync the directory. A failure or a
+//! cancellation at any point removes the temporary file.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result};
+
+/// A file being written under a temporary name; removed on drop unless committed.
+#[derive(Debug)]
+pub struct PendingFile {
+    temp: PathBuf,
+    target: PathBuf,
+    file: Option<File>,
+    written: u64,
+}
+
+/// `FILE` → `FILE.part`, the name etcdctl uses too.
+pub fn part_path(target: &Path) -> PathBuf {
+    let mut name = target.as_os_str().to_owned();
+    name.push(".part");
+    PathBuf::from(name)
+}
+
+fn io_error(action: &'static str, path: &Path, source: std::io::Error, written: u64) -> Error {
+    if source.raw_os_error() == Some(28) {
+        return Error::DiskFull { path: path.to_path_buf(), written };
+    }
+    Error::Io { action, path: path.to_path_buf(), source }
+}
+
+impl PendingFile {
+    /// Starts `target` as `target.part`, replacing a stale `.part` of an earlier, killed run.
+    pub fn create(target: &Path) -> Result<Self> {
+        let temp = part_path(target);
+        match std::fs::remove_file(&temp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error("remove stale", &temp, e, 0)),
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(|e| io_error("create", &temp, e, 0))?;
+        Ok(Self { temp, target: target.to_path_buf(), file: Some(file), written: 0 })
+    }
+
+    /// Appends bytes.
+    pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+        let Some(file) = self.file.as_mut() else {
+            return Err(io_error("write", &self.temp, std::io::ErrorKind::BrokenPipe.into(), self.written));
+        };
+        file.write_all(bytes).map_err(|e| io_error("write", &self.temp, e, self.written))?;
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Makes the file durable and gives it its final name.
+    pub fn commit(mut self) -> Result<PathBuf> {
+        if let Some(file) = self.file.take() {
+            file.sync_all().map_err(|e| io_error("fsync", &self.temp, e, self.written))?;
+        }
+        std::fs::rename(&self.temp, &self.target).map_err(|e| io_error("rename", &self.temp, e, self.written))?;
+        sync_parent(&self.target)?;
+        // Committed: nothing to clean up any more.
+        self.temp = PathBuf::new();
+        Ok(self.target.clone())
+    }
+}
+
+impl Drop for PendingFile {
+    fn drop(&mut self) {
+        if !self.temp.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
+/// Fsyncs the directory holding `path`, so a rename into it survives a crash.
+pub fn sync_parent(path: &Path) -> Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(parent)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| io_error("fsync directory", parent, e, 0))
+}
+
+/// Writes a small file atomically (temp name, fsync, rename), mode 0600.
+pub fn write_atomically(target: &Path, bytes: &[u8]) -> Result<()> {
+    let mut pending = PendingFile::create(target)?;
+    pending.write_all(bytes)?;
+    pending.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn committed_file_is_complete_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("snap.db");
+        let mut pending = PendingFile::create(&target).unwrap();
+        pending.write_all(b"hello").unwrap();
+        assert!(!target.exists(), "the final name appears only at commit");
+        assert!(part_path(&target).exists());
+        pending.commit().unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"hello");
+        assert!(!part_path(&target).exists());
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn dropped_file_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("snap.db");
+        std::fs::write(part_path(&target), b"stale from a killed run").unwrap();
+        let mut pending = PendingFile::create(&target).unwrap();
+        pending.write_all(b"half").unwrap();
+        drop(pending);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn missing_directory_is_named() {
+        let err = PendingFile::create(Path::new("/nonexistent-lifeboat-dir/x.db")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent-lifeboat-dir/x.db.part"), "{err}");
+    }
+}

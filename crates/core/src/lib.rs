@@ -1,0 +1,18 @@
+//! Lifeboat's use cases, shared by the CLI and (later) the agent.
+//!
+//! Overview of the main types:
+//! - [`snapshot_save::save`] with [`snapshot_save::SaveOptions`]: stream etcd's snapshot into a
+//!   file that exists only once complete and hash-checked; returns a [`snapshot_save::SaveReport`].
+//! - [`Progress`]: how long operations report bytes done; the CLI draws a bar from it.
+//! - [`fsio`]: the temp-name, fsync, rename discipline every written artefact follows.
+//!
+//! Nothing here prints, reads the environment or exits.
+
+mod error;
+pub mod fsio;
+mod progress;
+pub mod snapshot_save;
+
+pub use error::{Error, Result};
+pub use lifeboat_etcd_conn as etcd;
+pub use progress::{NoProgress, Progress};

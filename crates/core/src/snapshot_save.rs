@@ -1,0 +1,116 @@
+//! `snapshot save`: etcd's snapshot stream into a local file, trailer-checked before the file
+//! takes its name, with a `sha256sum`-format companion.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use lifeboat_etcd_conn::{ConnectOptions, MemberStatus, connect_first_healthy};
+use lifeboat_etcd_data::{TRAILER_LEN, TrailerCheck};
+use sha2::{Digest, Sha256};
+use tracing::info;
+
+use crate::fsio::{PendingFile, write_atomically};
+use crate::{Error, Progress, Result};
+
+/// What to save and where.
+#[derive(Debug, Clone)]
+pub struct SaveOptions {
+    /// How to reach etcd.
+    pub connect: ConnectOptions,
+    /// The snapshot file to write.
+    pub path: PathBuf,
+    /// Replace `path` if it exists.
+    pub force: bool,
+}
+
+/// What was saved.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SaveReport {
+    /// The snapshot file.
+    pub file: PathBuf,
+    /// Its `sha256sum`-format companion.
+    pub sha256_file: PathBuf,
+    /// Size of the file, trailer included.
+    pub bytes: u64,
+    /// SHA-256 of the whole file (what `sha256sum FILE` prints).
+    pub sha256: String,
+    /// The endpoint that served the snapshot.
+    pub endpoint: String,
+    /// Store revision reported by the endpoint just before the snapshot started.
+    pub revision: i64,
+    /// Cluster ID, hex as etcdctl prints it.
+    pub cluster_id: String,
+    /// Member ID of the endpoint, hex.
+    pub member_id: String,
+    /// etcd server version.
+    pub etcd_version: String,
+    /// Wall time from connecting to the file's rename.
+    pub seconds: f64,
+}
+
+/// `FILE` → `FILE.sha256`.
+pub fn sha256_path(target: &Path) -> PathBuf {
+    let mut name = target.as_os_str().to_owned();
+    name.push(".sha256");
+    PathBuf::from(name)
+}
+
+/// Saves a snapshot from the first healthy endpoint.
+pub async fn save(options: &SaveOptions, progress: &dyn Progress) -> Result<SaveReport> {
+    let started = Instant::now();
+    if !options.force && std::fs::symlink_metadata(&options.path).is_ok() {
+        return Err(Error::Exists { path: options.path.clone() });
+    }
+    let mut member = connect_first_healthy(&options.connect).await?;
+    let status = member.status().clone();
+    info!(endpoint = %status.endpoint, version = %status.version, db_size = status.db_size, "saving snapshot");
+
+    let mut stream = member.snapshot().await?;
+    let mut pending = PendingFile::create(&options.path)?;
+    let mut trailer = TrailerCheck::new();
+    let mut whole = Sha256::new();
+    progress.start(Some(status.db_size + TRAILER_LEN as u64));
+    let streamed: Result<()> = async {
+        while let Some(chunk) = stream.next_chunk().await? {
+            pending.write_all(&chunk)?;
+            trailer.update(&chunk);
+            whole.update(&chunk);
+            progress.advance(chunk.len() as u64);
+        }
+        Ok(())
+    }
+    .await;
+    progress.finish();
+    streamed?;
+    trailer.finish().map_err(|source| Error::Snapshot { endpoint: status.endpoint.clone(), source })?;
+
+    let bytes = pending.written();
+    let sha256 = hex::encode(whole.finalize());
+    let file = pending.commit()?;
+    let sha256_file = sha256_path(&file);
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    write_atomically(&sha256_file, format!("{sha256}  {name}\n").as_bytes())?;
+    Ok(report(status, file, sha256_file, bytes, sha256, started))
+}
+
+fn report(
+    status: MemberStatus,
+    file: PathBuf,
+    sha256_file: PathBuf,
+    bytes: u64,
+    sha256: String,
+    started: Instant,
+) -> SaveReport {
+    SaveReport {
+        file,
+        sha256_file,
+        bytes,
+        sha256,
+        endpoint: status.endpoint,
+        revision: status.revision,
+        cluster_id: format!("{:x}", status.cluster_id),
+        member_id: format!("{:x}", status.member_id),
+        etcd_version: status.version,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}

@@ -1,0 +1,183 @@
+//! Turns what tonic, hyper and rustls report into one [`Error`] that names the cause.
+//!
+//! Their errors nest several layers deep and print as "transport error"; the cause sits at the
+//! bottom of the source chain, inside `std::io::Error`s that `source()` does not step into.
+
+use std::error::Error as StdError;
+
+use rustls::AlertDescription;
+use tonic::Code;
+
+use crate::Error;
+
+/// A failure in our connector, kept apart so the TCP and TLS stages can be told apart later.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DialError {
+    #[error("connect: {0}")]
+    Tcp(#[source] std::io::Error),
+    #[error("TLS handshake: {0}")]
+    Tls(#[source] std::io::Error),
+}
+
+/// What was being done when an error happened: the same symptom means different things.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Situation<'a> {
+    pub endpoint: &'a str,
+    /// The connection uses TLS.
+    pub tls: bool,
+    /// A client certificate was offered.
+    pub client_cert: bool,
+    /// Still connecting (auth, Status), not streaming.
+    pub connecting: bool,
+}
+
+/// Every error in the chain, stepping into `io::Error` payloads too.
+fn chain<'a>(top: &'a (dyn StdError + 'static)) -> Vec<&'a (dyn StdError + 'static)> {
+    let mut out = Vec::new();
+    let mut next = Some(top);
+    while let Some(error) = next {
+        out.push(error);
+        next = if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            io.get_ref().map(|inner| inner as &(dyn StdError + 'static))
+        } else if let Some(client_error) = error.downcast_ref::<etcd_client::Error>() {
+            match client_error {
+                etcd_client::Error::GRpcStatus(status) => Some(status as &(dyn StdError + 'static)),
+                etcd_client::Error::TransportError(transport) => Some(transport as &(dyn StdError + 'static)),
+                etcd_client::Error::IoError(io) => Some(io as &(dyn StdError + 'static)),
+                _ => None,
+            }
+        } else {
+            error.source()
+        };
+        if out.len() > 32 {
+            break;
+        }
+    }
+    out
+}
+
+pub(crate) fn classify(situation: Situation<'_>, top: &(dyn StdError + 'static)) -> Error {
+    let endpoint = situation.endpoint.to_string();
+    let errors = chain(top);
+    for error in &errors {
+        if let Some(rustls_error) = error.downcast_ref::<rustls::Error>() {
+            return from_rustls(endpoint, situation.client_cert, rustls_error);
+        }
+    }
+    for error in &errors {
+        if let Some(DialError::Tcp(io)) = error.downcast_ref::<DialError>() {
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => Error::ConnectionRefused { endpoint },
+                _ => Error::ConnectionLost { endpoint, reason: io.to_string() },
+            };
+        }
+        if let Some(DialError::Tls(io)) = error.downcast_ref::<DialError>() {
+            return match io.kind() {
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset => Error::ProtocolMismatch {
+                    endpoint,
+                    reason: "the server closed the connection during the TLS handshake (is it a plain-text port?)"
+                        .into(),
+                },
+                _ => Error::Tls { endpoint, reason: io.to_string() },
+            };
+        }
+    }
+    for error in &errors {
+        if let Some(status) = error.downcast_ref::<tonic::Status>() {
+            return from_status(endpoint, situation, status, &errors);
+        }
+    }
+    if looks_like_tls_port(situation, &errors) {
+        return plain_to_tls(endpoint);
+    }
+    let reason = errors.last().map_or_else(|| top.to_string(), |e| e.to_string());
+    Error::ConnectionLost { endpoint, reason }
+}
+
+/// A TLS port answers plain HTTP/2 with an HTTP/1 error page and a hang-up, which h2 reports
+/// as a protocol error or a broken connection; only while connecting does that point at TLS.
+fn looks_like_tls_port(situation: Situation<'_>, errors: &[&(dyn StdError + 'static)]) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionReset, UnexpectedEof};
+    if situation.tls || !situation.connecting {
+        return false;
+    }
+    errors.iter().any(|error| {
+        let broken = error.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(io.kind(), BrokenPipe | ConnectionReset | UnexpectedEof)
+        });
+        // hyper's h2 errors are not nameable without depending on h2; their text is stable.
+        let text = error.to_string();
+        broken
+            || text.contains("connection closed")
+            || text.contains("frame with invalid size")
+            || text.contains("PROTOCOL_ERROR")
+    })
+}
+
+fn plain_to_tls(endpoint: String) -> Error {
+    Error::ProtocolMismatch {
+        endpoint,
+        reason: "the server did not answer in plain HTTP/2 (does it expect TLS?)".into(),
+    }
+}
+
+fn from_rustls(endpoint: String, client_cert: bool, error: &rustls::Error) -> Error {
+    match error {
+        rustls::Error::AlertReceived(
+            AlertDescription::CertificateRequired
+            | AlertDescription::BadCertificate
+            | AlertDescription::HandshakeFailure,
+        ) if !client_cert => Error::ClientCertRequired { endpoint },
+        rustls::Error::InvalidCertificate(reason) => {
+            Error::ServerCertUntrusted { endpoint, reason: format!("{reason:?}") }
+        }
+        rustls::Error::AlertReceived(AlertDescription::CertificateRequired) => Error::ClientCertRequired { endpoint },
+        rustls::Error::AlertReceived(alert @ AlertDescription::HandshakeFailure) => Error::ClientCertRejected {
+            endpoint,
+            reason: format!("alert {alert:?}: no client certificate, or one the server does not accept"),
+        },
+        rustls::Error::AlertReceived(
+            alert @ (AlertDescription::BadCertificate
+            | AlertDescription::UnknownCA
+            | AlertDescription::CertificateExpired
+            | AlertDescription::CertificateRevoked
+            | AlertDescription::CertificateUnknown
+            | AlertDescription::UnsupportedCertificate
+            | AlertDescription::AccessDenied),
+        ) => Error::ClientCertRejected { endpoint, reason: format!("alert {alert:?}") },
+        rustls::Error::InvalidMessage(_) => Error::ProtocolMismatch {
+            endpoint,
+            reason: "the server did not answer in TLS (is it a plain-text port?)".into(),
+        },
+        other => Error::Tls { endpoint, reason: other.to_string() },
+    }
+}
+
+fn from_status(
+    endpoint: String,
+    situation: Situation<'_>,
+    status: &tonic::Status,
+    errors: &[&(dyn StdError + 'static)],
+) -> Error {
+    let message = status.message().to_string();
+    if message.contains("authentication failed") {
+        return Error::AuthFailed { endpoint, user: String::new() };
+    }
+    if message.contains("user name is empty") || message.contains("invalid auth token") {
+        return Error::AuthRequired { endpoint };
+    }
+    if message.contains("authentication is not enabled") {
+        return Error::AuthNotEnabled { endpoint };
+    }
+    match status.code() {
+        Code::PermissionDenied => Error::PermissionDenied { endpoint, message },
+        Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled => {
+            if looks_like_tls_port(situation, errors) {
+                return plain_to_tls(endpoint);
+            }
+            let reason = errors.last().map_or(message, |e| e.to_string());
+            Error::ConnectionLost { endpoint, reason }
+        }
+        code => Error::Rpc { endpoint, code: format!("{code:?}"), message },
+    }
+}

@@ -1,0 +1,18 @@
+//! Errors of this crate: facts a caller can act on, with the numbers that prove them.
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What is wrong with etcd data.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The stream is too short or of a size that cannot hold an image plus trailer.
+    #[error(
+        "no sha256 trailer: {len} bytes is not a bbolt image plus 32 bytes (size % 512 = {remainder}, expected 32)"
+    )]
+    TrailerMissing { len: u64, remainder: u64 },
+    /// The trailer does not match the image: the snapshot was damaged in transit or at rest.
+    #[error("sha256 trailer mismatch: trailer says {expected}, image hashes to {actual}")]
+    TrailerMismatch { expected: String, actual: String },
+}

@@ -1,0 +1,86 @@
+//! Starts a throwaway etcd on 127.0.0.1 for the demo and the benchmarks, fills it, writes a
+//! shell-sourceable file describing it, and stops it (removing its directory) on SIGINT/SIGTERM.
+#![allow(clippy::print_stdout)]
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use lifeboat_test_support::{EtcdConfig, EtcdServer, EtcdVersion, FillSpec, fill};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Version {
+    #[value(name = "3.4")]
+    V34,
+    #[value(name = "3.5")]
+    V35,
+}
+
+/// Run a throwaway etcd until interrupted.
+#[derive(Debug, Parser)]
+struct Args {
+    /// etcd release.
+    #[arg(long, default_value = "3.5")]
+    etcd: Version,
+    /// Serve TLS and require client certificates, as kubeadm does.
+    #[arg(long)]
+    mtls: bool,
+    /// Megabytes of Kubernetes-like data to write (0: the small functional mix).
+    #[arg(long, default_value_t = 0)]
+    fill_mb: u64,
+    /// Where to write TESTBED_* variables (endpoint, certificates, etcdctl path).
+    #[arg(long)]
+    env_file: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let version = match args.etcd {
+        Version::V34 => EtcdVersion::V3_4,
+        Version::V35 => EtcdVersion::V3_5,
+    };
+    let config = if args.mtls { EtcdConfig::new(version).mtls() } else { EtcdConfig::new(version) };
+    let server = EtcdServer::start(config).await?;
+    let spec = match args.fill_mb {
+        0 => FillSpec::small(),
+        mb => FillSpec::sized(mb << 20),
+    };
+    let summary = fill(&server.member().await?.client(), &spec).await.context("filling etcd")?;
+
+    let mut env = format!(
+        "TESTBED_ENDPOINT={}\nTESTBED_ETCDCTL={}\nTESTBED_PID={}\nTESTBED_DIR={}\n",
+        server.endpoint,
+        version.etcdctl().display(),
+        server.pid().unwrap_or(0),
+        server.dir().display()
+    );
+    if let Some(pki) = &server.pki {
+        env.push_str(&format!(
+            "TESTBED_PKI_DIR={}\nTESTBED_CACERT={}\nTESTBED_CERT={}\nTESTBED_KEY={}\n",
+            pki.root.display(),
+            pki.ca.display(),
+            pki.client.cert.display(),
+            pki.client.key.display()
+        ));
+    }
+    std::fs::write(&args.env_file, env)?;
+    println!(
+        "etcd {} at {} ready: {} live keys, revision {}, {} MB written",
+        version.expected(),
+        server.endpoint,
+        summary.live_keys,
+        summary.revision,
+        summary.bytes_written >> 20
+    );
+
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    drop(server);
+    let _ = std::fs::remove_file(&args.env_file);
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! The test rig: real etcd 3.4.23 and 3.5.1 on 127.0.0.1 at free ports, a kubeadm-shaped PKI,
+//! Kubernetes-like data, and helpers to run the `lifeboat` binary. Used by integration tests,
+//! the demo and the benchmarks (through the `lifeboat-testbed` binary).
+//!
+//! Never exports `ETCD_*` or `ETCDCTL_*` variables, and removes them from what it starts.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod etcd;
+pub mod fill;
+pub mod pki;
+
+pub use etcd::{EtcdConfig, EtcdServer, EtcdVersion, clear_etcd_env, client_options};
+pub use fill::{FillSpec, FillSummary, fill};
+pub use pki::Pki;

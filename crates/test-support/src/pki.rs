@@ -1,0 +1,123 @@
+//! A kubeadm-shaped etcd PKI generated for each test: CA, server and client certificates, plus
+//! the bad ones fault tests need (an expired client certificate, a foreign CA and its client).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use time::{Duration, OffsetDateTime};
+
+/// Certificate and key files of one identity.
+#[derive(Debug, Clone)]
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The files of a generated PKI, laid out as kubeadm does under `<root>/etcd/`.
+#[derive(Debug, Clone)]
+pub struct Pki {
+    /// The directory kubeadm calls `/etc/kubernetes/pki`.
+    pub root: PathBuf,
+    /// `etcd/ca.crt`.
+    pub ca: PathBuf,
+    /// `etcd/server.{crt,key}`: SANs localhost and 127.0.0.1.
+    pub server: CertFiles,
+    /// `etcd/healthcheck-client.{crt,key}`: a valid client of this CA.
+    pub client: CertFiles,
+    /// A client of this CA whose validity ended yesterday.
+    pub expired_client: CertFiles,
+    /// A CA that signed nothing etcd trusts.
+    pub foreign_ca: PathBuf,
+    /// A client signed by the foreign CA.
+    pub foreign_client: CertFiles,
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+fn new_ca(common_name: &str) -> anyhow::Result<(String, Issuer<'static, KeyPair>)> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, common_name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::CrlSign];
+    let cert = params.self_signed(&key)?;
+    Ok((cert.pem(), Issuer::new(params, key)))
+}
+
+struct Leaf<'a> {
+    common_name: &'a str,
+    sans: &'a [&'a str],
+    usage: ExtendedKeyUsagePurpose,
+    valid: (OffsetDateTime, OffsetDateTime),
+}
+
+fn leaf(dir: &Path, name: &str, spec: Leaf<'_>, issuer: &Issuer<'_, KeyPair>) -> anyhow::Result<CertFiles> {
+    let key = KeyPair::generate()?;
+    let sans: Vec<String> = spec.sans.iter().map(|s| s.to_string()).collect();
+    let mut params = CertificateParams::new(sans)?;
+    params.distinguished_name.push(DnType::CommonName, spec.common_name);
+    params.extended_key_usages = vec![spec.usage];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    (params.not_before, params.not_after) = spec.valid;
+    let cert = params.signed_by(&key, issuer)?;
+    let files = CertFiles { cert: dir.join(format!("{name}.crt")), key: dir.join(format!("{name}.key")) };
+    write_private(&files.cert, &cert.pem())?;
+    write_private(&files.key, &key.serialize_pem())?;
+    Ok(files)
+}
+
+impl Pki {
+    /// Generates a fresh PKI under `root`.
+    pub fn generate(root: &Path) -> anyhow::Result<Self> {
+        let etcd = root.join("etcd");
+        std::fs::create_dir_all(&etcd)?;
+        let now = OffsetDateTime::now_utc();
+        let current = (now - Duration::hours(1), now + Duration::days(365));
+
+        let (ca_pem, issuer) = new_ca("etcd-ca")?;
+        let ca = etcd.join("ca.crt");
+        write_private(&ca, &ca_pem)?;
+        let server = leaf(
+            &etcd,
+            "server",
+            Leaf {
+                common_name: "etcd-server",
+                sans: &["localhost", "127.0.0.1"],
+                usage: ExtendedKeyUsagePurpose::ServerAuth,
+                valid: current,
+            },
+            &issuer,
+        )?;
+        let client_spec = |valid| Leaf {
+            common_name: "kube-etcd-healthcheck-client",
+            sans: &[],
+            usage: ExtendedKeyUsagePurpose::ClientAuth,
+            valid,
+        };
+        let client = leaf(&etcd, "healthcheck-client", client_spec(current), &issuer)?;
+        let expired = (now - Duration::days(30), now - Duration::days(1));
+        let expired_client = leaf(root, "expired-client", client_spec(expired), &issuer)?;
+
+        let (foreign_pem, foreign_issuer) = new_ca("some-other-ca")?;
+        let foreign_ca = root.join("foreign-ca.crt");
+        write_private(&foreign_ca, &foreign_pem)?;
+        let foreign_client = leaf(root, "foreign-client", client_spec(current), &foreign_issuer)?;
+        Ok(Self { root: root.to_path_buf(), ca, server, client, expired_client, foreign_ca, foreign_client })
+    }
+}
