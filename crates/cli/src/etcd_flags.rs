@@ -31,7 +31,12 @@ pub struct EtcdFlags {
     #[arg(long, env = "ETCDCTL_KEY", value_name = "FILE")]
     key: Option<PathBuf>,
     /// User name, or `name:password`.
-    #[arg(long, env = "ETCDCTL_USER", value_name = "NAME[:PASSWORD]", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "ETCDCTL_USER",
+        value_name = "NAME[:PASSWORD]",
+        hide_env_values = true
+    )]
     user: Option<String>,
     /// Password of --user (asked for on a terminal when missing).
     #[arg(long, env = "ETCDCTL_PASSWORD", hide_env_values = true)]
@@ -59,7 +64,11 @@ impl EtcdFlags {
         let etcd_pki = self.kubeadm_pki_dir.join("etcd");
         let kubeadm_file = |name: &str| self.kubeadm.then(|| etcd_pki.join(name));
         let endpoints = match self.endpoints {
-            Some(list) => list.into_iter().map(|e| e.trim().to_string()).filter(|e| !e.is_empty()).collect(),
+            Some(list) => list
+                .into_iter()
+                .map(|e| e.trim().to_string())
+                .filter(|e| !e.is_empty())
+                .collect(),
             None if self.kubeadm => vec![KUBEADM_ENDPOINT.to_string()],
             None => vec![DEFAULT_ENDPOINT.to_string()],
         };
@@ -88,24 +97,37 @@ impl EtcdFlags {
 
 fn credentials(user: String, password: Option<String>) -> anyhow::Result<Credentials> {
     if let Some((name, inline)) = user.split_once(':') {
-        return Ok(Credentials { user: name.to_string(), password: inline.to_string() });
+        return Ok(Credentials {
+            user: name.to_string(),
+            password: inline.to_string(),
+        });
     }
     let password = match password {
         Some(password) => password,
         None if std::io::stdin().is_terminal() => {
-            rpassword::prompt_password(format!("Password for {user}: ")).context("cannot read the password")?
+            rpassword::prompt_password(format!("Password for {user}: "))
+                .context("cannot read the password")?
         }
-        None => bail!("no password for user {user:?}: give --password, ETCDCTL_PASSWORD or --user {user}:PASSWORD"),
+        None => bail!(
+            "no password for user {user:?}: give --password, ETCDCTL_PASSWORD or --user {user}:PASSWORD"
+        ),
     };
     Ok(Credentials { user, password })
 }
 
 /// Fails early, naming the file, when a TLS file the user pointed at is missing.
 pub fn check_files_exist(options: &ConnectOptions) -> anyhow::Result<()> {
-    let files = [("--cacert", &options.tls.ca), ("--cert", &options.tls.cert), ("--key", &options.tls.key)];
+    let files = [
+        ("--cacert", &options.tls.ca),
+        ("--cert", &options.tls.cert),
+        ("--key", &options.tls.key),
+    ];
     for (flag, path) in files {
         if let Some(path) = path.as_deref().filter(|p| !Path::exists(p)) {
-            bail!("{flag} {} does not exist; check the path (kubeadm keeps etcd's under /etc/kubernetes/pki/etcd)", path.display());
+            bail!(
+                "{flag} {} does not exist; check the path (kubeadm keeps etcd's under /etc/kubernetes/pki/etcd)",
+                path.display()
+            );
         }
     }
     Ok(())

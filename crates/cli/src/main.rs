@@ -28,7 +28,9 @@ fn main() -> std::process::ExitCode {
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
-        Err(error) => return exit::report(&anyhow::Error::new(error).context("cannot start the async runtime")),
+        Err(error) => {
+            return exit::report(&anyhow::Error::new(error).context("cannot start the async runtime"));
+        }
     };
     match runtime.block_on(cli.command.run(cli.write_out)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -44,6 +46,7 @@ fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
 }

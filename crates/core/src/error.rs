@@ -16,12 +16,21 @@ pub enum Error {
     #[error("{path} already exists; choose another name or pass --force to replace it")]
     Exists { path: PathBuf },
     /// The device filled up.
-    #[error("no space left on the device of {path} after {written} bytes; free space there or write elsewhere")]
+    #[error(
+        "no space left on the device of {path} after {written} bytes; free space there or write elsewhere"
+    )]
     DiskFull { path: PathBuf, written: u64 },
     /// Another file-system failure.
     #[error("cannot {action} {path}: {source}")]
-    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// etcd's stream did not end with a matching sha256 trailer.
     #[error("snapshot from {endpoint} is damaged or incomplete: {source}; nothing was saved, try again")]
-    Snapshot { endpoint: String, source: lifeboat_etcd_data::Error },
+    Snapshot {
+        endpoint: String,
+        source: lifeboat_etcd_data::Error,
+    },
 }

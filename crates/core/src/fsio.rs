@@ -27,9 +27,16 @@ pub fn part_path(target: &Path) -> PathBuf {
 
 fn io_error(action: &'static str, path: &Path, source: std::io::Error, written: u64) -> Error {
     if source.raw_os_error() == Some(28) {
-        return Error::DiskFull { path: path.to_path_buf(), written };
+        return Error::DiskFull {
+            path: path.to_path_buf(),
+            written,
+        };
     }
-    Error::Io { action, path: path.to_path_buf(), source }
+    Error::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 impl PendingFile {
@@ -47,15 +54,26 @@ impl PendingFile {
             .mode(0o600)
             .open(&temp)
             .map_err(|e| io_error("create", &temp, e, 0))?;
-        Ok(Self { temp, target: target.to_path_buf(), file: Some(file), written: 0 })
+        Ok(Self {
+            temp,
+            target: target.to_path_buf(),
+            file: Some(file),
+            written: 0,
+        })
     }
 
     /// Appends bytes.
     pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
         let Some(file) = self.file.as_mut() else {
-            return Err(io_error("write", &self.temp, std::io::ErrorKind::BrokenPipe.into(), self.written));
+            return Err(io_error(
+                "write",
+                &self.temp,
+                std::io::ErrorKind::BrokenPipe.into(),
+                self.written,
+            ));
         };
-        file.write_all(bytes).map_err(|e| io_error("write", &self.temp, e, self.written))?;
+        file.write_all(bytes)
+            .map_err(|e| io_error("write", &self.temp, e, self.written))?;
         self.written += bytes.len() as u64;
         Ok(())
     }
@@ -68,9 +86,11 @@ impl PendingFile {
     /// Makes the file durable and gives it its final name.
     pub fn commit(mut self) -> Result<PathBuf> {
         if let Some(file) = self.file.take() {
-            file.sync_all().map_err(|e| io_error("fsync", &self.temp, e, self.written))?;
+            file.sync_all()
+                .map_err(|e| io_error("fsync", &self.temp, e, self.written))?;
         }
-        std::fs::rename(&self.temp, &self.target).map_err(|e| io_error("rename", &self.temp, e, self.written))?;
+        std::fs::rename(&self.temp, &self.target)
+            .map_err(|e| io_error("rename", &self.temp, e, self.written))?;
         sync_parent(&self.target)?;
         // Committed: nothing to clean up any more.
         self.temp = PathBuf::new();
@@ -140,6 +160,9 @@ mod tests {
     #[test]
     fn missing_directory_is_named() {
         let err = PendingFile::create(Path::new("/nonexistent-lifeboat-dir/x.db")).unwrap_err();
-        assert!(err.to_string().contains("/nonexistent-lifeboat-dir/x.db.part"), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent-lifeboat-dir/x.db.part"),
+            "{err}"
+        );
     }
 }

@@ -59,7 +59,9 @@ pub fn sha256_path(target: &Path) -> PathBuf {
 pub async fn save(options: &SaveOptions, progress: &dyn Progress) -> Result<SaveReport> {
     let started = Instant::now();
     if !options.force && std::fs::symlink_metadata(&options.path).is_ok() {
-        return Err(Error::Exists { path: options.path.clone() });
+        return Err(Error::Exists {
+            path: options.path.clone(),
+        });
     }
     let mut member = connect_first_healthy(&options.connect).await?;
     let status = member.status().clone();
@@ -76,19 +78,28 @@ pub async fn save(options: &SaveOptions, progress: &dyn Progress) -> Result<Save
             trailer.update(&chunk);
             whole.update(&chunk);
             progress.advance(chunk.len() as u64);
+            // When etcd sends faster than we write, every poll finds data ready; yielding now
+            // and then lets a cancellation (SIGINT) in.
+            tokio::task::coop::consume_budget().await;
         }
         Ok(())
     }
     .await;
     progress.finish();
     streamed?;
-    trailer.finish().map_err(|source| Error::Snapshot { endpoint: status.endpoint.clone(), source })?;
+    trailer.finish().map_err(|source| Error::Snapshot {
+        endpoint: status.endpoint.clone(),
+        source,
+    })?;
 
     let bytes = pending.written();
     let sha256 = hex::encode(whole.finalize());
     let file = pending.commit()?;
     let sha256_file = sha256_path(&file);
-    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     write_atomically(&sha256_file, format!("{sha256}  {name}\n").as_bytes())?;
     Ok(report(status, file, sha256_file, bytes, sha256, started))
 }

@@ -68,7 +68,10 @@ pub(crate) fn classify(situation: Situation<'_>, top: &(dyn StdError + 'static))
         if let Some(DialError::Tcp(io)) = error.downcast_ref::<DialError>() {
             return match io.kind() {
                 std::io::ErrorKind::ConnectionRefused => Error::ConnectionRefused { endpoint },
-                _ => Error::ConnectionLost { endpoint, reason: io.to_string() },
+                _ => Error::ConnectionLost {
+                    endpoint,
+                    reason: io.to_string(),
+                },
             };
         }
         if let Some(DialError::Tls(io)) = error.downcast_ref::<DialError>() {
@@ -102,9 +105,9 @@ fn looks_like_tls_port(situation: Situation<'_>, errors: &[&(dyn StdError + 'sta
         return false;
     }
     errors.iter().any(|error| {
-        let broken = error.downcast_ref::<std::io::Error>().is_some_and(|io| {
-            matches!(io.kind(), BrokenPipe | ConnectionReset | UnexpectedEof)
-        });
+        let broken = error
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| matches!(io.kind(), BrokenPipe | ConnectionReset | UnexpectedEof));
         // hyper's h2 errors are not nameable without depending on h2; their text is stable.
         let text = error.to_string();
         broken
@@ -128,14 +131,19 @@ fn from_rustls(endpoint: String, client_cert: bool, error: &rustls::Error) -> Er
             | AlertDescription::BadCertificate
             | AlertDescription::HandshakeFailure,
         ) if !client_cert => Error::ClientCertRequired { endpoint },
-        rustls::Error::InvalidCertificate(reason) => {
-            Error::ServerCertUntrusted { endpoint, reason: format!("{reason:?}") }
-        }
-        rustls::Error::AlertReceived(AlertDescription::CertificateRequired) => Error::ClientCertRequired { endpoint },
-        rustls::Error::AlertReceived(alert @ AlertDescription::HandshakeFailure) => Error::ClientCertRejected {
+        rustls::Error::InvalidCertificate(reason) => Error::ServerCertUntrusted {
             endpoint,
-            reason: format!("alert {alert:?}: no client certificate, or one the server does not accept"),
+            reason: format!("{reason:?}"),
         },
+        rustls::Error::AlertReceived(AlertDescription::CertificateRequired) => {
+            Error::ClientCertRequired { endpoint }
+        }
+        rustls::Error::AlertReceived(alert @ AlertDescription::HandshakeFailure) => {
+            Error::ClientCertRejected {
+                endpoint,
+                reason: format!("alert {alert:?}: no client certificate, or one the server does not accept"),
+            }
+        }
         rustls::Error::AlertReceived(
             alert @ (AlertDescription::BadCertificate
             | AlertDescription::UnknownCA
@@ -144,12 +152,18 @@ fn from_rustls(endpoint: String, client_cert: bool, error: &rustls::Error) -> Er
             | AlertDescription::CertificateUnknown
             | AlertDescription::UnsupportedCertificate
             | AlertDescription::AccessDenied),
-        ) => Error::ClientCertRejected { endpoint, reason: format!("alert {alert:?}") },
+        ) => Error::ClientCertRejected {
+            endpoint,
+            reason: format!("alert {alert:?}"),
+        },
         rustls::Error::InvalidMessage(_) => Error::ProtocolMismatch {
             endpoint,
             reason: "the server did not answer in TLS (is it a plain-text port?)".into(),
         },
-        other => Error::Tls { endpoint, reason: other.to_string() },
+        other => Error::Tls {
+            endpoint,
+            reason: other.to_string(),
+        },
     }
 }
 
@@ -161,7 +175,10 @@ fn from_status(
 ) -> Error {
     let message = status.message().to_string();
     if message.contains("authentication failed") {
-        return Error::AuthFailed { endpoint, user: String::new() };
+        return Error::AuthFailed {
+            endpoint,
+            user: String::new(),
+        };
     }
     if message.contains("user name is empty") || message.contains("invalid auth token") {
         return Error::AuthRequired { endpoint };
@@ -178,6 +195,10 @@ fn from_status(
             let reason = errors.last().map_or(message, |e| e.to_string());
             Error::ConnectionLost { endpoint, reason }
         }
-        code => Error::Rpc { endpoint, code: format!("{code:?}"), message },
+        code => Error::Rpc {
+            endpoint,
+            code: format!("{code:?}"),
+            message,
+        },
     }
 }

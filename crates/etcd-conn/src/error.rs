@@ -15,23 +15,41 @@ pub enum Error {
     BadEndpoint { endpoint: String },
     /// A TLS file could not be read.
     #[error("cannot read {what} {path}: {source}; check the path and its permissions")]
-    ReadFile { what: &'static str, path: PathBuf, source: std::io::Error },
+    ReadFile {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// A TLS file holds no usable PEM content.
     #[error("{what} {path} holds no usable PEM {expected}; give a PEM file")]
-    BadPem { what: &'static str, path: PathBuf, expected: &'static str },
+    BadPem {
+        what: &'static str,
+        path: PathBuf,
+        expected: &'static str,
+    },
     /// `--cert` without `--key` or the other way round.
     #[error("--cert and --key go together; give both or neither")]
     CertWithoutKey,
     /// The client certificate and key do not belong together, or the key type is unsupported.
     #[error("client certificate {cert} and key {key} cannot be used together: {reason}")]
-    BadClientIdentity { cert: PathBuf, key: PathBuf, reason: String },
+    BadClientIdentity {
+        cert: PathBuf,
+        key: PathBuf,
+        reason: String,
+    },
     /// The client certificate is outside its validity window.
     #[error(
         "client certificate {path} is not valid now: valid from {not_before} until {not_after}; renew it (kubeadm: `kubeadm certs renew`)"
     )]
-    ClientCertExpired { path: PathBuf, not_before: String, not_after: String },
+    ClientCertExpired {
+        path: PathBuf,
+        not_before: String,
+        not_after: String,
+    },
     /// Nothing listens at the endpoint.
-    #[error("{endpoint}: connection refused: nothing listens there; check --endpoints and that etcd is running")]
+    #[error(
+        "{endpoint}: connection refused: nothing listens there; check --endpoints and that etcd is running"
+    )]
     ConnectionRefused { endpoint: String },
     /// No connection within the dial timeout.
     #[error(
@@ -39,8 +57,14 @@ pub enum Error {
     )]
     DialTimeout { endpoint: String, timeout: Duration },
     /// A request got no answer within the command timeout.
-    #[error("{endpoint}: {request} got no answer within {timeout:?}; check etcd's health or raise --command-timeout")]
-    CommandTimeout { endpoint: String, request: &'static str, timeout: Duration },
+    #[error(
+        "{endpoint}: {request} got no answer within {timeout:?}; check etcd's health or raise --command-timeout"
+    )]
+    CommandTimeout {
+        endpoint: String,
+        request: &'static str,
+        timeout: Duration,
+    },
     /// The server certificate did not verify against the CA.
     #[error(
         "{endpoint}: the server's certificate is not trusted ({reason}); check that --cacert is the CA that signed etcd's server certificate"
@@ -61,7 +85,9 @@ pub enum Error {
     #[error("{endpoint}: TLS handshake failed: {reason}")]
     Tls { endpoint: String, reason: String },
     /// Wrong user or password.
-    #[error("{endpoint}: authentication failed for user {user:?}: wrong user name or password; check --user/--password")]
+    #[error(
+        "{endpoint}: authentication failed for user {user:?}: wrong user name or password; check --user/--password"
+    )]
     AuthFailed { endpoint: String, user: String },
     /// The server needs a user and none was given.
     #[error("{endpoint}: etcd has authentication enabled; give --user (and --password)")]
@@ -77,7 +103,11 @@ pub enum Error {
     ConnectionLost { endpoint: String, reason: String },
     /// etcd answered with an error.
     #[error("{endpoint}: etcd answered {code}: {message}")]
-    Rpc { endpoint: String, code: String, message: String },
+    Rpc {
+        endpoint: String,
+        code: String,
+        message: String,
+    },
     /// No endpoint answered Status.
     #[error("no endpoint is healthy: {}", render_failures(.failures))]
     NoHealthyEndpoint { failures: Vec<EndpointFailure> },

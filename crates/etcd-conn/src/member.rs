@@ -7,7 +7,7 @@ use etcd_client::{Client, ConnectOptions as ClientOptions};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tonic::transport::Endpoint;
-use tracing::{debug, info};
+use tracing::{debug, warn};
 
 use crate::classify::{DialError, Situation, classify};
 use crate::{ConnectOptions, EndpointFailure, Error, Result};
@@ -48,15 +48,21 @@ struct Peer {
 
 impl Peer {
     fn classify(&self, error: &(dyn std::error::Error + 'static)) -> Error {
-        let situation =
-            Situation { endpoint: &self.endpoint, tls: self.tls, client_cert: self.client_cert, connecting: false };
+        let situation = Situation {
+            endpoint: &self.endpoint,
+            tls: self.tls,
+            client_cert: self.client_cert,
+            connecting: false,
+        };
         classify(situation, error)
     }
 }
 
 impl std::fmt::Debug for Member {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Member").field("status", &self.status).finish_non_exhaustive()
+        f.debug_struct("Member")
+            .field("status", &self.status)
+            .finish_non_exhaustive()
     }
 }
 
@@ -78,7 +84,9 @@ struct Target {
 
 impl Target {
     fn parse(given: &str, tls_by_default: bool) -> Result<Self> {
-        let bad = || Error::BadEndpoint { endpoint: given.to_string() };
+        let bad = || Error::BadEndpoint {
+            endpoint: given.to_string(),
+        };
         let (tls, authority) = if let Some(rest) = given.strip_prefix("https://") {
             (true, rest)
         } else if let Some(rest) = given.strip_prefix("http://") {
@@ -104,25 +112,31 @@ impl Target {
 
 /// Tries each endpoint in order and returns the first that answers Status.
 pub async fn connect_first_healthy(options: &ConnectOptions) -> Result<Member> {
-    let mut failures = Vec::new();
+    let mut failures: Vec<EndpointFailure> = Vec::new();
     for endpoint in &options.endpoints {
         match connect(options, endpoint).await {
             Ok(member) => {
                 if !failures.is_empty() {
-                    info!(endpoint = %endpoint, skipped = failures.len(), "using the first healthy endpoint");
+                    let skipped: Vec<String> = failures.iter().map(|f| f.error.to_string()).collect();
+                    warn!(skipped = %skipped.join("; "), "using {endpoint}, the first healthy endpoint");
                 }
                 return Ok(member);
             }
             // A local mistake is the same for every endpoint: say it once.
-            Err(error @ (Error::ReadFile { .. }
-            | Error::BadPem { .. }
-            | Error::CertWithoutKey
-            | Error::BadClientIdentity { .. }
-            | Error::ClientCertExpired { .. }
-            | Error::BadEndpoint { .. })) => return Err(error),
+            Err(
+                error @ (Error::ReadFile { .. }
+                | Error::BadPem { .. }
+                | Error::CertWithoutKey
+                | Error::BadClientIdentity { .. }
+                | Error::ClientCertExpired { .. }
+                | Error::BadEndpoint { .. }),
+            ) => return Err(error),
             Err(error) => {
                 debug!(endpoint = %endpoint, %error, "endpoint unhealthy");
-                failures.push(EndpointFailure { endpoint: endpoint.clone(), error });
+                failures.push(EndpointFailure {
+                    endpoint: endpoint.clone(),
+                    error,
+                });
             }
         }
     }
@@ -137,7 +151,10 @@ pub async fn connect(options: &ConnectOptions, endpoint: &str) -> Result<Member>
     let tls_by_default = options.tls.any() || options.insecure_skip_tls_verify;
     let target = Target::parse(endpoint, tls_by_default)?;
     let tls = if target.tls {
-        Some(Arc::new(crate::tls::client_config(&options.tls, options.insecure_skip_tls_verify)?))
+        Some(Arc::new(crate::tls::client_config(
+            &options.tls,
+            options.insecure_skip_tls_verify,
+        )?))
     } else {
         None
     };
@@ -150,7 +167,10 @@ pub async fn connect(options: &ConnectOptions, endpoint: &str) -> Result<Member>
     let dial = open_channel(&target, tls);
     let channel = tokio::time::timeout(options.dial_timeout, dial)
         .await
-        .map_err(|_| Error::DialTimeout { endpoint: target.given.clone(), timeout: options.dial_timeout })?
+        .map_err(|_| Error::DialTimeout {
+            endpoint: target.given.clone(),
+            timeout: options.dial_timeout,
+        })?
         .map_err(|e| classify(situation, &e))?;
 
     let mut client_options = ClientOptions::new();
@@ -180,13 +200,20 @@ pub async fn connect(options: &ConnectOptions, endpoint: &str) -> Result<Member>
         leader: response.leader(),
     };
     debug!(endpoint = %target.given, version = %status.version, db_size = status.db_size, "endpoint healthy");
-    let peer = Peer { endpoint: target.given.clone(), tls: target.tls, client_cert: situation.client_cert };
+    let peer = Peer {
+        endpoint: target.given.clone(),
+        tls: target.tls,
+        client_cert: situation.client_cert,
+    };
     Ok(Member { client, status, peer })
 }
 
 fn with_user(error: Error, user: Option<&str>) -> Error {
     match error {
-        Error::AuthFailed { endpoint, .. } => Error::AuthFailed { endpoint, user: user.unwrap_or_default().to_string() },
+        Error::AuthFailed { endpoint, .. } => Error::AuthFailed {
+            endpoint,
+            user: user.unwrap_or_default().to_string(),
+        },
         other => other,
     }
 }
@@ -200,7 +227,11 @@ async fn with_timeout<T>(
     match tokio::time::timeout(timeout, call).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => Err(classify(situation, &error)),
-        Err(_) => Err(Error::CommandTimeout { endpoint: situation.endpoint.to_string(), request, timeout }),
+        Err(_) => Err(Error::CommandTimeout {
+            endpoint: situation.endpoint.to_string(),
+            request,
+            timeout,
+        }),
     }
 }
 
@@ -260,7 +291,10 @@ impl Member {
     /// Starts etcd's snapshot stream.
     pub async fn snapshot(&mut self) -> Result<SnapshotStream> {
         let inner = self.client.snapshot().await.map_err(|e| self.peer.classify(&e))?;
-        Ok(SnapshotStream { peer: self.peer.clone(), inner })
+        Ok(SnapshotStream {
+            peer: self.peer.clone(),
+            inner,
+        })
     }
 
     /// The underlying client, for test harnesses that write data.
@@ -271,7 +305,9 @@ impl Member {
 
 impl std::fmt::Debug for SnapshotStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SnapshotStream").field("endpoint", &self.peer.endpoint).finish_non_exhaustive()
+        f.debug_struct("SnapshotStream")
+            .field("endpoint", &self.peer.endpoint)
+            .finish_non_exhaustive()
     }
 }
 
@@ -304,8 +340,19 @@ mod tests {
 
     #[test]
     fn rejects_malformed_endpoints() {
-        for bad in ["", "127.0.0.1", "https://", "http://a:b", "a:1/path", "user@host:1", "a b:1"] {
-            assert!(matches!(Target::parse(bad, false), Err(Error::BadEndpoint { .. })), "{bad:?}");
+        for bad in [
+            "",
+            "127.0.0.1",
+            "https://",
+            "http://a:b",
+            "a:1/path",
+            "user@host:1",
+            "a b:1",
+        ] {
+            assert!(
+                matches!(Target::parse(bad, false), Err(Error::BadEndpoint { .. })),
+                "{bad:?}"
+            );
         }
     }
 }

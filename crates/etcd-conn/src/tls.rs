@@ -38,7 +38,10 @@ pub(crate) fn client_config(files: &TlsFiles, insecure_skip_verify: bool) -> Res
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Tls { endpoint: String::new(), reason: e.to_string() })?;
+        .map_err(|e| Error::Tls {
+            endpoint: String::new(),
+            reason: e.to_string(),
+        })?;
     let builder = if insecure_skip_verify {
         builder
             .dangerous()
@@ -54,11 +57,13 @@ pub(crate) fn client_config(files: &TlsFiles, insecure_skip_verify: bool) -> Res
             let chain = read_certs("client certificate", cert)?;
             check_validity(cert, &chain[0])?;
             let private_key = read_key(key)?;
-            builder.with_client_auth_cert(chain, private_key).map_err(|e| Error::BadClientIdentity {
-                cert: cert.clone(),
-                key: key.clone(),
-                reason: e.to_string(),
-            })?
+            builder
+                .with_client_auth_cert(chain, private_key)
+                .map_err(|e| Error::BadClientIdentity {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    reason: e.to_string(),
+                })?
         }
         _ => return Err(Error::CertWithoutKey),
     };
@@ -88,14 +93,24 @@ fn root_store(ca: Option<&Path>) -> Result<RootCertStore> {
 }
 
 fn read_file(what: &'static str, path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| Error::ReadFile { what, path: path.to_path_buf(), source })
+    std::fs::read(path).map_err(|source| Error::ReadFile {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn read_certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let pem = read_file(what, path)?;
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem).filter_map(|c| c.ok()).collect();
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+        .filter_map(|c| c.ok())
+        .collect();
     if certs.is_empty() {
-        return Err(Error::BadPem { what, path: path.to_path_buf(), expected: "CERTIFICATE block" });
+        return Err(Error::BadPem {
+            what,
+            path: path.to_path_buf(),
+            expected: "CERTIFICATE block",
+        });
     }
     Ok(certs)
 }

@@ -70,7 +70,10 @@ impl TrailerCheck {
     pub fn finish(self) -> Result<VerifiedSnapshot> {
         let remainder = self.len % SNAPSHOT_SECTOR_SIZE;
         if self.len < SNAPSHOT_SECTOR_SIZE || remainder != TRAILER_LEN as u64 {
-            return Err(Error::TrailerMissing { len: self.len, remainder });
+            return Err(Error::TrailerMissing {
+                len: self.len,
+                remainder,
+            });
         }
         let actual: [u8; 32] = self.image.finalize().into();
         if actual[..] != self.tail[..] {
@@ -132,9 +135,15 @@ mod tests {
         let without = &with[..4096];
         assert_eq!(
             check_in_chunks(without, 100).unwrap_err(),
-            Error::TrailerMissing { len: 4096, remainder: 0 }
+            Error::TrailerMissing {
+                len: 4096,
+                remainder: 0
+            }
         );
-        assert!(matches!(check_in_chunks(&[], 1).unwrap_err(), Error::TrailerMissing { len: 0, .. }));
+        assert!(matches!(
+            check_in_chunks(&[], 1).unwrap_err(),
+            Error::TrailerMissing { len: 0, .. }
+        ));
         assert!(matches!(
             check_in_chunks(&with[..with.len() - 1], 64).unwrap_err(),
             Error::TrailerMissing { remainder: 31, .. }

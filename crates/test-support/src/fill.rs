@@ -43,7 +43,11 @@ impl FillSpec {
     pub fn sized(bytes: u64) -> Self {
         let small = Self::small();
         let average = (small.value_bytes.0 + small.value_bytes.1) as u64 / 2;
-        Self { objects: (bytes / average).max(1) as usize, concurrency: 32, ..small }
+        Self {
+            objects: (bytes / average).max(1) as usize,
+            concurrency: 32,
+            ..small
+        }
     }
 }
 
@@ -58,8 +62,16 @@ pub struct FillSummary {
     pub bytes_written: u64,
 }
 
-const RESOURCES: [&str; 8] =
-    ["pods", "configmaps", "secrets", "deployments", "services", "serviceaccounts", "endpointslices", "events"];
+const RESOURCES: [&str; 8] = [
+    "pods",
+    "configmaps",
+    "secrets",
+    "deployments",
+    "services",
+    "serviceaccounts",
+    "endpointslices",
+    "events",
+];
 const NAMESPACES: [&str; 5] = ["default", "kube-system", "monitoring", "payments", "web"];
 
 /// The key of object `index`.
@@ -91,7 +103,7 @@ pub fn object_value(index: usize, generation: u64, (min, max): (usize, usize)) -
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     while value.len() < len {
         let word = next(&mut state);
-        if word % 3 == 0 {
+        if word.is_multiple_of(3) {
             value.extend_from_slice(b"\"status\":\"Running\",\"ready\":true,");
         } else {
             value.extend((0..8).map(|i| ALPHABET[((word >> (i * 6)) & 63) as usize]));
@@ -112,7 +124,12 @@ pub async fn fill(client: &Client, spec: &FillSpec) -> anyhow::Result<FillSummar
 
     let first: Vec<(usize, u64)> = (0..spec.objects).map(|i| (i, 0)).collect();
     put_all(client, spec, &first, &lease_ids, &bytes).await?;
-    let after_first = client.clone().get("/", None).await?.header().map_or(0, |h| h.revision());
+    let after_first = client
+        .clone()
+        .get("/", None)
+        .await?
+        .header()
+        .map_or(0, |h| h.revision());
 
     let again: Vec<(usize, u64)> = match spec.overwrite_every {
         0 => Vec::new(),
@@ -127,10 +144,22 @@ pub async fn fill(client: &Client, spec: &FillSpec) -> anyhow::Result<FillSummar
         }
     }
     if spec.compact && after_first > 1 {
-        client.clone().compact(after_first, Some(CompactionOptions::new().with_physical())).await?;
+        client
+            .clone()
+            .compact(after_first, Some(CompactionOptions::new().with_physical()))
+            .await?;
     }
-    let revision = client.clone().get("/", None).await?.header().map_or(0, |h| h.revision());
-    Ok(FillSummary { live_keys: spec.objects - deleted, revision, bytes_written: bytes.load(Ordering::Relaxed) })
+    let revision = client
+        .clone()
+        .get("/", None)
+        .await?
+        .header()
+        .map_or(0, |h| h.revision());
+    Ok(FillSummary {
+        live_keys: spec.objects - deleted,
+        revision,
+        bytes_written: bytes.load(Ordering::Relaxed),
+    })
 }
 
 async fn put_all(
@@ -144,7 +173,12 @@ async fn put_all(
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..workers {
         let mine: Vec<(usize, u64)> = items.iter().copied().skip(worker).step_by(workers).collect();
-        let (mut kv, lease_ids, bytes, range) = (client.kv_client(), lease_ids.clone(), bytes.clone(), spec.value_bytes);
+        let (mut kv, lease_ids, bytes, range) = (
+            client.kv_client(),
+            lease_ids.clone(),
+            bytes.clone(),
+            spec.value_bytes,
+        );
         tasks.spawn(async move {
             for (index, generation) in mine {
                 let value = object_value(index, generation, range);

@@ -37,8 +37,8 @@ pub struct Pki {
 }
 
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -55,7 +55,11 @@ fn new_ca(common_name: &str) -> anyhow::Result<(String, Issuer<'static, KeyPair>
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name.push(DnType::CommonName, common_name);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::CrlSign];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::CrlSign,
+    ];
     let cert = params.self_signed(&key)?;
     Ok((cert.pem(), Issuer::new(params, key)))
 }
@@ -71,12 +75,20 @@ fn leaf(dir: &Path, name: &str, spec: Leaf<'_>, issuer: &Issuer<'_, KeyPair>) ->
     let key = KeyPair::generate()?;
     let sans: Vec<String> = spec.sans.iter().map(|s| s.to_string()).collect();
     let mut params = CertificateParams::new(sans)?;
-    params.distinguished_name.push(DnType::CommonName, spec.common_name);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, spec.common_name);
     params.extended_key_usages = vec![spec.usage];
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     (params.not_before, params.not_after) = spec.valid;
     let cert = params.signed_by(&key, issuer)?;
-    let files = CertFiles { cert: dir.join(format!("{name}.crt")), key: dir.join(format!("{name}.key")) };
+    let files = CertFiles {
+        cert: dir.join(format!("{name}.crt")),
+        key: dir.join(format!("{name}.key")),
+    };
     write_private(&files.cert, &cert.pem())?;
     write_private(&files.key, &key.serialize_pem())?;
     Ok(files)
@@ -118,6 +130,14 @@ impl Pki {
         let foreign_ca = root.join("foreign-ca.crt");
         write_private(&foreign_ca, &foreign_pem)?;
         let foreign_client = leaf(root, "foreign-client", client_spec(current), &foreign_issuer)?;
-        Ok(Self { root: root.to_path_buf(), ca, server, client, expired_client, foreign_ca, foreign_client })
+        Ok(Self {
+            root: root.to_path_buf(),
+            ca,
+            server,
+            client,
+            expired_client,
+            foreign_ca,
+            foreign_client,
+        })
     }
 }

@@ -40,13 +40,19 @@ async fn main() -> anyhow::Result<()> {
         Version::V34 => EtcdVersion::V3_4,
         Version::V35 => EtcdVersion::V3_5,
     };
-    let config = if args.mtls { EtcdConfig::new(version).mtls() } else { EtcdConfig::new(version) };
+    let config = if args.mtls {
+        EtcdConfig::new(version).mtls()
+    } else {
+        EtcdConfig::new(version)
+    };
     let server = EtcdServer::start(config).await?;
     let spec = match args.fill_mb {
         0 => FillSpec::small(),
         mb => FillSpec::sized(mb << 20),
     };
-    let summary = fill(&server.member().await?.client(), &spec).await.context("filling etcd")?;
+    let summary = fill(&server.member().await?.client(), &spec)
+        .await
+        .context("filling etcd")?;
 
     let mut env = format!(
         "TESTBED_ENDPOINT={}\nTESTBED_ETCDCTL={}\nTESTBED_PID={}\nTESTBED_DIR={}\n",

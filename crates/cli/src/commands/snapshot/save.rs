@@ -27,7 +27,11 @@ pub struct SaveArgs {
 pub async fn run(args: SaveArgs, format: OutputFormat) -> anyhow::Result<()> {
     let connect = args.etcd.resolve()?;
     check_files_exist(&connect)?;
-    let options = SaveOptions { connect, path: args.file, force: args.force };
+    let options = SaveOptions {
+        connect,
+        path: args.file,
+        force: args.force,
+    };
     let bar = TerminalBar::new("snapshot");
     // Dropping the save future on a signal removes FILE.part (see fsio::PendingFile).
     let report = tokio::select! {

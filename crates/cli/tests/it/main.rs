@@ -1,0 +1,6 @@
+//! Integration tests of the `lifeboat` binary against real etcd servers on 127.0.0.1.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod common;
+mod save;
+mod save_faults;

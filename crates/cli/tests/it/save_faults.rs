@@ -1,0 +1,265 @@
+//! `snapshot save` when things go wrong: every failure is one line naming the cause, a non-zero
+//! exit, no panic, and neither FILE nor FILE.part left behind.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use lifeboat_test_support::{EtcdConfig, EtcdServer, EtcdVersion, FillSpec, fill};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::common::*;
+
+async fn filled(config: EtcdConfig, spec: &FillSpec) -> EtcdServer {
+    let server = EtcdServer::start(config).await.unwrap();
+    fill(&server.member().await.unwrap().client(), spec)
+        .await
+        .unwrap();
+    server
+}
+
+/// Large enough that the stream cannot finish from what sits in socket buffers and HTTP/2
+/// windows while lifeboat is stopped.
+fn big() -> FillSpec {
+    FillSpec {
+        overwrite_every: 0,
+        delete_every: 0,
+        compact: false,
+        ..FillSpec::sized(48 << 20)
+    }
+}
+
+fn assert_nothing_left(dir: &Path) {
+    assert_eq!(entries(dir), Vec::<String>::new(), "nothing may be left behind");
+}
+
+#[tokio::test]
+async fn connection_failures_name_their_cause() {
+    let server = EtcdServer::start(EtcdConfig::new(EtcdVersion::V3_5).mtls())
+        .await
+        .unwrap();
+    let pki = server.pki.clone().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("x.db");
+    let with_tls = |ca: &Path, cert: &Path, key: &Path| {
+        let mut command = lifeboat();
+        command
+            .args(["snapshot", "save", "--endpoints", &server.endpoint, "--cacert"])
+            .arg(ca)
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .arg(&file);
+        command
+    };
+
+    let error = run_failing(
+        &mut with_tls(&pki.foreign_ca, &pki.client.cert, &pki.client.key),
+        1,
+    );
+    assert!(
+        error.contains("server's certificate is not trusted") && error.contains("--cacert"),
+        "{error}"
+    );
+
+    let error = run_failing(
+        &mut with_tls(&pki.ca, &pki.expired_client.cert, &pki.expired_client.key),
+        1,
+    );
+    assert!(
+        error.contains("expired-client.crt is not valid now") && error.contains("renew"),
+        "{error}"
+    );
+
+    let error = run_failing(
+        &mut with_tls(&pki.ca, &pki.foreign_client.cert, &pki.foreign_client.key),
+        1,
+    );
+    assert!(error.contains("rejected our client certificate"), "{error}");
+
+    let error = run_failing(
+        lifeboat()
+            .args(["snapshot", "save", "--endpoints", &server.endpoint, "--cacert"])
+            .arg(&pki.ca)
+            .arg(&file),
+        1,
+    );
+    assert!(
+        error.contains("requires a client certificate; give --cert and --key"),
+        "{error}"
+    );
+
+    let plain = server.endpoint.replace("https://", "http://");
+    let error = run_failing(
+        lifeboat()
+            .args(["snapshot", "save", "--endpoints", &plain])
+            .arg(&file),
+        1,
+    );
+    assert!(error.contains("does it expect TLS?"), "{error}");
+
+    let error = run_failing(
+        with_tls(&pki.ca, &pki.client.cert, &dir.path().join("missing.key")).arg("--force"),
+        1,
+    );
+    assert!(
+        error.contains("--key") && error.contains("missing.key does not exist"),
+        "{error}"
+    );
+
+    let unused = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let error = run_failing(
+        lifeboat()
+            .args(["snapshot", "save", "--endpoints", &format!("127.0.0.1:{unused}")])
+            .arg(&file),
+        1,
+    );
+    assert!(
+        error.contains(&format!("127.0.0.1:{unused}: connection refused")),
+        "{error}"
+    );
+
+    // A port that accepts TCP but never answers TLS: the dial timeout, named as such.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_endpoint = format!("https://{}", silent.local_addr().unwrap());
+    let error = run_failing(
+        lifeboat()
+            .args([
+                "snapshot",
+                "save",
+                "--dial-timeout",
+                "300ms",
+                "--endpoints",
+                &silent_endpoint,
+                "--cacert",
+            ])
+            .arg(&pki.ca)
+            .arg(&file),
+        1,
+    );
+    assert!(
+        error.contains("no connection within the dial timeout of 300ms"),
+        "{error}"
+    );
+
+    let error = run_failing(
+        lifeboat()
+            .args(["snapshot", "save", "--endpoints", "not a url"])
+            .arg(&file),
+        1,
+    );
+    assert!(error.contains("\"not a url\" is not host:port"), "{error}");
+    assert_nothing_left(dir.path());
+}
+
+#[tokio::test]
+async fn etcd_killed_mid_stream_leaves_nothing() {
+    let mut server = filled(EtcdConfig::new(EtcdVersion::V3_5).mtls(), &big()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("killed.db");
+    let mut child = save_command(&server, &file)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_for_size(&mut child, &part_of(&file), 1, Duration::from_secs(30)),
+        "the stream started"
+    );
+    let pid = Pid::from_raw(child.id() as i32);
+    // Freeze lifeboat so the kill lands mid-stream however fast the machine is.
+    kill(pid, Signal::SIGSTOP).unwrap();
+    server.kill();
+    kill(pid, Signal::SIGCONT).unwrap();
+    let code = wait_exit(&mut child, Duration::from_secs(30));
+    let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&server.endpoint) && stderr.contains("connection lost"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"));
+    assert_nothing_left(dir.path());
+}
+
+#[tokio::test]
+async fn interrupt_or_terminate_during_save_leaves_nothing() {
+    let server = filled(EtcdConfig::new(EtcdVersion::V3_4), &big()).await;
+    for (signal, code) in [(Signal::SIGINT, 130), (Signal::SIGTERM, 143)] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("interrupted.db");
+        let mut child = save_command(&server, &file)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        assert!(
+            wait_for_size(&mut child, &part_of(&file), 1, Duration::from_secs(30)),
+            "the stream started"
+        );
+        let pid = Pid::from_raw(child.id() as i32);
+        kill(pid, Signal::SIGSTOP).unwrap();
+        kill(pid, signal).unwrap();
+        kill(pid, Signal::SIGCONT).unwrap();
+        assert_eq!(
+            wait_exit(&mut child, Duration::from_secs(30)),
+            Some(code),
+            "{signal}"
+        );
+        let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+        assert!(
+            stderr.contains(&format!("interrupted by {}", signal.as_str())),
+            "{stderr}"
+        );
+        assert_nothing_left(dir.path());
+    }
+}
+
+/// A tmpfs too small for the snapshot, unmounted when dropped.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(bytes: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={bytes},mode=0700"),
+                "lifeboat-test",
+            ])
+            .arg(dir.path())
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "mounting a tmpfs needs root (CI runs as root)");
+        Self { dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[tokio::test]
+async fn full_disk_is_reported_and_leaves_nothing() {
+    let server = filled(EtcdConfig::new(EtcdVersion::V3_5), &FillSpec::small()).await;
+    let disk = SmallDisk::mount(512 * 1024);
+    let file = disk.dir.path().join("full.db");
+    let error = run_failing(&mut save_command(&server, &file), 1);
+    assert!(
+        error.contains("no space left on the device of") && error.contains("full.db.part"),
+        "{error}"
+    );
+    assert!(error.contains("free space there or write elsewhere"), "{error}");
+    assert_nothing_left(disk.dir.path());
+}
