@@ -117,14 +117,6 @@ pub fn sync_parent(path: &Path) -> Result<()> {
         .map_err(|e| io_error("fsync directory", parent, e, 0))
 }
 
-/// Writes a small file atomically (temp name, fsync, rename), mode 0600.
-pub fn write_atomically(target: &Path, bytes: &[u8]) -> Result<()> {
-    let mut pending = PendingFile::create(target)?;
-    pending.write_all(bytes)?;
-    pending.commit()?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;

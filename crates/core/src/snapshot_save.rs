@@ -9,7 +9,7 @@ use lifeboat_etcd_data::{TRAILER_LEN, TrailerCheck};
 use sha2::{Digest, Sha256};
 use tracing::info;
 
-use crate::fsio::{PendingFile, write_atomically};
+use crate::fsio::PendingFile;
 use crate::{Error, Progress, Result};
 
 /// What to save and where.
@@ -94,13 +94,17 @@ pub async fn save(options: &SaveOptions, progress: &dyn Progress) -> Result<Save
 
     let bytes = pending.written();
     let sha256 = hex::encode(whole.finalize());
-    let file = pending.commit()?;
-    let sha256_file = sha256_path(&file);
-    let name = file
+    // Both files are complete before either is renamed, so a full disk leaves neither.
+    let sha256_file = sha256_path(&options.path);
+    let name = options
+        .path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    write_atomically(&sha256_file, format!("{sha256}  {name}\n").as_bytes())?;
+    let mut companion = PendingFile::create(&sha256_file)?;
+    companion.write_all(format!("{sha256}  {name}\n").as_bytes())?;
+    let file = pending.commit()?;
+    companion.commit()?;
     Ok(report(status, file, sha256_file, bytes, sha256, started))
 }
 
