@@ -16,16 +16,28 @@ pub struct Interrupted {
     pub signal: &'static str,
 }
 
+/// A failure with its own exit code (e.g. `snapshot verify`: 1 findings, 2 unreadable).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
 /// Prints the error as one line on stderr and picks the exit code.
 pub fn report(error: &anyhow::Error) -> ExitCode {
     #[allow(clippy::print_stderr)]
     {
         eprintln!("Error: {error:#}");
     }
-    let code = match error.downcast_ref::<Interrupted>() {
-        Some(Interrupted { signal: "SIGINT" }) => INTERRUPTED_SIGINT,
-        Some(_) => INTERRUPTED_SIGTERM,
-        None => FAILURE,
+    let code = match (
+        error.downcast_ref::<Interrupted>(),
+        error.downcast_ref::<Failure>(),
+    ) {
+        (Some(Interrupted { signal: "SIGINT" }), _) => INTERRUPTED_SIGINT,
+        (Some(_), _) => INTERRUPTED_SIGTERM,
+        (None, Some(failure)) => failure.code,
+        (None, None) => FAILURE,
     };
     ExitCode::from(code)
 }

@@ -27,6 +27,56 @@ pub fn table(out: &mut impl Write, rows: &[(&str, String)]) -> std::io::Result<(
     writeln!(out, "{rule}")
 }
 
+/// Prints a table with a header row, cells right-aligned (etcdctl's table printer).
+pub fn grid(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let rule: String = widths
+        .iter()
+        .map(|w| format!("+{}", "-".repeat(w + 2)))
+        .collect::<String>()
+        + "+";
+    writeln!(out, "{rule}")?;
+    let cells: String = header
+        .iter()
+        .zip(&widths)
+        .map(|(h, w)| format!("| {h:^w$} "))
+        .collect();
+    writeln!(out, "{cells}|\n{rule}")?;
+    for row in rows {
+        let cells: String = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("| {c:>w$} "))
+            .collect();
+        writeln!(out, "{cells}|")?;
+    }
+    writeln!(out, "{rule}")
+}
+
+/// Bytes in SI units as go-humanize prints them (`20 kB`, `676 MB`), like etcdutl.
+pub fn si_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    if bytes < 10 {
+        return format!("{bytes} B");
+    }
+    let exponent = ((bytes as f64).log10() / 3.0).floor() as usize;
+    let exponent = exponent.min(UNITS.len() - 1);
+    let value = (bytes as f64 / 1000f64.powi(exponent as i32) * 10.0 + 0.5).floor() / 10.0;
+    if value < 10.0 {
+        format!("{value:.1} {}", UNITS[exponent])
+    } else {
+        format!("{value:.0} {}", UNITS[exponent])
+    }
+}
+
 /// Prints `value` as pretty JSON and a newline.
 pub fn json(out: &mut impl Write, value: &impl serde::Serialize) -> anyhow::Result<()> {
     serde_json::to_writer_pretty(&mut *out, value)?;
@@ -37,6 +87,36 @@ pub fn json(out: &mut impl Write, value: &impl serde::Serialize) -> anyhow::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn si_bytes_matches_go_humanize() {
+        for (bytes, text) in [
+            (0, "0 B"),
+            (9, "9 B"),
+            (20480, "20 kB"),
+            (589824, "590 kB"),
+            (1500, "1.5 kB"),
+            (675_901_472, "676 MB"),
+            (999_999, "1000 kB"),
+        ] {
+            assert_eq!(si_bytes(bytes), text, "{bytes}");
+        }
+    }
+
+    #[test]
+    fn grid_centres_headers_and_right_aligns_cells() {
+        let mut out = Vec::new();
+        grid(
+            &mut out,
+            &["HASH", "REVISION"],
+            &[vec!["5146c5e2".into(), "8".into()]],
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "+----------+----------+\n|   HASH   | REVISION |\n+----------+----------+\n| 5146c5e2 |        8 |\n+----------+----------+\n"
+        );
+    }
 
     #[test]
     fn table_aligns_columns() {

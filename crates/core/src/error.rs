@@ -27,7 +27,13 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    /// etcd's stream did not end with a matching sha256 trailer.
+    /// A snapshot file cannot be read or is damaged.
+    #[error("{path}: {source}")]
+    SnapshotFile {
+        path: PathBuf,
+        source: lifeboat_etcd_data::Error,
+    },
+    /// etcd's stream did not end with a matching sha256 trailer, or its image is damaged.
     #[error("snapshot from {endpoint} is damaged or incomplete: {source}; nothing was saved, try again")]
     Snapshot {
         endpoint: String,

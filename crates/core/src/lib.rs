@@ -3,6 +3,7 @@
 //! Overview of the main types:
 //! - [`snapshot_save::save`] with [`snapshot_save::SaveOptions`]: stream etcd's snapshot into a
 //!   file that exists only once complete and hash-checked; returns a [`snapshot_save::SaveReport`].
+//! - [`snapshot_file`]: status and verify of a snapshot file, mapped read-only.
 //! - [`Progress`]: how long operations report bytes done; the CLI draws a bar from it.
 //! - [`fsio`]: the temp-name, fsync, rename discipline every written artefact follows.
 //!
@@ -11,8 +12,10 @@
 mod error;
 pub mod fsio;
 mod progress;
+pub mod snapshot_file;
 pub mod snapshot_save;
 
 pub use error::{Error, Result};
 pub use lifeboat_etcd_conn as etcd;
+pub use lifeboat_etcd_data as etcd_data;
 pub use progress::{NoProgress, Progress};

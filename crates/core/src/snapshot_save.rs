@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use lifeboat_etcd_conn::{ConnectOptions, MemberStatus, connect_first_healthy};
-use lifeboat_etcd_data::{TRAILER_LEN, TrailerCheck};
+use lifeboat_etcd_data::{SnapshotStatus, TRAILER_LEN, TrailerCheck};
 use sha2::{Digest, Sha256};
 use tracing::info;
 
-use crate::fsio::PendingFile;
+use crate::fsio::{PendingFile, part_path};
 use crate::{Error, Progress, Result};
 
 /// What to save and where.
@@ -36,8 +36,12 @@ pub struct SaveReport {
     pub sha256: String,
     /// The endpoint that served the snapshot.
     pub endpoint: String,
-    /// Store revision reported by the endpoint just before the snapshot started.
+    /// Revision of the saved data (main revision of its last `key` entry).
     pub revision: i64,
+    /// Entries in the saved file, all buckets (as `etcdutl snapshot status` counts them).
+    pub total_key: u64,
+    /// etcdutl's status hash of the saved file.
+    pub hash: u32,
     /// Cluster ID, hex as etcdctl prints it.
     pub cluster_id: String,
     /// Member ID of the endpoint, hex.
@@ -87,9 +91,16 @@ pub async fn save(options: &SaveOptions, progress: &dyn Progress) -> Result<Save
     .await;
     progress.finish();
     streamed?;
-    trailer.finish().map_err(|source| Error::Snapshot {
+    let damaged = |source| Error::Snapshot {
         endpoint: status.endpoint.clone(),
         source,
+    };
+    trailer.finish().map_err(damaged)?;
+    // The trailer proves the bytes arrived as sent; reading the image proves etcd sent a
+    // sound one, and gives the revision and key count of what was actually saved.
+    let contents = crate::snapshot_file::status(&part_path(&options.path)).map_err(|e| match e {
+        Error::SnapshotFile { source, .. } => damaged(source),
+        other => other,
     })?;
 
     let bytes = pending.written();
@@ -105,11 +116,20 @@ pub async fn save(options: &SaveOptions, progress: &dyn Progress) -> Result<Save
     companion.write_all(format!("{sha256}  {name}\n").as_bytes())?;
     let file = pending.commit()?;
     companion.commit()?;
-    Ok(report(status, file, sha256_file, bytes, sha256, started))
+    Ok(report(
+        status,
+        contents,
+        file,
+        sha256_file,
+        bytes,
+        sha256,
+        started,
+    ))
 }
 
 fn report(
     status: MemberStatus,
+    contents: SnapshotStatus,
     file: PathBuf,
     sha256_file: PathBuf,
     bytes: u64,
@@ -122,7 +142,9 @@ fn report(
         bytes,
         sha256,
         endpoint: status.endpoint,
-        revision: status.revision,
+        revision: contents.revision,
+        total_key: contents.total_key,
+        hash: contents.hash,
         cluster_id: format!("{:x}", status.cluster_id),
         member_id: format!("{:x}", status.member_id),
         etcd_version: status.version,

@@ -15,4 +15,18 @@ pub enum Error {
     /// The trailer does not match the image: the snapshot was damaged in transit or at rest.
     #[error("sha256 trailer mismatch: trailer says {expected}, image hashes to {actual}")]
     TrailerMismatch { expected: String, actual: String },
+    /// The file is not readable as bbolt.
+    #[error(transparent)]
+    Bbolt(#[from] lifeboat_bbolt::Error),
+    /// The bbolt consistency check found problems.
+    #[error(
+        "integrity check failed: {count} findings (first: {first}); `lifeboat snapshot verify` lists them all"
+    )]
+    Integrity { count: usize, first: String },
+    /// An entry of the root bucket is not a bucket.
+    #[error("top-level entry {name:?} is not a bucket")]
+    NotABucket { name: String },
+    /// A `key`-bucket key too short to hold a revision.
+    #[error("key bucket entry {key} is not a revision")]
+    BadRevisionKey { key: String },
 }

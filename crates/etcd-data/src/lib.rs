@@ -4,11 +4,23 @@
 //! - [`TrailerCheck`]: consumes a snapshot stream chunk by chunk and, at the end, proves that
 //!   etcd's 32-byte SHA-256 trailer matches the bbolt image before it (etcdctl only checks that a
 //!   trailer is there).
+//! - [`status()`]: hash, revision, total keys and size exactly as `etcdutl snapshot status`
+//!   (3.5) and `etcdctl snapshot status` (3.4) compute them.
+//! - [`verify()`]: trailer, bbolt check and etcd's structure, every finding in a
+//!   [`VerifyReport`].
+//! - [`KeyValue`], [`Revision`]: the MVCC records of the `key` bucket.
 //!
 //! Synchronous and pure: no I/O, no network.
 
 mod error;
+mod kv;
+mod status;
 mod trailer;
+mod verify;
 
 pub use error::{Error, Result};
+pub use kv::{KeyValue, Revision};
+pub use lifeboat_bbolt as bbolt;
+pub use status::{SnapshotStatus, main_revision, status};
 pub use trailer::{SNAPSHOT_SECTOR_SIZE, TRAILER_LEN, TrailerCheck, VerifiedSnapshot};
+pub use verify::{Area, REQUIRED_BUCKETS, Trailer, VerifyFinding, VerifyReport, trailer, verify};

@@ -1,6 +1,8 @@
 //! `lifeboat snapshot ...`
 
 mod save;
+mod status;
+mod verify;
 
 use clap::Subcommand;
 
@@ -10,13 +12,19 @@ use crate::output::OutputFormat;
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCommand {
     /// Stream a snapshot from etcd into FILE, checking etcd's sha256 trailer.
-    Save(save::SaveArgs),
+    Save(Box<save::SaveArgs>),
+    /// Hash, revision, total keys and size of a snapshot file, as etcdutl computes them.
+    Status(status::StatusArgs),
+    /// Check a snapshot file: sha256 trailer, bbolt structure, etcd structure; every finding.
+    Verify(verify::VerifyArgs),
 }
 
 impl SnapshotCommand {
     pub async fn run(self, format: OutputFormat) -> anyhow::Result<()> {
         match self {
-            SnapshotCommand::Save(args) => save::run(args, format).await,
+            SnapshotCommand::Save(args) => save::run(*args, format).await,
+            SnapshotCommand::Status(args) => status::run(args, format),
+            SnapshotCommand::Verify(args) => verify::run(args, format),
         }
     }
 }

@@ -50,10 +50,11 @@ fn print(report: &SaveReport, format: OutputFormat) -> anyhow::Result<()> {
             writeln!(out, "Snapshot saved at {}", report.file.display())?;
             writeln!(
                 out,
-                "{} bytes, sha256 {}, revision {}, cluster {}, member {} ({}), etcd {}, {:.2}s",
+                "{} bytes, sha256 {}, revision {}, {} keys, cluster {}, member {} ({}), etcd {}, {:.2}s",
                 report.bytes,
                 report.sha256,
                 report.revision,
+                report.total_key,
                 report.cluster_id,
                 report.member_id,
                 report.endpoint,
@@ -71,6 +72,8 @@ fn rows(report: &SaveReport) -> Vec<(&'static str, String)> {
         ("bytes", report.bytes.to_string()),
         ("sha256", report.sha256.clone()),
         ("revision", report.revision.to_string()),
+        ("total keys", report.total_key.to_string()),
+        ("hash", format!("{:x}", report.hash)),
         ("cluster id", report.cluster_id.clone()),
         ("member id", report.member_id.clone()),
         ("endpoint", report.endpoint.clone()),

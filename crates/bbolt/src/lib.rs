@@ -1,0 +1,35 @@
+//! The bbolt file format (version 2, magic `0xED0CDAED`), read-only, as etcd writes it.
+//!
+//! Overview of the main types:
+//! - [`Db`]: a bbolt image in memory or mapped from a file ([`MappedFile`]); page size taken
+//!   from the file, both meta pages validated (FNV-1a) and the current one chosen as bbolt does.
+//! - [`Db::walk`]: one depth-first pass over every bucket in key order that calls back with each
+//!   entry *and* collects every structural [`Finding`] on the way (pages out of bounds or
+//!   reached twice, bad page types, keys out of order, elements outside their page).
+//! - [`Db::check`]: [`Db::walk`] plus the freelist rules: the equivalent of bbolt's `Tx.Check`.
+//!
+//! Every integer is decoded explicitly little-endian from bounds-checked slices; a big-endian
+//! file is refused by name. Recursion depth, allocations and page visits are bounded by the
+//! file's own size, so no input can panic, hang or exhaust memory.
+//!
+//! ```
+//! let err = lifeboat_bbolt::Db::open(&[0u8; 100]).unwrap_err();
+//! assert!(matches!(err, lifeboat_bbolt::Error::NotBbolt { .. }));
+//! ```
+
+mod bytes;
+mod check;
+mod db;
+mod error;
+mod file;
+mod meta;
+mod page;
+mod walk;
+
+pub use check::{Finding, FindingKind};
+pub use db::Db;
+pub use error::{Error, Result};
+pub use file::MappedFile;
+pub use meta::{FREELIST_NOT_PERSISTED, MAGIC, Meta};
+pub use page::{PAGE_HEADER_SIZE, PageKind};
+pub use walk::Entry;
