@@ -242,6 +242,14 @@ impl EtcdServer {
         &self.name
     }
 
+    /// The member's bbolt file, `<data-dir>/member/snap/db`.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("{}.etcd", self.name))
+            .join("member/snap/db")
+    }
+
     /// The temporary directory holding data, log and PKI.
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -301,12 +309,20 @@ fn tail(log: &Path) -> String {
 }
 
 impl EtcdServer {
-    /// Creates user `root` with `password` and the root role, then turns auth on.
+    /// Creates user `root` with `password` and the root role, a reader role and user with a
+    /// key-range permission, then turns auth on.
     pub async fn enable_auth(&self, password: &str) -> anyhow::Result<()> {
         let mut client = self.member().await?.client();
         client.role_add("root").await?;
         client.user_add("root", password, None).await?;
         client.user_grant_role("root", "root").await?;
+        client.role_add("registry-reader").await?;
+        let permission = etcd_client::Permission::read("/registry/").with_prefix();
+        client
+            .role_grant_permission("registry-reader", permission)
+            .await?;
+        client.user_add("reader", "reader-pw", None).await?;
+        client.user_grant_role("reader", "registry-reader").await?;
         client.auth_enable().await?;
         Ok(())
     }

@@ -199,6 +199,43 @@ async fn put_all(
     Ok(())
 }
 
+/// etcd's default limit of operations in one transaction.
+const MAX_TXN_OPS: usize = 128;
+
+/// Writes `count` small keys (`/registry/leases/kube-node-lease/node-N`, ~40-byte values) in
+/// transactions of 128 puts: enough entries for bbolt to nest branch pages.
+pub async fn fill_small_keys(client: &Client, count: usize) -> anyhow::Result<()> {
+    let mut kv = client.kv_client();
+    for start in (0..count).step_by(MAX_TXN_OPS) {
+        let puts: Vec<etcd_client::TxnOp> = (start..(start + MAX_TXN_OPS).min(count))
+            .map(|i| {
+                etcd_client::TxnOp::put(
+                    format!("/registry/leases/kube-node-lease/node-{i:06}"),
+                    format!("{{\"holder\":\"node-{i}\",\"renew\":{i}}}"),
+                    None,
+                )
+            })
+            .collect();
+        kv.txn(etcd_client::Txn::new().and_then(puts)).await?;
+    }
+    Ok(())
+}
+
+/// Writes `count` values of `bytes` each under `/registry/configmaps/big/`: values larger than
+/// a page, so bbolt stores them on overflow pages.
+pub async fn fill_large_values(client: &Client, count: usize, bytes: usize) -> anyhow::Result<()> {
+    let mut kv = client.kv_client();
+    for i in 0..count {
+        kv.put(
+            format!("/registry/configmaps/big/cm-{i}"),
+            object_value(i, 7, (bytes, bytes)),
+            None,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

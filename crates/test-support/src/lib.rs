@@ -10,5 +10,5 @@ pub mod fill;
 pub mod pki;
 
 pub use etcd::{EtcdConfig, EtcdServer, EtcdVersion, clear_etcd_env, client_options};
-pub use fill::{FillSpec, FillSummary, fill};
+pub use fill::{FillSpec, FillSummary, fill, fill_large_values, fill_small_keys};
 pub use pki::Pki;

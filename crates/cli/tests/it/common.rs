@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use lifeboat_test_support::{EtcdServer, clear_etcd_env};
+use lifeboat_test_support::{EtcdServer, EtcdVersion, clear_etcd_env};
 use sha2::{Digest, Sha256};
 
 /// `lifeboat` with a clean environment: no `ETCDCTL_*` from the caller, quiet logs.
@@ -111,4 +111,25 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
     let _ = child.kill();
     let _ = child.wait();
     panic!("lifeboat did not exit within {limit:?}");
+}
+
+/// The reference tool's `snapshot status -w FORMAT` output: etcdutl (3.5) or etcdctl (3.4).
+pub fn reference_status(version: EtcdVersion, file: &Path, format: &str) -> String {
+    let tool = match version {
+        EtcdVersion::V3_4 => version.etcdctl(),
+        EtcdVersion::V3_5 => version.etcdctl().with_file_name("etcdutl"),
+    };
+    let mut command = Command::new(tool);
+    clear_etcd_env(&mut command);
+    let output = command
+        .args(["snapshot", "status", "-w", format])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
 }

@@ -4,3 +4,4 @@
 mod common;
 mod save;
 mod save_faults;
+mod status;
