@@ -4,6 +4,7 @@ use crate::Db;
 use crate::bytes::u64_at;
 use crate::meta::FREELIST_NOT_PERSISTED;
 use crate::page::{PAGE_HEADER_SIZE, PageKind};
+use crate::source::Source;
 use crate::walk::{PageSet, Walker};
 
 /// One problem, located at a page.
@@ -71,11 +72,11 @@ impl std::fmt::Display for Finding {
     }
 }
 
-impl<'a> Db<'a> {
+impl<S: Source + ?Sized> Db<'_, S> {
     /// bbolt's `Tx.Check`: the tree walk plus the freelist rules, every finding reported.
     /// `on_entry` sees every entry as in [`Db::walk`], so a caller can compute over the data
     /// in the same pass.
-    pub fn check(&self, on_entry: impl FnMut(crate::Entry<'a>)) -> Vec<Finding> {
+    pub fn check(&self, on_entry: impl FnMut(crate::Entry<'_>)) -> Vec<Finding> {
         let meta = self.meta();
         let mut findings = Vec::new();
         if meta.root >= meta.hwm {
@@ -134,19 +135,19 @@ impl<'a> Db<'a> {
     }
 
     /// The ids a freelist page lists, and its overflow count.
-    fn freelist_ids(&self, id: u64) -> Option<(impl Iterator<Item = u64> + 'a, u64)> {
+    fn freelist_ids(&self, id: u64) -> Option<(Vec<u64>, u64)> {
         let page = self.page(id).ok()?;
         if page.kind() != Some(PageKind::Freelist) {
             return None;
         }
         let (count, start) = match page.count {
-            0xFFFF => (u64_at(page.span, PAGE_HEADER_SIZE)?, PAGE_HEADER_SIZE + 8),
+            0xFFFF => (u64_at(&page.span, PAGE_HEADER_SIZE)?, PAGE_HEADER_SIZE + 8),
             n => (u64::from(n), PAGE_HEADER_SIZE),
         };
         let len = usize::try_from(count).ok()?.checked_mul(8)?;
         let ids = page.span.get(start..start.checked_add(len)?)?;
         Some((
-            ids.chunks_exact(8).filter_map(|c| u64_at(c, 0)),
+            ids.chunks_exact(8).filter_map(|c| u64_at(c, 0)).collect(),
             u64::from(page.overflow),
         ))
     }

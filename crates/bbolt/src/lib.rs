@@ -1,7 +1,8 @@
 //! The bbolt file format (version 2, magic `0xED0CDAED`), read-only, as etcd writes it.
 //!
 //! Overview of the main types:
-//! - [`Db`]: a bbolt image in memory or mapped from a file ([`MappedFile`]); page size taken
+//! - [`Db`]: a bbolt image read from a [`Source`]: bytes in memory or mapped from a file
+//!   ([`MappedFile`], fastest), or a [`FileSource`] read page by page (smallest); page size taken
 //!   from the file, both meta pages validated (FNV-1a) and the current one chosen as bbolt does.
 //! - [`Db::walk`]: one depth-first pass over every bucket in key order that calls back with each
 //!   entry *and* collects every structural [`Finding`] on the way (pages out of bounds or
@@ -13,7 +14,7 @@
 //! file's own size, so no input can panic, hang or exhaust memory.
 //!
 //! ```
-//! let err = lifeboat_bbolt::Db::open(&[0u8; 100]).unwrap_err();
+//! let err = lifeboat_bbolt::Db::open(&[0u8; 100][..]).unwrap_err();
 //! assert!(matches!(err, lifeboat_bbolt::Error::NotBbolt { .. }));
 //! ```
 
@@ -24,6 +25,7 @@ mod error;
 mod file;
 mod meta;
 mod page;
+mod source;
 mod walk;
 
 pub use check::{Finding, FindingKind};
@@ -32,4 +34,8 @@ pub use error::{Error, Result};
 pub use file::MappedFile;
 pub use meta::{FREELIST_NOT_PERSISTED, MAGIC, Meta};
 pub use page::{PAGE_HEADER_SIZE, PageKind};
+pub use source::{FileSource, Source};
 pub use walk::Entry;
+
+#[cfg(test)]
+mod tests;

@@ -8,6 +8,8 @@
 //! ```
 //! A page with `overflow` n spans n + 1 contiguous pages; only the first has a header.
 
+use std::borrow::Cow;
+
 use crate::bytes::{range, u16_at, u32_at, u64_at};
 
 /// Size of the page header.
@@ -38,13 +40,13 @@ impl PageKind {
 }
 
 /// A page's header and the bytes of its whole span (header included).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Page<'a> {
     pub id: u64,
     pub flags: u16,
     pub count: u16,
     pub overflow: u32,
-    pub span: &'a [u8],
+    pub span: Cow<'a, [u8]>,
 }
 
 /// Why an element cannot be read.
@@ -55,12 +57,12 @@ pub(crate) struct ElementOutOfPage {
 
 impl<'a> Page<'a> {
     /// Reads the header at the start of `span`; `None` if `span` is shorter than a header.
-    pub fn parse_header(span: &'a [u8]) -> Option<Self> {
+    pub fn parse_header(span: Cow<'a, [u8]>) -> Option<Self> {
         Some(Self {
-            id: u64_at(span, 0)?,
-            flags: u16_at(span, 8)?,
-            count: u16_at(span, 10)?,
-            overflow: u32_at(span, 12)?,
+            id: u64_at(&span, 0)?,
+            flags: u16_at(&span, 8)?,
+            count: u16_at(&span, 10)?,
+            overflow: u32_at(&span, 12)?,
             span,
         })
     }
@@ -69,15 +71,15 @@ impl<'a> Page<'a> {
         PageKind::from_flags(self.flags)
     }
 
-    fn element(&self, index: usize) -> Result<(usize, &'a [u8]), ElementOutOfPage> {
+    fn element(&self, index: usize) -> Result<(usize, &[u8]), ElementOutOfPage> {
         let at = PAGE_HEADER_SIZE + ELEMENT_SIZE * index;
-        range(self.span, at, ELEMENT_SIZE)
+        range(&self.span, at, ELEMENT_SIZE)
             .map(|e| (at, e))
             .ok_or(ElementOutOfPage { index })
     }
 
     /// Branch element `index`: its key and child page.
-    pub fn branch(&self, index: usize) -> Result<(&'a [u8], u64), ElementOutOfPage> {
+    pub fn branch(&self, index: usize) -> Result<(&[u8], u64), ElementOutOfPage> {
         let bad = ElementOutOfPage { index };
         let (at, e) = self.element(index)?;
         let (pos, ksize, child) = (
@@ -85,12 +87,12 @@ impl<'a> Page<'a> {
             u32_at(e, 4).ok_or(bad)?,
             u64_at(e, 8).ok_or(bad)?,
         );
-        let key = range(self.span, at + pos as usize, ksize as usize).ok_or(bad)?;
+        let key = range(&self.span, at + pos as usize, ksize as usize).ok_or(bad)?;
         Ok((key, child))
     }
 
     /// Leaf element `index`: flags, key and value.
-    pub fn leaf(&self, index: usize) -> Result<(u32, &'a [u8], &'a [u8]), ElementOutOfPage> {
+    pub fn leaf(&self, index: usize) -> Result<(u32, &[u8], &[u8]), ElementOutOfPage> {
         let bad = ElementOutOfPage { index };
         let (at, e) = self.element(index)?;
         let flags = u32_at(e, 0).ok_or(bad)?;
@@ -100,8 +102,8 @@ impl<'a> Page<'a> {
             u32_at(e, 12).ok_or(bad)?,
         );
         let start = at + pos as usize;
-        let key = range(self.span, start, ksize as usize).ok_or(bad)?;
-        let value = range(self.span, start + ksize as usize, vsize as usize).ok_or(bad)?;
+        let key = range(&self.span, start, ksize as usize).ok_or(bad)?;
+        let value = range(&self.span, start + ksize as usize, vsize as usize).ok_or(bad)?;
         Ok((flags, key, value))
     }
 }

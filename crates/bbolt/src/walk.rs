@@ -1,5 +1,6 @@
 //! One depth-first pass over every bucket, in key order, that checks the structure on the way.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use crate::Db;
@@ -7,6 +8,7 @@ use crate::bytes::u64_at;
 use crate::check::{Finding, FindingKind};
 use crate::db::PageFault;
 use crate::page::{BUCKET_LEAF_FLAG, PAGE_HEADER_SIZE, Page, PageKind};
+use crate::source::Source;
 
 /// Deeper trees or bucket nesting than this are reported, not followed: a B+tree over any file
 /// that fits in memory is far shallower, so only a damaged or hostile file gets here.
@@ -53,8 +55,8 @@ impl PageSet {
     }
 }
 
-pub(crate) struct Walker<'d, 'a, F> {
-    pub db: &'d Db<'a>,
+pub(crate) struct Walker<'d, 's, S: Source + ?Sized, F> {
+    pub db: &'d Db<'s, S>,
     pub reachable: PageSet,
     pub freed: Option<&'d PageSet>,
     pub findings: Vec<Finding>,
@@ -68,8 +70,8 @@ struct Bounds<'a> {
     upper: Option<&'a [u8]>,
 }
 
-impl<'d, 'a, F: FnMut(Entry<'a>)> Walker<'d, 'a, F> {
-    pub fn new(db: &'d Db<'a>, on_entry: F) -> Self {
+impl<'d, 's, S: Source + ?Sized, F: FnMut(Entry<'_>)> Walker<'d, 's, S, F> {
+    pub fn new(db: &'d Db<'s, S>, on_entry: F) -> Self {
         let mut reachable = PageSet::new(db.meta().hwm);
         reachable.insert(0);
         reachable.insert(1);
@@ -99,7 +101,7 @@ impl<'d, 'a, F: FnMut(Entry<'a>)> Walker<'d, 'a, F> {
         );
     }
 
-    fn walk_tree(&mut self, id: u64, bucket_depth: usize, tree_depth: usize, bounds: Bounds<'a>) {
+    fn walk_tree(&mut self, id: u64, bucket_depth: usize, tree_depth: usize, bounds: Bounds<'_>) {
         if tree_depth > MAX_DEPTH {
             return self.report(id, FindingKind::TooDeep);
         }
@@ -130,13 +132,13 @@ impl<'d, 'a, F: FnMut(Entry<'a>)> Walker<'d, 'a, F> {
             return;
         }
         match page.kind() {
-            Some(PageKind::Branch) => self.walk_branch(page, bucket_depth, tree_depth, bounds),
-            Some(PageKind::Leaf) => self.walk_leaf(page, id, bucket_depth, bounds),
+            Some(PageKind::Branch) => self.walk_branch(&page, bucket_depth, tree_depth, bounds),
+            Some(PageKind::Leaf) => self.walk_leaf(&page, id, bucket_depth, bounds),
             _ => self.report(id, FindingKind::InvalidType { flags: page.flags }),
         }
     }
 
-    fn walk_branch(&mut self, page: Page<'a>, bucket_depth: usize, tree_depth: usize, bounds: Bounds<'a>) {
+    fn walk_branch(&mut self, page: &Page<'_>, bucket_depth: usize, tree_depth: usize, bounds: Bounds<'_>) {
         if page.count == 0 {
             return self.report(page.id, FindingKind::EmptyBranch);
         }
@@ -170,7 +172,7 @@ impl<'d, 'a, F: FnMut(Entry<'a>)> Walker<'d, 'a, F> {
         }
     }
 
-    fn walk_leaf(&mut self, page: Page<'a>, at: u64, bucket_depth: usize, bounds: Bounds<'a>) {
+    fn walk_leaf(&mut self, page: &Page<'_>, at: u64, bucket_depth: usize, bounds: Bounds<'_>) {
         let mut keys = Vec::with_capacity(usize::from(page.count));
         let mut entries = Vec::with_capacity(usize::from(page.count));
         for index in 0..usize::from(page.count) {
@@ -198,7 +200,7 @@ impl<'d, 'a, F: FnMut(Entry<'a>)> Walker<'d, 'a, F> {
     }
 
     /// A nested bucket: a root page, or (root 0) an inline leaf page inside the value.
-    fn walk_bucket(&mut self, at: u64, index: usize, value: &'a [u8], depth: usize) {
+    fn walk_bucket(&mut self, at: u64, index: usize, value: &[u8], depth: usize) {
         if depth > MAX_DEPTH {
             return self.report(at, FindingKind::TooDeep);
         }
@@ -213,9 +215,9 @@ impl<'d, 'a, F: FnMut(Entry<'a>)> Walker<'d, 'a, F> {
             return self.walk_tree(root, depth, 0, unbounded);
         }
         let inline = &value[BUCKET_HEADER_SIZE..];
-        match Page::parse_header(inline) {
+        match Page::parse_header(Cow::Borrowed(inline)) {
             Some(page) if page.kind() == Some(PageKind::Leaf) && inline.len() >= PAGE_HEADER_SIZE => {
-                self.walk_leaf(page, at, depth, unbounded);
+                self.walk_leaf(&page, at, depth, unbounded);
             }
             _ => self.report(at, FindingKind::BadInlineBucket { index }),
         }
@@ -223,7 +225,7 @@ impl<'d, 'a, F: FnMut(Entry<'a>)> Walker<'d, 'a, F> {
 
     /// Keys strictly ascending, the first at or above the parent's separator, all below the
     /// next separator; zero-length keys are invalid.
-    fn check_keys(&mut self, page: u64, keys: &[&'a [u8]], bounds: Bounds<'a>) {
+    fn check_keys(&mut self, page: u64, keys: &[&[u8]], bounds: Bounds<'_>) {
         for (index, key) in keys.iter().enumerate() {
             if key.is_empty() {
                 self.report(page, FindingKind::EmptyKey { index });
@@ -245,11 +247,11 @@ impl<'d, 'a, F: FnMut(Entry<'a>)> Walker<'d, 'a, F> {
     }
 }
 
-impl<'a> Db<'a> {
+impl<S: Source + ?Sized> Db<'_, S> {
     /// Visits every entry of every bucket in key order, depth first (a nested bucket's entries
     /// right after its own entry), and returns every structural finding met on the way.
     /// Damaged subtrees are reported and skipped, never followed twice.
-    pub fn walk(&self, on_entry: impl FnMut(Entry<'a>)) -> Vec<Finding> {
+    pub fn walk(&self, on_entry: impl FnMut(Entry<'_>)) -> Vec<Finding> {
         let mut walker = Walker::new(self, on_entry);
         walker.walk_root();
         walker.findings

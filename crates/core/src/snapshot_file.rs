@@ -2,34 +2,43 @@
 
 use std::path::Path;
 
-use lifeboat_bbolt::{Db, MappedFile};
+use lifeboat_bbolt::{Db, FileSource, MappedFile, Source};
 use lifeboat_etcd_data::{SnapshotStatus, VerifyReport};
 
 use crate::{Error, Result};
 
-fn mapped(path: &Path) -> Result<MappedFile> {
-    MappedFile::open(path).map_err(|e| Error::SnapshotFile {
+/// How a file is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Mapped into memory: fastest; its pages count in the process's RSS while mapped.
+    Mapped,
+    /// Read page by page: memory stays at a few pages whatever the file's size.
+    Paged,
+}
+
+fn failed(path: &Path) -> impl Fn(lifeboat_etcd_data::Error) -> Error + '_ {
+    move |source| Error::SnapshotFile {
         path: path.to_path_buf(),
-        source: e.into(),
-    })
+        source,
+    }
 }
 
 /// `snapshot status`: fails, like etcdutl, when the consistency check finds anything.
-pub fn status(path: &Path) -> Result<SnapshotStatus> {
-    let file = mapped(path)?;
-    let with_path = |source| Error::SnapshotFile {
-        path: path.to_path_buf(),
-        source,
-    };
-    let db = Db::open(file.bytes()).map_err(|e| with_path(e.into()))?;
-    lifeboat_etcd_data::status(&db).map_err(with_path)
+pub fn status(path: &Path, access: Access) -> Result<SnapshotStatus> {
+    fn of<S: Source + ?Sized>(source: &S) -> lifeboat_etcd_data::Result<SnapshotStatus> {
+        lifeboat_etcd_data::status(&Db::open(source)?)
+    }
+    match access {
+        Access::Mapped => of(MappedFile::open(path)
+            .map_err(|e| failed(path)(e.into()))?
+            .bytes()),
+        Access::Paged => of(&FileSource::open(path).map_err(|e| failed(path)(e.into()))?),
+    }
+    .map_err(failed(path))
 }
 
 /// `snapshot verify`: every finding; `Err` only when the file is not readable as bbolt.
 pub fn verify(path: &Path) -> Result<VerifyReport> {
-    let file = mapped(path)?;
-    lifeboat_etcd_data::verify(file.bytes()).map_err(|source| Error::SnapshotFile {
-        path: path.to_path_buf(),
-        source,
-    })
+    let file = MappedFile::open(path).map_err(|e| failed(path)(e.into()))?;
+    lifeboat_etcd_data::verify(file.bytes()).map_err(failed(path))
 }

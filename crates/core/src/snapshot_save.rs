@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use tracing::info;
 
 use crate::fsio::{PendingFile, part_path};
+use crate::snapshot_file::Access;
 use crate::{Error, Progress, Result};
 
 /// What to save and where.
@@ -98,7 +99,9 @@ pub async fn save(options: &SaveOptions, progress: &dyn Progress) -> Result<Save
     trailer.finish().map_err(damaged)?;
     // The trailer proves the bytes arrived as sent; reading the image proves etcd sent a
     // sound one, and gives the revision and key count of what was actually saved.
-    let contents = crate::snapshot_file::status(&part_path(&options.path)).map_err(|e| match e {
+    // Read page by page: mapping would count the whole file in our memory use.
+    let part = part_path(&options.path);
+    let contents = crate::snapshot_file::status(&part, Access::Paged).map_err(|e| match e {
         Error::SnapshotFile { source, .. } => damaged(source),
         other => other,
     })?;

@@ -1,7 +1,7 @@
 //! `snapshot status`: hash, revision, total keys and size, exactly as etcdutl 3.5 and etcdctl
 //! 3.4 compute them, in one pass that also runs the bbolt consistency check.
 
-use lifeboat_bbolt::{Db, Entry, Finding};
+use lifeboat_bbolt::{Db, Entry, Finding, Source};
 
 use crate::{Error, Result};
 
@@ -25,16 +25,16 @@ pub struct SnapshotStatus {
 
 /// Accumulates the status from the entries of a walk.
 #[derive(Debug, Default)]
-pub(crate) struct StatusBuilder<'a> {
+pub(crate) struct StatusBuilder {
     hash: u32,
     total_key: u64,
     in_key_bucket: bool,
-    last_revision_key: Option<&'a [u8]>,
+    last_revision_key: Option<Vec<u8>>,
     non_bucket_at_root: Option<Vec<u8>>,
 }
 
-impl<'a> StatusBuilder<'a> {
-    pub fn entry(&mut self, entry: &Entry<'a>) {
+impl StatusBuilder {
+    pub fn entry(&mut self, entry: &Entry<'_>) {
         match entry.depth {
             0 => {
                 if !entry.is_bucket && self.non_bucket_at_root.is_none() {
@@ -51,14 +51,16 @@ impl<'a> StatusBuilder<'a> {
                 }
                 self.total_key += 1;
                 if self.in_key_bucket {
-                    self.last_revision_key = Some(entry.key);
+                    let last = self.last_revision_key.get_or_insert_with(Vec::new);
+                    last.clear();
+                    last.extend_from_slice(entry.key);
                 }
             }
             _ => {}
         }
     }
 
-    pub fn finish(self, db: &Db<'_>) -> Result<SnapshotStatus> {
+    pub fn finish<S: Source + ?Sized>(self, db: &Db<'_, S>) -> Result<SnapshotStatus> {
         if let Some(name) = self.non_bucket_at_root {
             return Err(Error::NotABucket {
                 name: String::from_utf8_lossy(&name).into_owned(),
@@ -66,7 +68,7 @@ impl<'a> StatusBuilder<'a> {
         }
         let revision = match self.last_revision_key {
             None => 0,
-            Some(key) => main_revision(key).ok_or_else(|| Error::BadRevisionKey {
+            Some(key) => main_revision(&key).ok_or_else(|| Error::BadRevisionKey {
                 key: hex::encode(key),
             })?,
         };
@@ -85,7 +87,7 @@ pub fn main_revision(key: &[u8]) -> Option<i64> {
 }
 
 /// Computes the status; like etcdutl, any consistency finding makes it fail.
-pub fn status(db: &Db<'_>) -> Result<SnapshotStatus> {
+pub fn status<S: Source + ?Sized>(db: &Db<'_, S>) -> Result<SnapshotStatus> {
     let mut builder = StatusBuilder::default();
     let findings = db.check(|entry| builder.entry(&entry));
     if !findings.is_empty() {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use lifeboat_core::etcd_data::SnapshotStatus;
+use lifeboat_core::snapshot_file::Access;
 
 use crate::output::{self, OutputFormat};
 
@@ -17,7 +18,7 @@ pub struct StatusArgs {
 }
 
 pub fn run(args: StatusArgs, format: OutputFormat) -> anyhow::Result<()> {
-    let status = lifeboat_core::snapshot_file::status(&args.file)?;
+    let status = lifeboat_core::snapshot_file::status(&args.file, Access::Mapped)?;
     print(&status, format)
 }
 

@@ -1,0 +1,273 @@
+//! Unit tests on small files built byte by byte: fresh bbolt layouts, freelists in both count
+//! forms, damaged metas and trees, and exhaustive bit flips and truncations.
+
+use crate::meta::fnv1a;
+use crate::{Db, Error, FindingKind};
+
+const PS: usize = 4096;
+
+fn header(page: &mut [u8], id: u64, flags: u16, count: u16, overflow: u32) {
+    page[..8].copy_from_slice(&id.to_le_bytes());
+    page[8..10].copy_from_slice(&flags.to_le_bytes());
+    page[10..12].copy_from_slice(&count.to_le_bytes());
+    page[12..16].copy_from_slice(&overflow.to_le_bytes());
+}
+
+fn meta(id: u64, root: u64, freelist: u64, hwm: u64, txid: u64) -> Vec<u8> {
+    let mut page = vec![0; PS];
+    header(&mut page, id, 0x04, 0, 0);
+    let fields: [u64; 8] = [
+        u64::from(crate::MAGIC) | (2 << 32),
+        PS as u64,
+        root,
+        0,
+        freelist,
+        hwm,
+        txid,
+        0,
+    ];
+    for (i, field) in fields.iter().enumerate() {
+        page[16 + 8 * i..24 + 8 * i].copy_from_slice(&field.to_le_bytes());
+    }
+    let checksum = fnv1a(&page[16..72]);
+    page[72..80].copy_from_slice(&checksum.to_le_bytes());
+    page
+}
+
+/// A leaf page (or, with `id` None, an inline page image) holding `entries` (flags, key, value).
+fn leaf(id: Option<u64>, entries: &[(u32, &[u8], &[u8])]) -> Vec<u8> {
+    let mut page = vec![0; 16 + 16 * entries.len()];
+    header(&mut page, id.unwrap_or(0), 0x02, entries.len() as u16, 0);
+    for (i, (flags, key, value)) in entries.iter().enumerate() {
+        let element = 16 + 16 * i;
+        let pos = (page.len() - element) as u32;
+        for (offset, field) in [*flags, pos, key.len() as u32, value.len() as u32]
+            .iter()
+            .enumerate()
+        {
+            page[element + 4 * offset..element + 4 * offset + 4].copy_from_slice(&field.to_le_bytes());
+        }
+        page.extend_from_slice(key);
+        page.extend_from_slice(value);
+    }
+    if id.is_some() {
+        page.resize(PS, 0);
+    }
+    page
+}
+
+fn branch(id: u64, children: &[(&[u8], u64)]) -> Vec<u8> {
+    let mut page = vec![0; 16 + 16 * children.len()];
+    header(&mut page, id, 0x01, children.len() as u16, 0);
+    for (i, (key, child)) in children.iter().enumerate() {
+        let element = 16 + 16 * i;
+        let pos = (page.len() - element) as u32;
+        page[element..element + 4].copy_from_slice(&pos.to_le_bytes());
+        page[element + 4..element + 8].copy_from_slice(&(key.len() as u32).to_le_bytes());
+        page[element + 8..element + 16].copy_from_slice(&child.to_le_bytes());
+        page.extend_from_slice(key);
+    }
+    page.resize(PS, 0);
+    page
+}
+
+fn freelist(id: u64, ids: &[u64], long_form: bool) -> Vec<u8> {
+    let mut page = vec![0; PS];
+    let count = if long_form { 0xFFFF } else { ids.len() as u16 };
+    header(&mut page, id, 0x10, count, 0);
+    let mut at = 16;
+    if long_form {
+        page[16..24].copy_from_slice(&(ids.len() as u64).to_le_bytes());
+        at = 24;
+    }
+    for id in ids {
+        page[at..at + 8].copy_from_slice(&id.to_le_bytes());
+        at += 8;
+    }
+    page
+}
+
+fn bucket_value_inline(entries: &[(u32, &[u8], &[u8])]) -> Vec<u8> {
+    [vec![0; 16], leaf(None, entries)].concat()
+}
+
+/// bbolt's fresh file: metas (txid 0 and 1), freelist page 2, empty root leaf page 3.
+fn fresh() -> Vec<u8> {
+    [
+        meta(0, 3, 2, 4, 0),
+        meta(1, 3, 2, 4, 1),
+        freelist(2, &[], false),
+        leaf(Some(3), &[]),
+    ]
+    .concat()
+}
+
+/// An etcd-like file: no freelist, a root leaf with an inline bucket and a bucket whose root is a
+/// branch over two leaves.
+fn etcd_like() -> Vec<u8> {
+    let small = bucket_value_inline(&[(0, b"a", b"1"), (0, b"b", b"2")]);
+    let mut tree = vec![0u8; 16];
+    tree[..8].copy_from_slice(&3u64.to_le_bytes());
+    let no_freelist = crate::FREELIST_NOT_PERSISTED;
+    [
+        meta(0, 2, no_freelist, 6, 9),
+        meta(1, 2, no_freelist, 6, 8),
+        leaf(Some(2), &[(1, b"inline", &small), (1, b"tree", &tree)]),
+        branch(3, &[(b"k1", 4), (b"k5", 5)]),
+        leaf(Some(4), &[(0, b"k1", b"v1"), (0, b"k2", b"v2")]),
+        leaf(Some(5), &[(0, b"k5", b"v5"), (0, b"k6", b"v6")]),
+    ]
+    .concat()
+}
+
+fn kinds(file: &[u8]) -> Vec<FindingKind> {
+    Db::open(file)
+        .unwrap()
+        .check(|_| {})
+        .into_iter()
+        .map(|f| f.kind)
+        .collect()
+}
+
+#[test]
+fn fresh_file_is_clean() {
+    let file = fresh();
+    let db = Db::open(&file).unwrap();
+    assert_eq!(db.meta().txid, 1);
+    assert_eq!(db.meta_page(), 1);
+    assert_eq!(db.size(), 4 * PS as u64);
+    let mut entries = 0;
+    assert!(db.check(|_| entries += 1).is_empty());
+    assert_eq!(entries, 0);
+}
+
+#[test]
+fn walk_visits_buckets_in_key_order_depth_first() {
+    let file = etcd_like();
+    let db = Db::open(&file).unwrap();
+    let mut seen = Vec::new();
+    assert!(
+        db.check(|e| seen.push((e.depth, e.key.to_vec(), e.is_bucket)))
+            .is_empty()
+    );
+    let expected: Vec<(usize, &[u8], bool)> = vec![
+        (0, b"inline", true),
+        (1, b"a", false),
+        (1, b"b", false),
+        (0, b"tree", true),
+        (1, b"k1", false),
+        (1, b"k2", false),
+        (1, b"k5", false),
+        (1, b"k6", false),
+    ];
+    let expected: Vec<(usize, Vec<u8>, bool)> =
+        expected.into_iter().map(|(d, k, b)| (d, k.to_vec(), b)).collect();
+    assert_eq!(seen, expected);
+}
+
+#[test]
+fn freelist_rules_in_both_count_forms() {
+    for long_form in [false, true] {
+        // Page 4 listed free, page 3 (the root) listed too, page 4 listed twice.
+        let mut file = fresh();
+        file[..2 * PS].copy_from_slice(&[meta(0, 3, 2, 5, 0), meta(1, 3, 2, 5, 1)].concat());
+        file[2 * PS..3 * PS].copy_from_slice(&freelist(2, &[3, 4, 4], long_form));
+        file.extend(vec![0; PS]);
+        let found = kinds(&file);
+        assert!(found.contains(&FindingKind::AlreadyFreed), "{found:?}");
+        assert!(found.contains(&FindingKind::ReachableFreed), "{found:?}");
+        assert!(!found.contains(&FindingKind::UnreachableUnfreed), "{found:?}");
+
+        // Page 4 neither reachable nor listed.
+        file[2 * PS..3 * PS].copy_from_slice(&freelist(2, &[], long_form));
+        assert_eq!(kinds(&file), [FindingKind::UnreachableUnfreed]);
+    }
+}
+
+#[test]
+fn damaged_trees_report_every_finding_and_terminate() {
+    // The branch points to page 4 twice and to itself.
+    let mut file = etcd_like();
+    file[3 * PS..4 * PS].copy_from_slice(&branch(3, &[(b"k1", 4), (b"k3", 4), (b"k5", 3)]));
+    let found = kinds(&file);
+    assert!(found.contains(&FindingKind::MultipleReferences), "{found:?}");
+    assert!(found.contains(&FindingKind::SelfReference), "{found:?}");
+
+    // Separators that the children's keys do not respect.
+    file[3 * PS..4 * PS].copy_from_slice(&branch(3, &[(b"k1", 4), (b"k2", 5)]));
+    file[5 * PS..6 * PS].copy_from_slice(&leaf(Some(5), &[(0, b"k0", b"v")]));
+    let found = kinds(&file);
+    assert!(found.contains(&FindingKind::AboveNextParentKey), "{found:?}");
+    assert!(found.contains(&FindingKind::BelowParentKey), "{found:?}");
+
+    // Keys out of order in a leaf, and a child pointer beyond the high-water mark.
+    let mut file = etcd_like();
+    file[4 * PS..5 * PS].copy_from_slice(&leaf(Some(4), &[(0, b"k2", b"v"), (0, b"k1", b"v")]));
+    file[3 * PS..4 * PS].copy_from_slice(&branch(3, &[(b"k1", 4), (b"k5", 99)]));
+    let found = kinds(&file);
+    assert!(found.contains(&FindingKind::KeyOrder { index: 1 }), "{found:?}");
+    assert!(found.contains(&FindingKind::OutOfBounds { hwm: 6 }), "{found:?}");
+
+    // A page whose header names another page, and one whose type is no type.
+    let mut file = etcd_like();
+    file[4 * PS] = 7;
+    file[5 * PS + 8] = 0x20;
+    let found = kinds(&file);
+    assert!(found.contains(&FindingKind::IdMismatch { found: 7 }), "{found:?}");
+    assert!(
+        found.contains(&FindingKind::InvalidType { flags: 0x20 }),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn meta_choice_follows_bbolt() {
+    let mut file = etcd_like();
+    file[64] ^= 0xFF; // meta 0 (txid 9) now fails its checksum
+    let db = Db::open(&file).unwrap();
+    assert_eq!((db.meta_page(), db.meta().txid), (1, 8));
+    assert_eq!(db.other_meta_problem(), Some("meta page 0: checksum mismatch"));
+    file[PS + 64] ^= 0xFF;
+    assert!(matches!(Db::open(&file), Err(Error::NoValidMeta { .. })));
+
+    let mut big_endian = etcd_like();
+    for page in [0, PS] {
+        big_endian[page + 16..page + 20].reverse();
+    }
+    assert_eq!(Db::open(&big_endian).unwrap_err(), Error::BigEndian);
+    assert!(matches!(
+        Db::open(&[0u8; 100][..]),
+        Err(Error::NotBbolt { len: 100 })
+    ));
+    let short = etcd_like();
+    assert!(matches!(
+        Db::open(&short[..5 * PS]),
+        Err(Error::Truncated { pages: 6, .. })
+    ));
+}
+
+/// Every bit of every header, meta and element byte, and every truncation: an error or
+/// findings, never a panic; each walk ends (pages are followed at most once).
+#[test]
+fn no_bit_flip_or_truncation_panics() {
+    for file in [fresh(), etcd_like()] {
+        for page in 0..file.len() / PS {
+            for offset in 0..128 {
+                for bit in 0..8 {
+                    let mut damaged = file.clone();
+                    damaged[page * PS + offset] ^= 1 << bit;
+                    if let Ok(db) = Db::open(&damaged) {
+                        let mut entries = 0usize;
+                        db.check(|_| entries += 1);
+                        assert!(entries <= damaged.len() / 16, "each entry needs an element");
+                    }
+                }
+            }
+        }
+        for len in 0..file.len() {
+            if let Ok(db) = Db::open(&file[..len]) {
+                db.check(|_| {});
+            }
+        }
+    }
+}
