@@ -2,6 +2,9 @@
 
 use std::fs::File;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use memmap2::Advice;
 
 use crate::{Error, Result};
 
@@ -28,12 +31,35 @@ impl MappedFile {
         // SAFETY: the map is read-only and private to this process; the caller's contract
         // (documented above) is that the file is not truncated while mapped.
         #[allow(unsafe_code)]
-        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(io)?;
+        let map = unsafe { memmap2::MmapOptions::new().map(&file) }.map_err(io)?;
         Ok(Self { map: Some(map) })
     }
 
     /// The file's bytes.
     pub fn bytes(&self) -> &[u8] {
         self.map.as_deref().unwrap_or_default()
+    }
+
+    /// Runs `work` on the bytes while a second thread maps the file's pages in ahead of it, so
+    /// the kernel's share of a full read runs on another core.
+    pub fn read_with<R>(&self, work: impl FnOnce(&[u8]) -> R) -> R {
+        const CHUNK: usize = 8 << 20;
+        let done = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            if let Some(map) = &self.map {
+                scope.spawn(|| {
+                    for offset in (0..map.len()).step_by(CHUNK) {
+                        if done.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        // Only a hint: on kernels without it the reader faults pages in itself.
+                        let _ = map.advise_range(Advice::PopulateRead, offset, CHUNK.min(map.len() - offset));
+                    }
+                });
+            }
+            let result = work(self.bytes());
+            done.store(true, Ordering::Relaxed);
+            result
+        })
     }
 }

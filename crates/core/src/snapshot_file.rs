@@ -29,9 +29,9 @@ pub fn status(path: &Path, access: Access) -> Result<SnapshotStatus> {
         lifeboat_etcd_data::status(&Db::open(source)?)
     }
     match access {
-        Access::Mapped => of(MappedFile::open(path)
+        Access::Mapped => MappedFile::open(path)
             .map_err(|e| failed(path)(e.into()))?
-            .bytes()),
+            .read_with(of),
         Access::Paged => of(&FileSource::open(path).map_err(|e| failed(path)(e.into()))?),
     }
     .map_err(failed(path))
@@ -40,5 +40,5 @@ pub fn status(path: &Path, access: Access) -> Result<SnapshotStatus> {
 /// `snapshot verify`: every finding; `Err` only when the file is not readable as bbolt.
 pub fn verify(path: &Path) -> Result<VerifyReport> {
     let file = MappedFile::open(path).map_err(|e| failed(path)(e.into()))?;
-    lifeboat_etcd_data::verify(file.bytes()).map_err(failed(path))
+    file.read_with(lifeboat_etcd_data::verify).map_err(failed(path))
 }
