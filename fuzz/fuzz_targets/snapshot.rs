@@ -1,9 +1,14 @@
 //! Any bytes as a snapshot file: open, check, walk, status and verify must return, never panic.
+//!
+//! The first byte picks the mode: raw bytes (with meta checksums fixed up, so the fuzzer gets
+//! past meta validation), or a list of (offset, xor) edits and a truncation applied to a valid
+//! etcd-like or fresh bbolt file, which reaches deep into damaged trees and freelists.
 #![no_main]
 
+use lifeboat_bbolt::testing::{PS, etcd_like, fresh};
 use lifeboat_etcd_data::bbolt::Db;
 
-/// FNV-1a 64 over the meta struct, so the fuzzer gets past meta validation and explores pages.
+/// FNV-1a 64 over the meta struct.
 fn fix_meta_checksum(data: &mut [u8], page: usize) {
     let Some(meta) = data.get_mut(page + 16..page + 80) else { return };
     let hash = meta[..56]
@@ -12,19 +17,48 @@ fn fix_meta_checksum(data: &mut [u8], page: usize) {
     meta[56..64].copy_from_slice(&hash.to_le_bytes());
 }
 
+fn edited(base: Vec<u8>, script: &[u8]) -> Vec<u8> {
+    let mut data = base;
+    let mut edits = script.chunks_exact(4);
+    for edit in &mut edits {
+        let offset = usize::from(u16::from_le_bytes([edit[0], edit[1]])) * usize::from(edit[2]).max(1) % data.len();
+        data[offset] ^= edit[3];
+    }
+    if let [cut_low, cut_high] = edits.remainder()[..] {
+        data.truncate(usize::from(u16::from_le_bytes([cut_low, cut_high])) % (data.len() + 1));
+    }
+    // Half the time keep the metas valid, so the damage lands in the tree.
+    if script.first().is_some_and(|b| b & 1 == 0) {
+        fix_meta_checksum(&mut data, 0);
+        fix_meta_checksum(&mut data, PS);
+    }
+    data
+}
+
+fn exercise(bytes: &[u8]) {
+    if let Ok(db) = Db::open(bytes) {
+        let mut entries = 0usize;
+        let _ = db.check(|_| entries += 1);
+        assert!(entries <= bytes.len() / 16, "every entry needs an element");
+        let _ = lifeboat_etcd_data::status(&db);
+    }
+    let _ = lifeboat_etcd_data::verify(bytes);
+}
+
 libfuzzer_sys::fuzz_target!(|input: &[u8]| {
-    let mut data = input.to_vec();
-    fix_meta_checksum(&mut data, 0);
-    let page_size = data.get(24..28).map_or(4096, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
-    if page_size.is_power_of_two() && page_size <= 65536 {
-        fix_meta_checksum(&mut data, page_size);
-    }
-    for bytes in [input, &data[..]] {
-        if let Ok(db) = Db::open(bytes) {
-            let mut entries = 0usize;
-            let _ = db.check(|_| entries += 1);
-            let _ = lifeboat_etcd_data::status(&db);
+    let Some((&mode, rest)) = input.split_first() else { return };
+    let data = match mode % 3 {
+        0 => {
+            let mut data = rest.to_vec();
+            fix_meta_checksum(&mut data, 0);
+            let page_size = data.get(24..28).map_or(PS, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+            if page_size.is_power_of_two() && page_size <= 65536 {
+                fix_meta_checksum(&mut data, page_size);
+            }
+            data
         }
-        let _ = lifeboat_etcd_data::verify(bytes);
-    }
+        1 => edited(etcd_like(), rest),
+        _ => edited(fresh(), rest),
+    };
+    exercise(&data);
 });

@@ -37,5 +37,7 @@ pub use page::{PAGE_HEADER_SIZE, PageKind};
 pub use source::{FileSource, Source};
 pub use walk::Entry;
 
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;

@@ -159,22 +159,25 @@ async fn connection_failures_name_their_cause() {
     assert_nothing_left(dir.path());
 }
 
+/// Starts a save, waits until bytes arrive, and freezes lifeboat (SIGSTOP) so that whatever
+/// the test does next lands mid-stream however fast the machine is.
+fn frozen_mid_stream(server: &EtcdServer, file: &Path) -> (std::process::Child, Pid) {
+    let mut child = save_command(server, file).stderr(Stdio::piped()).spawn().unwrap();
+    assert!(
+        wait_for_size(&mut child, &part_of(file), 1, Duration::from_secs(30)),
+        "the stream started"
+    );
+    let pid = Pid::from_raw(child.id() as i32);
+    kill(pid, Signal::SIGSTOP).unwrap();
+    (child, pid)
+}
+
 #[tokio::test]
 async fn etcd_killed_mid_stream_leaves_nothing() {
     let mut server = filled(EtcdConfig::new(EtcdVersion::V3_5).mtls(), &big()).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("killed.db");
-    let mut child = save_command(&server, &file)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert!(
-        wait_for_size(&mut child, &part_of(&file), 1, Duration::from_secs(30)),
-        "the stream started"
-    );
-    let pid = Pid::from_raw(child.id() as i32);
-    // Freeze lifeboat so the kill lands mid-stream however fast the machine is.
-    kill(pid, Signal::SIGSTOP).unwrap();
+    let (mut child, pid) = frozen_mid_stream(&server, &file);
     server.kill();
     kill(pid, Signal::SIGCONT).unwrap();
     let code = wait_exit(&mut child, Duration::from_secs(30));
@@ -194,16 +197,7 @@ async fn interrupt_or_terminate_during_save_leaves_nothing() {
     for (signal, code) in [(Signal::SIGINT, 130), (Signal::SIGTERM, 143)] {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("interrupted.db");
-        let mut child = save_command(&server, &file)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        assert!(
-            wait_for_size(&mut child, &part_of(&file), 1, Duration::from_secs(30)),
-            "the stream started"
-        );
-        let pid = Pid::from_raw(child.id() as i32);
-        kill(pid, Signal::SIGSTOP).unwrap();
+        let (mut child, pid) = frozen_mid_stream(&server, &file);
         kill(pid, signal).unwrap();
         kill(pid, Signal::SIGCONT).unwrap();
         assert_eq!(

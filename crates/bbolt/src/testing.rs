@@ -1,0 +1,120 @@
+//! Small bbolt files built byte by byte, for unit tests and the fuzz target (feature `testing`).
+
+use crate::meta::fnv1a;
+
+/// Page size of the built files.
+pub const PS: usize = 4096;
+
+fn header(page: &mut [u8], id: u64, flags: u16, count: u16, overflow: u32) {
+    page[..8].copy_from_slice(&id.to_le_bytes());
+    page[8..10].copy_from_slice(&flags.to_le_bytes());
+    page[10..12].copy_from_slice(&count.to_le_bytes());
+    page[12..16].copy_from_slice(&overflow.to_le_bytes());
+}
+
+pub fn meta(id: u64, root: u64, freelist: u64, hwm: u64, txid: u64) -> Vec<u8> {
+    let mut page = vec![0; PS];
+    header(&mut page, id, 0x04, 0, 0);
+    let fields: [u64; 8] = [
+        u64::from(crate::MAGIC) | (2 << 32),
+        PS as u64,
+        root,
+        0,
+        freelist,
+        hwm,
+        txid,
+        0,
+    ];
+    for (i, field) in fields.iter().enumerate() {
+        page[16 + 8 * i..24 + 8 * i].copy_from_slice(&field.to_le_bytes());
+    }
+    let checksum = fnv1a(&page[16..72]);
+    page[72..80].copy_from_slice(&checksum.to_le_bytes());
+    page
+}
+
+/// A leaf page (or, with `id` None, an inline page image) holding `entries` (flags, key, value).
+pub fn leaf(id: Option<u64>, entries: &[(u32, &[u8], &[u8])]) -> Vec<u8> {
+    let mut page = vec![0; 16 + 16 * entries.len()];
+    header(&mut page, id.unwrap_or(0), 0x02, entries.len() as u16, 0);
+    for (i, (flags, key, value)) in entries.iter().enumerate() {
+        let element = 16 + 16 * i;
+        let pos = (page.len() - element) as u32;
+        for (offset, field) in [*flags, pos, key.len() as u32, value.len() as u32]
+            .iter()
+            .enumerate()
+        {
+            page[element + 4 * offset..element + 4 * offset + 4].copy_from_slice(&field.to_le_bytes());
+        }
+        page.extend_from_slice(key);
+        page.extend_from_slice(value);
+    }
+    if id.is_some() {
+        page.resize(PS, 0);
+    }
+    page
+}
+
+pub fn branch(id: u64, children: &[(&[u8], u64)]) -> Vec<u8> {
+    let mut page = vec![0; 16 + 16 * children.len()];
+    header(&mut page, id, 0x01, children.len() as u16, 0);
+    for (i, (key, child)) in children.iter().enumerate() {
+        let element = 16 + 16 * i;
+        let pos = (page.len() - element) as u32;
+        page[element..element + 4].copy_from_slice(&pos.to_le_bytes());
+        page[element + 4..element + 8].copy_from_slice(&(key.len() as u32).to_le_bytes());
+        page[element + 8..element + 16].copy_from_slice(&child.to_le_bytes());
+        page.extend_from_slice(key);
+    }
+    page.resize(PS, 0);
+    page
+}
+
+pub fn freelist(id: u64, ids: &[u64], long_form: bool) -> Vec<u8> {
+    let mut page = vec![0; PS];
+    let count = if long_form { 0xFFFF } else { ids.len() as u16 };
+    header(&mut page, id, 0x10, count, 0);
+    let mut at = 16;
+    if long_form {
+        page[16..24].copy_from_slice(&(ids.len() as u64).to_le_bytes());
+        at = 24;
+    }
+    for id in ids {
+        page[at..at + 8].copy_from_slice(&id.to_le_bytes());
+        at += 8;
+    }
+    page
+}
+
+pub fn bucket_value_inline(entries: &[(u32, &[u8], &[u8])]) -> Vec<u8> {
+    [vec![0; 16], leaf(None, entries)].concat()
+}
+
+/// bbolt's fresh file: metas (txid 0 and 1), freelist page 2, empty root leaf page 3.
+pub fn fresh() -> Vec<u8> {
+    [
+        meta(0, 3, 2, 4, 0),
+        meta(1, 3, 2, 4, 1),
+        freelist(2, &[], false),
+        leaf(Some(3), &[]),
+    ]
+    .concat()
+}
+
+/// An etcd-like file: no freelist, a root leaf with an inline bucket and a bucket whose root is a
+/// branch over two leaves.
+pub fn etcd_like() -> Vec<u8> {
+    let small = bucket_value_inline(&[(0, b"a", b"1"), (0, b"b", b"2")]);
+    let mut tree = vec![0u8; 16];
+    tree[..8].copy_from_slice(&3u64.to_le_bytes());
+    let no_freelist = crate::FREELIST_NOT_PERSISTED;
+    [
+        meta(0, 2, no_freelist, 6, 9),
+        meta(1, 2, no_freelist, 6, 8),
+        leaf(Some(2), &[(1, b"inline", &small), (1, b"tree", &tree)]),
+        branch(3, &[(b"k1", 4), (b"k5", 5)]),
+        leaf(Some(4), &[(0, b"k1", b"v1"), (0, b"k2", b"v2")]),
+        leaf(Some(5), &[(0, b"k5", b"v5"), (0, b"k6", b"v6")]),
+    ]
+    .concat()
+}
