@@ -8,6 +8,7 @@
 //!   entry *and* collects every structural [`Finding`] on the way (pages out of bounds or
 //!   reached twice, bad page types, keys out of order, elements outside their page).
 //! - [`Db::check`]: [`Db::walk`] plus the freelist rules: the equivalent of bbolt's `Tx.Check`.
+//! - [`BulkWriter`]: writes a fresh, compact file from buckets given in key order.
 //!
 //! Every integer is decoded explicitly little-endian from bounds-checked slices; a big-endian
 //! file is refused by name. Recursion depth, allocations and page visits are bounded by the
@@ -27,6 +28,7 @@ mod meta;
 mod page;
 mod source;
 mod walk;
+mod write;
 
 pub use check::{Finding, FindingKind};
 pub use db::Db;
@@ -36,6 +38,7 @@ pub use meta::{FREELIST_NOT_PERSISTED, MAGIC, Meta};
 pub use page::{PAGE_HEADER_SIZE, PageKind};
 pub use source::{FileSource, Source};
 pub use walk::Entry;
+pub use write::{BucketRoot, BucketWriter, BulkWriter, WriteError};
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -156,3 +156,90 @@ fn no_bit_flip_or_truncation_panics() {
         }
     }
 }
+
+/// Entries of every bucket as a walk sees them: (depth, key, value unless a bucket).
+fn entries_of(bytes: &[u8]) -> Vec<(usize, Vec<u8>, Vec<u8>)> {
+    let db = Db::open(bytes).unwrap();
+    let mut seen = Vec::new();
+    let findings = db.check(|e| {
+        seen.push((
+            e.depth,
+            e.key.to_vec(),
+            if e.is_bucket { Vec::new() } else { e.value.to_vec() },
+        ))
+    });
+    assert!(findings.is_empty(), "{findings:?}");
+    seen
+}
+
+#[test]
+fn bulk_written_files_read_back_exactly_and_check_clean() {
+    use crate::{BucketRoot, BulkWriter};
+    let big_value = vec![0xabu8; 3 * PS + 100];
+    let many: Vec<(Vec<u8>, Vec<u8>)> = (0..20_000u32)
+        .map(|i| (i.to_be_bytes().to_vec(), format!("value-{i}").into_bytes()))
+        .collect();
+    let buckets: Vec<(&[u8], Vec<(Vec<u8>, Vec<u8>)>)> = vec![
+        (b"alarm", vec![]),
+        (b"key", many),
+        (
+            b"large",
+            vec![
+                (b"a".to_vec(), b"small".to_vec()),
+                (b"b".to_vec(), big_value),
+                (b"c".to_vec(), b"x".to_vec()),
+            ],
+        ),
+        (
+            b"meta",
+            vec![(b"consistent_index".to_vec(), 7u64.to_be_bytes().to_vec())],
+        ),
+    ];
+    let out = tempfile::tempfile().unwrap();
+    let mut writer = BulkWriter::new(&out, PS);
+    let mut roots = Vec::new();
+    for (name, entries) in &buckets {
+        let mut bucket = writer.bucket();
+        for (key, value) in entries {
+            writer.put(&mut bucket, key, value, false).unwrap();
+        }
+        roots.push((name.to_vec(), writer.finish_bucket(bucket).unwrap()));
+    }
+    assert!(
+        matches!(roots[0].1, BucketRoot::Inline(_)),
+        "an empty bucket is inline"
+    );
+    assert!(
+        matches!(roots[1].1, BucketRoot::Page(_)),
+        "a large bucket is a tree"
+    );
+    let size = writer.finish(roots).unwrap();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut &out, &mut bytes).unwrap();
+    assert_eq!(bytes.len() as u64, size);
+
+    let expected: Vec<(usize, Vec<u8>, Vec<u8>)> = buckets
+        .iter()
+        .flat_map(|(name, entries)| {
+            std::iter::once((0, name.to_vec(), Vec::new()))
+                .chain(entries.iter().map(|(k, v)| (1, k.clone(), v.clone())))
+        })
+        .collect();
+    assert_eq!(entries_of(&bytes), expected);
+    let db = Db::open(&bytes).unwrap();
+    assert_eq!(
+        (db.meta().txid, db.meta_page(), db.meta().freelist),
+        (2, 0, crate::FREELIST_NOT_PERSISTED)
+    );
+}
+
+#[test]
+fn bulk_writer_refuses_unordered_keys() {
+    let out = tempfile::tempfile().unwrap();
+    let mut writer = crate::BulkWriter::new(&out, PS);
+    let mut bucket = writer.bucket();
+    writer.put(&mut bucket, b"b", b"", false).unwrap();
+    assert!(writer.put(&mut bucket, b"a", b"", false).is_err());
+    assert!(writer.put(&mut bucket, b"b", b"", false).is_err());
+    assert!(writer.put(&mut bucket, b"", b"", false).is_err());
+}
