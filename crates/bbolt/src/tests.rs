@@ -179,7 +179,8 @@ fn bulk_written_files_read_back_exactly_and_check_clean() {
     let many: Vec<(Vec<u8>, Vec<u8>)> = (0..20_000u32)
         .map(|i| (i.to_be_bytes().to_vec(), format!("value-{i}").into_bytes()))
         .collect();
-    let buckets: Vec<(&[u8], Vec<(Vec<u8>, Vec<u8>)>)> = vec![
+    type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+    let buckets: Vec<(&[u8], Pairs)> = vec![
         (b"alarm", vec![]),
         (b"key", many),
         (
