@@ -4,7 +4,7 @@
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What is wrong with etcd data.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The stream is too short or of a size that cannot hold an image plus trailer.
@@ -26,6 +26,29 @@ pub enum Error {
     /// An entry of the root bucket is not a bucket.
     #[error("top-level entry {name:?} is not a bucket")]
     NotABucket { name: String },
+    /// A peer URL etcd would refuse.
+    #[error("peer URL {url:?} is not usable: {reason}")]
+    BadPeerUrl { url: String, reason: String },
+    /// An `--initial-cluster` entry that is not `name=url`.
+    #[error("--initial-cluster entry {part:?} is not name=scheme://host:port")]
+    BadInitialCluster { part: String },
+    /// Two members with the same peer URLs.
+    #[error("member {name:?} has the same peer URLs as another member; each member needs its own")]
+    DuplicateMember { name: String },
+    /// `--name` missing from `--initial-cluster`.
+    #[error("--name {name:?} does not appear in --initial-cluster")]
+    NameNotInCluster { name: String },
+    /// `--initial-advertise-peer-urls` differ from the member's URLs in `--initial-cluster`.
+    #[error(
+        "--initial-advertise-peer-urls {advertised} differ from {cluster}, the URLs --initial-cluster gives member {name:?}"
+    )]
+    AdvertisedUrlsDiffer { name: String, advertised: String, cluster: String },
+    /// The snapshot holds buckets inside buckets, which etcd never writes.
+    #[error("bucket {bucket:?} holds nested buckets; this is not an etcd snapshot")]
+    NestedBucket { bucket: String },
+    /// Writing the new data directory failed.
+    #[error(transparent)]
+    Write(#[from] lifeboat_bbolt::WriteError),
     /// A `key`-bucket key too short to hold a revision.
     #[error("key bucket entry {key} is not a revision")]
     BadRevisionKey { key: String },

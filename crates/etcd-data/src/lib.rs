@@ -9,11 +9,14 @@
 //! - [`verify()`]: trailer, bbolt check and etcd's structure, every finding in a
 //!   [`VerifyReport`].
 //! - [`KeyValue`], [`Revision`]: the MVCC records of the `key` bucket.
+//! - [`restore`]: a snapshot's backend rewritten for a new cluster (membership, consistent
+//!   index, optional revision bump), the WAL segment, the `.snap` file, member and cluster IDs.
 //!
 //! Synchronous and pure: no I/O, no network.
 
 mod error;
 mod kv;
+pub mod restore;
 mod status;
 mod trailer;
 mod verify;
