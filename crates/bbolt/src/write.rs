@@ -14,6 +14,10 @@ use crate::meta::{FREELIST_NOT_PERSISTED, MAGIC, VERSION, fnv1a};
 use crate::page::{BUCKET_LEAF_FLAG, PAGE_HEADER_SIZE};
 
 const ELEMENT_SIZE: usize = 16;
+/// A leaf grows past one page only for large values, and never past this.
+const MAX_LEAF_PAGES: usize = 16;
+/// bbolt panics on pages with 0xFFFF or more elements.
+const MAX_ELEMENTS: usize = 0xFFFE;
 const BRANCH_FLAG: u16 = 0x01;
 const LEAF_FLAG: u16 = 0x02;
 const META_FLAG: u16 = 0x04;
@@ -114,7 +118,7 @@ impl<'f> BulkWriter<'f> {
             });
         }
         let entry = ELEMENT_SIZE + key.len() + value.len();
-        if !bucket.pending.is_empty() && PAGE_HEADER_SIZE + bucket.pending_size + entry > self.page_size {
+        if !bucket.pending.is_empty() && !self.joins_leaf(bucket.pending_size, entry, bucket.pending.len()) {
             self.flush_leaf(bucket)?;
         }
         bucket.has_sub_buckets |= is_bucket;
@@ -126,6 +130,16 @@ impl<'f> BulkWriter<'f> {
         bucket.pending_size += entry;
         bucket.last_key = Some(key.to_vec());
         Ok(())
+    }
+
+    /// Whether an entry of `entry` bytes goes into the leaf being filled rather than a new one:
+    /// when it fits in the pages the leaf takes anyway, or when it is large and adding it costs
+    /// fewer new pages than a leaf of its own (values over a page otherwise waste most of their
+    /// last page each, as bbolt's own splits avoid by keeping two entries per node).
+    fn joins_leaf(&self, pending_size: usize, entry: usize, entries: usize) -> bool {
+        let pages = |bytes: usize| (PAGE_HEADER_SIZE + bytes).div_ceil(self.page_size);
+        let (now, joined, alone) = (pages(pending_size), pages(pending_size + entry), pages(entry));
+        joined == now || (joined - now < alone && joined <= MAX_LEAF_PAGES && entries < MAX_ELEMENTS)
     }
 
     fn flush_leaf(&mut self, bucket: &mut BucketWriter) -> Result<(), WriteError> {

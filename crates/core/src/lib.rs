@@ -4,6 +4,7 @@
 //! - [`snapshot_save::save`] with [`snapshot_save::SaveOptions`]: stream etcd's snapshot into a
 //!   file that exists only once complete and hash-checked; returns a [`snapshot_save::SaveReport`].
 //! - [`snapshot_file`]: status and verify of a snapshot file, mapped read-only.
+//! - [`snapshot_restore`]: a member data directory etcd 3.4/3.5 boot, without etcdutl.
 //! - [`Progress`]: how long operations report bytes done; the CLI draws a bar from it.
 //! - [`fsio`]: the temp-name, fsync, rename discipline every written artefact follows.
 //!
@@ -13,6 +14,7 @@ mod error;
 pub mod fsio;
 mod progress;
 pub mod snapshot_file;
+pub mod snapshot_restore;
 pub mod snapshot_save;
 
 pub use error::{Error, Result};

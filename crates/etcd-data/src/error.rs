@@ -42,7 +42,11 @@ pub enum Error {
     #[error(
         "--initial-advertise-peer-urls {advertised} differ from {cluster}, the URLs --initial-cluster gives member {name:?}"
     )]
-    AdvertisedUrlsDiffer { name: String, advertised: String, cluster: String },
+    AdvertisedUrlsDiffer {
+        name: String,
+        advertised: String,
+        cluster: String,
+    },
     /// The snapshot holds buckets inside buckets, which etcd never writes.
     #[error("bucket {bucket:?} holds nested buckets; this is not an etcd snapshot")]
     NestedBucket { bucket: String },

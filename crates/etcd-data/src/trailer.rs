@@ -135,7 +135,10 @@ mod tests {
         let without = &with[..4096];
         assert!(matches!(
             check_in_chunks(without, 100).unwrap_err(),
-            Error::TrailerMissing { len: 4096, remainder: 0 }
+            Error::TrailerMissing {
+                len: 4096,
+                remainder: 0
+            }
         ));
         assert!(matches!(
             check_in_chunks(&[], 1).unwrap_err(),

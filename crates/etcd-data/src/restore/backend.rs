@@ -73,9 +73,13 @@ impl Rewrite<'_> {
                 self.current = Some((entry.key.to_vec(), mode, self.writer.bucket()));
             }
             1 => {
-                let Some((name, mode, bucket)) = self.current.as_mut() else { return Ok(()) };
+                let Some((name, mode, bucket)) = self.current.as_mut() else {
+                    return Ok(());
+                };
                 if entry.is_bucket {
-                    return Err(Error::NestedBucket { bucket: String::from_utf8_lossy(name).into_owned() });
+                    return Err(Error::NestedBucket {
+                        bucket: String::from_utf8_lossy(name).into_owned(),
+                    });
                 }
                 match mode {
                     Treatment::Copy => self.writer.put(bucket, entry.key, entry.value, false)?,
@@ -100,12 +104,16 @@ impl Rewrite<'_> {
     fn revision(&self) -> Result<i64> {
         match &self.last_revision_key {
             None => Ok(0),
-            Some(key) => main_revision(key).ok_or_else(|| Error::BadRevisionKey { key: hex::encode(key) }),
+            Some(key) => main_revision(key).ok_or_else(|| Error::BadRevisionKey {
+                key: hex::encode(key),
+            }),
         }
     }
 
     fn end_bucket(&mut self) -> Result<()> {
-        let Some((name, mode, mut bucket)) = self.current.take() else { return Ok(()) };
+        let Some((name, mode, mut bucket)) = self.current.take() else {
+            return Ok(());
+        };
         if mode != Treatment::Copy {
             return Ok(());
         }
@@ -113,14 +121,19 @@ impl Rewrite<'_> {
             && let Some(n) = self.bump
         {
             let marker = self.revision()?.saturating_add(n);
-            self.writer.put(&mut bucket, &revision_key(marker, 0), &[], false)?;
+            self.writer
+                .put(&mut bucket, &revision_key(marker, 0), &[], false)?;
         }
         let root = self.writer.finish_bucket(bucket)?;
         self.roots.push((name, root));
         Ok(())
     }
 
-    fn write_bucket(&mut self, name: &[u8], entries: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<()> {
+    fn write_bucket(
+        &mut self,
+        name: &[u8],
+        entries: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
+    ) -> Result<()> {
         let mut bucket = self.writer.bucket();
         for (key, value) in entries {
             self.writer.put(&mut bucket, &key, &value, false)?;
@@ -179,13 +192,26 @@ pub fn rewrite_backend<S: Source + ?Sized>(
         meta.insert(b"scheduledCompactRev".to_vec(), revision_key(marker, 0));
     }
     rewrite.write_bucket(META, meta)?;
-    let members: BTreeMap<Vec<u8>, Vec<u8>> =
-        cluster.members.iter().map(|m| (format!("{:x}", m.id).into_bytes(), member_json(m))).collect();
+    let members: BTreeMap<Vec<u8>, Vec<u8>> = cluster
+        .members
+        .iter()
+        .map(|m| (format!("{:x}", m.id).into_bytes(), member_json(m)))
+        .collect();
     rewrite.write_bucket(MEMBERS, members)?;
     rewrite.write_bucket(MEMBERS_REMOVED, [])?;
 
-    let Rewrite { writer, mut roots, revisions, .. } = rewrite;
+    let Rewrite {
+        writer,
+        mut roots,
+        revisions,
+        ..
+    } = rewrite;
     roots.sort_by(|a, b| a.0.cmp(&b.0));
     let size = writer.finish(roots)?;
-    Ok(BackendReport { revision, bumped_to, revisions, size })
+    Ok(BackendReport {
+        revision,
+        bumped_to,
+        revisions,
+        size,
+    })
 }

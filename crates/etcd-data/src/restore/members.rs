@@ -26,7 +26,10 @@ pub struct Cluster {
 /// `scheme://host:port` as Go's `url.URL.String()` prints it for the URLs etcd accepts; anything
 /// else (paths, queries, user info, other schemes) is refused, as etcd's `types.NewURLs` does.
 pub fn normalize_url(url: &str) -> Result<String> {
-    let bad = |reason: &str| Error::BadPeerUrl { url: url.to_string(), reason: reason.to_string() };
+    let bad = |reason: &str| Error::BadPeerUrl {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
     let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme"))?;
     let scheme = scheme.to_ascii_lowercase();
     if scheme != "http" && scheme != "https" {
@@ -35,9 +38,9 @@ pub fn normalize_url(url: &str) -> Result<String> {
     if rest.contains(['/', '?', '#', '@']) {
         return Err(bad("it must be scheme://host:port, without path, query or user"));
     }
-    let port_ok = rest
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+    let port_ok = rest.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+    });
     if !port_ok {
         return Err(bad("it must name host:port"));
     }
@@ -75,8 +78,14 @@ impl Cluster {
     /// Parses `--initial-cluster` (`name=url,name=url,...`; a name may repeat for several URLs).
     pub fn from_initial_cluster(initial_cluster: &str, token: &str) -> Result<Self> {
         let mut by_name: Vec<(String, Vec<String>)> = Vec::new();
-        for part in initial_cluster.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (name, url) = part.split_once('=').ok_or_else(|| Error::BadInitialCluster { part: part.to_string() })?;
+        for part in initial_cluster
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            let (name, url) = part.split_once('=').ok_or_else(|| Error::BadInitialCluster {
+                part: part.to_string(),
+            })?;
             let url = normalize_url(url.trim())?;
             match by_name.iter_mut().find(|(n, _)| n == name) {
                 Some((_, urls)) => urls.push(url),
@@ -84,21 +93,32 @@ impl Cluster {
             }
         }
         if by_name.is_empty() {
-            return Err(Error::BadInitialCluster { part: initial_cluster.to_string() });
+            return Err(Error::BadInitialCluster {
+                part: initial_cluster.to_string(),
+            });
         }
         let mut members: Vec<Member> = by_name
             .into_iter()
             .map(|(name, mut peer_urls)| {
                 peer_urls.sort();
-                Member { id: member_id(&peer_urls, token), name, peer_urls }
+                Member {
+                    id: member_id(&peer_urls, token),
+                    name,
+                    peer_urls,
+                }
             })
             .collect();
         members.sort_by_key(|m| m.id);
         if let Some(pair) = members.windows(2).find(|pair| pair[0].id == pair[1].id) {
-            return Err(Error::DuplicateMember { name: pair[1].name.clone() });
+            return Err(Error::DuplicateMember {
+                name: pair[1].name.clone(),
+            });
         }
         let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
-        Ok(Self { id: cluster_id(&ids), members })
+        Ok(Self {
+            id: cluster_id(&ids),
+            members,
+        })
     }
 
     /// The member called `name`, whose peer URLs must be `advertised` (etcd's bootstrap check).
@@ -107,8 +127,13 @@ impl Cluster {
             .members
             .iter()
             .find(|m| m.name == name)
-            .ok_or_else(|| Error::NameNotInCluster { name: name.to_string() })?;
-        let mut advertised = advertised.iter().map(|u| normalize_url(u)).collect::<Result<Vec<_>>>()?;
+            .ok_or_else(|| Error::NameNotInCluster {
+                name: name.to_string(),
+            })?;
+        let mut advertised = advertised
+            .iter()
+            .map(|u| normalize_url(u))
+            .collect::<Result<Vec<_>>>()?;
         advertised.sort();
         if advertised != member.peer_urls {
             return Err(Error::AdvertisedUrlsDiffer {
@@ -140,7 +165,8 @@ mod tests {
     #[test]
     fn initial_cluster_is_parsed_and_checked() {
         let cluster =
-            Cluster::from_initial_cluster("m1=http://127.0.0.1:2380,m2=http://127.0.0.1:2381", "tok").unwrap();
+            Cluster::from_initial_cluster("m1=http://127.0.0.1:2380,m2=http://127.0.0.1:2381", "tok")
+                .unwrap();
         assert_eq!(format!("{:x}", cluster.id), "8d9fa1f3dd2c1d34");
         assert_eq!(cluster.members[0].name, "m2", "ascending IDs");
         assert!(cluster.member("m1", &["http://127.0.0.1:2380".into()]).is_ok());
@@ -148,8 +174,17 @@ mod tests {
             cluster.member("m1", &["http://127.0.0.1:2381".into()]),
             Err(Error::AdvertisedUrlsDiffer { .. })
         ));
-        assert!(matches!(cluster.member("m3", &[]), Err(Error::NameNotInCluster { .. })));
-        for bad in ["m1", "m1=127.0.0.1:2380", "m1=http://h:1/path", "m1=ftp://h:1", "m1=http://h"] {
+        assert!(matches!(
+            cluster.member("m3", &[]),
+            Err(Error::NameNotInCluster { .. })
+        ));
+        for bad in [
+            "m1",
+            "m1=127.0.0.1:2380",
+            "m1=http://h:1/path",
+            "m1=ftp://h:1",
+            "m1=http://h",
+        ] {
             assert!(Cluster::from_initial_cluster(bad, "tok").is_err(), "{bad}");
         }
         assert!(matches!(

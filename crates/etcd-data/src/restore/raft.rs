@@ -149,7 +149,12 @@ impl WalWriter {
             self.crc = crc32c::crc32c_append(self.crc, &data);
         }
         let data = (!data.is_empty()).then_some(data);
-        let record = Record { r#type, crc: self.crc, data }.encode_to_vec();
+        let record = Record {
+            r#type,
+            crc: self.crc,
+            data,
+        }
+        .encode_to_vec();
         let pad = (8 - record.len() % 8) % 8;
         let mut length = record.len() as u64;
         if pad != 0 {
@@ -162,27 +167,61 @@ impl WalWriter {
 }
 
 fn conf_state(cluster: &Cluster) -> ConfState {
-    ConfState { voters: cluster.members.iter().map(|m| m.id).collect(), auto_leave: false }
+    ConfState {
+        voters: cluster.members.iter().map(|m| m.id).collect(),
+        auto_leave: false,
+    }
 }
 
 /// The first WAL segment of `member`: crc, metadata, empty snapshot, one ConfChange per member,
 /// hard state (term 1, vote = smallest ID, commit = member count), snapshot at commit.
 pub fn wal_segment(cluster: &Cluster, member: &Member) -> Vec<u8> {
-    let mut wal = WalWriter { bytes: Vec::new(), crc: 0 };
+    let mut wal = WalWriter {
+        bytes: Vec::new(),
+        crc: 0,
+    };
     wal.record(CRC, Vec::new());
-    wal.record(METADATA, WalMetadata { node_id: member.id, cluster_id: cluster.id }.encode_to_vec());
+    wal.record(
+        METADATA,
+        WalMetadata {
+            node_id: member.id,
+            cluster_id: cluster.id,
+        }
+        .encode_to_vec(),
+    );
     wal.record(SNAPSHOT, WalSnapshot::default().encode_to_vec());
     for (index, m) in (1u64..).zip(&cluster.members) {
-        let change =
-            ConfChange { id: 0, r#type: CONF_CHANGE_ADD_NODE, node_id: m.id, context: Some(member_json(m)) }
-                .encode_to_vec();
-        let entry = Entry { r#type: ENTRY_CONF_CHANGE, term: TERM, index, data: Some(change) };
+        let change = ConfChange {
+            id: 0,
+            r#type: CONF_CHANGE_ADD_NODE,
+            node_id: m.id,
+            context: Some(member_json(m)),
+        }
+        .encode_to_vec();
+        let entry = Entry {
+            r#type: ENTRY_CONF_CHANGE,
+            term: TERM,
+            index,
+            data: Some(change),
+        };
         wal.record(ENTRY, entry.encode_to_vec());
     }
     let commit = cluster.members.len() as u64;
     let vote = cluster.members.first().map_or(0, |m| m.id);
-    wal.record(STATE, HardState { term: TERM, vote, commit }.encode_to_vec());
-    let snapshot = WalSnapshot { index: commit, term: TERM, conf_state: Some(conf_state(cluster)) };
+    wal.record(
+        STATE,
+        HardState {
+            term: TERM,
+            vote,
+            commit,
+        }
+        .encode_to_vec(),
+    );
+    let snapshot = WalSnapshot {
+        index: commit,
+        term: TERM,
+        conf_state: Some(conf_state(cluster)),
+    };
     wal.record(SNAPSHOT, snapshot.encode_to_vec());
     wal.bytes
 }
@@ -220,10 +259,18 @@ pub fn snap_file(cluster: &Cluster) -> (String, Vec<u8>) {
     let index = cluster.members.len() as u64;
     let snapshot = RaftSnapshot {
         data: Some(v2_store_json(cluster)),
-        metadata: SnapshotMetadata { conf_state: conf_state(cluster), index, term: TERM },
+        metadata: SnapshotMetadata {
+            conf_state: conf_state(cluster),
+            index,
+            term: TERM,
+        },
     }
     .encode_to_vec();
-    let file = SnapFile { crc: crc32c::crc32c(&snapshot), data: Some(snapshot) }.encode_to_vec();
+    let file = SnapFile {
+        crc: crc32c::crc32c(&snapshot),
+        data: Some(snapshot),
+    }
+    .encode_to_vec();
     (format!("{TERM:016x}-{index:016x}.snap"), file)
 }
 
@@ -247,7 +294,11 @@ mod tests {
         while at < wal.len() {
             let length = u64::from_le_bytes(wal[at..at + 8].try_into().unwrap());
             let size = (length & 0x00FF_FFFF_FFFF_FFFF) as usize;
-            let pad = if length >> 63 == 1 { ((length >> 56) & 0x7) as usize } else { 0 };
+            let pad = if length >> 63 == 1 {
+                ((length >> 56) & 0x7) as usize
+            } else {
+                0
+            };
             let record = Record::decode(&wal[at + 8..at + 8 + size]).unwrap();
             if record.r#type != CRC {
                 crc = crc32c::crc32c_append(crc, record.data.as_deref().unwrap_or_default());
@@ -262,8 +313,15 @@ mod tests {
 
     #[test]
     fn member_json_matches_go() {
-        let m = Member { id: 42, name: "m\"1".into(), peer_urls: vec!["http://h:1".into()] };
-        assert_eq!(member_json(&m), br#"{"id":42,"peerURLs":["http://h:1"],"name":"m\"1"}"#);
+        let m = Member {
+            id: 42,
+            name: "m\"1".into(),
+            peer_urls: vec!["http://h:1".into()],
+        };
+        assert_eq!(
+            member_json(&m),
+            br#"{"id":42,"peerURLs":["http://h:1"],"name":"m\"1"}"#
+        );
     }
 
     #[test]

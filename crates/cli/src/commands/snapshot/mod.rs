@@ -1,5 +1,6 @@
 //! `lifeboat snapshot ...`
 
+mod restore;
 mod save;
 mod status;
 mod verify;
@@ -13,6 +14,8 @@ use crate::output::OutputFormat;
 pub enum SnapshotCommand {
     /// Stream a snapshot from etcd into FILE, checking etcd's sha256 trailer.
     Save(Box<save::SaveArgs>),
+    /// Write a member data directory from a snapshot, as etcdutl does (etcd 3.4 and 3.5 boot it).
+    Restore(Box<restore::RestoreArgs>),
     /// Hash, revision, total keys and size of a snapshot file, as etcdutl computes them.
     Status(status::StatusArgs),
     /// Check a snapshot file: sha256 trailer, bbolt structure, etcd structure; every finding.
@@ -23,6 +26,7 @@ impl SnapshotCommand {
     pub async fn run(self, format: OutputFormat) -> anyhow::Result<()> {
         match self {
             SnapshotCommand::Save(args) => save::run(*args, format).await,
+            SnapshotCommand::Restore(args) => restore::run(*args, format),
             SnapshotCommand::Status(args) => status::run(args, format),
             SnapshotCommand::Verify(args) => verify::run(args, format),
         }
