@@ -227,6 +227,15 @@ fn bulk_written_files_read_back_exactly_and_check_clean() {
         })
         .collect();
     assert_eq!(entries_of(&bytes), expected);
+    // bbolt's rebalancing asserts that every branch has two children or more.
+    for page in bytes.chunks_exact(PS).skip(2) {
+        if page[8..10] == [0x01, 0] {
+            assert!(
+                u16::from_le_bytes([page[10], page[11]]) >= 2,
+                "a branch with one child"
+            );
+        }
+    }
     let db = Db::open(&bytes).unwrap();
     assert_eq!(
         (db.meta().txid, db.meta_page(), db.meta().freelist),

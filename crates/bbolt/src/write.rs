@@ -184,18 +184,16 @@ impl<'f> BulkWriter<'f> {
         }
         let mut level = bucket.leaves;
         while level.len() > 1 {
-            let mut parents = Vec::new();
+            // As many branch pages as the separators need, children spread evenly over them:
+            // bbolt's rebalancing asserts that every branch has at least two children.
+            let bytes: usize = level.iter().map(|(key, _)| ELEMENT_SIZE + key.len()).sum();
+            let groups = bytes
+                .div_ceil(self.page_size - PAGE_HEADER_SIZE)
+                .clamp(1, level.len() / 2);
+            let mut parents = Vec::with_capacity(groups);
             let mut start = 0;
-            while start < level.len() {
-                // As many children as fit, at least two (bbolt's minimum per page).
-                let mut end = start;
-                let mut size = PAGE_HEADER_SIZE;
-                while end < level.len()
-                    && (end - start < 2 || size + ELEMENT_SIZE + level[end].0.len() <= self.page_size)
-                {
-                    size += ELEMENT_SIZE + level[end].0.len();
-                    end += 1;
-                }
+            for group in 0..groups {
+                let end = start + level.len() / groups + usize::from(group < level.len() % groups);
                 let id = self.next_page;
                 self.write_node(id, branch_page(id, &level[start..end]))?;
                 parents.push((level[start].0.clone(), id));

@@ -96,11 +96,13 @@ pub struct EtcdServer {
     pub pki: Option<Pki>,
     pub version: EtcdVersion,
     name: String,
+    data_dir: PathBuf,
     log: PathBuf,
     dir: TempDir,
 }
 
-fn free_port() -> anyhow::Result<u16> {
+/// A port nobody listens on right now (the caller must cope with losing a race for it).
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -126,6 +128,7 @@ impl EtcdServer {
                         endpoint,
                         pki,
                         version: config.version,
+                        data_dir: dir.path().join(format!("{name}.etcd")),
                         name,
                         log,
                         dir,
@@ -148,59 +151,79 @@ impl EtcdServer {
         let scheme = if pki.is_some() { "https" } else { "http" };
         let client_url = format!("{scheme}://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
-        let data_dir = dir.path().join(format!("{name}.etcd"));
         let log = dir.path().join(format!("{name}.log"));
-        let mut command = Command::new(config.version.etcd());
-        clear_etcd_env(&mut command);
-        command
-            .arg(format!("--name={name}"))
-            .arg(format!("--data-dir={}", data_dir.display()))
-            .arg(format!("--listen-client-urls={client_url}"))
-            .arg(format!("--advertise-client-urls={client_url}"))
-            .arg(format!("--listen-peer-urls={peer_url}"))
-            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster={name}={peer_url}"))
-            .arg(format!("--initial-cluster-token={name}"))
-            .arg("--initial-cluster-state=new")
-            .arg("--logger=zap")
-            .arg("--log-level=warn");
-        if let Some(pki) = pki {
-            command
-                .arg(format!("--cert-file={}", pki.server.cert.display()))
-                .arg(format!("--key-file={}", pki.server.key.display()))
-                .arg(format!("--trusted-ca-file={}", pki.ca.display()))
-                .arg("--client-cert-auth");
+        let member = Boot {
+            version: config.version,
+            name,
+            data_dir: &dir.path().join(format!("{name}.etcd")),
+            client_url: &client_url,
+            peer_url: &peer_url,
+            new_cluster: true,
+            pki,
+            log: &log,
+        };
+        let mut child = member.spawn()?;
+        match member.wait_ready(&mut child).await {
+            Ok(()) => Ok((child, client_url, log)),
+            Err(error) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(error)
+            }
         }
-        let log_file = std::fs::File::create(&log)?;
-        command
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone()?)
-            .stderr(log_file);
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("starting {}", config.version.etcd().display()))?;
+    }
 
-        let options = client_options(&client_url, pki, None);
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = child.try_wait()? {
-                bail!("etcd exited with {status} while starting: {}", tail(&log));
-            }
-            if let Ok(member) = lifeboat_etcd_conn::connect(&options, &client_url).await {
-                if is_ours(&member, name).await {
-                    return Ok((child, client_url, log));
-                }
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("another server answers at {client_url}");
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("etcd did not answer within {START_TIMEOUT:?}: {}", tail(&log));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+    /// Boots members whose data directories exist already (a restored cluster), all at once,
+    /// and waits until each answers under its name.
+    pub async fn boot_existing(
+        version: EtcdVersion,
+        members: &[ExistingMember],
+    ) -> anyhow::Result<Vec<Self>> {
+        let mut servers = Vec::new();
+        for member in members {
+            let dir = tempfile::Builder::new().prefix("lifeboat-etcd-").tempdir()?;
+            let client_url = format!("http://127.0.0.1:{}", free_port()?);
+            let log = dir.path().join(format!("{}.log", member.name));
+            let boot = Boot {
+                version,
+                name: &member.name,
+                data_dir: &member.data_dir,
+                client_url: &client_url,
+                peer_url: &member.peer_url,
+                new_cluster: false,
+                pki: None,
+                log: &log,
+            };
+            let child = boot.spawn()?;
+            servers.push(Self {
+                child: Some(child),
+                endpoint: client_url,
+                pki: None,
+                version,
+                name: member.name.clone(),
+                data_dir: member.data_dir.clone(),
+                log,
+                dir,
+            });
         }
+        for server in &mut servers {
+            let boot = Boot {
+                version,
+                name: &server.name,
+                data_dir: &server.data_dir,
+                client_url: &server.endpoint,
+                peer_url: "",
+                new_cluster: false,
+                pki: None,
+                log: &server.log,
+            };
+            let child = server
+                .child
+                .as_mut()
+                .ok_or_else(|| anyhow::anyhow!("not running"))?;
+            boot.wait_ready(child).await?;
+        }
+        Ok(servers)
     }
 
     /// Connection options for this server: its endpoint and, with mTLS, the valid client.
@@ -264,6 +287,90 @@ impl EtcdServer {
 impl Drop for EtcdServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A member data directory to boot, with the peer URL it was restored for.
+#[derive(Debug, Clone)]
+pub struct ExistingMember {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub peer_url: String,
+}
+
+/// How one etcd process is started.
+struct Boot<'a> {
+    version: EtcdVersion,
+    name: &'a str,
+    data_dir: &'a Path,
+    client_url: &'a str,
+    peer_url: &'a str,
+    /// Bootstrap a new single-member cluster (else the data directory has its membership).
+    new_cluster: bool,
+    pki: Option<&'a Pki>,
+    log: &'a Path,
+}
+
+impl Boot<'_> {
+    fn spawn(&self) -> anyhow::Result<Child> {
+        let mut command = Command::new(self.version.etcd());
+        clear_etcd_env(&mut command);
+        let (name, client_url) = (self.name, self.client_url);
+        command
+            .arg(format!("--name={name}"))
+            .arg(format!("--data-dir={}", self.data_dir.display()))
+            .arg(format!("--listen-client-urls={client_url}"))
+            .arg(format!("--advertise-client-urls={client_url}"))
+            .arg(format!("--listen-peer-urls={}", self.peer_url))
+            .arg("--logger=zap")
+            .arg("--log-level=warn");
+        if self.new_cluster {
+            let peer_url = self.peer_url;
+            command
+                .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+                .arg(format!("--initial-cluster={name}={peer_url}"))
+                .arg(format!("--initial-cluster-token={name}"))
+                .arg("--initial-cluster-state=new");
+        }
+        if let Some(pki) = self.pki {
+            command
+                .arg(format!("--cert-file={}", pki.server.cert.display()))
+                .arg(format!("--key-file={}", pki.server.key.display()))
+                .arg(format!("--trusted-ca-file={}", pki.ca.display()))
+                .arg("--client-cert-auth");
+        }
+        let log_file = std::fs::File::create(self.log)?;
+        command
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file);
+        command
+            .spawn()
+            .with_context(|| format!("starting {}", self.version.etcd().display()))
+    }
+
+    /// Waits until the server answers and lists this member by name. A fresh server that lists
+    /// other members is someone else's, answering on our port.
+    async fn wait_ready(&self, child: &mut Child) -> anyhow::Result<()> {
+        let options = client_options(self.client_url, self.pki, None);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                bail!("etcd exited with {status} while starting: {}", tail(self.log));
+            }
+            if let Ok(member) = lifeboat_etcd_conn::connect(&options, self.client_url).await {
+                if is_ours(&member, self.name).await {
+                    return Ok(());
+                }
+                if self.new_cluster {
+                    bail!("another server answers at {}", self.client_url);
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("etcd did not answer within {START_TIMEOUT:?}: {}", tail(self.log));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 

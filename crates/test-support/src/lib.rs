@@ -9,6 +9,8 @@ pub mod etcd;
 pub mod fill;
 pub mod pki;
 
-pub use etcd::{EtcdConfig, EtcdServer, EtcdVersion, clear_etcd_env, client_options};
+pub use etcd::{
+    EtcdConfig, EtcdServer, EtcdVersion, ExistingMember, clear_etcd_env, client_options, free_port,
+};
 pub use fill::{FillSpec, FillSummary, fill, fill_large_values, fill_small_keys};
 pub use pki::Pki;

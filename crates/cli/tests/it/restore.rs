@@ -1,0 +1,400 @@
+//! `snapshot restore` against real etcd 3.4.23 and 3.5.1: the directories boot, serve every key
+//! exactly as the source did at the snapshot, accept writes, form multi-member clusters, and
+//! carry the member and cluster IDs etcdutl computes (the WAL is byte-identical to its).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use etcd_client::{GetOptions, WatchOptions};
+use lifeboat_test_support::{
+    EtcdConfig, EtcdServer, EtcdVersion, ExistingMember, FillSpec, clear_etcd_env, fill, free_port,
+};
+
+use crate::common::*;
+
+/// key → (value, create_revision, mod_revision, version, lease)
+type Dump = BTreeMap<Vec<u8>, (Vec<u8>, i64, i64, i64, i64)>;
+
+async fn dump(server: &EtcdServer) -> (Dump, i64) {
+    let mut client = server.member().await.unwrap().client();
+    let response = client
+        .get("", Some(GetOptions::new().with_all_keys()))
+        .await
+        .unwrap();
+    let revision = response.header().unwrap().revision();
+    let keys = response
+        .kvs()
+        .iter()
+        .map(|kv| {
+            (
+                kv.key().to_vec(),
+                (
+                    kv.value().to_vec(),
+                    kv.create_revision(),
+                    kv.mod_revision(),
+                    kv.version(),
+                    kv.lease(),
+                ),
+            )
+        })
+        .collect();
+    (keys, revision)
+}
+
+/// A filled source and a snapshot of it.
+async fn source(version: EtcdVersion, dir: &Path) -> (EtcdServer, PathBuf) {
+    let server = EtcdServer::start(EtcdConfig::new(version)).await.unwrap();
+    fill(&server.member().await.unwrap().client(), &FillSpec::small())
+        .await
+        .unwrap();
+    let file = dir.join("source.db");
+    run_ok(&mut save_command(&server, &file));
+    (server, file)
+}
+
+struct Plan {
+    initial_cluster: String,
+    members: Vec<ExistingMember>,
+}
+
+fn plan(dir: &Path, names: &[&str]) -> Plan {
+    let members: Vec<ExistingMember> = names
+        .iter()
+        .map(|name| ExistingMember {
+            name: name.to_string(),
+            data_dir: dir.join(format!("{name}.etcd")),
+            peer_url: format!("http://127.0.0.1:{}", free_port().unwrap()),
+        })
+        .collect();
+    let initial_cluster = members
+        .iter()
+        .map(|m| format!("{}={}", m.name, m.peer_url))
+        .collect::<Vec<_>>()
+        .join(",");
+    Plan {
+        initial_cluster,
+        members,
+    }
+}
+
+fn restore_args(plan: &Plan, member: &ExistingMember) -> Vec<String> {
+    vec![
+        format!("--data-dir={}", member.data_dir.display()),
+        format!("--name={}", member.name),
+        format!("--initial-cluster={}", plan.initial_cluster),
+        format!("--initial-advertise-peer-urls={}", member.peer_url),
+        "--initial-cluster-token=lifeboat-restore-test".to_string(),
+    ]
+}
+
+fn restore(snapshot: &Path, plan: &Plan, extra: &[&str]) {
+    for member in &plan.members {
+        run_ok(
+            lifeboat()
+                .args(["snapshot", "restore"])
+                .arg(snapshot)
+                .args(restore_args(plan, member))
+                .args(extra),
+        );
+    }
+}
+
+/// The reference tool's restore of the same snapshot with the same flags.
+fn reference_restore(
+    version: EtcdVersion,
+    snapshot: &Path,
+    plan: &Plan,
+    member: &ExistingMember,
+    data_dir: &Path,
+) {
+    let tool = match version {
+        EtcdVersion::V3_4 => version.etcdctl(),
+        EtcdVersion::V3_5 => version.etcdctl().with_file_name("etcdutl"),
+    };
+    let mut command = Command::new(tool);
+    clear_etcd_env(&mut command);
+    let args: Vec<String> = restore_args(plan, member)
+        .into_iter()
+        .map(|a| {
+            if a.starts_with("--data-dir=") {
+                format!("--data-dir={}", data_dir.display())
+            } else {
+                a
+            }
+        })
+        .collect();
+    let output = command
+        .args(["snapshot", "restore"])
+        .arg(snapshot)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Where the last record of a WAL segment starts.
+fn last_frame_start(wal: &[u8]) -> usize {
+    let (mut at, mut last) = (0, 0);
+    while at + 8 <= wal.len() {
+        let length = u64::from_le_bytes(wal[at..at + 8].try_into().unwrap());
+        if length == 0 {
+            break;
+        }
+        let pad = if length >> 63 == 1 {
+            ((length >> 56) & 0x7) as usize
+        } else {
+            0
+        };
+        last = at;
+        at += 8 + (length & 0x00FF_FFFF_FFFF_FFFF) as usize + pad;
+    }
+    last
+}
+
+fn wal(data_dir: &Path) -> Vec<u8> {
+    std::fs::read(data_dir.join("member/wal/0000000000000000-0000000000000000.wal")).unwrap()
+}
+
+#[tokio::test]
+async fn restored_member_boots_with_every_key_and_etcdutls_ids() {
+    for version in EtcdVersion::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let (source, snapshot) = source(version, dir.path()).await;
+        let (expected, revision) = dump(&source).await;
+        drop(source);
+        let plan = plan(dir.path(), &["restored"]);
+        restore(&snapshot, &plan, &[]);
+        let member = &plan.members[0];
+        assert_eq!(mode(&member.data_dir), 0o700);
+        assert_eq!(mode(&member.data_dir.join("member/snap/db")), 0o600);
+
+        // Same IDs and raft log as the reference tool, byte for byte: metadata (member and
+        // cluster ID), ConfChanges, hard state. etcdutl 3.5's final snapshot record is ours too;
+        // etcdctl 3.4 writes it without the ConfState that 3.5 added (3.4 skips the field).
+        let reference = dir.path().join("reference.etcd");
+        reference_restore(version, &snapshot, &plan, member, &reference);
+        let (ours, theirs) = (wal(&member.data_dir), wal(&reference));
+        let compared = match version {
+            EtcdVersion::V3_5 => ours.len(),
+            EtcdVersion::V3_4 => last_frame_start(&ours),
+        };
+        assert_eq!(
+            &theirs[..compared],
+            &ours[..compared],
+            "{version:?}: WAL differs from the reference's"
+        );
+        let our_db = std::fs::metadata(member.data_dir.join("member/snap/db"))
+            .unwrap()
+            .len();
+        let their_db = std::fs::metadata(reference.join("member/snap/db")).unwrap().len();
+        assert!(
+            our_db <= their_db,
+            "{version:?}: our db {our_db} bytes, the reference's {their_db}"
+        );
+        let _ = reference_status(version, &member.data_dir.join("member/snap/db"), "json");
+
+        let servers = EtcdServer::boot_existing(version, &plan.members).await.unwrap();
+        let (restored, restored_revision) = dump(&servers[0]).await;
+        assert_eq!(restored_revision, revision, "{version:?}");
+        assert_eq!(restored.len(), expected.len());
+        assert!(restored == expected, "{version:?}: keys differ after restore");
+        let mut client = servers[0].member().await.unwrap().client();
+        let put = client.put("/registry/after/restore", "ok", None).await.unwrap();
+        assert_eq!(put.header().unwrap().revision(), revision + 1);
+        let members = client.member_list().await.unwrap();
+        assert_eq!(members.members().len(), 1);
+        assert_eq!(members.members()[0].name(), "restored");
+        assert_eq!(members.members()[0].peer_urls(), [member.peer_url.clone()]);
+    }
+}
+
+#[tokio::test]
+async fn three_member_cluster_from_one_snapshot_elects_a_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let (source, snapshot) = source(EtcdVersion::V3_5, dir.path()).await;
+    let (expected, _) = dump(&source).await;
+    drop(source);
+    let plan = plan(dir.path(), &["m1", "m2", "m3"]);
+    restore(&snapshot, &plan, &[]);
+    let servers = EtcdServer::boot_existing(EtcdVersion::V3_5, &plan.members)
+        .await
+        .unwrap();
+    let mut leaders = Vec::new();
+    for server in &servers {
+        let member = server.member().await.unwrap();
+        leaders.push(member.status().leader);
+        assert!(
+            dump(server).await.0 == expected,
+            "{} serves the snapshot's keys",
+            server.name()
+        );
+    }
+    assert!(
+        leaders[0] != 0 && leaders.iter().all(|l| *l == leaders[0]),
+        "one leader: {leaders:?}"
+    );
+    let list = servers[0]
+        .member()
+        .await
+        .unwrap()
+        .client()
+        .member_list()
+        .await
+        .unwrap();
+    let mut names: Vec<(String, Vec<String>)> = list
+        .members()
+        .iter()
+        .map(|m| (m.name().to_string(), m.peer_urls().to_vec()))
+        .collect();
+    names.sort();
+    let mut wanted: Vec<(String, Vec<String>)> = plan
+        .members
+        .iter()
+        .map(|m| (m.name.clone(), vec![m.peer_url.clone()]))
+        .collect();
+    wanted.sort();
+    assert_eq!(names, wanted);
+}
+
+#[tokio::test]
+async fn snapshot_of_3_4_boots_on_3_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let (source, snapshot) = source(EtcdVersion::V3_4, dir.path()).await;
+    let (expected, revision) = dump(&source).await;
+    drop(source);
+    let plan = plan(dir.path(), &["upgraded"]);
+    restore(&snapshot, &plan, &[]);
+    let servers = EtcdServer::boot_existing(EtcdVersion::V3_5, &plan.members)
+        .await
+        .unwrap();
+    let (restored, restored_revision) = dump(&servers[0]).await;
+    assert_eq!(restored_revision, revision);
+    assert!(
+        restored == expected,
+        "keys differ after restoring 3.4's snapshot on 3.5"
+    );
+}
+
+#[tokio::test]
+async fn bump_revision_and_mark_compacted() {
+    for version in EtcdVersion::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let (source, snapshot) = source(version, dir.path()).await;
+        let (expected, revision) = dump(&source).await;
+        drop(source);
+        let plan = plan(dir.path(), &["bumped"]);
+        restore(&snapshot, &plan, &["--bump-revision=1000", "--mark-compacted"]);
+        let servers = EtcdServer::boot_existing(version, &plan.members).await.unwrap();
+        assert!(
+            dump(&servers[0]).await.0 == expected,
+            "{version:?}: keys survive the bump"
+        );
+        let mut client = servers[0].member().await.unwrap().client();
+        let put = client.put("/registry/after/bump", "ok", None).await.unwrap();
+        assert!(put.header().unwrap().revision() > revision + 1000, "{version:?}");
+        let mut watch = client
+            .watch(
+                "/registry/",
+                Some(WatchOptions::new().with_prefix().with_start_revision(revision)),
+            )
+            .await
+            .unwrap();
+        let response = tokio::time::timeout(std::time::Duration::from_secs(10), watch.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let response = if response.created() && !response.canceled() {
+            tokio::time::timeout(std::time::Duration::from_secs(10), watch.message())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap()
+        } else {
+            response
+        };
+        assert!(
+            response.canceled() && response.compact_revision() >= revision + 1000,
+            "{version:?}: {response:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn restore_refuses_unsafe_or_wrong_input_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (source, snapshot) = source(EtcdVersion::V3_5, dir.path()).await;
+    drop(source);
+    let plan = plan(dir.path(), &["m1"]);
+    let member = &plan.members[0];
+    let restore_cmd = |file: &Path| {
+        let mut command = lifeboat();
+        command
+            .args(["snapshot", "restore"])
+            .arg(file)
+            .args(restore_args(&plan, member));
+        command
+    };
+
+    std::fs::create_dir(&member.data_dir).unwrap();
+    std::fs::write(member.data_dir.join("precious"), b"old data").unwrap();
+    let error = run_failing(&mut restore_cmd(&snapshot), 1);
+    assert!(
+        error.contains("is not empty") && error.contains("keep the old data"),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::read(member.data_dir.join("precious")).unwrap(),
+        b"old data"
+    );
+    std::fs::remove_dir_all(&member.data_dir).unwrap();
+
+    let mut bytes = std::fs::read(&snapshot).unwrap();
+    let flip = bytes.len() / 2;
+    bytes[flip] ^= 1;
+    let damaged = dir.path().join("damaged.db");
+    std::fs::write(&damaged, &bytes).unwrap();
+    let error = run_failing(&mut restore_cmd(&damaged), 1);
+    assert!(error.contains("sha256 trailer mismatch"), "{error}");
+
+    let without_trailer = dir.path().join("no-trailer.db");
+    std::fs::write(
+        &without_trailer,
+        &std::fs::read(&snapshot).unwrap()[..bytes.len() - 32],
+    )
+    .unwrap();
+    let error = run_failing(&mut restore_cmd(&without_trailer), 1);
+    assert!(error.contains("--skip-hash-check"), "{error}");
+
+    let error = run_failing(restore_cmd(&snapshot).arg("--mark-compacted"), 1);
+    assert!(error.contains("--mark-compacted and --bump-revision"), "{error}");
+    let stranger = ExistingMember {
+        name: "stranger".into(),
+        ..member.clone()
+    };
+    let error = run_failing(
+        lifeboat()
+            .args(["snapshot", "restore"])
+            .arg(&snapshot)
+            .args(restore_args(&plan, &stranger)),
+        1,
+    );
+    assert!(
+        error.contains("\"stranger\" does not appear in --initial-cluster"),
+        "{error}"
+    );
+
+    let names = entries(dir.path());
+    assert!(
+        !names.iter().any(|n| n.contains("m1") || n.contains("lifeboat")),
+        "left behind: {names:?}"
+    );
+
+    run_ok(restore_cmd(&without_trailer).arg("--skip-hash-check"));
+    assert!(member.data_dir.join("member/wal").is_dir());
+}
