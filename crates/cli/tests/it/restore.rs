@@ -209,7 +209,10 @@ async fn restored_member_boots_with_every_key_and_etcdutls_ids() {
         let members = client.member_list().await.unwrap();
         assert_eq!(members.members().len(), 1);
         assert_eq!(members.members()[0].name(), "restored");
-        assert_eq!(members.members()[0].peer_urls(), [member.peer_url.clone()]);
+        assert_eq!(
+            members.members()[0].peer_urls(),
+            std::slice::from_ref(&member.peer_url)
+        );
     }
 }
 
@@ -397,4 +400,27 @@ async fn restore_refuses_unsafe_or_wrong_input_and_leaves_nothing() {
 
     run_ok(restore_cmd(&without_trailer).arg("--skip-hash-check"));
     assert!(member.data_dir.join("member/wal").is_dir());
+
+    // --wal-dir: the WAL goes there, and an existing one is refused.
+    let elsewhere = dir.path().join("wal-elsewhere");
+    let second = ExistingMember {
+        data_dir: dir.path().join("second.etcd"),
+        ..member.clone()
+    };
+    let mut command = lifeboat();
+    command
+        .args(["snapshot", "restore"])
+        .arg(&snapshot)
+        .args(restore_args(&plan, &second))
+        .arg("--wal-dir")
+        .arg(&elsewhere);
+    run_ok(&mut command);
+    assert!(elsewhere.join("0000000000000000-0000000000000000.wal").is_file());
+    assert!(!second.data_dir.join("member/wal").exists());
+    assert_eq!(mode(&elsewhere), 0o700);
+    let error = run_failing(&mut command, 1);
+    assert!(
+        error.contains("already exists") || error.contains("not empty"),
+        "{error}"
+    );
 }
