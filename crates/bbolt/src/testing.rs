@@ -1,6 +1,6 @@
 //! Small bbolt files built byte by byte, for unit tests and the fuzz target (feature `testing`).
 
-use crate::meta::fnv1a;
+use crate::write::{branch_page, leaf_page, meta_page};
 
 /// Page size of the built files.
 pub const PS: usize = 4096;
@@ -13,42 +13,12 @@ fn header(page: &mut [u8], id: u64, flags: u16, count: u16, overflow: u32) {
 }
 
 pub fn meta(id: u64, root: u64, freelist: u64, hwm: u64, txid: u64) -> Vec<u8> {
-    let mut page = vec![0; PS];
-    header(&mut page, id, 0x04, 0, 0);
-    let fields: [u64; 8] = [
-        u64::from(crate::MAGIC) | (2 << 32),
-        PS as u64,
-        root,
-        0,
-        freelist,
-        hwm,
-        txid,
-        0,
-    ];
-    for (i, field) in fields.iter().enumerate() {
-        page[16 + 8 * i..24 + 8 * i].copy_from_slice(&field.to_le_bytes());
-    }
-    let checksum = fnv1a(&page[16..72]);
-    page[72..80].copy_from_slice(&checksum.to_le_bytes());
-    page
+    meta_page(id, PS, root, freelist, hwm, txid)
 }
 
 /// A leaf page (or, with `id` None, an inline page image) holding `entries` (flags, key, value).
 pub fn leaf(id: Option<u64>, entries: &[(u32, &[u8], &[u8])]) -> Vec<u8> {
-    let mut page = vec![0; 16 + 16 * entries.len()];
-    header(&mut page, id.unwrap_or(0), 0x02, entries.len() as u16, 0);
-    for (i, (flags, key, value)) in entries.iter().enumerate() {
-        let element = 16 + 16 * i;
-        let pos = (page.len() - element) as u32;
-        for (offset, field) in [*flags, pos, key.len() as u32, value.len() as u32]
-            .iter()
-            .enumerate()
-        {
-            page[element + 4 * offset..element + 4 * offset + 4].copy_from_slice(&field.to_le_bytes());
-        }
-        page.extend_from_slice(key);
-        page.extend_from_slice(value);
-    }
+    let mut page = leaf_page(id.unwrap_or(0), entries);
     if id.is_some() {
         page.resize(PS, 0);
     }
@@ -56,16 +26,7 @@ pub fn leaf(id: Option<u64>, entries: &[(u32, &[u8], &[u8])]) -> Vec<u8> {
 }
 
 pub fn branch(id: u64, children: &[(&[u8], u64)]) -> Vec<u8> {
-    let mut page = vec![0; 16 + 16 * children.len()];
-    header(&mut page, id, 0x01, children.len() as u16, 0);
-    for (i, (key, child)) in children.iter().enumerate() {
-        let element = 16 + 16 * i;
-        let pos = (page.len() - element) as u32;
-        page[element..element + 4].copy_from_slice(&pos.to_le_bytes());
-        page[element + 4..element + 8].copy_from_slice(&(key.len() as u32).to_le_bytes());
-        page[element + 8..element + 16].copy_from_slice(&child.to_le_bytes());
-        page.extend_from_slice(key);
-    }
+    let mut page = branch_page(id, children);
     page.resize(PS, 0);
     page
 }

@@ -179,7 +179,7 @@ impl<'f> BulkWriter<'f> {
         self.flush_leaf(&mut bucket)?;
         if bucket.leaves.is_empty() {
             let id = self.next_page;
-            self.write_node(id, leaf_page(id, &[]))?;
+            self.write_node(id, leaf_page::<&[u8], &[u8]>(id, &[]))?;
             return Ok(id);
         }
         let mut level = bucket.leaves;
@@ -215,7 +215,7 @@ impl<'f> BulkWriter<'f> {
         let root_page = self.finish_tree(root)?;
         let hwm = self.next_page;
         for (page, txid) in [(0u64, 2u64), (1, 1)] {
-            let meta = meta_page(page, self.page_size, root_page, hwm, txid);
+            let meta = meta_page(page, self.page_size, root_page, FREELIST_NOT_PERSISTED, hwm, txid);
             self.file.write_all_at(&meta, page * self.page_size as u64)?;
         }
         let size = hwm * self.page_size as u64;
@@ -230,12 +230,17 @@ fn header(page: &mut [u8], id: u64, flags: u16, count: usize) {
     page[10..12].copy_from_slice(&(count as u16).to_le_bytes());
 }
 
-fn leaf_page(id: u64, entries: &[(u32, Vec<u8>, Vec<u8>)]) -> Vec<u8> {
-    let payload: usize = entries.iter().map(|(_, k, v)| k.len() + v.len()).sum();
+/// A leaf page image (not padded to the page size) holding `entries` (flags, key, value).
+pub(crate) fn leaf_page<K: AsRef<[u8]>, V: AsRef<[u8]>>(id: u64, entries: &[(u32, K, V)]) -> Vec<u8> {
+    let payload: usize = entries
+        .iter()
+        .map(|(_, k, v)| k.as_ref().len() + v.as_ref().len())
+        .sum();
     let mut page = vec![0u8; node_size(entries.len(), 0)];
     page.reserve(payload);
     header(&mut page, id, LEAF_FLAG, entries.len());
     for (i, (flags, key, value)) in entries.iter().enumerate() {
+        let (key, value) = (key.as_ref(), value.as_ref());
         let element = PAGE_HEADER_SIZE + i * ELEMENT_SIZE;
         let pos = (page.len() - element) as u32;
         let fields = [*flags, pos, key.len() as u32, value.len() as u32];
@@ -248,10 +253,12 @@ fn leaf_page(id: u64, entries: &[(u32, Vec<u8>, Vec<u8>)]) -> Vec<u8> {
     page
 }
 
-fn branch_page(id: u64, children: &[(Vec<u8>, u64)]) -> Vec<u8> {
+/// A branch page image (not padded) pointing at `children` (first key, page).
+pub(crate) fn branch_page<K: AsRef<[u8]>>(id: u64, children: &[(K, u64)]) -> Vec<u8> {
     let mut page = vec![0u8; node_size(children.len(), 0)];
     header(&mut page, id, BRANCH_FLAG, children.len());
     for (i, (key, child)) in children.iter().enumerate() {
+        let key = key.as_ref();
         let element = PAGE_HEADER_SIZE + i * ELEMENT_SIZE;
         let pos = (page.len() - element) as u32;
         page[element..element + 4].copy_from_slice(&pos.to_le_bytes());
@@ -262,7 +269,8 @@ fn branch_page(id: u64, children: &[(Vec<u8>, u64)]) -> Vec<u8> {
     page
 }
 
-fn meta_page(id: u64, page_size: usize, root: u64, hwm: u64, txid: u64) -> Vec<u8> {
+/// A meta page with its checksum.
+pub(crate) fn meta_page(id: u64, page_size: usize, root: u64, freelist: u64, hwm: u64, txid: u64) -> Vec<u8> {
     let mut page = vec![0u8; page_size];
     header(&mut page, id, META_FLAG, 0);
     let fields: [u64; 7] = [
@@ -270,7 +278,7 @@ fn meta_page(id: u64, page_size: usize, root: u64, hwm: u64, txid: u64) -> Vec<u
         page_size as u64,
         root,
         0,
-        FREELIST_NOT_PERSISTED,
+        freelist,
         hwm,
         txid,
     ];

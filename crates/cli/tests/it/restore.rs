@@ -4,12 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use etcd_client::{GetOptions, WatchOptions};
-use lifeboat_test_support::{
-    EtcdConfig, EtcdServer, EtcdVersion, ExistingMember, FillSpec, clear_etcd_env, fill, free_port,
-};
+use lifeboat_test_support::{EtcdConfig, EtcdServer, EtcdVersion, ExistingMember, FillSpec, fill, free_port};
 
 use crate::common::*;
 
@@ -108,33 +105,17 @@ fn reference_restore(
     member: &ExistingMember,
     data_dir: &Path,
 ) {
-    let tool = match version {
-        EtcdVersion::V3_4 => version.etcdctl(),
-        EtcdVersion::V3_5 => version.etcdctl().with_file_name("etcdutl"),
+    let elsewhere = ExistingMember {
+        data_dir: data_dir.to_path_buf(),
+        ..member.clone()
     };
-    let mut command = Command::new(tool);
-    clear_etcd_env(&mut command);
-    let args: Vec<String> = restore_args(plan, member)
-        .into_iter()
-        .map(|a| {
-            if a.starts_with("--data-dir=") {
-                format!("--data-dir={}", data_dir.display())
-            } else {
-                a
-            }
-        })
-        .collect();
-    let output = command
-        .args(["snapshot", "restore"])
-        .arg(snapshot)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let mut args = vec![
+        "snapshot".to_string(),
+        "restore".to_string(),
+        snapshot.display().to_string(),
+    ];
+    args.extend(restore_args(plan, &elsewhere));
+    reference_tool(version, &args);
 }
 
 /// Where the last record of a WAL segment starts.
