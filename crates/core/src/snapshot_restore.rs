@@ -178,12 +178,11 @@ pub fn restore(options: &RestoreOptions) -> Result<RestoreReport> {
         path: options.snapshot.clone(),
         source: e.into(),
     })?;
-    let bytes = snapshot.bytes();
     let damaged = |source| Error::SnapshotFile {
         path: options.snapshot.clone(),
         source,
     };
-    match trailer(bytes) {
+    match snapshot.read_with(trailer) {
         Trailer::Valid { .. } => {}
         Trailer::Mismatch { expected, actual } if !options.skip_hash_check => {
             return Err(damaged(lifeboat_etcd_data::Error::TrailerMismatch {
@@ -199,19 +198,16 @@ pub fn restore(options: &RestoreOptions) -> Result<RestoreReport> {
         }
         _ => {}
     }
-    let db = Db::open(bytes).map_err(|e| damaged(e.into()))?;
 
     let data = PendingDir::create(&options.data_dir)?;
     let snap_dir = data.dir("member/snap")?;
     let db_path = snap_dir.join("db");
     let db_file = create_private(&db_path)?;
-    let backend = rewrite_backend(
-        &db,
-        &db_file,
-        &cluster,
-        options.mark_compacted.then_some(options.bump_revision),
-    )
-    .map_err(damaged)?;
+    let bump = options.mark_compacted.then_some(options.bump_revision);
+    // The bbolt check runs in the same pass as the copy; a finding aborts before any rename.
+    let backend = snapshot
+        .read_with(|bytes| rewrite_backend(&Db::open(bytes)?, &db_file, &cluster, bump))
+        .map_err(damaged)?;
     db_file.sync_all().map_err(io("fsync", &db_path))?;
     let (snap_name, snap_bytes) = snap_file(&cluster);
     write_private(&snap_dir.join(snap_name), &snap_bytes)?;

@@ -355,6 +355,18 @@ async fn restore_refuses_unsafe_or_wrong_input_and_leaves_nothing() {
     let error = run_failing(&mut restore_cmd(&without_trailer), 1);
     assert!(error.contains("--skip-hash-check"), "{error}");
 
+    // Structure is checked even when the trailer is not: every leaf page of no known type.
+    let mut broken = std::fs::read(&snapshot).unwrap();
+    for page in broken.chunks_exact_mut(4096).skip(2) {
+        if page[8..10] == [0x02, 0] {
+            page[8] = 0x20;
+        }
+    }
+    let structure = dir.path().join("structure.db");
+    std::fs::write(&structure, &broken).unwrap();
+    let error = run_failing(restore_cmd(&structure).arg("--skip-hash-check"), 1);
+    assert!(error.contains("integrity check failed") && error.contains("invalid type"), "{error}");
+
     let error = run_failing(restore_cmd(&snapshot).arg("--mark-compacted"), 1);
     assert!(error.contains("--mark-compacted and --bump-revision"), "{error}");
     let stranger = ExistingMember {

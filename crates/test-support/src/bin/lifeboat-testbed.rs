@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
-use lifeboat_test_support::{EtcdConfig, EtcdServer, EtcdVersion, FillSpec, fill};
+use lifeboat_test_support::{EtcdConfig, EtcdServer, EtcdVersion, ExistingMember, FillSpec, fill};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Version {
@@ -31,6 +31,15 @@ struct Args {
     /// Where to write TESTBED_* variables (endpoint, certificates, etcdctl path).
     #[arg(long)]
     env_file: PathBuf,
+    /// Boot this (restored) data directory instead of a new, filled cluster.
+    #[arg(long, value_name = "DIR", requires_all = ["name", "peer_url"], conflicts_with_all = ["mtls", "fill_mb"])]
+    boot: Option<PathBuf>,
+    /// The member name the directory was restored for (with --boot).
+    #[arg(long)]
+    name: Option<String>,
+    /// The peer URL the directory was restored for (with --boot).
+    #[arg(long)]
+    peer_url: Option<String>,
 }
 
 #[tokio::main]
@@ -40,19 +49,33 @@ async fn main() -> anyhow::Result<()> {
         Version::V34 => EtcdVersion::V3_4,
         Version::V35 => EtcdVersion::V3_5,
     };
-    let config = if args.mtls {
-        EtcdConfig::new(version).mtls()
-    } else {
-        EtcdConfig::new(version)
+    let (server, summary) = match (args.boot, args.name, args.peer_url) {
+        (Some(data_dir), Some(name), Some(peer_url)) => {
+            let member = ExistingMember {
+                name,
+                data_dir,
+                peer_url,
+            };
+            let server = EtcdServer::boot_existing(version, &[member]).await?.remove(0);
+            (server, None)
+        }
+        _ => {
+            let config = if args.mtls {
+                EtcdConfig::new(version).mtls()
+            } else {
+                EtcdConfig::new(version)
+            };
+            let server = EtcdServer::start(config).await?;
+            let spec = match args.fill_mb {
+                0 => FillSpec::small(),
+                mb => FillSpec::sized(mb << 20),
+            };
+            let summary = fill(&server.member().await?.client(), &spec)
+                .await
+                .context("filling etcd")?;
+            (server, Some(summary))
+        }
     };
-    let server = EtcdServer::start(config).await?;
-    let spec = match args.fill_mb {
-        0 => FillSpec::small(),
-        mb => FillSpec::sized(mb << 20),
-    };
-    let summary = fill(&server.member().await?.client(), &spec)
-        .await
-        .context("filling etcd")?;
 
     let mut env = format!(
         "TESTBED_ENDPOINT={}\nTESTBED_ETCDCTL={}\nTESTBED_PID={}\nTESTBED_DIR={}\n",
@@ -71,14 +94,22 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
     std::fs::write(&args.env_file, env)?;
-    println!(
-        "etcd {} at {} ready: {} live keys, revision {}, {} MB written",
-        version.expected(),
-        server.endpoint,
-        summary.live_keys,
-        summary.revision,
-        summary.bytes_written >> 20
-    );
+    match summary {
+        Some(summary) => println!(
+            "etcd {} at {} ready: {} live keys, revision {}, {} MB written",
+            version.expected(),
+            server.endpoint,
+            summary.live_keys,
+            summary.revision,
+            summary.bytes_written >> 20
+        ),
+        None => println!(
+            "etcd {} at {} booted from {}",
+            version.expected(),
+            server.endpoint,
+            server.name()
+        ),
+    }
 
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate())?;
