@@ -26,6 +26,14 @@ pub struct Failure {
 
 /// Prints the error as one line on stderr and picks the exit code.
 pub fn report(error: &anyhow::Error) -> ExitCode {
+    // `lifeboat ... | head` closing the pipe early is not a failure (as in ripgrep).
+    let broken_pipe = error.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    if broken_pipe {
+        return ExitCode::SUCCESS;
+    }
     #[allow(clippy::print_stderr)]
     {
         eprintln!("Error: {error:#}");

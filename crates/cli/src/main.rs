@@ -17,7 +17,13 @@ use crate::output::OutputFormat;
 #[command(name = "lifeboat", version, about, max_term_width = 100)]
 struct Cli {
     /// Output format: simple, json or table.
-    #[arg(short = 'w', long = "write-out", global = true, default_value = "simple")]
+    #[arg(
+        short = 'w',
+        long = "write-out",
+        global = true,
+        default_value = "simple",
+        env = "ETCDCTL_WRITE_OUT"
+    )]
     write_out: OutputFormat,
     #[command(subcommand)]
     command: Command,

@@ -5,7 +5,7 @@
 
 use std::error::Error as StdError;
 
-use rustls::AlertDescription;
+use rustls::{AlertDescription, CertificateError};
 use tonic::Code;
 
 use crate::Error;
@@ -131,6 +131,18 @@ fn from_rustls(endpoint: String, client_cert: bool, error: &rustls::Error) -> Er
             | AlertDescription::BadCertificate
             | AlertDescription::HandshakeFailure,
         ) if !client_cert => Error::ClientCertRequired { endpoint },
+        rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => Error::ServerCertWrongName { endpoint },
+        rustls::Error::InvalidCertificate(
+            reason @ (CertificateError::Expired
+            | CertificateError::ExpiredContext { .. }
+            | CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. }),
+        ) => Error::ServerCertExpired {
+            endpoint,
+            reason: format!("{reason:?}"),
+        },
         rustls::Error::InvalidCertificate(reason) => Error::ServerCertUntrusted {
             endpoint,
             reason: format!("{reason:?}"),

@@ -70,6 +70,16 @@ pub enum Error {
         "{endpoint}: the server's certificate is not trusted ({reason}); check that --cacert is the CA that signed etcd's server certificate"
     )]
     ServerCertUntrusted { endpoint: String, reason: String },
+    /// The server certificate does not name the host we dialled.
+    #[error(
+        "{endpoint}: the server's certificate does not list this host name or IP; connect by a name or address in its SANs (kubeadm's etcd certificate lists localhost, 127.0.0.1 and the node IP)"
+    )]
+    ServerCertWrongName { endpoint: String },
+    /// The server certificate is outside its validity window.
+    #[error(
+        "{endpoint}: the server's certificate is expired or not yet valid ({reason}); renew etcd's server certificate or check the clock"
+    )]
+    ServerCertExpired { endpoint: String, reason: String },
     /// The server wanted a client certificate and got none.
     #[error("{endpoint}: the server requires a client certificate; give --cert and --key")]
     ClientCertRequired { endpoint: String },

@@ -365,7 +365,10 @@ async fn restore_refuses_unsafe_or_wrong_input_and_leaves_nothing() {
     let structure = dir.path().join("structure.db");
     std::fs::write(&structure, &broken).unwrap();
     let error = run_failing(restore_cmd(&structure).arg("--skip-hash-check"), 1);
-    assert!(error.contains("integrity check failed") && error.contains("invalid type"), "{error}");
+    assert!(
+        error.contains("integrity check failed") && error.contains("invalid type"),
+        "{error}"
+    );
 
     let error = run_failing(restore_cmd(&snapshot).arg("--mark-compacted"), 1);
     assert!(error.contains("--mark-compacted and --bump-revision"), "{error}");

@@ -65,6 +65,27 @@ async fn connection_failures_name_their_cause() {
         "{error}"
     );
 
+    // The same server by an address its certificate does not list (IPv4-mapped IPv6).
+    let port = server.endpoint.rsplit(':').next().unwrap();
+    let error = run_failing(
+        lifeboat()
+            .args([
+                "snapshot",
+                "save",
+                "--endpoints",
+                &format!("https://[::ffff:127.0.0.1]:{port}"),
+                "--cacert",
+            ])
+            .arg(&pki.ca)
+            .arg("--cert")
+            .arg(&pki.client.cert)
+            .arg("--key")
+            .arg(&pki.client.key)
+            .arg(&file),
+        1,
+    );
+    assert!(error.contains("does not list this host name or IP"), "{error}");
+
     let error = run_failing(
         &mut with_tls(&pki.ca, &pki.expired_client.cert, &pki.expired_client.key),
         1,
