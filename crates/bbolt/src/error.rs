@@ -11,6 +11,11 @@ pub enum Error {
     /// Reading or mapping the file failed.
     #[error("cannot read {path}: {message}")]
     Io { path: String, message: String },
+    /// A running etcd (or another bbolt writer) holds the file.
+    #[error(
+        "{path} is locked by a running etcd: reading it now could see a half-written state; take `lifeboat snapshot save` from the live member, or stop it first"
+    )]
+    Locked { path: String },
     /// No bbolt magic at either meta page.
     #[error("not a bbolt file: no valid meta page ({len} bytes; bbolt files start with magic 0xED0CDAED)")]
     NotBbolt { len: u64 },

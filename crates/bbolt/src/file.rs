@@ -12,6 +12,25 @@ use crate::{Error, Result};
 #[derive(Debug)]
 pub struct MappedFile {
     map: Option<memmap2::Mmap>,
+    /// Holds the shared lock for as long as the map is read.
+    _file: File,
+}
+
+/// Opens `path` for reading with a shared lock, as bbolt's read-only open does. A running etcd
+/// holds its `db` exclusively locked: reading it then could see a half-written state.
+pub(crate) fn open_shared(path: &Path) -> Result<File> {
+    let io = |e: std::io::Error| Error::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    let file = File::open(path).map_err(io)?;
+    match file.try_lock_shared() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked {
+            path: path.display().to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
 }
 
 impl MappedFile {
@@ -24,15 +43,21 @@ impl MappedFile {
             path: path.display().to_string(),
             message: e.to_string(),
         };
-        let file = File::open(path).map_err(io)?;
+        let file = open_shared(path)?;
         if file.metadata().map_err(io)?.len() == 0 {
-            return Ok(Self { map: None });
+            return Ok(Self {
+                map: None,
+                _file: file,
+            });
         }
         // SAFETY: the map is read-only and private to this process; the caller's contract
         // (documented above) is that the file is not truncated while mapped.
         #[allow(unsafe_code)]
         let map = unsafe { memmap2::MmapOptions::new().map(&file) }.map_err(io)?;
-        Ok(Self { map: Some(map) })
+        Ok(Self {
+            map: Some(map),
+            _file: file,
+        })
     }
 
     /// The file's bytes.

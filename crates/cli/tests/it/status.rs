@@ -97,6 +97,13 @@ async fn status_equals_reference_tools_through_a_clusters_life() {
         let auth = save(&server, dir.path(), "auth", true);
         assert_status_matches(version, &auth, "auth");
 
+        // A running member's db is refused, not read half-written.
+        let error = run_failing(lifeboat().args(["snapshot", "status"]).arg(server.db_path()), 1);
+        assert!(
+            error.contains("is locked by a running etcd"),
+            "{version:?}: {error}"
+        );
+
         // A db copied out of a stopped member's data directory: no trailer.
         server.kill();
         let copied = dir.path().join("member-db");
