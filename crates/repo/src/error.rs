@@ -1,0 +1,42 @@
+//! Errors of the repository: each names the repository or object, the cause and the way out.
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a repository operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A JSON file of the format is malformed.
+    #[error("{object}: not a valid {what}: {message}")]
+    Format {
+        object: String,
+        what: &'static str,
+        message: String,
+    },
+    /// A repository of a format version this build does not know.
+    #[error(
+        "{object}: repository format {found} is not supported (this lifeboat reads format {supported}); upgrade lifeboat"
+    )]
+    UnsupportedFormat {
+        object: String,
+        found: u32,
+        supported: u32,
+    },
+    /// An age recipient or identity that does not parse.
+    #[error("{what} is not a valid age {kind}; expected {expected}")]
+    BadKey {
+        what: String,
+        kind: &'static str,
+        expected: &'static str,
+    },
+    /// Encryption or decryption failed (wrong identity, damaged or truncated object).
+    #[error("cannot decrypt {object}: {message}; check --identity-file is the key of this repository")]
+    Decrypt { object: String, message: String },
+    /// Compression or decompression failed.
+    #[error("{object}: zstd: {message}")]
+    Compression { object: String, message: String },
+    /// Writing to the sink failed.
+    #[error("{object}: {source}")]
+    Io { object: String, source: std::io::Error },
+}

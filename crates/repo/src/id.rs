@@ -1,0 +1,70 @@
+//! Backup IDs: `YYYYMMDDTHHMMSSZ-<16 hex>`, UTC. They sort by creation time, and the random part
+//! keeps two writers apart without relying on conditional puts (which some S3 stores ignore).
+
+use std::time::SystemTime;
+
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+/// A backup's ID.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct BackupId(String);
+
+const STAMP: &[time::format_description::FormatItem<'static>] =
+    format_description!("[year][month][day]T[hour][minute][second]Z");
+
+impl BackupId {
+    /// A new ID for a backup created at `now`.
+    pub fn new(now: SystemTime) -> Self {
+        let stamp = OffsetDateTime::from(now).format(STAMP).unwrap_or_default();
+        Self(format!("{stamp}-{:016x}", rand::random::<u64>()))
+    }
+
+    /// Parses an ID as it appears in keys and on the command line.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (stamp, random) = text.split_once('-')?;
+        let valid = time::PrimitiveDateTime::parse(stamp, STAMP).is_ok()
+            && random.len() == 16
+            && random
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+        valid.then(|| Self(text.to_string()))
+    }
+
+    /// The ID as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for BackupId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    #[test]
+    fn ids_sort_by_time_and_round_trip() {
+        let early = BackupId::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        let late = BackupId::new(UNIX_EPOCH + Duration::from_secs(1_700_000_001));
+        assert!(early.as_str().starts_with("20231114T221320Z-"), "{early}");
+        assert!(early < late);
+        assert_eq!(BackupId::parse(early.as_str()), Some(early.clone()));
+        for bad in [
+            "",
+            "20231114T221320Z",
+            "20231114T221320Z-xyz",
+            "2023-11-14-0123456789abcdef",
+            "../etc",
+        ] {
+            assert_eq!(BackupId::parse(bad), None, "{bad}");
+        }
+    }
+}
