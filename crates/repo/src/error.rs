@@ -36,6 +36,16 @@ pub enum Error {
     /// Compression or decompression failed.
     #[error("{object}: zstd: {message}")]
     Compression { object: String, message: String },
+    /// The repository location cannot be used.
+    #[error("repository {repo}: {reason}")]
+    Location { repo: String, reason: String },
+    /// A storage request failed.
+    #[error("repository {repo}, object {key}: {message}")]
+    Storage {
+        repo: String,
+        key: String,
+        message: String,
+    },
     /// Writing to the sink failed.
     #[error("{object}: {source}")]
     Io { object: String, source: std::io::Error },

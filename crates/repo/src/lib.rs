@@ -12,8 +12,10 @@ mod error;
 mod format;
 mod id;
 mod seal;
+mod store;
 
 pub use error::{Error, Result};
 pub use format::{Artefact, Compression, Encryption, EtcdFacts, FORMAT, Manifest, RepoConfig};
 pub use id::BackupId;
 pub use seal::{Sealed, Sealer, open_sealed};
+pub use store::{Location, S3Settings, Storage};

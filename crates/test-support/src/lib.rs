@@ -8,9 +8,11 @@
 pub mod etcd;
 pub mod fill;
 pub mod pki;
+pub mod s3;
 
 pub use etcd::{
     EtcdConfig, EtcdServer, EtcdVersion, ExistingMember, clear_etcd_env, client_options, free_port,
 };
 pub use fill::{FillSpec, FillSummary, fill, fill_large_values, fill_small_keys};
 pub use pki::Pki;
+pub use s3::S3Server;

@@ -1,0 +1,271 @@
+//! Storage through object_store: a local directory or `s3://bucket/prefix`, with keys relative to
+//! the repository root. Nothing outside this module names object_store.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::{Error, Result};
+
+/// Where a repository lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Local(PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+impl Location {
+    /// `s3://bucket[/prefix]` or a local path.
+    pub fn parse(text: &str) -> Result<Self> {
+        let bad = |reason: &str| Error::Location {
+            repo: text.to_string(),
+            reason: reason.to_string(),
+        };
+        if let Some(rest) = text.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(bad("no bucket: give s3://bucket/prefix"));
+            }
+            return Ok(Location::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+            });
+        }
+        if text.contains("://") {
+            return Err(bad("only local paths and s3:// are supported"));
+        }
+        if text.is_empty() {
+            return Err(bad(
+                "empty; give a path or s3://bucket/prefix (or set LIFEBOAT_REPO)",
+            ));
+        }
+        Ok(Location::Local(PathBuf::from(text)))
+    }
+}
+
+/// S3 settings, resolved by the caller from `AWS_*` variables and flags.
+#[derive(Clone, Default)]
+pub struct S3Settings {
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub region: Option<String>,
+    /// Custom endpoint (path-style addressing is used with it).
+    pub endpoint: Option<String>,
+    /// Allow plain http to a non-loopback endpoint.
+    pub allow_http: bool,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("allow_http", &self.allow_http)
+            .finish()
+    }
+}
+
+fn is_loopback_http(endpoint: &str) -> bool {
+    let rest = endpoint.strip_prefix("http://").unwrap_or_default();
+    let host = rest.split(['/', ':']).next().unwrap_or_default();
+    matches!(host, "127.0.0.1" | "localhost") || rest.starts_with("[::1]")
+}
+
+/// A repository's objects.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    repo: String,
+}
+
+impl Storage {
+    /// Connects to `location`; a local directory is created (0700) if missing.
+    pub fn open(location: &Location, s3: &S3Settings) -> Result<Self> {
+        match location {
+            Location::Local(path) => {
+                let repo = path.display().to_string();
+                let failed = |e: &dyn std::fmt::Display| Error::Location {
+                    repo: repo.clone(),
+                    reason: e.to_string(),
+                };
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .create(path)
+                    .map_err(|e| failed(&e))?;
+                let store = LocalFileSystem::new_with_prefix(path).map_err(|e| failed(&e))?;
+                Ok(Self {
+                    store: Arc::new(store),
+                    prefix: ObjectPath::default(),
+                    repo,
+                })
+            }
+            Location::S3 { bucket, prefix } => {
+                let repo = format!("s3://{bucket}/{prefix}");
+                let failed = |reason: String| Error::Location {
+                    repo: repo.clone(),
+                    reason,
+                };
+                let mut builder = AmazonS3Builder::new().with_bucket_name(bucket);
+                if let Some(endpoint) = &s3.endpoint {
+                    if endpoint.starts_with("http://") && !is_loopback_http(endpoint) && !s3.allow_http {
+                        return Err(failed(format!(
+                            "endpoint {endpoint} is plain http; use https, or --s3-allow-http if the network is trusted"
+                        )));
+                    }
+                    builder = builder
+                        .with_endpoint(endpoint)
+                        .with_virtual_hosted_style_request(false)
+                        .with_allow_http(endpoint.starts_with("http://"));
+                }
+                for (value, set) in [
+                    (
+                        &s3.access_key_id,
+                        AmazonS3Builder::with_access_key_id as fn(AmazonS3Builder, String) -> AmazonS3Builder,
+                    ),
+                    (&s3.secret_access_key, AmazonS3Builder::with_secret_access_key),
+                    (&s3.region, AmazonS3Builder::with_region),
+                ] {
+                    if let Some(value) = value {
+                        builder = set(builder, value.clone());
+                    }
+                }
+                let store = builder.build().map_err(|e| failed(e.to_string()))?;
+                Ok(Self {
+                    store: Arc::new(store),
+                    prefix: ObjectPath::from(prefix.as_str()),
+                    repo,
+                })
+            }
+        }
+    }
+
+    fn path(&self, key: &str) -> ObjectPath {
+        key.split('/')
+            .fold(self.prefix.clone(), |path, part| path.join(part))
+    }
+
+    fn error(&self, key: &str, error: object_store::Error) -> Error {
+        let hint = match &error {
+            object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+                "; check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
+            }
+            _ => "",
+        };
+        Error::Storage {
+            repo: self.repo.clone(),
+            key: key.to_string(),
+            message: format!("{error}{hint}"),
+        }
+    }
+
+    /// The repository as the user named it.
+    pub fn repo(&self) -> &str {
+        &self.repo
+    }
+
+    /// Writes a small object in one put.
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
+        self.store
+            .put(&self.path(key), PutPayload::from(bytes))
+            .await
+            .map_err(|e| self.error(key, e))?;
+        Ok(())
+    }
+
+    /// Reads an object; `None` if it does not exist.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        match self.store.get(&self.path(key)).await {
+            Ok(result) => Ok(Some(
+                result.bytes().await.map_err(|e| self.error(key, e))?.to_vec(),
+            )),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error(key, e)),
+        }
+    }
+
+    /// Deletes an object; an absent one is not an error.
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        match self.store.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error(key, e)),
+        }
+    }
+
+    /// Keys (relative to the repository) under `prefix`, with their sizes, sorted.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        use futures::TryStreamExt;
+        let root = self.path(prefix);
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&root))
+            .try_collect()
+            .await
+            .map_err(|e| self.error(prefix, e))?;
+        let skip = self.prefix.parts().count();
+        let mut keys: Vec<(String, u64)> = objects
+            .into_iter()
+            .map(|meta| {
+                let parts: Vec<String> = meta
+                    .location
+                    .parts()
+                    .skip(skip)
+                    .map(|p| p.as_ref().to_string())
+                    .collect();
+                (parts.join("/"), meta.size)
+            })
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_parse() {
+        assert_eq!(
+            Location::parse("s3://b/some/prefix/").unwrap(),
+            Location::S3 {
+                bucket: "b".into(),
+                prefix: "some/prefix".into()
+            }
+        );
+        assert_eq!(
+            Location::parse("s3://b").unwrap(),
+            Location::S3 {
+                bucket: "b".into(),
+                prefix: String::new()
+            }
+        );
+        assert_eq!(
+            Location::parse("/var/backups").unwrap(),
+            Location::Local("/var/backups".into())
+        );
+        for bad in ["", "s3://", "gs://b/p"] {
+            assert!(Location::parse(bad).is_err(), "{bad}");
+        }
+        assert!(is_loopback_http("http://127.0.0.1:9000"));
+        assert!(!is_loopback_http("http://10.0.0.1:9000"));
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug() {
+        let settings = S3Settings {
+            secret_access_key: Some("hunter2".into()),
+            ..S3Settings::default()
+        };
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+}

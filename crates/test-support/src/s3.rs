@@ -1,0 +1,100 @@
+//! A real S3-compatible server (s3s-fs 0.14.1, which checks SigV4 and Content-MD5) on
+//! 127.0.0.1 at a free port, with one bucket; killed and removed on drop.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tempfile::TempDir;
+
+use crate::etcd::free_port;
+
+/// A running s3s-fs.
+#[derive(Debug)]
+pub struct S3Server {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    pub bucket: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    dir: TempDir,
+}
+
+fn binary() -> PathBuf {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_default();
+    let installed = home.join("bin/s3s-fs");
+    if installed.exists() {
+        installed
+    } else {
+        PathBuf::from("s3s-fs")
+    }
+}
+
+impl S3Server {
+    /// Starts s3s-fs with a bucket named `lifeboat-test`.
+    pub fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("lifeboat-s3-").tempdir()?;
+        let bucket = "lifeboat-test".to_string();
+        std::fs::create_dir(dir.path().join(&bucket))?;
+        let (access_key_id, secret_access_key) = (
+            "lifeboat-test-key".to_string(),
+            "lifeboat-test-secret".to_string(),
+        );
+        let port = free_port()?;
+        let log = std::fs::File::create(dir.path().join("s3s-fs.log"))?;
+        let mut child = Command::new(binary())
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", &access_key_id, "--secret-key", &secret_access_key])
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting s3s-fs (cargo install s3s-fs@0.14.1 --features binary --locked; scripts/setup does)")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = child.try_wait()? {
+                bail!("s3s-fs exited with {status} while starting");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("s3s-fs did not listen within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Self {
+            child: Some(child),
+            endpoint: format!("http://127.0.0.1:{port}"),
+            bucket,
+            access_key_id,
+            secret_access_key,
+            dir,
+        })
+    }
+
+    /// Kills the server at once, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Where the bucket's objects are stored on disk.
+    pub fn bucket_dir(&self) -> PathBuf {
+        self.dir.path().join(&self.bucket)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
