@@ -46,6 +46,17 @@ pub enum Error {
         key: String,
         message: String,
     },
+    /// `repo init` on a location that has a repository.
+    #[error("{repo} already holds a lifeboat repository; use it, or init another location")]
+    AlreadyInitialized { repo: String },
+    /// No repository at the location.
+    #[error(
+        "{repo} is not a lifeboat repository (no lifeboat-repo.json); run `lifeboat repo init {repo}` first"
+    )]
+    NotARepository { repo: String },
+    /// No backup with that ID.
+    #[error("{repo} has no backup {id}; `lifeboat backups list` shows the IDs")]
+    NoSuchBackup { repo: String, id: String },
     /// Writing to the sink failed.
     #[error("{object}: {source}")]
     Io { object: String, source: std::io::Error },

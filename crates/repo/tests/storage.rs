@@ -2,7 +2,11 @@
 //! server (s3s-fs on 127.0.0.1).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use lifeboat_repo::{Location, S3Settings, Storage};
+use std::time::{Duration, UNIX_EPOCH};
+
+use lifeboat_repo::{
+    BackupId, Compression, Encryption, Error, FORMAT, Location, Manifest, Repository, S3Settings, Storage,
+};
 use lifeboat_test_support::S3Server;
 
 async fn conformance(storage: &Storage) {
@@ -38,12 +42,98 @@ async fn conformance(storage: &Storage) {
     assert_eq!(storage.list("backups/a").await.unwrap().len(), 1);
 }
 
+fn manifest(seconds: u64) -> Manifest {
+    let now = UNIX_EPOCH + Duration::from_secs(seconds);
+    Manifest {
+        format: FORMAT,
+        id: BackupId::new(now),
+        kind: "etcd".into(),
+        created: lifeboat_repo::timestamp(now),
+        host: "node-1".into(),
+        tool: "lifeboat test".into(),
+        tags: vec!["nightly".into()],
+        etcd: None,
+        artefacts: vec![],
+    }
+}
+
+/// Repository rules on any storage: init once, manifests make backups, delete removes the
+/// manifest first, directories without a manifest are orphans.
+async fn repository_rules(storage: Storage) {
+    assert!(matches!(
+        Repository::open(storage.clone()).await,
+        Err(Error::NotARepository { .. })
+    ));
+    let encryption = Encryption::Age {
+        recipients: vec!["age1example".into()],
+    };
+    let repo = Repository::init(
+        storage.clone(),
+        encryption.clone(),
+        Compression::Zstd { level: 1 },
+        UNIX_EPOCH,
+    )
+    .await
+    .unwrap();
+    let again = Repository::init(
+        storage.clone(),
+        Encryption::None,
+        Compression::Zstd { level: 1 },
+        UNIX_EPOCH,
+    )
+    .await;
+    assert!(matches!(again, Err(Error::AlreadyInitialized { .. })));
+    let reopened = Repository::open(storage.clone()).await.unwrap();
+    assert_eq!(reopened.config(), repo.config());
+    assert_eq!(reopened.config().encryption, encryption);
+
+    let (old, new) = (manifest(1_700_000_000), manifest(1_800_000_000));
+    for m in [&new, &old] {
+        storage
+            .put(&format!("backups/{}/etcd-snapshot.db", m.id), vec![1; 10])
+            .await
+            .unwrap();
+        repo.put_manifest(m).await.unwrap();
+    }
+    let interrupted = BackupId::new(UNIX_EPOCH + Duration::from_secs(1_750_000_000));
+    storage
+        .put(&format!("backups/{interrupted}/etcd-snapshot.db"), vec![2; 10])
+        .await
+        .unwrap();
+    assert_eq!(
+        repo.list().await.unwrap(),
+        [old.clone(), new.clone()],
+        "oldest first, no orphan"
+    );
+    assert_eq!(repo.orphans().await.unwrap(), [interrupted.to_string()]);
+
+    repo.delete(&old.id).await.unwrap();
+    assert_eq!(repo.list().await.unwrap(), std::slice::from_ref(&new));
+    assert!(
+        storage
+            .list(&format!("backups/{}", old.id))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        repo.delete(&old.id).await,
+        Err(Error::NoSuchBackup { .. })
+    ));
+    assert!(matches!(
+        repo.manifest(&old.id).await,
+        Err(Error::NoSuchBackup { .. })
+    ));
+}
+
 #[tokio::test]
 async fn local_directory_passes_the_suite() {
     let dir = tempfile::tempdir().unwrap();
     let location = Location::parse(&dir.path().join("repo").display().to_string()).unwrap();
     let storage = Storage::open(&location, &S3Settings::default()).unwrap();
     conformance(&storage).await;
+    let location = Location::parse(&dir.path().join("repo2").display().to_string()).unwrap();
+    repository_rules(Storage::open(&location, &S3Settings::default()).unwrap()).await;
 }
 
 fn s3_settings(server: &S3Server) -> S3Settings {

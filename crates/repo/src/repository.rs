@@ -1,0 +1,149 @@
+//! A repository: its config, and backups that exist exactly when their manifest does.
+
+use std::time::SystemTime;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::format::FORMAT;
+use crate::{BackupId, Compression, Encryption, Error, Manifest, RepoConfig, Result, Storage};
+
+/// The repository config's key.
+pub const CONFIG_KEY: &str = "lifeboat-repo.json";
+const BACKUPS: &str = "backups";
+const MANIFEST: &str = "manifest.json";
+
+/// RFC 3339, UTC, seconds.
+pub fn timestamp(now: SystemTime) -> String {
+    OffsetDateTime::from(now)
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// A repository with its config read.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    storage: Storage,
+    config: RepoConfig,
+}
+
+fn manifest_key(id: &BackupId) -> String {
+    format!("{BACKUPS}/{id}/{MANIFEST}")
+}
+
+impl Repository {
+    /// Creates a repository; refuses a location that already holds one.
+    pub async fn init(
+        storage: Storage,
+        encryption: Encryption,
+        compression: Compression,
+        now: SystemTime,
+    ) -> Result<Self> {
+        if storage.get(CONFIG_KEY).await?.is_some() {
+            return Err(Error::AlreadyInitialized {
+                repo: storage.repo().to_string(),
+            });
+        }
+        let config = RepoConfig {
+            format: FORMAT,
+            id: format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>()),
+            created: timestamp(now),
+            encryption,
+            compression,
+        };
+        let json = serde_json::to_vec_pretty(&config).map_err(|e| Error::Format {
+            object: CONFIG_KEY.into(),
+            what: "repository config",
+            message: e.to_string(),
+        })?;
+        storage.put(CONFIG_KEY, json).await?;
+        Ok(Self { storage, config })
+    }
+
+    /// Opens an existing repository.
+    pub async fn open(storage: Storage) -> Result<Self> {
+        let object = format!("{}/{CONFIG_KEY}", storage.repo());
+        let Some(bytes) = storage.get(CONFIG_KEY).await? else {
+            return Err(Error::NotARepository {
+                repo: storage.repo().to_string(),
+            });
+        };
+        let config = RepoConfig::parse(&object, &bytes)?;
+        Ok(Self { storage, config })
+    }
+
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// Every backup (those with a manifest), oldest first.
+    pub async fn list(&self) -> Result<Vec<Manifest>> {
+        let mut manifests = Vec::new();
+        for (key, _) in self.storage.list(BACKUPS).await? {
+            if let Some(id) = key
+                .strip_suffix(&format!("/{MANIFEST}"))
+                .and_then(|k| k.strip_prefix("backups/"))
+                && let Some(id) = BackupId::parse(id)
+            {
+                manifests.push(self.manifest(&id).await?);
+            }
+        }
+        manifests.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(manifests)
+    }
+
+    /// One backup's manifest.
+    pub async fn manifest(&self, id: &BackupId) -> Result<Manifest> {
+        let key = manifest_key(id);
+        let Some(bytes) = self.storage.get(&key).await? else {
+            return Err(Error::NoSuchBackup {
+                repo: self.storage.repo().to_string(),
+                id: id.to_string(),
+            });
+        };
+        Manifest::parse(&format!("{}/{key}", self.storage.repo()), &bytes)
+    }
+
+    /// Writes a manifest: the last step of a backup, which makes it exist.
+    pub async fn put_manifest(&self, manifest: &Manifest) -> Result<()> {
+        let key = manifest_key(&manifest.id);
+        let json = serde_json::to_vec_pretty(manifest).map_err(|e| Error::Format {
+            object: key.clone(),
+            what: "manifest",
+            message: e.to_string(),
+        })?;
+        self.storage.put(&key, json).await
+    }
+
+    /// Deletes a backup: the manifest first, so no reader ever sees one naming missing data.
+    pub async fn delete(&self, id: &BackupId) -> Result<()> {
+        self.manifest(id).await?;
+        self.storage.delete(&manifest_key(id)).await?;
+        for (key, _) in self.storage.list(&format!("{BACKUPS}/{id}")).await? {
+            self.storage.delete(&key).await?;
+        }
+        Ok(())
+    }
+
+    /// Backup directories without a manifest: left by an interrupted backup or delete.
+    pub async fn orphans(&self) -> Result<Vec<String>> {
+        let mut with_manifest = std::collections::BTreeSet::new();
+        let mut all = std::collections::BTreeSet::new();
+        for (key, _) in self.storage.list(BACKUPS).await? {
+            let mut parts = key.splitn(3, '/').skip(1);
+            if let (Some(id), Some(rest)) = (parts.next(), parts.next()) {
+                all.insert(id.to_string());
+                if rest == MANIFEST {
+                    with_manifest.insert(id.to_string());
+                }
+            }
+        }
+        Ok(all.difference(&with_manifest).cloned().collect())
+    }
+}
