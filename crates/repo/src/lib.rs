@@ -21,4 +21,4 @@ pub use format::{Artefact, Compression, Encryption, EtcdFacts, FORMAT, Manifest,
 pub use id::BackupId;
 pub use repository::{CONFIG_KEY, Repository, timestamp};
 pub use seal::{Sealed, Sealer, open_sealed};
-pub use store::{Location, S3Settings, Storage};
+pub use store::{Location, PART_SIZE, S3Settings, Storage, Upload};

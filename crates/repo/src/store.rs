@@ -7,7 +7,7 @@ use std::sync::Arc;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
 use crate::{Error, Result};
 
@@ -226,6 +226,73 @@ impl Storage {
             .collect();
         keys.sort();
         Ok(keys)
+    }
+}
+
+/// Part size of multipart uploads: above S3's 5 MiB minimum for all parts but the last.
+pub const PART_SIZE: usize = 8 << 20;
+/// Parts uploading at once.
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// An object being streamed; it appears only at [`Upload::finish`]. Dropping it without
+/// finishing leaves an incomplete multipart upload on S3 (object_store does not abort on
+/// drop), so every error path must call [`Upload::abort`].
+pub struct Upload {
+    key: String,
+    storage: Storage,
+    writer: WriteMultipart,
+}
+
+impl std::fmt::Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Storage {
+    /// Starts streaming object `key`.
+    pub async fn upload(&self, key: &str) -> Result<Upload> {
+        let multipart = self
+            .store
+            .put_multipart(&self.path(key))
+            .await
+            .map_err(|e| self.error(key, e))?;
+        Ok(Upload {
+            key: key.to_string(),
+            storage: self.clone(),
+            writer: WriteMultipart::new_with_chunk_size(multipart, PART_SIZE),
+        })
+    }
+}
+
+impl Upload {
+    /// Appends bytes, waiting while too many parts are in flight.
+    pub async fn write(&mut self, bytes: Vec<u8>) -> Result<()> {
+        self.writer
+            .wait_for_capacity(PARTS_IN_FLIGHT)
+            .await
+            .map_err(|e| self.storage.error(&self.key, e))?;
+        self.writer.put(bytes::Bytes::from(bytes));
+        Ok(())
+    }
+
+    /// Completes the object.
+    pub async fn finish(self) -> Result<()> {
+        self.writer
+            .finish()
+            .await
+            .map_err(|e| self.storage.error(&self.key, e))?;
+        Ok(())
+    }
+
+    /// Gives the upload up; the object never appears.
+    pub async fn abort(self) -> Result<()> {
+        self.writer
+            .abort()
+            .await
+            .map_err(|e| self.storage.error(&self.key, e))
     }
 }
 

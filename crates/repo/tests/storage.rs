@@ -9,6 +9,8 @@ use lifeboat_repo::{
 };
 use lifeboat_test_support::S3Server;
 
+const PART_SIZE_PLUS: usize = lifeboat_repo::PART_SIZE + 1;
+
 async fn conformance(storage: &Storage) {
     assert_eq!(storage.get("backups/a/manifest.json").await.unwrap(), None);
     storage
@@ -36,6 +38,22 @@ async fn conformance(storage: &Storage) {
             ("backups/b/manifest.json".to_string(), 7),
         ]
     );
+    // Streaming: several parts; an aborted upload never appears.
+    let big: Vec<u8> = (0..(2 * lifeboat_repo::PART_SIZE + 12345))
+        .map(|i| (i % 251) as u8)
+        .collect();
+    let mut upload = storage.upload("backups/c/etcd-snapshot.db").await.unwrap();
+    for chunk in big.chunks(1 << 20) {
+        upload.write(chunk.to_vec()).await.unwrap();
+    }
+    upload.finish().await.unwrap();
+    assert!(storage.get("backups/c/etcd-snapshot.db").await.unwrap().unwrap() == big);
+    let mut upload = storage.upload("backups/d/etcd-snapshot.db").await.unwrap();
+    upload.write(big[..PART_SIZE_PLUS].to_vec()).await.unwrap();
+    upload.abort().await.unwrap();
+    assert_eq!(storage.get("backups/d/etcd-snapshot.db").await.unwrap(), None);
+    storage.delete("backups/c/etcd-snapshot.db").await.unwrap();
+
     storage.delete("backups/a/manifest.json").await.unwrap();
     storage.delete("backups/a/manifest.json").await.unwrap();
     assert_eq!(storage.get("backups/a/manifest.json").await.unwrap(), None);
@@ -175,6 +193,18 @@ async fn s3_server_passes_the_suite_and_names_bad_credentials() {
         "{error}"
     );
     assert!(!error.contains("wrong"), "the secret must not appear: {error}");
+
+    // The server dies mid-upload: the upload fails, naming the repository and the object.
+    let mut upload = storage.upload("backups/e/etcd-snapshot.db").await.unwrap();
+    upload.write(vec![3; PART_SIZE_PLUS]).await.unwrap();
+    let mut server = server;
+    server.kill();
+    let mut result = upload.write(vec![3; PART_SIZE_PLUS]).await;
+    if result.is_ok() {
+        result = upload.finish().await;
+    }
+    let error = result.unwrap_err().to_string();
+    assert!(error.contains("backups/e/etcd-snapshot.db"), "{error}");
 
     let remote = S3Settings {
         endpoint: Some("http://192.0.2.1:9000".into()),
