@@ -9,6 +9,7 @@
 //! - [`BackupId`]: IDs that sort by creation time and need no coordination.
 //! - [`Sealer`]: the synchronous write stack plain → sha256 → zstd → age → sha256 → sink.
 
+mod artefact;
 mod error;
 mod format;
 mod id;
@@ -16,6 +17,7 @@ mod repository;
 mod seal;
 mod store;
 
+pub use artefact::ArtefactWriter;
 pub use error::{Error, Result};
 pub use format::{Artefact, Compression, Encryption, EtcdFacts, FORMAT, Manifest, RepoConfig};
 pub use id::BackupId;

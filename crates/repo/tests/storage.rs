@@ -4,10 +4,14 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use std::io::Read;
+
 use lifeboat_repo::{
-    BackupId, Compression, Encryption, Error, FORMAT, Location, Manifest, Repository, S3Settings, Storage,
+    ArtefactWriter, BackupId, Compression, Encryption, Error, FORMAT, Location, Manifest, Repository,
+    S3Settings, Storage, open_sealed,
 };
 use lifeboat_test_support::S3Server;
+use sha2::{Digest, Sha256};
 
 const PART_SIZE_PLUS: usize = lifeboat_repo::PART_SIZE + 1;
 
@@ -144,6 +148,54 @@ async fn repository_rules(storage: Storage) {
     ));
 }
 
+/// An artefact streams through zstd and age into storage and reads back exactly; an aborted
+/// one leaves nothing.
+async fn artefacts(storage: Storage) {
+    let identity = age::x25519::Identity::generate();
+    let encryption = Encryption::Age {
+        recipients: vec![identity.to_public().to_string()],
+    };
+    let repo = Repository::init(
+        storage.clone(),
+        encryption.clone(),
+        Compression::Zstd { level: 1 },
+        UNIX_EPOCH,
+    )
+    .await
+    .unwrap();
+    let id = BackupId::new(UNIX_EPOCH);
+    let plain: Vec<u8> = (0..12_000_000u32)
+        .map(|i| (i / 1000 % 251) as u8 ^ (i as u8 & 3))
+        .collect();
+    let mut writer = ArtefactWriter::start(&repo, &id, "etcd-snapshot.db")
+        .await
+        .unwrap();
+    for chunk in plain.chunks(32 * 1024) {
+        writer.write(chunk).await.unwrap();
+    }
+    let artefact = writer.finish().await.unwrap();
+    assert_eq!(artefact.plain_size, plain.len() as u64);
+    assert_eq!(artefact.plain_sha256, hex::encode(Sha256::digest(&plain)));
+    let stored = storage.get(&artefact.key).await.unwrap().unwrap();
+    assert_eq!(artefact.stored_size, stored.len() as u64);
+    assert_eq!(artefact.stored_sha256, hex::encode(Sha256::digest(&stored)));
+    assert!(artefact.stored_size < artefact.plain_size / 2, "compressed");
+    let mut read_back = Vec::new();
+    open_sealed(&artefact.key, &stored[..], &encryption, &[identity])
+        .unwrap()
+        .read_to_end(&mut read_back)
+        .unwrap();
+    assert!(read_back == plain, "the artefact reads back exactly");
+
+    let mut writer = ArtefactWriter::start(&repo, &id, "given-up.db").await.unwrap();
+    writer.write(&plain[..3_000_000]).await.unwrap();
+    writer.abort().await.unwrap();
+    assert_eq!(
+        storage.get(&format!("backups/{id}/given-up.db")).await.unwrap(),
+        None
+    );
+}
+
 #[tokio::test]
 async fn local_directory_passes_the_suite() {
     let dir = tempfile::tempdir().unwrap();
@@ -152,6 +204,8 @@ async fn local_directory_passes_the_suite() {
     conformance(&storage).await;
     let location = Location::parse(&dir.path().join("repo2").display().to_string()).unwrap();
     repository_rules(Storage::open(&location, &S3Settings::default()).unwrap()).await;
+    let location = Location::parse(&dir.path().join("repo3").display().to_string()).unwrap();
+    artefacts(Storage::open(&location, &S3Settings::default()).unwrap()).await;
 }
 
 fn s3_settings(server: &S3Server) -> S3Settings {
