@@ -79,15 +79,10 @@ fn manifest(seconds: u64) -> Manifest {
     }
 }
 
-/// Repository rules on any storage: init once, manifests make backups, delete removes the
-/// manifest first, directories without a manifest are orphans.
-async fn repository_rules(storage: Storage) {
-    assert!(matches!(
-        Repository::open(storage.clone()).await,
-        Err(Error::NotARepository { .. })
-    ));
+/// A new repository encrypting to `recipient`.
+async fn init(storage: &Storage, recipient: String) -> (Repository, Encryption) {
     let encryption = Encryption::Age {
-        recipients: vec!["age1example".into()],
+        recipients: vec![recipient],
     };
     let repo = Repository::init(
         storage.clone(),
@@ -97,6 +92,17 @@ async fn repository_rules(storage: Storage) {
     )
     .await
     .unwrap();
+    (repo, encryption)
+}
+
+/// Repository rules on any storage: init once, manifests make backups, delete removes the
+/// manifest first, directories without a manifest are orphans.
+async fn repository_rules(storage: Storage) {
+    assert!(matches!(
+        Repository::open(storage.clone()).await,
+        Err(Error::NotARepository { .. })
+    ));
+    let (repo, encryption) = init(&storage, "age1example".into()).await;
     let again = Repository::init(
         storage.clone(),
         Encryption::None,
@@ -152,17 +158,7 @@ async fn repository_rules(storage: Storage) {
 /// one leaves nothing.
 async fn artefacts(storage: Storage) {
     let identity = age::x25519::Identity::generate();
-    let encryption = Encryption::Age {
-        recipients: vec![identity.to_public().to_string()],
-    };
-    let repo = Repository::init(
-        storage.clone(),
-        encryption.clone(),
-        Compression::Zstd { level: 1 },
-        UNIX_EPOCH,
-    )
-    .await
-    .unwrap();
+    let (repo, encryption) = init(&storage, identity.to_public().to_string()).await;
     let id = BackupId::new(UNIX_EPOCH);
     let plain: Vec<u8> = (0..12_000_000u32)
         .map(|i| (i / 1000 % 251) as u8 ^ (i as u8 & 3))
