@@ -9,6 +9,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The repository failed.
+    #[error(transparent)]
+    Repo(#[from] lifeboat_repo::Error),
     /// Talking to etcd failed.
     #[error(transparent)]
     Etcd(#[from] lifeboat_etcd_conn::Error),

@@ -5,11 +5,14 @@
 //!   file that exists only once complete and hash-checked; returns a [`snapshot_save::SaveReport`].
 //! - [`snapshot_file`]: status and verify of a snapshot file, mapped read-only.
 //! - [`snapshot_restore`]: a member data directory etcd 3.4/3.5 boot, without etcdutl.
+//! - [`backup::backup`]: a snapshot streamed into a repository, manifest last (in progress: no
+//!   command uses it yet).
 //! - [`Progress`]: how long operations report bytes done; the CLI draws a bar from it.
 //! - [`fsio`]: the temp-name, fsync, rename discipline every written artefact follows.
 //!
 //! Nothing here prints, reads the environment or exits.
 
+pub mod backup;
 mod error;
 pub mod fsio;
 mod progress;

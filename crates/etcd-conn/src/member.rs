@@ -297,6 +297,20 @@ impl Member {
         })
     }
 
+    /// Keys that exist at `revision` (0: now), counted by etcd without sending them.
+    pub async fn count_keys(&mut self, revision: i64) -> Result<i64> {
+        let options = etcd_client::GetOptions::new()
+            .with_all_keys()
+            .with_count_only()
+            .with_revision(revision);
+        let response = self
+            .client
+            .get("", Some(options))
+            .await
+            .map_err(|e| self.peer.classify(&e))?;
+        Ok(response.count())
+    }
+
     /// The underlying client, for test harnesses that write data.
     pub fn client(&self) -> Client {
         self.client.clone()

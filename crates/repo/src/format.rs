@@ -43,9 +43,10 @@ pub struct EtcdFacts {
     pub member_id: String,
     pub endpoint: String,
     pub version: String,
+    /// The store revision when the snapshot started.
     pub revision: i64,
+    /// Keys that existed at that revision.
     pub total_key: u64,
-    pub hash: u32,
 }
 
 /// One stored object of a backup.

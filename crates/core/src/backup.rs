@@ -1,0 +1,77 @@
+//! `backup`: etcd's snapshot streamed into a repository (trailer check, zstd, age, multipart
+//! upload, no local copy), then the manifest, last.
+
+use std::time::SystemTime;
+
+use lifeboat_etcd_conn::{ConnectOptions, connect_first_healthy};
+use lifeboat_etcd_data::TrailerCheck;
+use lifeboat_repo::{ArtefactWriter, BackupId, EtcdFacts, FORMAT, Manifest, Repository, timestamp};
+
+use crate::{Error, Progress, Result};
+
+/// The artefact name of an etcd snapshot.
+pub const ETCD_ARTEFACT: &str = "etcd-snapshot.db";
+
+/// What to back up.
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    pub connect: ConnectOptions,
+    /// Recorded in the manifest.
+    pub host: String,
+    pub tags: Vec<String>,
+}
+
+/// Streams a snapshot of the first healthy endpoint into `repo`; returns the new manifest.
+pub async fn backup(repo: &Repository, options: &BackupOptions, progress: &dyn Progress) -> Result<Manifest> {
+    let now = SystemTime::now();
+    let mut member = connect_first_healthy(&options.connect).await?;
+    let status = member.status().clone();
+    let id = BackupId::new(now);
+    let mut stream = member.snapshot().await?;
+    let mut writer = ArtefactWriter::start(repo, &id, ETCD_ARTEFACT).await?;
+    let mut trailer = TrailerCheck::new();
+    progress.start(Some(status.db_size + lifeboat_etcd_data::TRAILER_LEN as u64));
+    let streamed: Result<()> = async {
+        while let Some(chunk) = stream.next_chunk().await? {
+            trailer.update(&chunk);
+            writer.write(&chunk).await?;
+            progress.advance(chunk.len() as u64);
+        }
+        Ok(())
+    }
+    .await;
+    progress.finish();
+    // Nothing is completed unless the whole stream arrived with a matching trailer.
+    let checked = streamed.and_then(|()| {
+        trailer.finish().map(|_| ()).map_err(|source| Error::Snapshot {
+            endpoint: status.endpoint.clone(),
+            source,
+        })
+    });
+    if let Err(error) = checked {
+        let _ = writer.abort().await;
+        return Err(error);
+    }
+    let artefact = writer.finish().await?;
+    let total_key = u64::try_from(member.count_keys(status.revision).await?).unwrap_or(0);
+    let manifest = Manifest {
+        format: FORMAT,
+        id,
+        kind: "etcd".into(),
+        created: timestamp(now),
+        host: options.host.clone(),
+        tool: format!("lifeboat {}", env!("CARGO_PKG_VERSION")),
+        tags: options.tags.clone(),
+        etcd: Some(EtcdFacts {
+            cluster_id: format!("{:x}", status.cluster_id),
+            member_id: format!("{:x}", status.member_id),
+            endpoint: status.endpoint.clone(),
+            version: status.version.clone(),
+            revision: status.revision,
+            total_key,
+        }),
+        artefacts: vec![artefact],
+    };
+    repo.put_manifest(&manifest).await?;
+    Ok(manifest)
+}
