@@ -25,7 +25,7 @@ pub fn part_path(target: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn io_error(action: &'static str, path: &Path, source: std::io::Error, written: u64) -> Error {
+pub(crate) fn io_error(action: &'static str, path: &Path, source: std::io::Error, written: u64) -> Error {
     if source.raw_os_error() == Some(28) {
         return Error::DiskFull {
             path: path.to_path_buf(),
@@ -112,9 +112,14 @@ pub fn sync_parent(path: &Path) -> Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    File::open(parent)
-        .and_then(|dir| dir.sync_all())
-        .map_err(|e| io_error("fsync directory", parent, e, 0))
+    sync_dir(parent)
+}
+
+/// Fsyncs a directory, so the entries created or renamed in it survive a crash.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error("fsync directory", dir, e, 0))
 }
 
 #[cfg(test)]

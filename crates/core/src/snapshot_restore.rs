@@ -14,7 +14,7 @@ use lifeboat_bbolt::{Db, MappedFile};
 use lifeboat_etcd_data::restore::{BackendReport, Cluster, rewrite_backend, snap_file, wal_segment};
 use lifeboat_etcd_data::{Trailer, trailer};
 
-use crate::fsio::sync_parent;
+use crate::fsio::{io_error, sync_dir, sync_parent};
 use crate::{Error, Result};
 
 /// The flags of `etcdutl snapshot restore`, resolved.
@@ -54,11 +54,7 @@ fn usage(message: String) -> Error {
 }
 
 fn io<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> Error + 'p {
-    move |source| Error::Io {
-        action,
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| io_error(action, path, source, 0)
 }
 
 fn is_empty_dir(path: &Path) -> Result<bool> {
@@ -138,12 +134,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut file = create_private(path)?;
     file.write_all(bytes).map_err(io("write", path))?;
     file.sync_all().map_err(io("fsync", path))
-}
-
-fn sync_dir(path: &Path) -> Result<()> {
-    File::open(path)
-        .and_then(|d| d.sync_all())
-        .map_err(io("fsync", path))
 }
 
 /// Restores `options.snapshot` into a new member data directory.
