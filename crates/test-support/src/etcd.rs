@@ -285,11 +285,6 @@ impl EtcdServer {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
-
-    /// The last lines of the server's log.
-    pub fn log_tail(&self) -> String {
-        tail(&self.log)
-    }
 }
 
 impl Drop for EtcdServer {
