@@ -97,6 +97,29 @@ fn restore(snapshot: &Path, plan: &Plan, extra: &[&str]) {
     }
 }
 
+/// Restores `names` and boots them. The peer ports are only probed free, so another process
+/// may take one before etcd binds it: then the whole restore is retried with new ports.
+async fn restore_and_boot(
+    version: EtcdVersion,
+    snapshot: &Path,
+    dir: &Path,
+    names: &[&str],
+    extra: &[&str],
+) -> (Plan, Vec<EtcdServer>) {
+    for attempt in 0..3 {
+        let attempt_dir = dir.join(format!("attempt-{attempt}"));
+        std::fs::create_dir(&attempt_dir).unwrap();
+        let plan = plan(&attempt_dir, names);
+        restore(snapshot, &plan, extra);
+        match EtcdServer::boot_existing(version, &plan.members).await {
+            Ok(servers) => return (plan, servers),
+            Err(error) if attempt < 2 && error.to_string().contains("address already in use") => continue,
+            Err(error) => panic!("{error:#}"),
+        }
+    }
+    unreachable!("the last attempt returns or panics")
+}
+
 /// The reference tool's restore of the same snapshot with the same flags.
 fn reference_restore(
     version: EtcdVersion,
@@ -203,11 +226,8 @@ async fn three_member_cluster_from_one_snapshot_elects_a_leader() {
     let (source, snapshot) = source(EtcdVersion::V3_5, dir.path()).await;
     let (expected, _) = dump(&source).await;
     drop(source);
-    let plan = plan(dir.path(), &["m1", "m2", "m3"]);
-    restore(&snapshot, &plan, &[]);
-    let servers = EtcdServer::boot_existing(EtcdVersion::V3_5, &plan.members)
-        .await
-        .unwrap();
+    let (plan, servers) =
+        restore_and_boot(EtcdVersion::V3_5, &snapshot, dir.path(), &["m1", "m2", "m3"], &[]).await;
     let mut leaders = Vec::new();
     for server in &servers {
         let member = server.member().await.unwrap();
@@ -251,11 +271,7 @@ async fn snapshot_of_3_4_boots_on_3_5() {
     let (source, snapshot) = source(EtcdVersion::V3_4, dir.path()).await;
     let (expected, revision) = dump(&source).await;
     drop(source);
-    let plan = plan(dir.path(), &["upgraded"]);
-    restore(&snapshot, &plan, &[]);
-    let servers = EtcdServer::boot_existing(EtcdVersion::V3_5, &plan.members)
-        .await
-        .unwrap();
+    let (_, servers) = restore_and_boot(EtcdVersion::V3_5, &snapshot, dir.path(), &["upgraded"], &[]).await;
     let (restored, restored_revision) = dump(&servers[0]).await;
     assert_eq!(restored_revision, revision);
     assert!(
@@ -271,9 +287,8 @@ async fn bump_revision_and_mark_compacted() {
         let (source, snapshot) = source(version, dir.path()).await;
         let (expected, revision) = dump(&source).await;
         drop(source);
-        let plan = plan(dir.path(), &["bumped"]);
-        restore(&snapshot, &plan, &["--bump-revision=1000", "--mark-compacted"]);
-        let servers = EtcdServer::boot_existing(version, &plan.members).await.unwrap();
+        let bump = ["--bump-revision=1000", "--mark-compacted"];
+        let (_, servers) = restore_and_boot(version, &snapshot, dir.path(), &["bumped"], &bump).await;
         assert!(
             dump(&servers[0]).await.0 == expected,
             "{version:?}: keys survive the bump"
