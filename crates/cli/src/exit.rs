@@ -9,13 +9,6 @@ pub const INTERRUPTED_SIGINT: u8 = 130;
 /// Interrupted by SIGTERM (128 + 15).
 pub const INTERRUPTED_SIGTERM: u8 = 143;
 
-/// The user or the system asked us to stop; what was half done has been removed.
-#[derive(Debug, thiserror::Error)]
-#[error("interrupted by {signal}; nothing was left behind")]
-pub struct Interrupted {
-    pub signal: &'static str,
-}
-
 /// A failure with its own exit code (e.g. `snapshot verify`: 1 findings, 2 unreadable).
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -39,25 +32,28 @@ pub fn report(error: &anyhow::Error) -> ExitCode {
         eprintln!("Error: {error:#}");
     }
     let code = match (
-        error.downcast_ref::<Interrupted>(),
+        error.downcast_ref::<lifeboat_core::Error>(),
         error.downcast_ref::<Failure>(),
     ) {
-        (Some(Interrupted { signal: "SIGINT" }), _) => INTERRUPTED_SIGINT,
-        (Some(_), _) => INTERRUPTED_SIGTERM,
-        (None, Some(failure)) => failure.code,
-        (None, None) => FAILURE,
+        (Some(lifeboat_core::Error::Interrupted { signal: "SIGINT" }), _) => INTERRUPTED_SIGINT,
+        (Some(lifeboat_core::Error::Interrupted { .. }), _) => INTERRUPTED_SIGTERM,
+        (_, Some(failure)) => failure.code,
+        _ => FAILURE,
     };
     ExitCode::from(code)
 }
 
-/// Resolves when SIGINT or SIGTERM arrives, with the signal's name.
-pub async fn shutdown_signal() -> anyhow::Result<Interrupted> {
+/// Resolves with the signal's name when SIGINT or SIGTERM arrives (never, if the handlers cannot
+/// be installed: the default action, dying, remains).
+pub async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let signal = tokio::select! {
+    let (Ok(mut interrupt), Ok(mut terminate)) =
+        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
         _ = interrupt.recv() => "SIGINT",
         _ = terminate.recv() => "SIGTERM",
-    };
-    Ok(Interrupted { signal })
+    }
 }

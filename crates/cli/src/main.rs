@@ -6,6 +6,7 @@ mod etcd_flags;
 mod exit;
 mod output;
 mod progress;
+mod repo_flags;
 
 use clap::Parser;
 
@@ -31,6 +32,9 @@ struct Cli {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Everything lifeboat creates holds secrets: files 0600, directories 0700, whichever library
+    // creates them (object_store's local store uses the process umask).
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use clap::ValueEnum;
+use lifeboat_core::repo::Manifest;
 
 /// The `-w/--write-out` choices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -75,6 +76,70 @@ pub fn si_bytes(bytes: u64) -> String {
     } else {
         format!("{value:.0} {}", UNITS[exponent])
     }
+}
+
+/// A backup's manifest as (field, value) rows.
+pub fn manifest_rows(manifest: &Manifest) -> Vec<(&'static str, String)> {
+    let mut rows = vec![
+        ("id", manifest.id.to_string()),
+        ("created", manifest.created.clone()),
+        ("kind", manifest.kind.clone()),
+        ("host", manifest.host.clone()),
+        ("tags", manifest.tags.join(",")),
+        ("tool", manifest.tool.clone()),
+    ];
+    if let Some(etcd) = &manifest.etcd {
+        rows.extend([
+            ("cluster id", etcd.cluster_id.clone()),
+            ("member id", etcd.member_id.clone()),
+            ("endpoint", etcd.endpoint.clone()),
+            ("etcd version", etcd.version.clone()),
+            ("revision", etcd.revision.to_string()),
+            ("total keys", etcd.total_key.to_string()),
+        ]);
+    }
+    for artefact in &manifest.artefacts {
+        rows.extend([
+            ("artefact", artefact.name.clone()),
+            ("  object", artefact.key.clone()),
+            (
+                "  size",
+                format!("{} ({})", artefact.plain_size, si_bytes(artefact.plain_size)),
+            ),
+            (
+                "  stored",
+                format!(
+                    "{} ({}, {}, {})",
+                    artefact.stored_size,
+                    si_bytes(artefact.stored_size),
+                    artefact.compression,
+                    artefact.encryption
+                ),
+            ),
+            ("  sha256", artefact.plain_sha256.clone()),
+            ("  stored sha256", artefact.stored_sha256.clone()),
+        ]);
+    }
+    rows
+}
+
+/// One line about a backup: what it holds and how big it is.
+pub fn manifest_summary(manifest: &Manifest) -> String {
+    let (plain, stored) = manifest
+        .artefacts
+        .iter()
+        .fold((0, 0), |(p, s), a| (p + a.plain_size, s + a.stored_size));
+    let etcd = manifest
+        .etcd
+        .as_ref()
+        .map(|e| {
+            format!(
+                "revision {}, {} keys, cluster {}, member {} ({}), etcd {}, ",
+                e.revision, e.total_key, e.cluster_id, e.member_id, e.endpoint, e.version
+            )
+        })
+        .unwrap_or_default();
+    format!("{etcd}{} stored as {}", si_bytes(plain), si_bytes(stored))
 }
 
 /// Prints `value` as pretty JSON and a newline.

@@ -22,24 +22,38 @@ pub struct BackupOptions {
 }
 
 /// Streams a snapshot of the first healthy endpoint into `repo`; returns the new manifest.
-pub async fn backup(repo: &Repository, options: &BackupOptions, progress: &dyn Progress) -> Result<Manifest> {
+/// When `stop` resolves (to the signal's name) before the stream ends, the upload is aborted and
+/// [`Error::Interrupted`] returned: object stores do not abort an upload that is merely dropped.
+pub async fn backup(
+    repo: &Repository,
+    options: &BackupOptions,
+    progress: &dyn Progress,
+    stop: impl Future<Output = &'static str>,
+) -> Result<Manifest> {
     let now = SystemTime::now();
-    let mut member = connect_first_healthy(&options.connect).await?;
+    tokio::pin!(stop);
+    let mut member = tokio::select! {
+        member = connect_first_healthy(&options.connect) => member?,
+        signal = &mut stop => return Err(Error::Interrupted { signal }),
+    };
     let status = member.status().clone();
     let id = BackupId::new(now);
     let mut stream = member.snapshot().await?;
     let mut writer = ArtefactWriter::start(repo, &id, ETCD_ARTEFACT).await?;
     let mut trailer = TrailerCheck::new();
     progress.start(Some(status.db_size + lifeboat_etcd_data::TRAILER_LEN as u64));
-    let streamed: Result<()> = async {
+    let streaming = async {
         while let Some(chunk) = stream.next_chunk().await? {
             trailer.update(&chunk);
             writer.write(&chunk).await?;
             progress.advance(chunk.len() as u64);
         }
         Ok(())
-    }
-    .await;
+    };
+    let streamed: Result<()> = tokio::select! {
+        streamed = streaming => streamed,
+        signal = &mut stop => Err(Error::Interrupted { signal }),
+    };
     progress.finish();
     // Nothing is completed unless the whole stream arrived with a matching trailer.
     let checked = streamed.and_then(|()| {

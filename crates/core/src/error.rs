@@ -9,6 +9,19 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// Stopped by a signal; what was half done has been removed.
+    #[error("interrupted by {signal}; nothing was left behind")]
+    Interrupted { signal: &'static str },
+    /// A stored backup does not match its manifest.
+    #[error(
+        "backup {id} in {repo} is damaged: {object}: {finding}; restore another backup (`lifeboat backups list`)"
+    )]
+    BackupDamaged {
+        repo: String,
+        id: String,
+        object: String,
+        finding: String,
+    },
     /// The repository failed.
     #[error(transparent)]
     Repo(#[from] lifeboat_repo::Error),

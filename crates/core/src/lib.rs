@@ -5,14 +5,15 @@
 //!   file that exists only once complete and hash-checked; returns a [`snapshot_save::SaveReport`].
 //! - [`snapshot_file`]: status and verify of a snapshot file, mapped read-only.
 //! - [`snapshot_restore`]: a member data directory etcd 3.4/3.5 boot, without etcdutl.
-//! - [`backup::backup`]: a snapshot streamed into a repository, manifest last (in progress: no
-//!   command uses it yet).
+//! - [`backup::backup`]: a snapshot streamed into a repository, manifest last.
+//! - [`backups`]: verify stored backups, restore one into a member data directory.
 //! - [`Progress`]: how long operations report bytes done; the CLI draws a bar from it.
 //! - [`fsio`]: the temp-name, fsync, rename discipline every written artefact follows.
 //!
 //! Nothing here prints, reads the environment or exits.
 
 pub mod backup;
+pub mod backups;
 mod error;
 pub mod fsio;
 mod progress;
@@ -23,4 +24,5 @@ pub mod snapshot_save;
 pub use error::{Error, Result};
 pub use lifeboat_etcd_conn as etcd;
 pub use lifeboat_etcd_data as etcd_data;
+pub use lifeboat_repo as repo;
 pub use progress::{NoProgress, Progress};

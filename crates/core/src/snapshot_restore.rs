@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use lifeboat_bbolt::{Db, MappedFile};
-use lifeboat_etcd_data::restore::{BackendReport, Cluster, rewrite_backend, snap_file, wal_segment};
+use lifeboat_etcd_data::restore::{BackendReport, Cluster, Member, rewrite_backend, snap_file, wal_segment};
 use lifeboat_etcd_data::{Trailer, trailer};
 
 use crate::fsio::{io_error, sync_dir, sync_parent};
@@ -136,9 +136,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     file.sync_all().map_err(io("fsync", path))
 }
 
-/// Restores `options.snapshot` into a new member data directory.
-pub fn restore(options: &RestoreOptions) -> Result<RestoreReport> {
-    let started = Instant::now();
+/// Checks the flags and the target before anything is read or written; returns the new cluster
+/// and this member.
+fn check_target(options: &RestoreOptions) -> Result<(Cluster, Member)> {
     if options.mark_compacted != (options.bump_revision > 0) {
         return Err(usage(
             "--mark-compacted and --bump-revision N (N > 0) go together: give both or neither".into(),
@@ -148,7 +148,8 @@ pub fn restore(options: &RestoreOptions) -> Result<RestoreReport> {
         .map_err(|e| usage(e.to_string()))?;
     let member = cluster
         .member(&options.name, &options.initial_advertise_peer_urls)
-        .map_err(|e| usage(e.to_string()))?;
+        .map_err(|e| usage(e.to_string()))?
+        .clone();
     if !is_empty_dir(&options.data_dir)? {
         return Err(usage(format!(
             "data directory {} is not empty; restore into a new directory (and keep the old data until the restored member works)",
@@ -163,6 +164,18 @@ pub fn restore(options: &RestoreOptions) -> Result<RestoreReport> {
             wal.display()
         )));
     }
+    Ok((cluster, member))
+}
+
+/// Fails, before any work, when a restore with `options` could not succeed (flags, target).
+pub fn preflight(options: &RestoreOptions) -> Result<()> {
+    check_target(options).map(|_| ())
+}
+
+/// Restores `options.snapshot` into a new member data directory.
+pub fn restore(options: &RestoreOptions) -> Result<RestoreReport> {
+    let started = Instant::now();
+    let (cluster, member) = check_target(options)?;
 
     let snapshot = MappedFile::open(&options.snapshot).map_err(|e| Error::SnapshotFile {
         path: options.snapshot.clone(),
@@ -203,7 +216,7 @@ pub fn restore(options: &RestoreOptions) -> Result<RestoreReport> {
     write_private(&snap_dir.join(snap_name), &snap_bytes)?;
     sync_dir(&snap_dir)?;
 
-    let wal_bytes = wal_segment(&cluster, member);
+    let wal_bytes = wal_segment(&cluster, &member);
     const WAL_NAME: &str = "0000000000000000-0000000000000000.wal";
     let separate_wal = match &options.wal_dir {
         Some(target) => {

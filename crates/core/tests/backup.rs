@@ -38,7 +38,9 @@ async fn backup_stores_a_sound_encrypted_snapshot_and_a_manifest() {
         tags: vec!["test".into()],
     };
 
-    let manifest = backup(&repo, &options, &NoProgress).await.unwrap();
+    let manifest = backup(&repo, &options, &NoProgress, std::future::pending())
+        .await
+        .unwrap();
     assert_eq!(repo.list().await.unwrap(), std::slice::from_ref(&manifest));
     let etcd = manifest.etcd.as_ref().unwrap();
     assert_eq!(etcd.version, "3.5.1");
@@ -60,7 +62,11 @@ async fn backup_stores_a_sound_encrypted_snapshot_and_a_manifest() {
 
     // etcd gone: no manifest, no object left behind.
     drop(server);
-    assert!(backup(&repo, &options, &NoProgress).await.is_err());
+    assert!(
+        backup(&repo, &options, &NoProgress, std::future::pending())
+            .await
+            .is_err()
+    );
     assert_eq!(repo.list().await.unwrap().len(), 1);
     assert!(repo.orphans().await.unwrap().is_empty());
 }

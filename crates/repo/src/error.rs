@@ -57,6 +57,9 @@ pub enum Error {
     /// No backup with that ID.
     #[error("{repo} has no backup {id}; `lifeboat backups list` shows the IDs")]
     NoSuchBackup { repo: String, id: String },
+    /// An object a manifest names is not in the repository.
+    #[error("repository {repo}: object {key} is missing; the backup that names it is damaged")]
+    MissingObject { repo: String, key: String },
     /// Writing to the sink failed.
     #[error("{object}: {source}")]
     Io { object: String, source: std::io::Error },

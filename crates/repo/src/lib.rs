@@ -1,6 +1,6 @@
 //! Lifeboat's backup repository (format v1, docs/repository.md): plain objects on a local path or
 //! an S3-compatible bucket, one manifest per backup written last, artefacts compressed with zstd
-//! and encrypted with age. The `backup`/`restore` commands that use it are still to come.
+//! and encrypted with age.
 //!
 //! Overview of the main types:
 //! - [`Repository`]: init/open, list, manifests (written last, deleted first), orphans.
@@ -13,14 +13,19 @@ mod artefact;
 mod error;
 mod format;
 mod id;
+mod keys;
+mod read;
 mod repository;
 mod seal;
 mod store;
 
+pub use age::x25519::Identity;
 pub use artefact::ArtefactWriter;
 pub use error::{Error, Result};
 pub use format::{Artefact, Compression, Encryption, EtcdFacts, FORMAT, Manifest, RepoConfig};
 pub use id::BackupId;
+pub use keys::{generate_identity, parse_identities, parse_recipient};
+pub use read::ReadBack;
 pub use repository::{CONFIG_KEY, Repository, timestamp};
 pub use seal::{Sealed, Sealer, open_sealed};
-pub use store::{Location, PART_SIZE, S3Settings, Storage, Upload};
+pub use store::{Download, Location, PART_SIZE, S3Settings, Storage, Upload};

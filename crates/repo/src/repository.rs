@@ -34,6 +34,17 @@ fn manifest_key(id: &BackupId) -> String {
 }
 
 impl Repository {
+    /// Fails when `storage` already holds a repository.
+    pub async fn ensure_absent(storage: &Storage) -> Result<()> {
+        storage.check_reachable().await?;
+        if storage.get(CONFIG_KEY).await?.is_some() {
+            return Err(Error::AlreadyInitialized {
+                repo: storage.repo().to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// Creates a repository; refuses a location that already holds one.
     pub async fn init(
         storage: Storage,
@@ -41,11 +52,7 @@ impl Repository {
         compression: Compression,
         now: SystemTime,
     ) -> Result<Self> {
-        if storage.get(CONFIG_KEY).await?.is_some() {
-            return Err(Error::AlreadyInitialized {
-                repo: storage.repo().to_string(),
-            });
-        }
+        Self::ensure_absent(&storage).await?;
         let config = RepoConfig {
             format: FORMAT,
             id: format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>()),
@@ -66,6 +73,8 @@ impl Repository {
     pub async fn open(storage: Storage) -> Result<Self> {
         let object = format!("{}/{CONFIG_KEY}", storage.repo());
         let Some(bytes) = storage.get(CONFIG_KEY).await? else {
+            // A missing bucket or denied listing explains a missing config better.
+            storage.check_reachable().await?;
             return Err(Error::NotARepository {
                 repo: storage.repo().to_string(),
             });

@@ -9,10 +9,25 @@ use sha2::{Digest, Sha256};
 use crate::{Encryption, Error, Result};
 
 /// A writer that hashes and counts what passes through.
-struct Hashing<W> {
+pub(crate) struct Hashing<W> {
     inner: W,
     sha256: Sha256,
     len: u64,
+}
+
+impl<W> Hashing<W> {
+    pub(crate) fn new(inner: W) -> Self {
+        Self {
+            inner,
+            sha256: Sha256::new(),
+            len: 0,
+        }
+    }
+
+    /// The inner writer, the byte count and the hex SHA-256.
+    pub(crate) fn finish(self) -> (W, u64, String) {
+        (self.inner, self.len, hex::encode(self.sha256.finalize()))
+    }
 }
 
 impl<W: Write> Write for Hashing<W> {
@@ -91,13 +106,7 @@ fn recipients(encryption: &Encryption) -> Result<Option<Vec<age::x25519::Recipie
     };
     recipients
         .iter()
-        .map(|r| {
-            r.parse::<age::x25519::Recipient>().map_err(|_| Error::BadKey {
-                what: format!("recipient {r:?}"),
-                kind: "recipient",
-                expected: "age1...",
-            })
-        })
+        .map(|r| crate::keys::recipient(r))
         .collect::<Result<Vec<_>>>()
         .map(Some)
 }
@@ -109,11 +118,7 @@ impl<W: Write> Sealer<W> {
             object: object.to_string(),
             source,
         };
-        let hashing = Hashing {
-            inner: sink,
-            sha256: Sha256::new(),
-            len: 0,
-        };
+        let hashing = Hashing::new(sink);
         let encrypting = match recipients(encryption)? {
             None => Encrypting::Plain(hashing),
             Some(recipients) => {
@@ -154,12 +159,13 @@ impl<W: Write> Sealer<W> {
         let encrypting = self.zstd.finish().map_err(io)?;
         let mut hashing = encrypting.finish().map_err(io)?;
         hashing.flush().map_err(io)?;
+        let (sink, stored_size, stored_sha256) = hashing.finish();
         Ok(Sealed {
             plain_size: self.plain_len,
             plain_sha256: hex::encode(self.plain.finalize()),
-            stored_size: hashing.len,
-            stored_sha256: hex::encode(hashing.sha256.finalize()),
-            sink: hashing.inner,
+            stored_size,
+            stored_sha256,
+            sink,
         })
     }
 }

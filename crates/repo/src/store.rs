@@ -89,23 +89,27 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// Connects to `location`; a local directory is created (0700) if missing.
+    /// Connects to `location`; nothing is created until something is written.
     pub fn open(location: &Location, s3: &S3Settings) -> Result<Self> {
         match location {
             Location::Local(path) => {
                 let repo = path.display().to_string();
-                let failed = |e: &dyn std::fmt::Display| Error::Location {
+                let failed = |reason: String| Error::Location {
                     repo: repo.clone(),
-                    reason: e.to_string(),
+                    reason,
                 };
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .create(path)
-                    .map_err(|e| failed(&e))?;
-                let store = LocalFileSystem::new_with_prefix(path).map_err(|e| failed(&e))?;
+                // Rooted at `/` so nothing needs to exist before `repo init` writes the config.
+                let absolute = std::path::absolute(path).map_err(|e| failed(e.to_string()))?;
+                let Some(text) = absolute.to_str() else {
+                    return Err(failed("the path is not valid UTF-8; choose another".into()));
+                };
+                let prefix = ObjectPath::parse(text.trim_start_matches('/'))
+                    .map_err(|e| failed(format!("not usable as a repository path: {e}")))?;
+                // fsync: a manifest must never reach the disk before the data it names.
+                let store = LocalFileSystem::new().with_fsync(true);
                 Ok(Self {
                     store: Arc::new(store),
-                    prefix: ObjectPath::default(),
+                    prefix,
                     repo,
                 })
             }
@@ -155,17 +159,48 @@ impl Storage {
     }
 
     fn error(&self, key: &str, error: object_store::Error) -> Error {
-        let hint = match &error {
-            object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
-                "; check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
-            }
-            _ => "",
+        let text = error.to_string();
+        // S3 puts the reason in an XML body; its code says more than the whole response.
+        let code = text
+            .split_once("<Code>")
+            .and_then(|(_, rest)| rest.split_once("</Code>"))
+            .map(|(code, _)| code.to_string());
+        if code.as_deref() == Some("NoSuchBucket") {
+            return Error::Location {
+                repo: self.repo.clone(),
+                reason: "the bucket does not exist; create it first or fix the name (and --s3-endpoint)"
+                    .into(),
+            };
+        }
+        let denied = matches!(
+            error,
+            object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+        ) || matches!(
+            code.as_deref(),
+            Some("AccessDenied" | "SignatureDoesNotMatch" | "InvalidAccessKeyId")
+        );
+        let message = match (denied, code) {
+            (true, code) => format!(
+                "access denied{}; check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) and the bucket policy",
+                code.map(|c| format!(" ({c})")).unwrap_or_default()
+            ),
+            _ => text,
         };
         Error::Storage {
             repo: self.repo.clone(),
             key: key.to_string(),
-            message: format!("{error}{hint}"),
+            message,
         }
+    }
+
+    /// Fails unless the repository's place can be listed: the bucket exists and the credentials
+    /// work (a single request).
+    pub async fn check_reachable(&self) -> Result<()> {
+        self.store
+            .list_with_delimiter(Some(&self.prefix))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error("(listing)", e))
     }
 
     /// The repository as the user named it.
@@ -226,6 +261,56 @@ impl Storage {
             .collect();
         keys.sort();
         Ok(keys)
+    }
+}
+
+/// An object being read as a stream of chunks.
+pub struct Download {
+    key: String,
+    storage: Storage,
+    size: u64,
+    stream: futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
+}
+
+impl std::fmt::Debug for Download {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Download")
+            .field("key", &self.key)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Storage {
+    /// Starts reading object `key`; `None` if it does not exist.
+    pub async fn download(&self, key: &str) -> Result<Option<Download>> {
+        match self.store.get(&self.path(key)).await {
+            Ok(result) => Ok(Some(Download {
+                key: key.to_string(),
+                storage: self.clone(),
+                size: result.meta.size,
+                stream: result.into_stream(),
+            })),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error(key, e)),
+        }
+    }
+}
+
+impl Download {
+    /// The object's size as the store reports it.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The next chunk; `None` at the end.
+    pub async fn next_chunk(&mut self) -> Result<Option<bytes::Bytes>> {
+        use futures::StreamExt;
+        match self.stream.next().await {
+            None => Ok(None),
+            Some(Ok(chunk)) => Ok(Some(chunk)),
+            Some(Err(e)) => Err(self.storage.error(&self.key, e)),
+        }
     }
 }
 

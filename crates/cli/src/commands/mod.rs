@@ -1,5 +1,9 @@
 //! One file per command.
 
+mod backup;
+mod backups;
+mod repo;
+mod restore;
 mod snapshot;
 
 use clap::Subcommand;
@@ -12,12 +16,26 @@ pub enum Command {
     /// Single-file snapshots, etcdctl-compatible.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
+    /// Backup repositories on a local path or S3.
+    #[command(subcommand)]
+    Repo(repo::RepoCommand),
+    /// Stream a snapshot from etcd into a repository: checked, compressed, encrypted.
+    Backup(Box<backup::BackupArgs>),
+    /// The backups in a repository: list, show, verify, delete.
+    #[command(subcommand)]
+    Backups(backups::BackupsCommand),
+    /// Restore a backup into a member data directory (etcd 3.4 and 3.5 boot it).
+    Restore(Box<restore::RestoreArgs>),
 }
 
 impl Command {
     pub async fn run(self, format: OutputFormat) -> anyhow::Result<()> {
         match self {
             Command::Snapshot(command) => command.run(format).await,
+            Command::Repo(command) => command.run(format).await,
+            Command::Backup(args) => backup::run(*args, format).await,
+            Command::Backups(command) => command.run(format).await,
+            Command::Restore(args) => restore::run(*args, format).await,
         }
     }
 }

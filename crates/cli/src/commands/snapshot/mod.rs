@@ -1,6 +1,6 @@
 //! `lifeboat snapshot ...`
 
-mod restore;
+pub mod restore;
 mod save;
 mod status;
 mod verify;

@@ -8,12 +8,19 @@ use lifeboat_core::snapshot_restore::{RestoreOptions, RestoreReport, restore};
 
 use crate::output::{self, OutputFormat};
 
-/// Arguments of `snapshot restore` (etcdutl's flags and defaults).
+/// Arguments of `snapshot restore`.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     /// The snapshot file (or, with --skip-hash-check, a member's db).
     #[arg(value_name = "FILE")]
     file: PathBuf,
+    #[command(flatten)]
+    flags: RestoreFlags,
+}
+
+/// etcdutl's restore flags and defaults (shared with `lifeboat restore ID`).
+#[derive(Debug, Args)]
+pub struct RestoreFlags {
     /// The new member's data directory; must be absent or empty [default: <name>.etcd].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -43,27 +50,35 @@ pub struct RestoreArgs {
     mark_compacted: bool,
 }
 
-pub fn run(args: RestoreArgs, format: OutputFormat) -> anyhow::Result<()> {
-    let data_dir = args
-        .data_dir
-        .unwrap_or_else(|| PathBuf::from(format!("{}.etcd", args.name)));
-    let options = RestoreOptions {
-        snapshot: args.file,
-        data_dir,
-        wal_dir: args.wal_dir,
-        name: args.name,
-        initial_cluster: args.initial_cluster,
-        initial_cluster_token: args.initial_cluster_token,
-        initial_advertise_peer_urls: args.initial_advertise_peer_urls,
-        skip_hash_check: args.skip_hash_check,
-        bump_revision: args.bump_revision,
-        mark_compacted: args.mark_compacted,
-    };
-    let report = restore(&options)?;
-    print(&options, &report, format)
+impl RestoreFlags {
+    /// The options of a restore from `snapshot`.
+    pub fn options(self, snapshot: PathBuf) -> RestoreOptions {
+        let data_dir = self
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name)));
+        RestoreOptions {
+            snapshot,
+            data_dir,
+            wal_dir: self.wal_dir,
+            name: self.name,
+            initial_cluster: self.initial_cluster,
+            initial_cluster_token: self.initial_cluster_token,
+            initial_advertise_peer_urls: self.initial_advertise_peer_urls,
+            skip_hash_check: self.skip_hash_check,
+            bump_revision: self.bump_revision,
+            mark_compacted: self.mark_compacted,
+        }
+    }
 }
 
-fn print(options: &RestoreOptions, report: &RestoreReport, format: OutputFormat) -> anyhow::Result<()> {
+pub fn run(args: RestoreArgs, format: OutputFormat) -> anyhow::Result<()> {
+    let options = args.flags.options(args.file);
+    let report = restore(&options)?;
+    print(&options.snapshot.display().to_string(), &report, format)
+}
+
+/// Prints what was restored from `source` (a file, or a backup).
+pub fn print(source: &str, report: &RestoreReport, format: OutputFormat) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     let bumped = report
         .backend
@@ -75,7 +90,7 @@ fn print(options: &RestoreOptions, report: &RestoreReport, format: OutputFormat)
         OutputFormat::Table => output::table(
             &mut out,
             &[
-                ("snapshot", options.snapshot.display().to_string()),
+                ("source", source.to_string()),
                 ("data dir", report.data_dir.display().to_string()),
                 ("wal dir", report.wal_dir.display().to_string()),
                 ("member", format!("{} ({})", report.name, report.member_id)),
@@ -91,7 +106,7 @@ fn print(options: &RestoreOptions, report: &RestoreReport, format: OutputFormat)
         OutputFormat::Simple => writeln!(
             out,
             "Restored {} into {}: member {} ({}) of cluster {} ({} members), revision {}{}, db {}, {:.2}s",
-            options.snapshot.display(),
+            source,
             report.data_dir.display(),
             report.name,
             report.member_id,

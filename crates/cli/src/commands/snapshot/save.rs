@@ -36,7 +36,7 @@ pub async fn run(args: SaveArgs, format: OutputFormat) -> anyhow::Result<()> {
     // Dropping the save future on a signal removes FILE.part (see fsio::PendingFile).
     let report = tokio::select! {
         report = save(&options, &bar) => report?,
-        signal = shutdown_signal() => return Err(signal?.into()),
+        signal = shutdown_signal() => return Err(lifeboat_core::Error::Interrupted { signal }.into()),
     };
     print(&report, format)
 }

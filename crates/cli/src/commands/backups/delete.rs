@@ -1,0 +1,85 @@
+//! `lifeboat backups delete ID...`: asks first (or --yes); --dry-run shows what would go.
+
+use std::io::{IsTerminal, Write};
+
+use anyhow::{Context, bail};
+use clap::Args;
+
+use crate::output::{self, OutputFormat};
+use crate::repo_flags::{RepoFlags, resolve_id};
+
+/// Arguments of `backups delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Backups to delete (IDs or `latest`).
+    #[arg(value_name = "ID", required = true)]
+    ids: Vec<String>,
+    /// Delete without asking.
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Show what would be deleted; delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    repo: RepoFlags,
+}
+
+#[derive(serde::Serialize)]
+struct Deleted {
+    id: String,
+    created: String,
+    deleted: bool,
+}
+
+pub async fn run(args: DeleteArgs, format: OutputFormat) -> anyhow::Result<()> {
+    let repo = args.repo.open().await?;
+    let mut manifests = Vec::new();
+    for text in &args.ids {
+        manifests.push(repo.manifest(&resolve_id(&repo, text).await?).await?);
+    }
+    if !args.dry_run && !args.yes {
+        if !std::io::stdin().is_terminal() {
+            bail!("deleting backups needs confirmation: pass --yes (or --dry-run to see what would go)");
+        }
+        let mut err = std::io::stderr().lock();
+        for manifest in &manifests {
+            writeln!(err, "  {} ({})", manifest.id, output::manifest_summary(manifest))?;
+        }
+        write!(
+            err,
+            "Delete these {} backups from {}? [y/N] ",
+            manifests.len(),
+            repo.storage().repo()
+        )?;
+        err.flush()?;
+        let mut answer = String::new();
+        std::io::stdin()
+            .read_line(&mut answer)
+            .context("cannot read the answer")?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            bail!("nothing deleted");
+        }
+    }
+    let mut report = Vec::new();
+    for manifest in &manifests {
+        if !args.dry_run {
+            repo.delete(&manifest.id).await?;
+        }
+        report.push(Deleted {
+            id: manifest.id.to_string(),
+            created: manifest.created.clone(),
+            deleted: !args.dry_run,
+        });
+    }
+    let mut out = std::io::stdout().lock();
+    match format {
+        OutputFormat::Json => output::json(&mut out, &report)?,
+        OutputFormat::Simple | OutputFormat::Table => {
+            let verb = if args.dry_run { "Would delete" } else { "Deleted" };
+            for item in &report {
+                writeln!(out, "{verb} {} (created {})", item.id, item.created)?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! `lifeboat backups list`
+
+use std::io::Write;
+
+use clap::Args;
+use lifeboat_core::repo::Manifest;
+
+use crate::output::{self, OutputFormat};
+use crate::repo_flags::RepoFlags;
+
+/// Arguments of `backups list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only backups with this tag; repeatable (all must match).
+    #[arg(long, value_name = "TAG")]
+    tag: Vec<String>,
+    #[command(flatten)]
+    repo: RepoFlags,
+}
+
+const HEADER: [&str; 9] = [
+    "ID", "CREATED", "KIND", "HOST", "REVISION", "KEYS", "SIZE", "STORED", "TAGS",
+];
+
+fn cells(manifest: &Manifest) -> Vec<String> {
+    let (plain, stored) = manifest
+        .artefacts
+        .iter()
+        .fold((0, 0), |(p, s), a| (p + a.plain_size, s + a.stored_size));
+    let etcd = manifest.etcd.as_ref();
+    vec![
+        manifest.id.to_string(),
+        manifest.created.clone(),
+        manifest.kind.clone(),
+        manifest.host.clone(),
+        etcd.map(|e| e.revision.to_string()).unwrap_or_default(),
+        etcd.map(|e| e.total_key.to_string()).unwrap_or_default(),
+        output::si_bytes(plain),
+        output::si_bytes(stored),
+        manifest.tags.join(","),
+    ]
+}
+
+pub async fn run(args: ListArgs, format: OutputFormat) -> anyhow::Result<()> {
+    let repo = args.repo.open().await?;
+    let backups: Vec<Manifest> = repo
+        .list()
+        .await?
+        .into_iter()
+        .filter(|m| args.tag.iter().all(|t| m.tags.contains(t)))
+        .collect();
+    let mut out = std::io::stdout().lock();
+    match format {
+        OutputFormat::Json => output::json(&mut out, &backups)?,
+        OutputFormat::Table => {
+            output::grid(&mut out, &HEADER, &backups.iter().map(cells).collect::<Vec<_>>())?
+        }
+        OutputFormat::Simple => {
+            for manifest in &backups {
+                writeln!(out, "{}", cells(manifest).join(", "))?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,36 @@
+//! `lifeboat restore ID --data-dir DIR`: fetch, decrypt, verify, restore natively.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use lifeboat_core::backups::restore_backup;
+
+use crate::commands::snapshot::restore::{RestoreFlags, print};
+use crate::output::OutputFormat;
+use crate::progress::TerminalBar;
+use crate::repo_flags::{IdentityFlags, RepoFlags, resolve_id};
+
+/// Arguments of `restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup's ID, or `latest`.
+    #[arg(value_name = "ID")]
+    id: String,
+    #[command(flatten)]
+    flags: RestoreFlags,
+    #[command(flatten)]
+    identity: IdentityFlags,
+    #[command(flatten)]
+    repo: RepoFlags,
+}
+
+pub async fn run(args: RestoreArgs, format: OutputFormat) -> anyhow::Result<()> {
+    let repo = args.repo.open().await?;
+    let identities = args.identity.require_for(&repo)?;
+    let id = resolve_id(&repo, &args.id).await?;
+    // The snapshot is fetched into a private temporary file beside the data directory.
+    let options = args.flags.options(PathBuf::new());
+    let bar = TerminalBar::new("fetch");
+    let (manifest, report) = restore_backup(&repo, &id, &identities, &options, &bar).await?;
+    print(&format!("backup {}", manifest.id), &report, format)
+}

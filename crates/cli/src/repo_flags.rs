@@ -1,0 +1,121 @@
+//! Where the repository is (`--repo`, `LIFEBOAT_REPO`), how to reach S3 (the `AWS_*` variables or
+//! flags), and the age identity that opens backups (`--identity-file`, `LIFEBOAT_IDENTITY_FILE`).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use lifeboat_core::repo::{BackupId, Identity, Location, Repository, S3Settings, Storage, parse_identities};
+
+/// The repository and how to reach it.
+#[derive(Debug, Clone, Args)]
+pub struct RepoFlags {
+    /// The repository: a local directory or s3://bucket/prefix.
+    #[arg(long, env = "LIFEBOAT_REPO", value_name = "REPO")]
+    repo: Option<String>,
+    /// S3 endpoint URL for S3-compatible stores (path-style addressing is used with it).
+    #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    s3_endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long, env = "AWS_REGION", value_name = "REGION")]
+    s3_region: Option<String>,
+    /// S3 access key ID.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", value_name = "ID", hide_env_values = true)]
+    s3_access_key_id: Option<String>,
+    /// S3 secret access key (prefer the variable: flags show in the process list).
+    #[arg(
+        long,
+        env = "AWS_SECRET_ACCESS_KEY",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    s3_secret_access_key: Option<String>,
+    /// Allow plain http to an S3 endpoint that is not on this host (loopback is always allowed).
+    #[arg(long)]
+    s3_allow_http: bool,
+}
+
+impl RepoFlags {
+    /// The storage of `positional` (a command's REPO argument) or of `--repo`.
+    pub fn storage(&self, positional: Option<&str>) -> anyhow::Result<Storage> {
+        let Some(repo) = positional.or(self.repo.as_deref()) else {
+            bail!(
+                "no repository given: pass --repo REPO (a directory or s3://bucket/prefix) or set LIFEBOAT_REPO"
+            );
+        };
+        let location = Location::parse(repo)?;
+        let settings = S3Settings {
+            access_key_id: self.s3_access_key_id.clone(),
+            secret_access_key: self.s3_secret_access_key.clone(),
+            region: self.s3_region.clone(),
+            endpoint: self.s3_endpoint.clone(),
+            allow_http: self.s3_allow_http,
+        };
+        Ok(Storage::open(&location, &settings)?)
+    }
+
+    /// Opens the repository of `--repo`.
+    pub async fn open(&self) -> anyhow::Result<Repository> {
+        Ok(Repository::open(self.storage(None)?).await?)
+    }
+}
+
+/// The key that decrypts backups.
+#[derive(Debug, Clone, Args)]
+pub struct IdentityFlags {
+    /// age identity file that decrypts the repository's backups (written by `repo init`).
+    #[arg(long, env = "LIFEBOAT_IDENTITY_FILE", value_name = "FILE")]
+    identity_file: Option<PathBuf>,
+}
+
+impl IdentityFlags {
+    /// The identities, or an empty list when none was given (enough for an unencrypted repository).
+    pub fn load(&self) -> anyhow::Result<Vec<Identity>> {
+        let Some(path) = &self.identity_file else {
+            return Ok(Vec::new());
+        };
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read identity file {}; give the file `lifeboat repo init` wrote",
+                path.display()
+            )
+        })?;
+        Ok(parse_identities(&path.display().to_string(), &text)?)
+    }
+
+    /// Like [`IdentityFlags::load`], but an encrypted repository without an identity is refused
+    /// before anything is read.
+    pub fn require_for(&self, repo: &Repository) -> anyhow::Result<Vec<Identity>> {
+        let identities = self.load()?;
+        let encrypted = matches!(
+            repo.config().encryption,
+            lifeboat_core::repo::Encryption::Age { .. }
+        );
+        if encrypted && identities.is_empty() {
+            bail!(
+                "{} is encrypted: give --identity-file FILE (or LIFEBOAT_IDENTITY_FILE), the identity `lifeboat repo init` wrote",
+                repo.storage().repo()
+            );
+        }
+        Ok(identities)
+    }
+}
+
+/// A backup ID as given on the command line, or `latest`.
+pub async fn resolve_id(repo: &Repository, text: &str) -> anyhow::Result<BackupId> {
+    if text == "latest" {
+        let backups = repo.list().await?;
+        let Some(newest) = backups.last() else {
+            bail!(
+                "{} has no backups yet; run `lifeboat backup` first",
+                repo.storage().repo()
+            );
+        };
+        return Ok(newest.id.clone());
+    }
+    BackupId::parse(text).with_context(|| {
+        format!(
+            "{text:?} is not a backup ID (like 20261124T220000Z-0123456789abcdef) or `latest`; `lifeboat backups list` shows them"
+        )
+    })
+}

@@ -1,0 +1,196 @@
+//! Backups already in a repository: verify them (stored hashes; with an identity, the plain data
+//! and the native snapshot check) and restore one into a member data directory.
+
+use std::path::{Path, PathBuf};
+
+use lifeboat_repo::{Artefact, BackupId, Identity, Manifest, Repository};
+use serde::Serialize;
+
+use crate::backup::ETCD_ARTEFACT;
+use crate::snapshot_restore::{RestoreOptions, RestoreReport, preflight, restore};
+use crate::{Error, Progress, Result};
+
+/// What verifying one artefact found.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArtefactCheck {
+    pub name: String,
+    pub key: String,
+    /// Empty when the artefact is sound.
+    pub findings: Vec<String>,
+    /// Whether the plain data was read (decrypted, decompressed, checked).
+    pub read_data: bool,
+}
+
+/// What verifying one backup found.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupCheck {
+    pub id: BackupId,
+    pub ok: bool,
+    pub artefacts: Vec<ArtefactCheck>,
+}
+
+fn temp_file(dir: &Path) -> Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(".lifeboat-download-")
+        .tempfile_in(dir)
+        .map_err(|source| Error::Io {
+            action: "create a temporary file in",
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+/// Reads an artefact's plain bytes into `file`. A decryption failure on intact stored bytes is an
+/// error (wrong identity); on damaged ones it is the damage that is reported, as findings.
+async fn read_plain_into(
+    repo: &Repository,
+    artefact: &Artefact,
+    identities: &[Identity],
+    file: std::fs::File,
+    progress: &dyn Fn(u64),
+) -> Result<(std::fs::File, Vec<String>)> {
+    match repo
+        .read_plain(artefact, identities.to_vec(), file, progress)
+        .await
+    {
+        Ok((file, read)) => Ok((file, artefact.mismatches(&read))),
+        Err(error @ (lifeboat_repo::Error::Decrypt { .. } | lifeboat_repo::Error::Compression { .. })) => {
+            let stored = repo.read_stored(artefact, &|_| {}).await?;
+            let findings = artefact.mismatches(&stored);
+            if findings.is_empty() {
+                return Err(error.into());
+            }
+            Err(damaged(repo, artefact, &findings))
+        }
+        Err(lifeboat_repo::Error::MissingObject { .. }) => {
+            Err(damaged(repo, artefact, &["the object is missing".to_string()]))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn damaged(repo: &Repository, artefact: &Artefact, findings: &[String]) -> Error {
+    Error::BackupDamaged {
+        repo: repo.storage().repo().to_string(),
+        id: artefact.key.split('/').nth(1).unwrap_or_default().to_string(),
+        object: artefact.key.clone(),
+        finding: findings.join("; "),
+    }
+}
+
+/// Verifies one backup. Without identities only the stored bytes are re-read and hashed; with
+/// them each artefact is also decrypted and decompressed, and an etcd snapshot is checked natively
+/// in a private temporary file under `temp_dir`.
+pub async fn verify_backup(
+    repo: &Repository,
+    manifest: &Manifest,
+    identities: Option<&[Identity]>,
+    temp_dir: &Path,
+    progress: &dyn Progress,
+) -> Result<BackupCheck> {
+    let mut artefacts = Vec::new();
+    for artefact in &manifest.artefacts {
+        progress.start(Some(artefact.stored_size));
+        let advance = |n| progress.advance(n);
+        let findings = match identities {
+            None => match repo.read_stored(artefact, &advance).await {
+                Ok(read) => artefact.mismatches(&read),
+                Err(lifeboat_repo::Error::MissingObject { .. }) => vec!["the object is missing".into()],
+                Err(error) => return Err(error.into()),
+            },
+            Some(identities) => {
+                let temp = temp_file(temp_dir)?;
+                let file = temp.as_file().try_clone().map_err(|source| Error::Io {
+                    action: "open",
+                    path: temp.path().to_path_buf(),
+                    source,
+                })?;
+                match read_plain_into(repo, artefact, identities, file, &advance).await {
+                    Ok((_, findings)) if !findings.is_empty() => findings,
+                    Ok(_) if artefact.name == ETCD_ARTEFACT => snapshot_findings(temp.path())?,
+                    Ok(_) => Vec::new(),
+                    Err(Error::BackupDamaged { finding, .. }) => vec![finding],
+                    Err(error) => return Err(error),
+                }
+            }
+        };
+        progress.finish();
+        artefacts.push(ArtefactCheck {
+            name: artefact.name.clone(),
+            key: artefact.key.clone(),
+            findings,
+            read_data: identities.is_some(),
+        });
+    }
+    Ok(BackupCheck {
+        id: manifest.id.clone(),
+        ok: artefacts.iter().all(|a| a.findings.is_empty()),
+        artefacts,
+    })
+}
+
+fn snapshot_findings(path: &Path) -> Result<Vec<String>> {
+    let report = crate::snapshot_file::verify(path)?;
+    let mut findings: Vec<String> = report.findings.iter().map(|f| format!("snapshot: {f}")).collect();
+    if matches!(report.trailer, lifeboat_etcd_data::Trailer::Absent) {
+        findings.push("snapshot: no sha256 trailer".into());
+    }
+    Ok(findings)
+}
+
+/// Restores backup `id` into `options.data_dir` (`options.snapshot` is ignored): the snapshot is
+/// fetched, decrypted and checked against the manifest into a private temporary file beside the
+/// data directory, then restored natively; the temporary file is always removed.
+pub async fn restore_backup(
+    repo: &Repository,
+    id: &BackupId,
+    identities: &[Identity],
+    options: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<(Manifest, RestoreReport)> {
+    preflight(options)?;
+    let manifest = repo.manifest(id).await?;
+    let Some(artefact) = manifest.artefacts.iter().find(|a| a.name == ETCD_ARTEFACT) else {
+        return Err(Error::Restore {
+            message: format!(
+                "backup {id} holds no etcd snapshot (kind {}); choose an etcd backup",
+                manifest.kind
+            ),
+        });
+    };
+    let parent = match options.data_dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&parent)
+        .map_err(|source| Error::Io {
+            action: "create",
+            path: parent.clone(),
+            source,
+        })?;
+    let temp = temp_file(&parent)?;
+    let file = temp.reopen().map_err(|source| Error::Io {
+        action: "open",
+        path: temp.path().to_path_buf(),
+        source,
+    })?;
+    progress.start(Some(artefact.stored_size));
+    let read = read_plain_into(repo, artefact, identities, file, &|n| progress.advance(n)).await;
+    progress.finish();
+    let (file, findings) = read?;
+    if !findings.is_empty() {
+        return Err(damaged(repo, artefact, &findings));
+    }
+    file.sync_all().map_err(|source| Error::Io {
+        action: "fsync",
+        path: temp.path().to_path_buf(),
+        source,
+    })?;
+    let options = RestoreOptions {
+        snapshot: temp.path().to_path_buf(),
+        ..options.clone()
+    };
+    let report = restore(&options)?;
+    Ok((manifest, report))
+}

@@ -1,0 +1,166 @@
+//! Reading artefacts back: the stored bytes hashed as they stream in, and, with an identity, the
+//! plain bytes (age → zstd) streamed into a sink on a blocking thread. Nothing is held whole.
+
+use std::io::{Read, Write};
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::seal::Hashing;
+use crate::{Artefact, Error, Repository, Result, open_sealed};
+
+/// Stored chunks in flight between the download and the decrypting thread.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// What reading an artefact back measured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadBack {
+    pub stored_size: u64,
+    pub stored_sha256: String,
+    /// Set when the plain bytes were read too.
+    pub plain: Option<(u64, String)>,
+}
+
+impl Artefact {
+    /// How `read` differs from what the manifest records; empty when it matches.
+    pub fn mismatches(&self, read: &ReadBack) -> Vec<String> {
+        let mut found = Vec::new();
+        if read.stored_size != self.stored_size {
+            found.push(format!(
+                "stored size is {} bytes, the manifest says {}",
+                read.stored_size, self.stored_size
+            ));
+        }
+        if read.stored_sha256 != self.stored_sha256 {
+            found.push(format!(
+                "stored sha256 is {}, the manifest says {}",
+                read.stored_sha256, self.stored_sha256
+            ));
+        }
+        if let Some((size, sha256)) = &read.plain {
+            if *size != self.plain_size {
+                found.push(format!(
+                    "plain size is {size} bytes, the manifest says {}",
+                    self.plain_size
+                ));
+            }
+            if *sha256 != self.plain_sha256 {
+                found.push(format!(
+                    "plain sha256 is {sha256}, the manifest says {}",
+                    self.plain_sha256
+                ));
+            }
+        }
+        found
+    }
+}
+
+/// The decrypting thread's input: stored chunks from the download.
+struct ChannelReader {
+    chunks: tokio::sync::mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.chunks.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+impl Repository {
+    async fn download(&self, artefact: &Artefact) -> Result<crate::store::Download> {
+        self.storage()
+            .download(&artefact.key)
+            .await?
+            .ok_or_else(|| Error::MissingObject {
+                repo: self.storage().repo().to_string(),
+                key: artefact.key.clone(),
+            })
+    }
+
+    /// Reads an artefact's stored bytes and hashes them; `progress` gets each chunk's length.
+    pub async fn read_stored(&self, artefact: &Artefact, progress: &dyn Fn(u64)) -> Result<ReadBack> {
+        let mut download = self.download(artefact).await?;
+        let (mut size, mut sha256) = (0u64, Sha256::new());
+        while let Some(chunk) = download.next_chunk().await? {
+            sha256.update(&chunk);
+            size += chunk.len() as u64;
+            progress(chunk.len() as u64);
+        }
+        Ok(ReadBack {
+            stored_size: size,
+            stored_sha256: hex::encode(sha256.finalize()),
+            plain: None,
+        })
+    }
+
+    /// Reads an artefact, decrypts and decompresses it into `sink`, hashing both sides.
+    pub async fn read_plain<W: Write + Send + 'static>(
+        &self,
+        artefact: &Artefact,
+        identities: Vec<age::x25519::Identity>,
+        sink: W,
+        progress: &dyn Fn(u64),
+    ) -> Result<(W, ReadBack)> {
+        let mut download = self.download(artefact).await?;
+        let (sender, chunks) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
+        let object = format!("{}/{}", self.storage().repo(), artefact.key);
+        let encryption = self.config().encryption.clone();
+        let opening = tokio::task::spawn_blocking(move || -> Result<(W, u64, String)> {
+            let reader = ChannelReader {
+                chunks,
+                current: Bytes::new(),
+            };
+            let mut plain = open_sealed(&object, reader, &encryption, &identities)?;
+            let mut hashing = Hashing::new(sink);
+            std::io::copy(&mut plain, &mut hashing).map_err(|e| Error::Decrypt {
+                object: object.clone(),
+                message: e.to_string(),
+            })?;
+            hashing.flush().map_err(|source| Error::Io {
+                object: object.clone(),
+                source,
+            })?;
+            let (sink, size, sha256) = hashing.finish();
+            Ok((sink, size, sha256))
+        });
+        let (mut size, mut sha256) = (0u64, Sha256::new());
+        let downloaded: Result<()> = async {
+            while let Some(chunk) = download.next_chunk().await? {
+                sha256.update(&chunk);
+                size += chunk.len() as u64;
+                progress(chunk.len() as u64);
+                if sender.send(chunk).await.is_err() {
+                    // The opening side stopped early; its error says why.
+                    break;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        drop(sender);
+        let opened = opening.await.map_err(|e| Error::Io {
+            object: artefact.key.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        // A failed download explains a failed decryption, not the other way round.
+        downloaded?;
+        let (sink, plain_size, plain_sha256) = opened?;
+        Ok((
+            sink,
+            ReadBack {
+                stored_size: size,
+                stored_sha256: hex::encode(sha256.finalize()),
+                plain: Some((plain_size, plain_sha256)),
+            },
+        ))
+    }
+}
