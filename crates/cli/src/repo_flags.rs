@@ -115,7 +115,7 @@ pub async fn resolve_id(repo: &Repository, text: &str) -> anyhow::Result<BackupI
     }
     BackupId::parse(text).with_context(|| {
         format!(
-            "{text:?} is not a backup ID (like 20261124T220000Z-0123456789abcdef) or `latest`; `lifeboat backups list` shows them"
+            "{text:?} is not a backup ID (like 20261124T220000.000Z-0123456789abcdef) or `latest`; `lifeboat backups list` shows them"
         )
     })
 }

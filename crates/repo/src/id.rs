@@ -1,4 +1,5 @@
-//! Backup IDs: `YYYYMMDDTHHMMSSZ-<16 hex>`, UTC. They sort by creation time, and the random part
+//! Backup IDs: `YYYYMMDDTHHMMSS.mmmZ-<16 hex>`, UTC. They sort by creation time (to the
+//! millisecond, so backups made in one second still order), and the random part
 //! keeps two writers apart without relying on conditional puts (which some S3 stores ignore).
 
 use std::time::SystemTime;
@@ -12,7 +13,7 @@ use time::macros::format_description;
 pub struct BackupId(String);
 
 const STAMP: &[time::format_description::FormatItem<'static>] =
-    format_description!("[year][month][day]T[hour][minute][second]Z");
+    format_description!("[year][month][day]T[hour][minute][second].[subsecond digits:3]Z");
 
 impl BackupId {
     /// A new ID for a backup created at `now`.
@@ -53,14 +54,16 @@ mod tests {
     #[test]
     fn ids_sort_by_time_and_round_trip() {
         let early = BackupId::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
-        let late = BackupId::new(UNIX_EPOCH + Duration::from_secs(1_700_000_001));
-        assert!(early.as_str().starts_with("20231114T221320Z-"), "{early}");
+        let late = BackupId::new(UNIX_EPOCH + Duration::from_millis(1_700_000_000_001));
+        assert!(early.as_str().starts_with("20231114T221320.000Z-"), "{early}");
+        assert!(late.as_str().starts_with("20231114T221320.001Z-"), "{late}");
         assert!(early < late);
         assert_eq!(BackupId::parse(early.as_str()), Some(early.clone()));
         for bad in [
             "",
-            "20231114T221320Z",
-            "20231114T221320Z-xyz",
+            "20231114T221320.000Z",
+            "20231114T221320.000Z-xyz",
+            "20231114T221320Z-0123456789abcdef",
             "2023-11-14-0123456789abcdef",
             "../etc",
         ] {

@@ -2,7 +2,7 @@
 //! 127.0.0.1 at a free port, with one bucket; killed and removed on drop.
 
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,7 @@ use crate::etcd::free_port;
 #[derive(Debug)]
 pub struct S3Server {
     child: Option<Child>,
+    port: u16,
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
     pub bucket: String,
@@ -36,47 +37,70 @@ fn binary() -> PathBuf {
     }
 }
 
+const ACCESS_KEY_ID: &str = "lifeboat-test-key";
+const SECRET_ACCESS_KEY: &str = "lifeboat-test-secret";
+
+/// Starts s3s-fs serving `dir` on `port` and waits until it listens.
+fn spawn(dir: &Path, port: u16) -> anyhow::Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("s3s-fs.log"))?;
+    let mut child = Command::new(binary())
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--access-key", ACCESS_KEY_ID, "--secret-key", SECRET_ACCESS_KEY])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context(
+            "starting s3s-fs (cargo install s3s-fs@0.14.1 --features binary --locked; scripts/setup does)",
+        )?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = child.try_wait()? {
+            bail!("s3s-fs exited with {status} while starting");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("s3s-fs did not listen within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(child)
+}
+
 impl S3Server {
     /// Starts s3s-fs with a bucket named `lifeboat-test`.
     pub fn start() -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("lifeboat-s3-").tempdir()?;
         let bucket = "lifeboat-test".to_string();
         std::fs::create_dir(dir.path().join(&bucket))?;
-        let (access_key_id, secret_access_key) = (
-            "lifeboat-test-key".to_string(),
-            "lifeboat-test-secret".to_string(),
-        );
         let port = free_port()?;
-        let log = std::fs::File::create(dir.path().join("s3s-fs.log"))?;
-        let mut child = Command::new(binary())
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", &access_key_id, "--secret-key", &secret_access_key])
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting s3s-fs (cargo install s3s-fs@0.14.1 --features binary --locked; scripts/setup does)")?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = child.try_wait()? {
-                bail!("s3s-fs exited with {status} while starting");
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("s3s-fs did not listen within 10 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = spawn(dir.path(), port)?;
         Ok(Self {
             child: Some(child),
+            port,
             endpoint: format!("http://127.0.0.1:{port}"),
             bucket,
-            access_key_id,
-            secret_access_key,
+            access_key_id: ACCESS_KEY_ID.to_string(),
+            secret_access_key: SECRET_ACCESS_KEY.to_string(),
             dir,
         })
+    }
+
+    /// Starts the server again after [`S3Server::kill`], on the same port and data.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.child = Some(spawn(self.dir.path(), self.port)?);
+        Ok(())
+    }
+
+    /// The directory s3s-fs serves (buckets and its bookkeeping of uploads).
+    pub fn root(&self) -> &Path {
+        self.dir.path()
     }
 
     /// Kills the server at once, as a crash would.

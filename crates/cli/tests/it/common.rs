@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use lifeboat_test_support::{EtcdServer, EtcdVersion, clear_etcd_env};
+use lifeboat_test_support::{EtcdConfig, EtcdServer, EtcdVersion, FillSpec, clear_etcd_env, fill};
 use sha2::{Digest, Sha256};
 
 /// `lifeboat` with a clean environment: no `ETCDCTL_*` from the caller, quiet logs.
@@ -86,9 +86,16 @@ pub fn part_of(file: &Path) -> PathBuf {
 
 /// Waits (bounded) until `path` holds at least `bytes`; false on timeout or if `child` ended.
 pub fn wait_for_size(child: &mut Child, path: &Path, bytes: u64, limit: Duration) -> bool {
+    wait_until(child, limit, || {
+        std::fs::metadata(path).map(|m| m.len() >= bytes).unwrap_or(false)
+    })
+}
+
+/// Polls `ready` every 2 ms until it holds (true), `child` ends or `limit` passes (false).
+pub fn wait_until(child: &mut Child, limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        if std::fs::metadata(path).map(|m| m.len() >= bytes).unwrap_or(false) {
+        if ready() {
             return true;
         }
         if child.try_wait().unwrap().is_some() {
@@ -97,6 +104,27 @@ pub fn wait_for_size(child: &mut Child, path: &Path, bytes: u64, limit: Duration
         std::thread::sleep(Duration::from_millis(2));
     }
     false
+}
+
+/// Every file under `root`, as paths relative to it, sorted (empty if `root` is absent).
+pub fn files_under(root: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, found: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, found);
+            } else {
+                found.push(path.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(root, root, &mut found);
+    found.sort();
+    found
 }
 
 /// Waits (bounded) for a child to exit; kills it if it does not.
@@ -130,4 +158,46 @@ pub fn reference_tool<S: AsRef<std::ffi::OsStr>>(version: EtcdVersion, args: &[S
 pub fn reference_status(version: EtcdVersion, file: &Path, format: &str) -> String {
     let file = file.display().to_string();
     reference_tool(version, &["snapshot", "status", "-w", format, &file])
+}
+
+/// An etcd started with `config` and filled as `spec` says.
+pub async fn filled(config: EtcdConfig, spec: &FillSpec) -> EtcdServer {
+    let server = EtcdServer::start(config).await.unwrap();
+    fill(&server.member().await.unwrap().client(), spec)
+        .await
+        .unwrap();
+    server
+}
+
+/// Large enough that the stream cannot finish from what sits in socket buffers and HTTP/2
+/// windows while lifeboat is stopped, and that an upload needs several parts.
+pub fn big() -> FillSpec {
+    FillSpec {
+        overwrite_every: 0,
+        delete_every: 0,
+        compact: false,
+        ..FillSpec::sized(48 << 20)
+    }
+}
+
+/// Sends `signal` to a stopped lifeboat, resumes it, and expects the exit code of that signal
+/// and a message saying it was interrupted.
+pub fn interrupt_stopped(mut child: Child, pid: nix::unistd::Pid, signal: nix::sys::signal::Signal) {
+    use nix::sys::signal::{Signal, kill};
+    let code = match signal {
+        Signal::SIGINT => 130,
+        _ => 143,
+    };
+    kill(pid, signal).unwrap();
+    kill(pid, Signal::SIGCONT).unwrap();
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(60)),
+        Some(code),
+        "{signal}"
+    );
+    let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert!(
+        stderr.contains(&format!("interrupted by {}", signal.as_str())),
+        "{stderr}"
+    );
 }

@@ -11,9 +11,9 @@ use lifeboat_test_support::{EtcdConfig, EtcdServer, EtcdVersion, ExistingMember,
 use crate::common::*;
 
 /// key → (value, create_revision, mod_revision, version, lease)
-type Dump = BTreeMap<Vec<u8>, (Vec<u8>, i64, i64, i64, i64)>;
+pub type Dump = BTreeMap<Vec<u8>, (Vec<u8>, i64, i64, i64, i64)>;
 
-async fn dump(server: &EtcdServer) -> (Dump, i64) {
+pub async fn dump(server: &EtcdServer) -> (Dump, i64) {
     let mut client = server.member().await.unwrap().client();
     let response = client
         .get("", Some(GetOptions::new().with_all_keys()))
@@ -50,9 +50,9 @@ async fn source(version: EtcdVersion, dir: &Path) -> (EtcdServer, PathBuf) {
     (server, file)
 }
 
-struct Plan {
-    initial_cluster: String,
-    members: Vec<ExistingMember>,
+pub struct Plan {
+    pub initial_cluster: String,
+    pub members: Vec<ExistingMember>,
 }
 
 fn plan(dir: &Path, names: &[&str]) -> Plan {
@@ -75,7 +75,7 @@ fn plan(dir: &Path, names: &[&str]) -> Plan {
     }
 }
 
-fn restore_args(plan: &Plan, member: &ExistingMember) -> Vec<String> {
+pub fn restore_args(plan: &Plan, member: &ExistingMember) -> Vec<String> {
     vec![
         format!("--data-dir={}", member.data_dir.display()),
         format!("--name={}", member.name),
@@ -97,20 +97,20 @@ fn restore(snapshot: &Path, plan: &Plan, extra: &[&str]) {
     }
 }
 
-/// Restores `names` and boots them. The peer ports are only probed free, so another process
-/// may take one before etcd binds it: then the whole restore is retried with new ports.
-async fn restore_and_boot(
+/// Restores `names` with `restore_members` and boots them. The peer ports are only probed free,
+/// so another process may take one before etcd binds it: then the whole restore is retried
+/// with new ports.
+pub async fn restore_and_boot(
     version: EtcdVersion,
-    snapshot: &Path,
     dir: &Path,
     names: &[&str],
-    extra: &[&str],
+    restore_members: impl Fn(&Plan),
 ) -> (Plan, Vec<EtcdServer>) {
     for attempt in 0..3 {
         let attempt_dir = dir.join(format!("attempt-{attempt}"));
         std::fs::create_dir(&attempt_dir).unwrap();
         let plan = plan(&attempt_dir, names);
-        restore(snapshot, &plan, extra);
+        restore_members(&plan);
         match EtcdServer::boot_existing(version, &plan.members).await {
             Ok(servers) => return (plan, servers),
             Err(error) if attempt < 2 && error.to_string().contains("address already in use") => continue,
@@ -226,8 +226,10 @@ async fn three_member_cluster_from_one_snapshot_elects_a_leader() {
     let (source, snapshot) = source(EtcdVersion::V3_5, dir.path()).await;
     let (expected, _) = dump(&source).await;
     drop(source);
-    let (plan, servers) =
-        restore_and_boot(EtcdVersion::V3_5, &snapshot, dir.path(), &["m1", "m2", "m3"], &[]).await;
+    let (plan, servers) = restore_and_boot(EtcdVersion::V3_5, dir.path(), &["m1", "m2", "m3"], |plan| {
+        restore(&snapshot, plan, &[])
+    })
+    .await;
     let mut leaders = Vec::new();
     for server in &servers {
         let member = server.member().await.unwrap();
@@ -271,7 +273,10 @@ async fn snapshot_of_3_4_boots_on_3_5() {
     let (source, snapshot) = source(EtcdVersion::V3_4, dir.path()).await;
     let (expected, revision) = dump(&source).await;
     drop(source);
-    let (_, servers) = restore_and_boot(EtcdVersion::V3_5, &snapshot, dir.path(), &["upgraded"], &[]).await;
+    let (_, servers) = restore_and_boot(EtcdVersion::V3_5, dir.path(), &["upgraded"], |plan| {
+        restore(&snapshot, plan, &[])
+    })
+    .await;
     let (restored, restored_revision) = dump(&servers[0]).await;
     assert_eq!(restored_revision, revision);
     assert!(
@@ -288,7 +293,10 @@ async fn bump_revision_and_mark_compacted() {
         let (expected, revision) = dump(&source).await;
         drop(source);
         let bump = ["--bump-revision=1000", "--mark-compacted"];
-        let (_, servers) = restore_and_boot(version, &snapshot, dir.path(), &["bumped"], &bump).await;
+        let (_, servers) = restore_and_boot(version, dir.path(), &["bumped"], |plan| {
+            restore(&snapshot, plan, &bump)
+        })
+        .await;
         assert!(
             dump(&servers[0]).await.0 == expected,
             "{version:?}: keys survive the bump"

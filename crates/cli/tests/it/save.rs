@@ -3,23 +3,15 @@
 
 use std::process::Command;
 
-use lifeboat_test_support::{EtcdConfig, EtcdServer, EtcdVersion, FillSpec, clear_etcd_env, fill};
+use lifeboat_test_support::{EtcdConfig, EtcdVersion, FillSpec, clear_etcd_env};
 use serde_json::Value;
 
 use crate::common::*;
 
-async fn filled(config: EtcdConfig) -> EtcdServer {
-    let server = EtcdServer::start(config).await.unwrap();
-    fill(&server.member().await.unwrap().client(), &FillSpec::small())
-        .await
-        .unwrap();
-    server
-}
-
 #[tokio::test]
 async fn save_over_mtls_equals_etcdctl_and_reference_tools_accept_it() {
     for version in EtcdVersion::ALL {
-        let server = filled(EtcdConfig::new(version).mtls()).await;
+        let server = filled(EtcdConfig::new(version).mtls(), &FillSpec::small()).await;
         let dir = tempfile::tempdir().unwrap();
         let ours = dir.path().join("ours.db");
         let report: Value =
@@ -78,7 +70,7 @@ async fn save_over_mtls_equals_etcdctl_and_reference_tools_accept_it() {
 
 #[tokio::test]
 async fn etcdctl_environment_variables_are_read() {
-    let server = filled(EtcdConfig::new(EtcdVersion::V3_5).mtls()).await;
+    let server = filled(EtcdConfig::new(EtcdVersion::V3_5).mtls(), &FillSpec::small()).await;
     let pki = server.pki.as_ref().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("env.db");
@@ -103,7 +95,7 @@ async fn etcdctl_environment_variables_are_read() {
 
 #[tokio::test]
 async fn kubeadm_flag_fills_in_endpoint_certificates() {
-    let server = filled(EtcdConfig::new(EtcdVersion::V3_5).mtls()).await;
+    let server = filled(EtcdConfig::new(EtcdVersion::V3_5).mtls(), &FillSpec::small()).await;
     let pki = server.pki.as_ref().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("kubeadm.db");
@@ -128,7 +120,7 @@ async fn kubeadm_flag_fills_in_endpoint_certificates() {
 
 #[tokio::test]
 async fn first_healthy_endpoint_is_used_and_the_skipped_one_named() {
-    let server = filled(EtcdConfig::new(EtcdVersion::V3_4)).await;
+    let server = filled(EtcdConfig::new(EtcdVersion::V3_4), &FillSpec::small()).await;
     let dead = format!(
         "127.0.0.1:{}",
         std::net::TcpListener::bind("127.0.0.1:0")
@@ -167,7 +159,7 @@ async fn first_healthy_endpoint_is_used_and_the_skipped_one_named() {
 
 #[tokio::test]
 async fn user_and_password_as_etcdctl_takes_them() {
-    let server = filled(EtcdConfig::new(EtcdVersion::V3_5)).await;
+    let server = filled(EtcdConfig::new(EtcdVersion::V3_5), &FillSpec::small()).await;
     server.enable_auth("s3cret-pw").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let save = |name: &str| save_command(&server, &dir.path().join(name));
@@ -208,7 +200,7 @@ async fn user_and_password_as_etcdctl_takes_them() {
 
 #[tokio::test]
 async fn existing_file_is_refused_unless_forced() {
-    let server = filled(EtcdConfig::new(EtcdVersion::V3_5)).await;
+    let server = filled(EtcdConfig::new(EtcdVersion::V3_5), &FillSpec::small()).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("keep.db");
     std::fs::write(&file, b"precious").unwrap();

@@ -1,0 +1,495 @@
+//! The repository commands (`repo init`, `backup`, `backups ...`, `restore ID`) against real etcd
+//! and each storage backend: a local directory and a real S3 server (s3s-fs on 127.0.0.1). Every
+//! scenario runs on both, except those only S3 has (credentials, buckets, a server that dies).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use lifeboat_test_support::{EtcdConfig, EtcdServer, EtcdVersion, FillSpec, S3Server};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+use crate::common::*;
+use crate::restore::{dump, restore_and_boot, restore_args};
+
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Local,
+    S3,
+}
+
+/// A repository location with what the commands need to reach it.
+struct Repo {
+    dir: tempfile::TempDir,
+    s3: Option<S3Server>,
+    location: String,
+}
+
+const PREFIX: &str = "cluster-a";
+
+impl Repo {
+    fn new(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (s3, location) = match backend {
+            Backend::Local => (None, dir.path().join("repo").display().to_string()),
+            Backend::S3 => {
+                let s3 = S3Server::start().unwrap();
+                let location = format!("s3://{}/{PREFIX}", s3.bucket);
+                (Some(s3), location)
+            }
+        };
+        Self { dir, s3, location }
+    }
+
+    /// A new, initialised repository whose identity is [`Repo::identity`].
+    fn initialised(backend: Backend) -> Self {
+        let repo = Self::new(backend);
+        run_ok(
+            repo.lifeboat()
+                .args(["repo", "init", "--identity-file"])
+                .arg(repo.identity()),
+        );
+        repo
+    }
+
+    fn identity(&self) -> PathBuf {
+        self.dir.path().join("identity.txt")
+    }
+
+    /// `lifeboat` with the repository and S3 settings in the environment, as an operator sets them.
+    fn lifeboat(&self) -> Command {
+        let mut command = lifeboat();
+        command.env("LIFEBOAT_REPO", &self.location);
+        for name in [
+            "LIFEBOAT_IDENTITY_FILE",
+            "AWS_ENDPOINT_URL",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_REGION",
+            "AWS_PROFILE",
+        ] {
+            command.env_remove(name);
+        }
+        if let Some(s3) = &self.s3 {
+            command
+                .env("AWS_ENDPOINT_URL", &s3.endpoint)
+                .env("AWS_ACCESS_KEY_ID", &s3.access_key_id)
+                .env("AWS_SECRET_ACCESS_KEY", &s3.secret_access_key)
+                .env("AWS_REGION", "us-east-1");
+        }
+        command
+    }
+
+    /// `lifeboat backup` of `server`.
+    fn backup_command(&self, server: &EtcdServer) -> Command {
+        let mut command = self.lifeboat();
+        command.arg("backup").args(server.etcdctl_args());
+        command
+    }
+
+    /// Backs `server` up; returns the new backup's ID.
+    fn backup(&self, server: &EtcdServer) -> String {
+        let out = run_ok(self.backup_command(server).args(["-w", "json"]));
+        let manifest: Value = serde_json::from_str(&out).unwrap();
+        manifest["id"].as_str().unwrap().to_string()
+    }
+
+    fn list(&self) -> Vec<Value> {
+        let out = run_ok(self.lifeboat().args(["backups", "list", "-w", "json"]));
+        serde_json::from_str::<Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// Where the repository's objects lie on disk (for S3, in the server's bucket directory).
+    fn root(&self) -> PathBuf {
+        match &self.s3 {
+            None => self.dir.path().join("repo"),
+            Some(s3) => s3.bucket_dir().join(PREFIX),
+        }
+    }
+
+    /// Where a storage backend keeps uploads in progress: local staging files sit beside their
+    /// target, s3s-fs keeps its multipart bookkeeping in its root.
+    fn uploads_root(&self) -> PathBuf {
+        match &self.s3 {
+            None => self.root(),
+            Some(s3) => s3.root().to_path_buf(),
+        }
+    }
+
+    /// Files of the repository's objects, relative to its root.
+    fn objects(&self) -> Vec<String> {
+        files_under(&self.root())
+    }
+}
+
+async fn round_trip(backend: Backend) {
+    let server = filled(EtcdConfig::new(EtcdVersion::V3_5).mtls(), &FillSpec::small()).await;
+    let (expected, revision) = dump(&server).await;
+    let repo = Repo::new(backend);
+    let out = run_ok(
+        repo.lifeboat()
+            .args(["repo", "init", "--identity-file"])
+            .arg(repo.identity()),
+    );
+    assert!(out.contains(&repo.location), "{out}");
+    assert_eq!(mode(&repo.identity()), 0o600);
+    let identity = std::fs::read_to_string(repo.identity()).unwrap();
+    let recipient = identity
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap();
+    let config = std::fs::read_to_string(repo.root().join("lifeboat-repo.json")).unwrap();
+    assert!(config.contains(recipient), "the repository keeps the recipient");
+    assert!(!config.contains("AGE-SECRET-KEY"), "and never the identity");
+    let again = run_failing(
+        repo.lifeboat().args(["repo", "init", "--insecure-no-encryption"]),
+        1,
+    );
+    assert!(again.contains("already holds a lifeboat repository"), "{again}");
+
+    let first = repo.backup(&server);
+    // Simple output: the ID alone on stdout, for scripts.
+    let second = run_ok(repo.backup_command(&server).args(["--tag", "nightly"]));
+    let second = second.trim();
+    assert_eq!(second.len(), first.len(), "{second}");
+    assert!(second > first.as_str(), "IDs sort by time");
+
+    let list = repo.list();
+    assert_eq!(list.len(), 2);
+    let manifest = &list[0];
+    assert_eq!(manifest["id"], first.as_str());
+    assert_eq!(manifest["kind"], "etcd");
+    assert_eq!(manifest["etcd"]["revision"], revision);
+    assert_eq!(manifest["etcd"]["total_key"], expected.len());
+    assert_eq!(manifest["etcd"]["version"], "3.5.1");
+    let artefact = &manifest["artefacts"][0];
+    assert_eq!(artefact["encryption"], "age");
+    assert!(artefact["stored_size"].as_u64() < artefact["plain_size"].as_u64());
+    let tagged = run_ok(
+        repo.lifeboat()
+            .args(["backups", "list", "--tag", "nightly", "-w", "json"]),
+    );
+    let tagged: Value = serde_json::from_str(&tagged).unwrap();
+    assert_eq!(tagged.as_array().unwrap().len(), 1);
+    assert_eq!(tagged[0]["id"], second);
+    let table = run_ok(repo.lifeboat().args(["backups", "list", "-w", "table"]));
+    assert!(table.contains("REVISION") && table.contains(&first), "{table}");
+    let shown = run_ok(repo.lifeboat().args(["backups", "show", "latest", "-w", "json"]));
+    assert_eq!(serde_json::from_str::<Value>(&shown).unwrap()["id"], second);
+
+    let verified = run_ok(repo.lifeboat().args(["backups", "verify", "--all"]));
+    assert_eq!(verified.matches(": OK").count(), 2, "{verified}");
+    let without_key = run_failing(
+        repo.lifeboat()
+            .args(["backups", "verify", "--read-data"])
+            .arg(&first),
+        1,
+    );
+    assert!(without_key.contains("--identity-file"), "{without_key}");
+    let read = run_ok(
+        repo.lifeboat()
+            .args(["backups", "verify", "--read-data", "--all", "-w", "json"])
+            .env("LIFEBOAT_IDENTITY_FILE", repo.identity()),
+    );
+    let read: Value = serde_json::from_str(&read).unwrap();
+    for check in read.as_array().unwrap() {
+        assert_eq!(check["ok"], true, "{check}");
+        assert_eq!(check["artefacts"][0]["read_data"], true);
+    }
+
+    if matches!(backend, Backend::Local) {
+        for path in files_under(&repo.root()) {
+            assert_eq!(mode(&repo.root().join(&path)), 0o600, "{path}");
+        }
+        assert_eq!(mode(&repo.root()), 0o700);
+        assert_eq!(mode(&repo.root().join("backups")), 0o700);
+    }
+
+    // The first backup restores into a member etcd boots, holding exactly what was backed up.
+    drop(server);
+    let restore_dir = repo.dir.path().join("restores");
+    std::fs::create_dir(&restore_dir).unwrap();
+    let (_, servers) = restore_and_boot(EtcdVersion::V3_5, &restore_dir, &["restored"], |plan| {
+        let out = run_ok(
+            repo.lifeboat()
+                .arg("restore")
+                .arg(&first)
+                .args(restore_args(plan, &plan.members[0]))
+                .arg("--identity-file")
+                .arg(repo.identity()),
+        );
+        assert!(out.contains(&format!("backup {first}")), "{out}");
+        let parent = plan.members[0].data_dir.parent().unwrap();
+        assert_eq!(entries(parent), ["restored.etcd"], "the download is removed");
+    })
+    .await;
+    let (restored, restored_revision) = dump(&servers[0]).await;
+    assert_eq!(restored_revision, revision);
+    assert!(restored == expected, "keys differ after restore");
+
+    // Deleting asks first (no terminal here: refused), shows with --dry-run, then deletes.
+    let refused = run_failing(repo.lifeboat().args(["backups", "delete", second]), 1);
+    assert!(refused.contains("--yes"), "{refused}");
+    let dry = run_ok(repo.lifeboat().args(["backups", "delete", "--dry-run", second]));
+    assert!(dry.contains("Would delete"), "{dry}");
+    assert_eq!(repo.list().len(), 2);
+    run_ok(repo.lifeboat().args(["backups", "delete", "--yes", second]));
+    assert_eq!(repo.list().len(), 1);
+    assert!(
+        repo.objects().iter().all(|o| !o.contains(second)),
+        "{:?}",
+        repo.objects()
+    );
+}
+
+#[tokio::test]
+async fn local_backup_list_verify_restore_delete() {
+    round_trip(Backend::Local).await;
+}
+
+#[tokio::test]
+async fn s3_backup_list_verify_restore_delete() {
+    round_trip(Backend::S3).await;
+}
+
+/// A wrong identity, a flipped byte and a missing object: each named in one line, nothing
+/// restored, nothing left behind.
+async fn damage_and_wrong_keys(backend: Backend) {
+    let server = filled(EtcdConfig::new(EtcdVersion::V3_4), &FillSpec::small()).await;
+    let repo = Repo::initialised(backend);
+    let id = repo.backup(&server);
+    let other = Repo::initialised(Backend::Local);
+    let object = format!("backups/{id}/etcd-snapshot.db");
+    let target = repo.dir.path().join("target/restored.etcd");
+    let restore = |identity: &Path| {
+        let mut command = repo.lifeboat();
+        command
+            .args(["restore", &id, "--data-dir"])
+            .arg(&target)
+            .arg("--identity-file")
+            .arg(identity);
+        command
+    };
+
+    let wrong = run_failing(&mut restore(&other.identity()), 1);
+    assert!(
+        wrong.contains("cannot decrypt") && wrong.contains(&object) && wrong.contains("--identity-file"),
+        "{wrong}"
+    );
+    assert!(!target.exists());
+    assert_eq!(entries(target.parent().unwrap()), Vec::<String>::new());
+    let wrong = run_failing(
+        repo.lifeboat()
+            .args(["backups", "verify", "--read-data", &id, "--identity-file"])
+            .arg(other.identity()),
+        1,
+    );
+    assert!(wrong.contains("cannot decrypt"), "{wrong}");
+
+    // One byte flipped in the middle of the stored object.
+    let stored = repo.root().join(&object);
+    let mut bytes = std::fs::read(&stored).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x20;
+    std::fs::write(&stored, &bytes).unwrap();
+    for read_data in [false, true] {
+        let mut command = repo.lifeboat();
+        command.args(["backups", "verify", &id]);
+        if read_data {
+            command
+                .arg("--read-data")
+                .arg("--identity-file")
+                .arg(repo.identity());
+        }
+        let output = run(&mut command);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stdout.contains(&id) && stdout.contains(&object) && stdout.contains("DAMAGED: stored sha256"),
+            "{stdout}"
+        );
+        assert!(
+            stderr.contains("1 of 1 backups") && stderr.contains(&id),
+            "{stderr}"
+        );
+    }
+    let damaged = run_failing(&mut restore(&repo.identity()), 1);
+    assert!(
+        damaged.contains(&format!("backup {id}")) && damaged.contains("damaged") && damaged.contains(&object),
+        "{damaged}"
+    );
+    assert!(!target.exists());
+    assert_eq!(entries(target.parent().unwrap()), Vec::<String>::new());
+
+    std::fs::remove_file(&stored).unwrap();
+    let output = run(repo.lifeboat().args(["backups", "verify", &id]));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("DAMAGED: the object is missing"));
+}
+
+#[tokio::test]
+async fn local_damage_and_wrong_identity_are_named() {
+    damage_and_wrong_keys(Backend::Local).await;
+}
+
+#[tokio::test]
+async fn s3_damage_and_wrong_identity_are_named() {
+    damage_and_wrong_keys(Backend::S3).await;
+}
+
+#[tokio::test]
+async fn s3_wrong_credentials_and_missing_bucket_are_named() {
+    let repo = Repo::initialised(Backend::S3);
+    let denied = run_failing(
+        repo.lifeboat()
+            .args(["backups", "list"])
+            .env("AWS_SECRET_ACCESS_KEY", "not-the-secret"),
+        1,
+    );
+    assert!(
+        denied.contains(&repo.location) && denied.contains("access denied") && denied.contains("credentials"),
+        "{denied}"
+    );
+    assert!(!denied.contains("not-the-secret"), "{denied}");
+    for args in [
+        &["backups", "list", "--repo", "s3://no-such-bucket/x"][..],
+        &[
+            "repo",
+            "init",
+            "s3://no-such-bucket/x",
+            "--insecure-no-encryption",
+        ],
+    ] {
+        let missing = run_failing(repo.lifeboat().args(args), 1);
+        assert!(
+            missing.contains("s3://no-such-bucket/x") && missing.contains("bucket does not exist"),
+            "{missing}"
+        );
+    }
+    let not_a_repo = run_failing(
+        repo.lifeboat()
+            .args(["backups", "list", "--repo"])
+            .arg(format!("{}-other", repo.location)),
+        1,
+    );
+    assert!(not_a_repo.contains("repo init"), "{not_a_repo}");
+}
+
+/// Starts a backup and stops it (SIGSTOP) once its upload has begun: `uploading` tells.
+fn frozen_mid_upload(repo: &Repo, server: &EtcdServer, uploading: impl Fn(&str) -> bool) -> (Child, Pid) {
+    let mut child = repo
+        .backup_command(server)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let root = repo.uploads_root();
+    assert!(
+        wait_until(&mut child, Duration::from_secs(60), || {
+            files_under(&root).iter().any(|f| uploading(f))
+        }),
+        "the upload started"
+    );
+    let pid = Pid::from_raw(child.id() as i32);
+    kill(pid, Signal::SIGSTOP).unwrap();
+    (child, pid)
+}
+
+/// An upload in progress: a local staging file (`...#1`) or an s3s-fs multipart upload.
+fn upload_begun(file: &str) -> bool {
+    file.contains("etcd-snapshot.db#") || file.starts_with(".upload-")
+}
+
+/// The stopped backup, resumed, must fail with one line naming `what`.
+fn resume_and_expect_failure(mut child: Child, pid: Pid, what: &[&str]) {
+    kill(pid, Signal::SIGCONT).unwrap();
+    let code = wait_exit(&mut child, Duration::from_secs(120));
+    let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    for needle in what {
+        assert!(stderr.contains(needle), "{needle:?} in {stderr}");
+    }
+}
+
+/// Nothing lists, no object is left in the repository, and the upload was aborted (no staging
+/// file, no multipart upload or part left on the server).
+fn assert_no_backup(repo: &Repo) {
+    assert_eq!(repo.list(), Vec::<Value>::new());
+    assert_eq!(repo.objects(), ["lifeboat-repo.json"], "no object may be left");
+    let uploads: Vec<String> = files_under(&repo.uploads_root())
+        .into_iter()
+        .filter(|f| upload_begun(f) || f.contains(".part-"))
+        .collect();
+    assert_eq!(uploads, Vec::<String>::new(), "the upload must be aborted");
+}
+
+async fn etcd_killed_mid_stream(backend: Backend) {
+    let mut server = filled(EtcdConfig::new(EtcdVersion::V3_5).mtls(), &big()).await;
+    let repo = Repo::initialised(backend);
+    let (child, pid) = frozen_mid_upload(&repo, &server, upload_begun);
+    server.kill();
+    resume_and_expect_failure(child, pid, &[&server.endpoint, "connection lost"]);
+    assert_no_backup(&repo);
+    // The repository is not wedged: the next backup (of a healthy etcd) lands.
+    let healthy = filled(EtcdConfig::new(EtcdVersion::V3_5), &FillSpec::small()).await;
+    repo.backup(&healthy);
+    assert_eq!(repo.list().len(), 1);
+}
+
+#[tokio::test]
+async fn local_etcd_killed_mid_stream_leaves_no_backup() {
+    etcd_killed_mid_stream(Backend::Local).await;
+}
+
+#[tokio::test]
+async fn s3_etcd_killed_mid_stream_leaves_no_backup() {
+    etcd_killed_mid_stream(Backend::S3).await;
+}
+
+#[tokio::test]
+async fn s3_server_killed_mid_upload_leaves_no_backup_and_a_rerun_succeeds() {
+    let server = filled(EtcdConfig::new(EtcdVersion::V3_5), &big()).await;
+    let mut repo = Repo::initialised(Backend::S3);
+    // A part has reached the server: the upload is under way, not just announced.
+    let (child, pid) = frozen_mid_upload(&repo, &server, |f| f.contains(".part-"));
+    repo.s3.as_mut().unwrap().kill();
+    resume_and_expect_failure(child, pid, &[&repo.location, "etcd-snapshot.db"]);
+    repo.s3.as_mut().unwrap().restart().unwrap();
+    assert_eq!(repo.list(), Vec::<Value>::new());
+    assert!(
+        repo.objects().iter().all(|o| !o.ends_with("manifest.json")),
+        "{:?}",
+        repo.objects()
+    );
+    let id = repo.backup(&server);
+    assert_eq!(repo.list().len(), 1);
+    run_ok(repo.lifeboat().args(["backups", "verify", &id]));
+}
+
+async fn interrupted(backend: Backend) {
+    let server = filled(EtcdConfig::new(EtcdVersion::V3_4), &big()).await;
+    let repo = Repo::initialised(backend);
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        let (child, pid) = frozen_mid_upload(&repo, &server, upload_begun);
+        interrupt_stopped(child, pid, signal);
+        assert_no_backup(&repo);
+    }
+}
+
+#[tokio::test]
+async fn local_interrupted_backup_leaves_nothing() {
+    interrupted(Backend::Local).await;
+}
+
+#[tokio::test]
+async fn s3_interrupted_backup_leaves_nothing() {
+    interrupted(Backend::S3).await;
+}
