@@ -95,7 +95,7 @@ pub fn manifest_rows(manifest: &Manifest) -> Vec<(&'static str, String)> {
             ("endpoint", etcd.endpoint.clone()),
             ("etcd version", etcd.version.clone()),
             ("revision", etcd.revision.to_string()),
-            ("total keys", etcd.total_key.to_string()),
+            ("live keys", etcd.live_keys.to_string()),
         ]);
     }
     for artefact in &manifest.artefacts {
@@ -134,8 +134,8 @@ pub fn manifest_summary(manifest: &Manifest) -> String {
         .as_ref()
         .map(|e| {
             format!(
-                "revision {}, {} keys, cluster {}, member {} ({}), etcd {}, ",
-                e.revision, e.total_key, e.cluster_id, e.member_id, e.endpoint, e.version
+                "revision {}, {} live keys, cluster {}, member {} ({}), etcd {}, ",
+                e.revision, e.live_keys, e.cluster_id, e.member_id, e.endpoint, e.version
             )
         })
         .unwrap_or_default();

@@ -57,17 +57,20 @@ pub async fn backup(
     progress.finish();
     // Nothing is completed unless the whole stream arrived with a matching trailer.
     let checked = streamed.and_then(|()| {
-        trailer.finish().map(|_| ()).map_err(|source| Error::Snapshot {
+        trailer.finish().map_err(|source| Error::Snapshot {
             endpoint: status.endpoint.clone(),
             source,
         })
     });
-    if let Err(error) = checked {
-        let _ = writer.abort().await;
-        return Err(error);
-    }
-    let artefact = writer.finish().await?;
-    let total_key = u64::try_from(member.count_keys(status.revision).await?).unwrap_or(0);
+    let verified = match checked {
+        Ok(verified) => verified,
+        Err(error) => {
+            let _ = writer.abort().await;
+            return Err(error);
+        }
+    };
+    let artefact = writer.finish(hex::encode(verified.sha256)).await?;
+    let live_keys = u64::try_from(member.count_keys(status.revision).await?).unwrap_or(0);
     let manifest = Manifest {
         format: FORMAT,
         id,
@@ -82,7 +85,7 @@ pub async fn backup(
             endpoint: status.endpoint.clone(),
             version: status.version.clone(),
             revision: status.revision,
-            total_key,
+            live_keys,
         }),
         artefacts: vec![artefact],
     };

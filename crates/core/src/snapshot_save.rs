@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use lifeboat_etcd_conn::{ConnectOptions, MemberStatus, connect_first_healthy};
 use lifeboat_etcd_data::{SnapshotStatus, TRAILER_LEN, TrailerCheck};
-use sha2::{Digest, Sha256};
 use tracing::info;
 
 use crate::fsio::{PendingFile, part_path};
@@ -75,13 +74,11 @@ pub async fn save(options: &SaveOptions, progress: &dyn Progress) -> Result<Save
     let mut stream = member.snapshot().await?;
     let mut pending = PendingFile::create(&options.path)?;
     let mut trailer = TrailerCheck::new();
-    let mut whole = Sha256::new();
     progress.start(Some(status.db_size + TRAILER_LEN as u64));
     let streamed: Result<()> = async {
         while let Some(chunk) = stream.next_chunk().await? {
             pending.write_all(&chunk)?;
             trailer.update(&chunk);
-            whole.update(&chunk);
             progress.advance(chunk.len() as u64);
             // When etcd sends faster than we write, every poll finds data ready; yielding now
             // and then lets a cancellation (SIGINT) in.
@@ -96,7 +93,7 @@ pub async fn save(options: &SaveOptions, progress: &dyn Progress) -> Result<Save
         endpoint: status.endpoint.clone(),
         source,
     };
-    trailer.finish().map_err(damaged)?;
+    let verified = trailer.finish().map_err(damaged)?;
     // The trailer proves the bytes arrived as sent; reading the image proves etcd sent a
     // sound one, and gives the revision and key count of what was actually saved.
     // Read page by page: mapping would count the whole file in our memory use.
@@ -107,7 +104,7 @@ pub async fn save(options: &SaveOptions, progress: &dyn Progress) -> Result<Save
     })?;
 
     let bytes = pending.written();
-    let sha256 = hex::encode(whole.finalize());
+    let sha256 = hex::encode(verified.sha256);
     // Both files are complete before either is renamed, so a full disk leaves neither.
     let sha256_file = sha256_path(&options.path);
     let name = options

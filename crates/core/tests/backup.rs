@@ -45,7 +45,7 @@ async fn backup_stores_a_sound_encrypted_snapshot_and_a_manifest() {
     let etcd = manifest.etcd.as_ref().unwrap();
     assert_eq!(etcd.version, "3.5.1");
     assert_eq!(etcd.revision, summary.revision);
-    assert_eq!(etcd.total_key, summary.live_keys as u64);
+    assert_eq!(etcd.live_keys, summary.live_keys as u64);
 
     let artefact = &manifest.artefacts[0];
     assert_eq!(artefact.name, ETCD_ARTEFACT);

@@ -31,6 +31,8 @@ pub struct VerifiedSnapshot {
     pub image_len: u64,
     /// SHA-256 of the image, as the trailer states it.
     pub image_sha256: [u8; 32],
+    /// SHA-256 of the whole stream, trailer included (what `sha256sum` prints for the file).
+    pub sha256: [u8; 32],
 }
 
 impl TrailerCheck {
@@ -75,16 +77,20 @@ impl TrailerCheck {
                 remainder,
             });
         }
-        let actual: [u8; 32] = self.image.finalize().into();
+        // One pass serves both digests: the image's, and with the trailer added, the stream's.
+        let actual: [u8; 32] = self.image.clone().finalize().into();
         if actual[..] != self.tail[..] {
             return Err(Error::TrailerMismatch {
                 expected: hex::encode(&self.tail),
                 actual: hex::encode(actual),
             });
         }
+        let mut whole = self.image;
+        whole.update(&self.tail);
         Ok(VerifiedSnapshot {
             image_len: self.len - TRAILER_LEN as u64,
             image_sha256: actual,
+            sha256: whole.finalize().into(),
         })
     }
 }
@@ -115,6 +121,7 @@ mod tests {
             let verified = check_in_chunks(&bytes, chunk).unwrap();
             assert_eq!(verified.image_len, 4096 * 3);
             assert_eq!(verified.image_sha256[..], bytes[bytes.len() - 32..]);
+            assert_eq!(verified.sha256[..], Sha256::digest(&bytes)[..]);
         }
     }
 

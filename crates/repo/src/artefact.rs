@@ -1,5 +1,5 @@
 //! Streaming one artefact into a repository: plain chunks go through the [`Sealer`] (zstd, age,
-//! both hashes) and its output straight into a multipart upload, so no full copy is ever held.
+//! stored hash) and its output straight into a multipart upload, so no full copy is ever held.
 
 use std::io::Write;
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -90,8 +90,9 @@ impl ArtefactWriter {
         self.drain().await
     }
 
-    /// Seals and completes the object; returns its manifest entry.
-    pub async fn finish(mut self) -> Result<Artefact> {
+    /// Seals and completes the object; returns its manifest entry. `plain_sha256` (hex) is the
+    /// producer's hash of every byte given to [`ArtefactWriter::write`].
+    pub async fn finish(mut self, plain_sha256: String) -> Result<Artefact> {
         let sealed = match self.sealer.finish() {
             Ok(sealed) => sealed,
             Err(error) => {
@@ -116,7 +117,7 @@ impl ArtefactWriter {
             name: self.name,
             key: self.key,
             plain_size: sealed.plain_size,
-            plain_sha256: sealed.plain_sha256,
+            plain_sha256,
             stored_size: sealed.stored_size,
             stored_sha256: sealed.stored_sha256,
             compression: "zstd".into(),

@@ -46,7 +46,7 @@ pub struct EtcdFacts {
     /// The store revision when the snapshot started.
     pub revision: i64,
     /// Keys that existed at that revision.
-    pub total_key: u64,
+    pub live_keys: u64,
 }
 
 /// One stored object of a backup.

@@ -169,7 +169,7 @@ async fn artefacts(storage: Storage) {
     for chunk in plain.chunks(32 * 1024) {
         writer.write(chunk).await.unwrap();
     }
-    let artefact = writer.finish().await.unwrap();
+    let artefact = writer.finish(hex::encode(Sha256::digest(&plain))).await.unwrap();
     assert_eq!(artefact.plain_size, plain.len() as u64);
     assert_eq!(artefact.plain_sha256, hex::encode(Sha256::digest(&plain)));
     let stored = storage.get(&artefact.key).await.unwrap().unwrap();

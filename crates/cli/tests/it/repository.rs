@@ -166,7 +166,7 @@ async fn round_trip(backend: Backend) {
     assert_eq!(manifest["id"], first.as_str());
     assert_eq!(manifest["kind"], "etcd");
     assert_eq!(manifest["etcd"]["revision"], revision);
-    assert_eq!(manifest["etcd"]["total_key"], expected.len());
+    assert_eq!(manifest["etcd"]["live_keys"], expected.len());
     assert_eq!(manifest["etcd"]["version"], "3.5.1");
     let artefact = &manifest["artefacts"][0];
     assert_eq!(artefact["encryption"], "age");

@@ -19,7 +19,15 @@ pub struct ListArgs {
 }
 
 const HEADER: [&str; 9] = [
-    "ID", "CREATED", "KIND", "HOST", "REVISION", "KEYS", "SIZE", "STORED", "TAGS",
+    "ID",
+    "CREATED",
+    "KIND",
+    "HOST",
+    "REVISION",
+    "LIVE KEYS",
+    "SIZE",
+    "STORED",
+    "TAGS",
 ];
 
 fn cells(manifest: &Manifest) -> Vec<String> {
@@ -34,7 +42,7 @@ fn cells(manifest: &Manifest) -> Vec<String> {
         manifest.kind.clone(),
         manifest.host.clone(),
         etcd.map(|e| e.revision.to_string()).unwrap_or_default(),
-        etcd.map(|e| e.total_key.to_string()).unwrap_or_default(),
+        etcd.map(|e| e.live_keys.to_string()).unwrap_or_default(),
         output::si_bytes(plain),
         output::si_bytes(stored),
         manifest.tags.join(","),
