@@ -74,6 +74,15 @@ impl IdentityFlags {
         let Some(path) = &self.identity_file else {
             return Ok(Vec::new());
         };
+        if let Ok(metadata) = std::fs::metadata(path) {
+            let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    "identity file {} is readable by others (mode {mode:04o}); it opens every backup: chmod 600 it",
+                    path.display()
+                );
+            }
+        }
         let text = std::fs::read_to_string(path).with_context(|| {
             format!(
                 "cannot read identity file {}; give the file `lifeboat repo init` wrote",
@@ -104,7 +113,7 @@ impl IdentityFlags {
 /// A backup ID as given on the command line, or `latest`.
 pub async fn resolve_id(repo: &Repository, text: &str) -> anyhow::Result<BackupId> {
     if text == "latest" {
-        let backups = repo.list().await?;
+        let backups = repo.list().await?.backups;
         let Some(newest) = backups.last() else {
             bail!(
                 "{} has no backups yet; run `lifeboat backup` first",

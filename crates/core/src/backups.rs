@@ -129,6 +129,20 @@ pub async fn verify_backup(
     })
 }
 
+/// The check of a backup whose manifest cannot be read.
+pub fn unreadable_manifest(id: &BackupId, error: &lifeboat_repo::Error) -> BackupCheck {
+    BackupCheck {
+        id: id.clone(),
+        ok: false,
+        artefacts: vec![ArtefactCheck {
+            name: "manifest.json".into(),
+            key: format!("backups/{id}/manifest.json"),
+            findings: vec![error.to_string()],
+            read_data: false,
+        }],
+    }
+}
+
 fn snapshot_findings(path: &Path) -> Result<Vec<String>> {
     let report = crate::snapshot_file::verify(path)?;
     let mut findings: Vec<String> = report.findings.iter().map(|f| format!("snapshot: {f}")).collect();

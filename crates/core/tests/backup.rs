@@ -41,7 +41,10 @@ async fn backup_stores_a_sound_encrypted_snapshot_and_a_manifest() {
     let manifest = backup(&repo, &options, &NoProgress, std::future::pending())
         .await
         .unwrap();
-    assert_eq!(repo.list().await.unwrap(), std::slice::from_ref(&manifest));
+    assert_eq!(
+        repo.list().await.unwrap().backups,
+        std::slice::from_ref(&manifest)
+    );
     let etcd = manifest.etcd.as_ref().unwrap();
     assert_eq!(etcd.version, "3.5.1");
     assert_eq!(etcd.revision, summary.revision);
@@ -67,6 +70,6 @@ async fn backup_stores_a_sound_encrypted_snapshot_and_a_manifest() {
             .await
             .is_err()
     );
-    assert_eq!(repo.list().await.unwrap().len(), 1);
+    assert_eq!(repo.list().await.unwrap().backups.len(), 1);
     assert!(repo.orphans().await.unwrap().is_empty());
 }

@@ -26,6 +26,6 @@ pub use format::{Artefact, Compression, Encryption, EtcdFacts, FORMAT, Manifest,
 pub use id::BackupId;
 pub use keys::{generate_identity, parse_identities, parse_recipient};
 pub use read::ReadBack;
-pub use repository::{CONFIG_KEY, Repository, timestamp};
+pub use repository::{CONFIG_KEY, Listing, Repository, timestamp};
 pub use seal::{Sealed, Sealer, open_sealed};
 pub use store::{Download, Location, PART_SIZE, S3Settings, Storage, Upload};

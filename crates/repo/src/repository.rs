@@ -22,6 +22,15 @@ pub fn timestamp(now: SystemTime) -> String {
         .unwrap_or_default()
 }
 
+/// The backups of a repository.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Oldest first.
+    pub backups: Vec<Manifest>,
+    /// Manifests that exist but cannot be read (damaged, or of an unknown format).
+    pub unreadable: Vec<(BackupId, Error)>,
+}
+
 /// A repository with its config read.
 #[derive(Debug, Clone)]
 pub struct Repository {
@@ -91,20 +100,27 @@ impl Repository {
         &self.storage
     }
 
-    /// Every backup (those with a manifest), oldest first.
-    pub async fn list(&self) -> Result<Vec<Manifest>> {
-        let mut manifests = Vec::new();
+    /// Every backup (those with a manifest), oldest first. A manifest that cannot be parsed
+    /// does not hide the others: it is returned among `unreadable`.
+    pub async fn list(&self) -> Result<Listing> {
+        let mut listing = Listing::default();
         for (key, _) in self.storage.list(BACKUPS).await? {
             if let Some(id) = key
                 .strip_suffix(&format!("/{MANIFEST}"))
                 .and_then(|k| k.strip_prefix("backups/"))
                 && let Some(id) = BackupId::parse(id)
             {
-                manifests.push(self.manifest(&id).await?);
+                match self.manifest(&id).await {
+                    Ok(manifest) => listing.backups.push(manifest),
+                    Err(error @ (Error::Format { .. } | Error::UnsupportedFormat { .. })) => {
+                        listing.unreadable.push((id, error))
+                    }
+                    Err(error) => return Err(error),
+                }
             }
         }
-        manifests.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(manifests)
+        listing.backups.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(listing)
     }
 
     /// One backup's manifest.

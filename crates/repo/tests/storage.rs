@@ -129,14 +129,14 @@ async fn repository_rules(storage: Storage) {
         .await
         .unwrap();
     assert_eq!(
-        repo.list().await.unwrap(),
+        repo.list().await.unwrap().backups,
         [old.clone(), new.clone()],
         "oldest first, no orphan"
     );
     assert_eq!(repo.orphans().await.unwrap(), [interrupted.to_string()]);
 
     repo.delete(&old.id).await.unwrap();
-    assert_eq!(repo.list().await.unwrap(), std::slice::from_ref(&new));
+    assert_eq!(repo.list().await.unwrap().backups, std::slice::from_ref(&new));
     assert!(
         storage
             .list(&format!("backups/{}", old.id))

@@ -264,6 +264,7 @@ async fn damage_and_wrong_keys(backend: Backend) {
     let server = filled(EtcdConfig::new(EtcdVersion::V3_4), &FillSpec::small()).await;
     let repo = Repo::initialised(backend);
     let id = repo.backup(&server);
+    let sound = repo.backup(&server);
     let other = Repo::initialised(Backend::Local);
     let object = format!("backups/{id}/etcd-snapshot.db");
     let target = repo.dir.path().join("target/restored.etcd");
@@ -332,6 +333,26 @@ async fn damage_and_wrong_keys(backend: Backend) {
     let output = run(repo.lifeboat().args(["backups", "verify", &id]));
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stdout).contains("DAMAGED: the object is missing"));
+
+    // A damaged manifest hides no other backup; list and verify name it and exit 1.
+    let manifest = format!("backups/{id}/manifest.json");
+    std::fs::write(repo.root().join(&manifest), b"{\"format\": 1, \"id\": ").unwrap();
+    let output = run(repo.lifeboat().args(["backups", "list"]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&manifest) && stderr.contains("not a valid manifest"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains(&sound));
+    let output = run(repo.lifeboat().args(["backups", "verify", "--all"]));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stdout.contains(&format!("{sound} backups/{sound}/etcd-snapshot.db: OK")),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("{id} {manifest}: DAMAGED")), "{stdout}");
 }
 
 #[tokio::test]
@@ -492,4 +513,60 @@ async fn local_interrupted_backup_leaves_nothing() {
 #[tokio::test]
 async fn s3_interrupted_backup_leaves_nothing() {
     interrupted(Backend::S3).await;
+}
+
+#[tokio::test]
+async fn init_with_a_recipient_or_without_encryption() {
+    let server = filled(EtcdConfig::new(EtcdVersion::V3_5), &FillSpec::small()).await;
+    let keys = Repo::initialised(Backend::Local);
+    let recipient = std::fs::read_to_string(keys.identity())
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: ").map(str::to_string))
+        .unwrap();
+
+    // An existing key: no identity file is written, backups open with that key's identity.
+    let repo = Repo::new(Backend::Local);
+    run_ok(repo.lifeboat().args(["repo", "init", "--recipient", &recipient]));
+    assert!(!repo.identity().exists());
+    let id = repo.backup(&server);
+    run_ok(
+        repo.lifeboat()
+            .args(["backups", "verify", "--read-data", &id, "--identity-file"])
+            .arg(keys.identity()),
+    );
+    let bad = run_failing(
+        Repo::new(Backend::Local)
+            .lifeboat()
+            .args(["repo", "init", "--recipient", "age1notakey"]),
+        1,
+    );
+    assert!(bad.contains("age1notakey") && bad.contains("recipient"), "{bad}");
+
+    // An existing identity file is never overwritten, and no repository is created.
+    let fresh = Repo::new(Backend::Local);
+    let taken = run_failing(
+        fresh
+            .lifeboat()
+            .args(["repo", "init", "--identity-file"])
+            .arg(keys.identity()),
+        1,
+    );
+    assert!(taken.contains("already exists"), "{taken}");
+    assert!(!fresh.root().exists());
+
+    // Unencrypted only when asked: restore needs no identity then.
+    let plain = Repo::new(Backend::Local);
+    let out = run_ok(
+        plain
+            .lifeboat()
+            .args(["repo", "init", "--insecure-no-encryption"]),
+    );
+    assert!(out.contains("NONE"), "{out}");
+    let id = plain.backup(&server);
+    let listed = plain.list();
+    assert_eq!(listed[0]["artefacts"][0]["encryption"], "none");
+    let target = plain.dir.path().join("plain.etcd");
+    run_ok(plain.lifeboat().args(["restore", &id, "--data-dir"]).arg(&target));
+    assert!(target.join("member/snap/db").exists());
 }

@@ -5,6 +5,7 @@ use std::io::Write;
 use clap::Args;
 use lifeboat_core::repo::Manifest;
 
+use crate::exit::Failure;
 use crate::output::{self, OutputFormat};
 use crate::repo_flags::RepoFlags;
 
@@ -51,9 +52,9 @@ fn cells(manifest: &Manifest) -> Vec<String> {
 
 pub async fn run(args: ListArgs, format: OutputFormat) -> anyhow::Result<()> {
     let repo = args.repo.open().await?;
-    let backups: Vec<Manifest> = repo
-        .list()
-        .await?
+    let listing = repo.list().await?;
+    let backups: Vec<Manifest> = listing
+        .backups
         .into_iter()
         .filter(|m| args.tag.iter().all(|t| m.tags.contains(t)))
         .collect();
@@ -69,5 +70,18 @@ pub async fn run(args: ListArgs, format: OutputFormat) -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
+    // The readable backups are listed; the others fail the command, each named.
+    if listing.unreadable.is_empty() {
+        return Ok(());
+    }
+    let named: Vec<String> = listing.unreadable.iter().map(|(_, e)| e.to_string()).collect();
+    Err(Failure {
+        code: crate::exit::FAILURE,
+        message: format!(
+            "{} manifests cannot be read (those backups are not listed): {}",
+            named.len(),
+            named.join("; ")
+        ),
+    }
+    .into())
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::Args;
-use lifeboat_core::backups::{BackupCheck, verify_backup};
+use lifeboat_core::backups::{BackupCheck, unreadable_manifest, verify_backup};
 use lifeboat_core::repo::Manifest;
 
 use crate::exit::Failure;
@@ -41,8 +41,16 @@ pub async fn run(args: VerifyArgs, format: OutputFormat) -> anyhow::Result<()> {
         true => Some(args.identity.require_for(&repo)?),
         false => None,
     };
+    let mut checks: Vec<BackupCheck> = Vec::new();
     let manifests: Vec<Manifest> = if args.all {
-        repo.list().await?
+        let listing = repo.list().await?;
+        checks.extend(
+            listing
+                .unreadable
+                .iter()
+                .map(|(id, error)| unreadable_manifest(id, error)),
+        );
+        listing.backups
     } else {
         let mut manifests = Vec::new();
         for text in &args.ids {
@@ -50,11 +58,15 @@ pub async fn run(args: VerifyArgs, format: OutputFormat) -> anyhow::Result<()> {
         }
         manifests
     };
-    if manifests.is_empty() {
+    if manifests.is_empty() && checks.is_empty() {
         bail!("{} has no backups to verify", repo.storage().repo());
     }
+    if format == OutputFormat::Simple {
+        for check in &checks {
+            print_line(check)?;
+        }
+    }
     let bar = TerminalBar::new("verify");
-    let mut checks = Vec::new();
     for manifest in &manifests {
         let check = verify_backup(&repo, manifest, identities.as_deref(), &args.temp_dir, &bar).await?;
         if format == OutputFormat::Simple {
