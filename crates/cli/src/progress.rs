@@ -12,12 +12,9 @@ pub struct TerminalBar {
 }
 
 impl TerminalBar {
-    /// A bar labelled `what`.
+    /// A bar labelled `what`; nothing is drawn before [`Progress::start`].
     pub fn new(what: &'static str) -> Self {
         let bar = ProgressBar::hidden();
-        if std::io::stderr().is_terminal() {
-            bar.set_draw_target(ProgressDrawTarget::stderr());
-        }
         bar.set_message(what);
         Self { bar }
     }
@@ -34,6 +31,9 @@ impl Progress for TerminalBar {
         };
         if let Ok(style) = ProgressStyle::with_template(template) {
             self.bar.set_style(style.progress_chars("=> "));
+        }
+        if std::io::stderr().is_terminal() {
+            self.bar.set_draw_target(ProgressDrawTarget::stderr());
         }
     }
 

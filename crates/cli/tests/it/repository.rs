@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use lifeboat_test_support::{EtcdConfig, EtcdServer, EtcdVersion, FillSpec, S3Server};
+use lifeboat_test_support::{EtcdConfig, EtcdServer, EtcdVersion, FillSpec, S3Server, clear_etcd_env};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -61,6 +61,12 @@ impl Repo {
     /// `lifeboat` with the repository and S3 settings in the environment, as an operator sets them.
     fn lifeboat(&self) -> Command {
         let mut command = lifeboat();
+        self.configure(&mut command);
+        command
+    }
+
+    /// Puts the repository and S3 settings in `command`'s environment.
+    fn configure(&self, command: &mut Command) {
         command.env("LIFEBOAT_REPO", &self.location);
         for name in [
             "LIFEBOAT_IDENTITY_FILE",
@@ -79,7 +85,6 @@ impl Repo {
                 .env("AWS_SECRET_ACCESS_KEY", &s3.secret_access_key)
                 .env("AWS_REGION", "us-east-1");
         }
-        command
     }
 
     /// `lifeboat backup` of `server`.
@@ -569,4 +574,24 @@ async fn init_with_a_recipient_or_without_encryption() {
     let target = plain.dir.path().join("plain.etcd");
     run_ok(plain.lifeboat().args(["restore", &id, "--data-dir"]).arg(&target));
     assert!(target.join("member/snap/db").exists());
+}
+
+#[tokio::test]
+async fn backup_draws_a_progress_bar_on_a_terminal_only() {
+    let server = filled(EtcdConfig::new(EtcdVersion::V3_5), &FillSpec::small()).await;
+    let repo = Repo::initialised(Backend::Local);
+    let program = env!("CARGO_BIN_EXE_lifeboat");
+    let endpoint = &server.endpoint;
+    // `script` runs the command on a pseudo-terminal and copies what it draws to stdout.
+    let mut shell = Command::new("sh");
+    clear_etcd_env(&mut shell);
+    repo.configure(&mut shell);
+    let drawn = run_ok(shell.env("TERM", "xterm").args([
+        "-c",
+        &format!("script -qefc '{program} backup --endpoints {endpoint}' /dev/null"),
+    ]));
+    assert!(drawn.contains("backup [") && drawn.contains("MiB"), "{drawn}");
+    let output = run(&mut repo.backup_command(&server));
+    assert!(output.status.success());
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("backup ["));
 }
