@@ -57,3 +57,13 @@ pub async fn shutdown_signal() -> &'static str {
         _ = terminate.recv() => "SIGTERM",
     }
 }
+
+/// Runs `work` unless SIGINT or SIGTERM comes first; then `work` is dropped, which removes what it
+/// had half written (temporary files and directories clean up on drop), and the interruption is
+/// returned.
+pub async fn unless_interrupted<T>(work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::select! {
+        result = work => result,
+        signal = shutdown_signal() => Err(lifeboat_core::Error::Interrupted { signal }.into()),
+    }
+}

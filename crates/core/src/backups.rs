@@ -7,6 +7,7 @@ use lifeboat_repo::{Artefact, BackupId, Identity, Manifest, Repository};
 use serde::Serialize;
 
 use crate::backup::ETCD_ARTEFACT;
+use crate::fsio::io_error;
 use crate::snapshot_restore::{RestoreOptions, RestoreReport, preflight, restore};
 use crate::{Error, Progress, Result};
 
@@ -40,13 +41,13 @@ fn temp_file(dir: &Path) -> Result<tempfile::NamedTempFile> {
         })
 }
 
-/// Reads an artefact's plain bytes into `file`. A decryption failure on intact stored bytes is an
-/// error (wrong identity); on damaged ones it is the damage that is reported, as findings.
+/// Reads an artefact's plain bytes into `file` (at `path`). A decryption failure on intact stored
+/// bytes is an error (wrong identity); on damaged ones it is the damage that is reported.
 async fn read_plain_into(
     repo: &Repository,
     artefact: &Artefact,
     identities: &[Identity],
-    file: std::fs::File,
+    (file, path): (std::fs::File, &Path),
     progress: &dyn Fn(u64),
 ) -> Result<(std::fs::File, Vec<String>)> {
     match repo
@@ -54,6 +55,7 @@ async fn read_plain_into(
         .await
     {
         Ok((file, read)) => Ok((file, artefact.mismatches(&read))),
+        Err(lifeboat_repo::Error::Io { source, .. }) => Err(io_error("write", path, source, 0)),
         Err(error @ (lifeboat_repo::Error::Decrypt { .. } | lifeboat_repo::Error::Compression { .. })) => {
             let stored = repo.read_stored(artefact, &|_| {}).await?;
             let findings = artefact.mismatches(&stored);
@@ -105,7 +107,7 @@ pub async fn verify_backup(
                     path: temp.path().to_path_buf(),
                     source,
                 })?;
-                match read_plain_into(repo, artefact, identities, file, &advance).await {
+                match read_plain_into(repo, artefact, identities, (file, temp.path()), &advance).await {
                     Ok((_, findings)) if !findings.is_empty() => findings,
                     Ok(_) if artefact.name == ETCD_ARTEFACT => snapshot_findings(temp.path())?,
                     Ok(_) => Vec::new(),
@@ -190,7 +192,10 @@ pub async fn restore_backup(
         source,
     })?;
     progress.start(Some(artefact.stored_size));
-    let read = read_plain_into(repo, artefact, identities, file, &|n| progress.advance(n)).await;
+    let read = read_plain_into(repo, artefact, identities, (file, temp.path()), &|n| {
+        progress.advance(n)
+    })
+    .await;
     progress.finish();
     let (file, findings) = read?;
     if !findings.is_empty() {

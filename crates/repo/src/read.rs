@@ -121,14 +121,28 @@ impl Repository {
             };
             let mut plain = open_sealed(&object, reader, &encryption, &identities)?;
             let mut hashing = Hashing::new(sink);
-            std::io::copy(&mut plain, &mut hashing).map_err(|e| Error::Decrypt {
-                object: object.clone(),
-                message: e.to_string(),
-            })?;
-            hashing.flush().map_err(|source| Error::Io {
-                object: object.clone(),
+            // Not io::copy: a failure to read (decryption) and to write (a full disk) must not
+            // be mistaken for each other.
+            let mut buffer = vec![0u8; 256 << 10];
+            let written = |source| Error::Io {
+                object: format!("the plain copy of {object}"),
                 source,
-            })?;
+            };
+            loop {
+                let n = match plain.read(&mut buffer) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        return Err(Error::Decrypt {
+                            object: object.clone(),
+                            message: e.to_string(),
+                        });
+                    }
+                };
+                hashing.write_all(&buffer[..n]).map_err(written)?;
+            }
+            hashing.flush().map_err(written)?;
             let (sink, size, sha256) = hashing.finish();
             Ok((sink, size, sha256))
         });

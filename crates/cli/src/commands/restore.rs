@@ -6,6 +6,7 @@ use clap::Args;
 use lifeboat_core::backups::restore_backup;
 
 use crate::commands::snapshot::restore::{RestoreFlags, print};
+use crate::exit::unless_interrupted;
 use crate::output::OutputFormat;
 use crate::progress::TerminalBar;
 use crate::repo_flags::{IdentityFlags, RepoFlags, resolve_id};
@@ -31,6 +32,8 @@ pub async fn run(args: RestoreArgs, format: OutputFormat) -> anyhow::Result<()> 
     // The snapshot is fetched into a private temporary file beside the data directory.
     let options = args.flags.options(PathBuf::new());
     let bar = TerminalBar::new("fetch");
-    let (manifest, report) = restore_backup(&repo, &id, &identities, &options, &bar).await?;
+    let (manifest, report) =
+        unless_interrupted(async { Ok(restore_backup(&repo, &id, &identities, &options, &bar).await?) })
+            .await?;
     print(&format!("backup {}", manifest.id), &report, format)
 }

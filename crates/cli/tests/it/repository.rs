@@ -298,6 +298,20 @@ async fn damage_and_wrong_keys(backend: Backend) {
     );
     assert!(wrong.contains("cannot decrypt"), "{wrong}");
 
+    // A disk too small for the download is named, and nothing is left on it.
+    let disk = SmallDisk::mount(512 * 1024);
+    let full = run_failing(
+        repo.lifeboat()
+            .args(["restore", &id, "--identity-file"])
+            .arg(repo.identity())
+            .arg("--data-dir")
+            .arg(disk.dir.path().join("m1.etcd")),
+        1,
+    );
+    assert!(full.contains("no space left on the device"), "{full}");
+    assert_eq!(entries(disk.dir.path()), Vec::<String>::new());
+    drop(disk);
+
     // One byte flipped in the middle of the stored object.
     let stored = repo.root().join(&object);
     let mut bytes = std::fs::read(&stored).unwrap();
@@ -326,6 +340,7 @@ async fn damage_and_wrong_keys(backend: Backend) {
             "{stderr}"
         );
     }
+
     let damaged = run_failing(&mut restore(&repo.identity()), 1);
     assert!(
         damaged.contains(&format!("backup {id}")) && damaged.contains("damaged") && damaged.contains(&object),
@@ -508,6 +523,31 @@ async fn interrupted(backend: Backend) {
         interrupt_stopped(child, pid, signal);
         assert_no_backup(&repo);
     }
+
+    // A restore interrupted while it downloads leaves neither the download nor a data directory.
+    let id = repo.backup(&server);
+    let target = repo.dir.path().join("restores");
+    let mut child = repo
+        .lifeboat()
+        .args(["restore", &id, "--identity-file"])
+        .arg(repo.identity())
+        .arg("--data-dir")
+        .arg(target.join("m1.etcd"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(&mut child, Duration::from_secs(60), || {
+            files_under(&target)
+                .iter()
+                .any(|f| f.starts_with(".lifeboat-download-"))
+        }),
+        "the download started"
+    );
+    let pid = Pid::from_raw(child.id() as i32);
+    kill(pid, Signal::SIGSTOP).unwrap();
+    interrupt_stopped(child, pid, Signal::SIGINT);
+    assert_eq!(entries(&target), Vec::<String>::new());
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use lifeboat_test_support::{EtcdConfig, EtcdServer, EtcdVersion, FillSpec};
@@ -202,36 +202,6 @@ async fn interrupt_or_terminate_during_save_leaves_nothing() {
         let (child, pid) = frozen_mid_stream(&server, &file);
         interrupt_stopped(child, pid, signal);
         assert_nothing_left(dir.path());
-    }
-}
-
-/// A tmpfs too small for the snapshot, unmounted when dropped.
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(bytes: u64) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let status = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={bytes},mode=0700"),
-                "lifeboat-test",
-            ])
-            .arg(dir.path())
-            .status()
-            .expect("mount runs");
-        assert!(status.success(), "mounting a tmpfs needs root (CI runs as root)");
-        Self { dir }
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
     }
 }
 

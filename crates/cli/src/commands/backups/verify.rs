@@ -8,7 +8,7 @@ use clap::Args;
 use lifeboat_core::backups::{BackupCheck, unreadable_manifest, verify_backup};
 use lifeboat_core::repo::Manifest;
 
-use crate::exit::Failure;
+use crate::exit::{Failure, unless_interrupted};
 use crate::output::{self, OutputFormat};
 use crate::progress::TerminalBar;
 use crate::repo_flags::{IdentityFlags, RepoFlags, resolve_id};
@@ -68,7 +68,10 @@ pub async fn run(args: VerifyArgs, format: OutputFormat) -> anyhow::Result<()> {
     }
     let bar = TerminalBar::new("verify");
     for manifest in &manifests {
-        let check = verify_backup(&repo, manifest, identities.as_deref(), &args.temp_dir, &bar).await?;
+        let check = unless_interrupted(async {
+            Ok(verify_backup(&repo, manifest, identities.as_deref(), &args.temp_dir, &bar).await?)
+        })
+        .await?;
         if format == OutputFormat::Simple {
             print_line(&check)?;
         }
