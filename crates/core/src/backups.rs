@@ -167,7 +167,7 @@ pub async fn restore_backup(
     preflight(options)?;
     let manifest = repo.manifest(id).await?;
     let Some(artefact) = manifest.artefacts.iter().find(|a| a.name == ETCD_ARTEFACT) else {
-        return Err(Error::Restore {
+        return Err(Error::Usage {
             message: format!(
                 "backup {id} holds no etcd snapshot (kind {}); choose an etcd backup",
                 manifest.kind

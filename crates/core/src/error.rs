@@ -43,9 +43,9 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    /// Restore flags that cannot work, or a target that must not be touched.
+    /// Flags that cannot work together, or a target that must not be touched.
     #[error("{message}")]
-    Restore { message: String },
+    Usage { message: String },
     /// A snapshot file cannot be read or is damaged.
     #[error("{path}: {source}")]
     SnapshotFile {

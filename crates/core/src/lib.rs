@@ -7,6 +7,7 @@
 //! - [`snapshot_restore`]: a member data directory etcd 3.4/3.5 boot, without etcdutl.
 //! - [`backup::backup`]: a snapshot streamed into a repository, manifest last.
 //! - [`backups`]: verify stored backups, restore one into a member data directory.
+//! - [`retention`] (pure, restic's rules) and [`forget`]: which backups a policy keeps.
 //! - [`Progress`]: how long operations report bytes done; the CLI draws a bar from it.
 //! - [`fsio`]: the temp-name, fsync, rename discipline every written artefact follows.
 //!
@@ -15,8 +16,10 @@
 pub mod backup;
 pub mod backups;
 mod error;
+pub mod forget;
 pub mod fsio;
 mod progress;
+pub mod retention;
 pub mod snapshot_file;
 pub mod snapshot_restore;
 pub mod snapshot_save;

@@ -50,7 +50,7 @@ pub struct RestoreReport {
 
 /// Why the flags cannot work, said before anything is read or written.
 fn usage(message: String) -> Error {
-    Error::Restore { message }
+    Error::Usage { message }
 }
 
 fn io<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> Error + 'p {

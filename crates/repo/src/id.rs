@@ -33,6 +33,15 @@ impl BackupId {
         valid.then(|| Self(text.to_string()))
     }
 
+    /// When the backup was created (UTC, to the millisecond).
+    pub fn time(&self) -> OffsetDateTime {
+        self.0
+            .split_once('-')
+            .and_then(|(stamp, _)| time::PrimitiveDateTime::parse(stamp, STAMP).ok())
+            .map(|t| t.assume_utc())
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+
     /// The ID as text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -59,6 +68,7 @@ mod tests {
         assert!(late.as_str().starts_with("20231114T221320.001Z-"), "{late}");
         assert!(early < late);
         assert_eq!(BackupId::parse(early.as_str()), Some(early.clone()));
+        assert_eq!(late.time().unix_timestamp_nanos(), 1_700_000_000_001_000_000);
         for bad in [
             "",
             "20231114T221320.000Z",

@@ -148,8 +148,18 @@ impl Repository {
 
     /// Deletes a backup: the manifest first, so no reader ever sees one naming missing data.
     pub async fn delete(&self, id: &BackupId) -> Result<()> {
+        self.delete_manifest(id).await?;
+        self.delete_data(id).await
+    }
+
+    /// The first half of [`Repository::delete`]: afterwards the backup no longer exists.
+    pub async fn delete_manifest(&self, id: &BackupId) -> Result<()> {
         self.manifest(id).await?;
-        self.storage.delete(&manifest_key(id)).await?;
+        self.storage.delete(&manifest_key(id)).await
+    }
+
+    /// The second half of [`Repository::delete`]: the objects of a backup without a manifest.
+    pub async fn delete_data(&self, id: &BackupId) -> Result<()> {
         for (key, _) in self.storage.list(&format!("{BACKUPS}/{id}")).await? {
             self.storage.delete(&key).await?;
         }

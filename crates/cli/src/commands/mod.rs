@@ -2,6 +2,7 @@
 
 mod backup;
 mod backups;
+mod forget;
 mod repo;
 mod restore;
 mod snapshot;
@@ -26,6 +27,8 @@ pub enum Command {
     Backups(backups::BackupsCommand),
     /// Restore a backup into a member data directory (etcd 3.4 and 3.5 boot it).
     Restore(Box<restore::RestoreArgs>),
+    /// Remove backups a retention policy does not keep (restic's --keep-* rules).
+    Forget(Box<forget::ForgetArgs>),
 }
 
 impl Command {
@@ -36,6 +39,7 @@ impl Command {
             Command::Backup(args) => backup::run(*args, format).await,
             Command::Backups(command) => command.run(format).await,
             Command::Restore(args) => restore::run(*args, format).await,
+            Command::Forget(args) => forget::run(*args, format).await,
         }
     }
 }

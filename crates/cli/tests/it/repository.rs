@@ -635,3 +635,69 @@ async fn backup_draws_a_progress_bar_on_a_terminal_only() {
     assert!(output.status.success());
     assert!(!String::from_utf8_lossy(&output.stderr).contains("backup ["));
 }
+
+/// `forget`: the verdict on every backup, a dry run that removes nothing, then manifests and data
+/// gone for exactly the forgotten ones; `--tag` limits what is judged.
+async fn retention(backend: Backend) {
+    let server = filled(EtcdConfig::new(EtcdVersion::V3_5), &FillSpec::small()).await;
+    let repo = Repo::initialised(backend);
+    let mut ids: Vec<String> = (0..4)
+        .map(|_| {
+            run_ok(repo.backup_command(&server).args(["--tag", "nightly"]))
+                .trim()
+                .to_string()
+        })
+        .collect();
+    let manual = run_ok(repo.backup_command(&server).args(["--tag", "manual"]))
+        .trim()
+        .to_string();
+    ids.sort();
+
+    let none = run_failing(repo.lifeboat().arg("forget"), 1);
+    assert!(none.contains("nothing was removed"), "{none}");
+
+    let dry = run_ok(
+        repo.lifeboat()
+            .args(["forget", "--keep-last", "2", "--tag", "nightly", "--dry-run"]),
+    );
+    assert!(dry.contains("2 kept, would remove 2"), "{dry}");
+    assert!(
+        dry.contains(&format!("keep         {}", ids[3])) && dry.contains("(last)"),
+        "{dry}"
+    );
+    assert!(dry.contains(&format!("would remove {}", ids[0])), "{dry}");
+    assert_eq!(repo.list().len(), 5);
+
+    let out = run_ok(
+        repo.lifeboat()
+            .args(["forget", "--keep-last", "2", "--tag", "nightly", "-w", "json"]),
+    );
+    let decisions: Value = serde_json::from_str(&out).unwrap();
+    let removed: Vec<&str> = decisions
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["keep"] == false)
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(removed, [ids[0].as_str(), ids[1].as_str()]);
+    let left: Vec<String> = repo
+        .list()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(left, [ids[2].clone(), ids[3].clone(), manual.clone()]);
+    for id in &ids[..2] {
+        assert!(repo.objects().iter().all(|o| !o.contains(id.as_str())), "{id}");
+    }
+}
+
+#[tokio::test]
+async fn local_forget_keeps_by_policy_and_removes_the_rest() {
+    retention(Backend::Local).await;
+}
+
+#[tokio::test]
+async fn s3_forget_keeps_by_policy_and_removes_the_rest() {
+    retention(Backend::S3).await;
+}
