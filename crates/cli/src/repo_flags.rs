@@ -13,6 +13,13 @@ pub struct RepoFlags {
     /// The repository: a local directory or s3://bucket/prefix.
     #[arg(long, env = "LIFEBOAT_REPO", value_name = "REPO")]
     repo: Option<String>,
+    #[command(flatten)]
+    s3: S3Flags,
+}
+
+/// How to reach S3-compatible storage.
+#[derive(Debug, Clone, Args)]
+pub struct S3Flags {
     /// S3 endpoint URL for S3-compatible stores (path-style addressing is used with it).
     #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
     s3_endpoint: Option<String>,
@@ -43,6 +50,18 @@ impl RepoFlags {
                 "no repository given: pass --repo REPO (a directory or s3://bucket/prefix) or set LIFEBOAT_REPO"
             );
         };
+        self.s3.storage(repo)
+    }
+
+    /// Opens the repository of `--repo`.
+    pub async fn open(&self) -> anyhow::Result<Repository> {
+        Ok(Repository::open(self.storage(None)?).await?)
+    }
+}
+
+impl S3Flags {
+    /// The storage at `repo` (a directory or s3://bucket/prefix).
+    pub fn storage(&self, repo: &str) -> anyhow::Result<Storage> {
         let location = Location::parse(repo)?;
         let settings = S3Settings {
             access_key_id: self.s3_access_key_id.clone(),
@@ -52,11 +71,6 @@ impl RepoFlags {
             allow_http: self.s3_allow_http,
         };
         Ok(Storage::open(&location, &settings)?)
-    }
-
-    /// Opens the repository of `--repo`.
-    pub async fn open(&self) -> anyhow::Result<Repository> {
-        Ok(Repository::open(self.storage(None)?).await?)
     }
 }
 

@@ -30,7 +30,7 @@ pub struct BackupCheck {
     pub artefacts: Vec<ArtefactCheck>,
 }
 
-fn temp_file(dir: &Path) -> Result<tempfile::NamedTempFile> {
+pub(crate) fn temp_file(dir: &Path) -> Result<tempfile::NamedTempFile> {
     tempfile::Builder::new()
         .prefix(".lifeboat-download-")
         .tempfile_in(dir)
@@ -43,7 +43,7 @@ fn temp_file(dir: &Path) -> Result<tempfile::NamedTempFile> {
 
 /// Reads an artefact's plain bytes into `file` (at `path`). A decryption failure on intact stored
 /// bytes is an error (wrong identity); on damaged ones it is the damage that is reported.
-async fn read_plain_into(
+pub(crate) async fn read_plain_into(
     repo: &Repository,
     artefact: &Artefact,
     identities: &[Identity],

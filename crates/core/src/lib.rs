@@ -8,6 +8,7 @@
 //! - [`backup::backup`]: a snapshot streamed into a repository, manifest last.
 //! - [`backups`]: verify stored backups, restore one into a member data directory.
 //! - [`retention`] (pure, restic's rules) and [`forget`]: which backups a policy keeps.
+//! - [`copy`]: the backups another repository lacks, checked there before they exist.
 //! - [`Progress`]: how long operations report bytes done; the CLI draws a bar from it.
 //! - [`fsio`]: the temp-name, fsync, rename discipline every written artefact follows.
 //!
@@ -15,6 +16,7 @@
 
 pub mod backup;
 pub mod backups;
+pub mod copy;
 mod error;
 pub mod forget;
 pub mod fsio;

@@ -2,6 +2,7 @@
 
 mod backup;
 mod backups;
+mod copy;
 mod forget;
 mod repo;
 mod restore;
@@ -29,6 +30,8 @@ pub enum Command {
     Restore(Box<restore::RestoreArgs>),
     /// Remove backups a retention policy does not keep (restic's --keep-* rules).
     Forget(Box<forget::ForgetArgs>),
+    /// Copy the backups other repositories lack (other regions or providers), checked there.
+    Copy(Box<copy::CopyArgs>),
 }
 
 impl Command {
@@ -40,6 +43,7 @@ impl Command {
             Command::Backups(command) => command.run(format).await,
             Command::Restore(args) => restore::run(*args, format).await,
             Command::Forget(args) => forget::run(*args, format).await,
+            Command::Copy(args) => copy::run(*args, format).await,
         }
     }
 }

@@ -701,3 +701,106 @@ async fn local_forget_keeps_by_policy_and_removes_the_rest() {
 async fn s3_forget_keeps_by_policy_and_removes_the_rest() {
     retention(Backend::S3).await;
 }
+
+fn recipient_of(identity: &Path) -> String {
+    std::fs::read_to_string(identity)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: ").map(str::to_string))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn copy_to_other_repositories_verifies_and_copies_only_what_is_missing() {
+    let server = filled(EtcdConfig::new(EtcdVersion::V3_5), &FillSpec::small()).await;
+    let source = Repo::initialised(Backend::Local);
+    let first = source.backup(&server);
+    source.backup(&server);
+    // Same recipients on S3 (bytes copied as they are); other keys on disk (re-encrypted).
+    let same_key = Repo::new(Backend::S3);
+    run_ok(
+        same_key
+            .lifeboat()
+            .args(["repo", "init", "--recipient", &recipient_of(&source.identity())]),
+    );
+    let other_key = Repo::initialised(Backend::Local);
+    let copy = |extra: &[&str]| {
+        let mut command = same_key.lifeboat();
+        command
+            .args(["copy", "--from", &source.location, "--to", &same_key.location])
+            .args(["--to", &other_key.location])
+            .args(extra);
+        command
+    };
+
+    let refused = run_failing(&mut copy(&[]), 1);
+    assert!(refused.contains("--identity-file"), "{refused}");
+    let identity = source.identity().display().to_string();
+    let out = run_ok(&mut copy(&["--identity-file", &identity, "-w", "json"]));
+    let reports: Value = serde_json::from_str(&out).unwrap();
+    for (report, reencrypted) in reports.as_array().unwrap().iter().zip([false, true]) {
+        assert_eq!(report["copied"].as_array().unwrap().len(), 2, "{report}");
+        assert_eq!(report["failed"].as_array().unwrap().len(), 0, "{report}");
+        assert_eq!(report["reencrypted"], reencrypted, "{report}");
+        assert!(report["lag_seconds"].as_u64().unwrap() < 600, "{report}");
+    }
+    let object = format!("backups/{first}/etcd-snapshot.db");
+    assert_eq!(
+        std::fs::read(same_key.root().join(&object)).unwrap(),
+        std::fs::read(source.root().join(&object)).unwrap(),
+        "same recipients: the stored bytes are copied unchanged"
+    );
+    run_ok(
+        other_key
+            .lifeboat()
+            .args(["backups", "verify", "--all", "--read-data", "--identity-file"])
+            .arg(other_key.identity()),
+    );
+    // Re-encrypted artefacts keep the backup's identity and plain bytes; only what is stored differs.
+    for (same, other) in same_key.list().iter().zip(other_key.list()) {
+        assert_eq!(same["id"], other["id"]);
+        assert_eq!(same["etcd"], other["etcd"]);
+        let (same, other) = (&same["artefacts"][0], &other["artefacts"][0]);
+        assert_eq!(same["plain_sha256"], other["plain_sha256"]);
+        assert_ne!(same["stored_sha256"], other["stored_sha256"]);
+    }
+
+    // A rerun copies nothing; a new backup is the only one copied next time.
+    let again = run_ok(&mut copy(&["--identity-file", &identity]));
+    assert_eq!(
+        again.matches("copied 0, skipped 2, failed 0").count(),
+        2,
+        "{again}"
+    );
+    let third = source.backup(&server);
+    let next = run_ok(&mut copy(&["--identity-file", &identity]));
+    assert_eq!(next.matches(&format!("copied {third}")).count(), 2, "{next}");
+
+    // A damaged source object is not copied: named, exit 1, nothing of it in the target.
+    let fresh = Repo::new(Backend::Local);
+    run_ok(
+        fresh
+            .lifeboat()
+            .args(["repo", "init", "--recipient", &recipient_of(&source.identity())]),
+    );
+    let stored = source.root().join(format!("backups/{third}/etcd-snapshot.db"));
+    let mut bytes = std::fs::read(&stored).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&stored, bytes).unwrap();
+    let output = run(fresh
+        .lifeboat()
+        .args(["copy", "--from", &source.location, "--to", &fresh.location]));
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(&format!("FAILED {third}")) && stdout.contains("stored sha256"),
+        "{stdout}"
+    );
+    assert_eq!(fresh.list().len(), 2);
+    assert!(
+        fresh.objects().iter().all(|o| !o.contains(&third)),
+        "{:?}",
+        fresh.objects()
+    );
+}
