@@ -16,9 +16,36 @@ pub const ETCD_ARTEFACT: &str = "etcd-snapshot.db";
 #[derive(Debug, Clone)]
 pub struct BackupOptions {
     pub connect: ConnectOptions,
-    /// Recorded in the manifest.
+    pub labels: Labels,
+}
+
+/// What every manifest records about where and why a backup was made.
+#[derive(Debug, Clone, Default)]
+pub struct Labels {
     pub host: String,
     pub tags: Vec<String>,
+}
+
+/// The manifest of a backup made of `artefacts`, created at `now`.
+pub(crate) fn manifest(
+    id: BackupId,
+    kind: &str,
+    now: SystemTime,
+    labels: &Labels,
+    etcd: Option<EtcdFacts>,
+    artefacts: Vec<lifeboat_repo::Artefact>,
+) -> Manifest {
+    Manifest {
+        format: FORMAT,
+        id,
+        kind: kind.into(),
+        created: timestamp(now),
+        host: labels.host.clone(),
+        tool: format!("lifeboat {}", env!("CARGO_PKG_VERSION")),
+        tags: labels.tags.clone(),
+        etcd,
+        artefacts,
+    }
 }
 
 /// Streams a snapshot of the first healthy endpoint into `repo`; returns the new manifest.
@@ -71,24 +98,15 @@ pub async fn backup(
     };
     let artefact = writer.finish(hex::encode(verified.sha256)).await?;
     let live_keys = u64::try_from(member.count_keys(status.revision).await?).unwrap_or(0);
-    let manifest = Manifest {
-        format: FORMAT,
-        id,
-        kind: "etcd".into(),
-        created: timestamp(now),
-        host: options.host.clone(),
-        tool: format!("lifeboat {}", env!("CARGO_PKG_VERSION")),
-        tags: options.tags.clone(),
-        etcd: Some(EtcdFacts {
-            cluster_id: format!("{:x}", status.cluster_id),
-            member_id: format!("{:x}", status.member_id),
-            endpoint: status.endpoint.clone(),
-            version: status.version.clone(),
-            revision: status.revision,
-            live_keys,
-        }),
-        artefacts: vec![artefact],
+    let facts = EtcdFacts {
+        cluster_id: format!("{:x}", status.cluster_id),
+        member_id: format!("{:x}", status.member_id),
+        endpoint: status.endpoint.clone(),
+        version: status.version.clone(),
+        revision: status.revision,
+        live_keys,
     };
+    let manifest = manifest(id, "etcd", now, &options.labels, Some(facts), vec![artefact]);
     repo.put_manifest(&manifest).await?;
     Ok(manifest)
 }

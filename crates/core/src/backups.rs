@@ -213,3 +213,38 @@ pub async fn restore_backup(
     let report = restore(&options)?;
     Ok((manifest, report))
 }
+
+/// Writes the plain bytes of one artefact of backup `id` to `sink` (stdout, for `dump`): the one
+/// named `name`, or the only one. The bytes stream as they are decrypted; if they then fail the
+/// manifest's size or sha256, an error follows them, so `set -o pipefail` callers notice.
+pub async fn dump<W: std::io::Write + Send + 'static>(
+    repo: &Repository,
+    id: &BackupId,
+    name: Option<&str>,
+    identities: &[Identity],
+    sink: W,
+) -> Result<()> {
+    let manifest = repo.manifest(id).await?;
+    let names: Vec<&str> = manifest.artefacts.iter().map(|a| a.name.as_str()).collect();
+    let artefact = match name {
+        Some(name) => manifest.artefacts.iter().find(|a| a.name == name),
+        None if manifest.artefacts.len() == 1 => manifest.artefacts.first(),
+        None => None,
+    };
+    let Some(artefact) = artefact else {
+        return Err(Error::Usage {
+            message: format!(
+                "backup {id} has artefacts {}; name one with --artifact",
+                names.join(", ")
+            ),
+        });
+    };
+    let (_, read) = repo
+        .read_plain(artefact, identities.to_vec(), sink, &|_| {})
+        .await?;
+    let findings = artefact.mismatches(&read);
+    if findings.is_empty() {
+        return Ok(());
+    }
+    Err(damaged(repo, artefact, &findings))
+}

@@ -9,6 +9,7 @@
 //! - [`backups`]: verify stored backups, restore one into a member data directory.
 //! - [`retention`] (pure, restic's rules) and [`forget`]: which backups a policy keeps.
 //! - [`copy`]: the backups another repository lacks, checked there before they exist.
+//! - [`stream`]: a command's output (pg_dump and the like) as a backup.
 //! - [`Progress`]: how long operations report bytes done; the CLI draws a bar from it.
 //! - [`fsio`]: the temp-name, fsync, rename discipline every written artefact follows.
 //!
@@ -25,6 +26,7 @@ pub mod retention;
 pub mod snapshot_file;
 pub mod snapshot_restore;
 pub mod snapshot_save;
+pub mod stream;
 
 pub use error::{Error, Result};
 pub use lifeboat_etcd_conn as etcd;

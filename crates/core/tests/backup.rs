@@ -6,7 +6,7 @@ use std::io::Read;
 use std::time::UNIX_EPOCH;
 
 use lifeboat_core::NoProgress;
-use lifeboat_core::backup::{BackupOptions, ETCD_ARTEFACT, backup};
+use lifeboat_core::backup::{BackupOptions, ETCD_ARTEFACT, Labels, backup};
 use lifeboat_repo::{Compression, Encryption, Location, Repository, S3Settings, Storage, open_sealed};
 use lifeboat_test_support::{EtcdConfig, EtcdServer, EtcdVersion, FillSpec, fill};
 
@@ -34,8 +34,10 @@ async fn backup_stores_a_sound_encrypted_snapshot_and_a_manifest() {
     .unwrap();
     let options = BackupOptions {
         connect: server.connect_options(),
-        host: "node-1".into(),
-        tags: vec!["test".into()],
+        labels: Labels {
+            host: "node-1".into(),
+            tags: vec!["test".into()],
+        },
     };
 
     let manifest = backup(&repo, &options, &NoProgress, std::future::pending())

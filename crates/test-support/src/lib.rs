@@ -8,6 +8,7 @@
 pub mod etcd;
 pub mod fill;
 pub mod pki;
+pub mod postgres;
 pub mod s3;
 
 pub use etcd::{
@@ -15,4 +16,5 @@ pub use etcd::{
 };
 pub use fill::{FillSpec, FillSummary, fill, fill_large_values, fill_small_keys};
 pub use pki::Pki;
+pub use postgres::PostgresServer;
 pub use s3::S3Server;

@@ -1,10 +1,13 @@
-//! `lifeboat backup --repo REPO`: a snapshot streamed from etcd into the repository.
+//! `lifeboat backup --repo REPO`: a snapshot streamed from etcd into the repository, or with
+//! `--stream NAME -- CMD...` a command's output.
 
 use std::io::Write;
 
+use anyhow::bail;
 use clap::Args;
-use lifeboat_core::backup::{BackupOptions, backup};
+use lifeboat_core::backup::{BackupOptions, Labels, backup};
 use lifeboat_core::repo::Manifest;
+use lifeboat_core::stream::backup_stream;
 
 use crate::etcd_flags::{EtcdFlags, check_files_exist};
 use crate::exit::shutdown_signal;
@@ -23,21 +26,40 @@ pub struct BackupArgs {
     /// Host name recorded in the manifest [default: this machine's].
     #[arg(long, value_name = "NAME")]
     host: Option<String>,
+    /// Store the standard output of the command after `--` as artefact NAME (e.g. a pg_dump)
+    /// instead of an etcd snapshot; a failing command makes no backup.
+    #[arg(long, value_name = "NAME", requires = "command")]
+    stream: Option<String>,
+    /// The command whose output --stream stores.
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<String>,
     #[command(flatten)]
     etcd: EtcdFlags,
 }
 
 pub async fn run(args: BackupArgs, format: OutputFormat) -> anyhow::Result<()> {
-    let connect = args.etcd.resolve()?;
-    check_files_exist(&connect)?;
-    let repo = args.repo.open().await?;
-    let options = BackupOptions {
-        connect,
+    let labels = Labels {
         host: args.host.unwrap_or_else(host_name),
         tags: args.tag,
     };
-    let bar = TerminalBar::new("backup");
-    let manifest = backup(&repo, &options, &bar, shutdown_signal()).await?;
+    let manifest = match args.stream {
+        Some(name) => {
+            let repo = args.repo.open().await?;
+            let bar = TerminalBar::new("stream");
+            backup_stream(&repo, &name, &args.command, &labels, &bar, shutdown_signal()).await?
+        }
+        None => {
+            if !args.command.is_empty() {
+                bail!("a command after -- is only run with --stream NAME");
+            }
+            let connect = args.etcd.resolve()?;
+            check_files_exist(&connect)?;
+            let repo = args.repo.open().await?;
+            let options = BackupOptions { connect, labels };
+            let bar = TerminalBar::new("backup");
+            backup(&repo, &options, &bar, shutdown_signal()).await?
+        }
+    };
     print(&manifest, format)
 }
 

@@ -3,6 +3,7 @@
 mod backup;
 mod backups;
 mod copy;
+mod dump;
 mod forget;
 mod repo;
 mod restore;
@@ -32,6 +33,8 @@ pub enum Command {
     Forget(Box<forget::ForgetArgs>),
     /// Copy the backups other repositories lack (other regions or providers), checked there.
     Copy(Box<copy::CopyArgs>),
+    /// Write one artefact of a backup (a pg_dump, say) to stdout.
+    Dump(Box<dump::DumpArgs>),
 }
 
 impl Command {
@@ -44,6 +47,7 @@ impl Command {
             Command::Restore(args) => restore::run(*args, format).await,
             Command::Forget(args) => forget::run(*args, format).await,
             Command::Copy(args) => copy::run(*args, format).await,
+            Command::Dump(args) => dump::run(*args, format).await,
         }
     }
 }

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use lifeboat_test_support::{EtcdConfig, EtcdServer, EtcdVersion, FillSpec, S3Server, clear_etcd_env};
+use lifeboat_test_support::{
+    EtcdConfig, EtcdServer, EtcdVersion, FillSpec, PostgresServer, S3Server, clear_etcd_env,
+};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -803,4 +805,103 @@ async fn copy_to_other_repositories_verifies_and_copies_only_what_is_missing() {
         "{:?}",
         fresh.objects()
     );
+}
+
+/// `backup --stream` of a real pg_dump and `dump` into psql: the same rows in a fresh database.
+/// A failing command makes no backup.
+async fn streams(backend: Backend) {
+    let postgres = PostgresServer::start().unwrap();
+    postgres.psql("postgres", "CREATE DATABASE app").unwrap();
+    postgres
+        .psql(
+            "app",
+            "CREATE TABLE orders (id serial PRIMARY KEY, customer text, total numeric(10,2));
+             INSERT INTO orders (customer, total)
+               SELECT 'customer-' || i, i * 1.25 FROM generate_series(1, 5000) AS i;",
+        )
+        .unwrap();
+    let repo = Repo::initialised(backend);
+    let dump_command: Vec<String> = ["pg_dump".to_string()]
+        .into_iter()
+        .chain(postgres.client_args())
+        .chain(["app".to_string()])
+        .collect();
+    let out = run_ok(
+        repo.lifeboat()
+            .args([
+                "backup", "--stream", "app.sql", "--tag", "postgres", "-w", "json", "--",
+            ])
+            .args(&dump_command),
+    );
+    let manifest: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(manifest["kind"], "stream");
+    assert_eq!(manifest["artefacts"][0]["name"], "app.sql");
+    let id = manifest["id"].as_str().unwrap();
+
+    let dumped = repo.dir.path().join("app.sql");
+    let output = repo
+        .lifeboat()
+        .args(["dump", id, "--identity-file"])
+        .arg(repo.identity())
+        .stdout(std::fs::File::create(&dumped).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    postgres.psql("postgres", "CREATE DATABASE restored").unwrap();
+    let loaded = Command::new("psql")
+        .args(postgres.client_args())
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "restored", "-f"])
+        .arg(&dumped)
+        .output()
+        .unwrap();
+    assert!(
+        loaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    let rows =
+        "SELECT count(*), sum(total), md5(string_agg(id || customer || total, ',' ORDER BY id)) FROM orders";
+    assert_eq!(
+        postgres.psql("restored", rows).unwrap(),
+        postgres.psql("app", rows).unwrap()
+    );
+    assert!(postgres.psql("restored", rows).unwrap().starts_with("5000|"));
+
+    // The command fails (no such database): one line, exit 1, no backup, nothing stored.
+    let before = repo.objects();
+    // The command's own messages pass through; lifeboat's is the last line.
+    let output = run(repo
+        .lifeboat()
+        .args(["backup", "--stream", "missing.sql", "--"])
+        .args(&dump_command[..dump_command.len() - 1])
+        .arg("no_such_database"));
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("\"no_such_database\" does not exist"), "{stderr}");
+    let failed = stderr.trim().lines().last().unwrap();
+    assert!(
+        failed.starts_with("Error: `pg_dump") && failed.contains("no backup was made"),
+        "{failed}"
+    );
+    assert_eq!(repo.list().len(), 1);
+    assert_eq!(repo.objects(), before);
+    let bad_name = run_failing(
+        repo.lifeboat().args(["backup", "--stream", "../x", "--", "true"]),
+        1,
+    );
+    assert!(bad_name.contains("cannot name an artefact"), "{bad_name}");
+}
+
+#[tokio::test]
+async fn local_stream_backup_of_pg_dump_restores_the_same_rows() {
+    streams(Backend::Local).await;
+}
+
+#[tokio::test]
+async fn s3_stream_backup_of_pg_dump_restores_the_same_rows() {
+    streams(Backend::S3).await;
 }
