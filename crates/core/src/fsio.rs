@@ -2,9 +2,9 @@
 //! temporary sibling name (mode 0600), fsync, rename, fsync the directory. A failure or a
 //! cancellation at any point removes the temporary file.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
@@ -37,6 +37,11 @@ pub(crate) fn io_error(action: &'static str, path: &Path, source: std::io::Error
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// The error of `action` on `path` (a full disk is named as such), for `map_err`.
+pub(crate) fn io<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> Error + 'p {
+    move |source| io_error(action, path, source, 0)
 }
 
 impl PendingFile {
@@ -120,6 +125,61 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_error("fsync directory", dir, e, 0))
+}
+
+/// A directory being built under a temporary name; removed on drop unless committed.
+pub(crate) struct PendingDir {
+    pub(crate) temp: PathBuf,
+    committed: bool,
+}
+
+impl PendingDir {
+    pub(crate) fn create(target: &Path) -> Result<Self> {
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temp = target.with_file_name(format!(".{name}.lifeboat-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&temp);
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&temp)
+            .map_err(io("create", &temp))?;
+        Ok(Self {
+            temp,
+            committed: false,
+        })
+    }
+
+    pub(crate) fn dir(&self, relative: &str) -> Result<PathBuf> {
+        let path = self.temp.join(relative);
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&path)
+            .map_err(io("create", &path))?;
+        Ok(path)
+    }
+
+    /// Moves the directory to `target` (an absent or empty directory).
+    pub(crate) fn commit(mut self, target: &Path) -> Result<()> {
+        if target.exists() {
+            fs::remove_dir(target).map_err(io("replace the empty directory", target))?;
+        }
+        fs::rename(&self.temp, target).map_err(io("rename into", target))?;
+        sync_parent(target)?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for PendingDir {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_dir_all(&self.temp);
+        }
+    }
 }
 
 #[cfg(test)]

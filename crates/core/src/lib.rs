@@ -10,6 +10,8 @@
 //! - [`retention`] (pure, restic's rules) and [`forget`]: which backups a policy keeps.
 //! - [`copy`]: the backups another repository lacks, checked there before they exist.
 //! - [`stream`]: a command's output (pg_dump and the like) as a backup.
+//! - [`files`]: the control plane's files (PKI, kubeconfigs, manifests) as a tar backup, and back;
+//!   [`certs`]: every certificate among them with its days left.
 //! - [`Progress`]: how long operations report bytes done; the CLI draws a bar from it.
 //! - [`fsio`]: the temp-name, fsync, rename discipline every written artefact follows.
 //!
@@ -17,8 +19,10 @@
 
 pub mod backup;
 pub mod backups;
+pub mod certs;
 pub mod copy;
 mod error;
+pub mod files;
 pub mod forget;
 pub mod fsio;
 mod progress;

@@ -6,7 +6,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -14,7 +14,7 @@ use lifeboat_bbolt::{Db, MappedFile};
 use lifeboat_etcd_data::restore::{BackendReport, Cluster, Member, rewrite_backend, snap_file, wal_segment};
 use lifeboat_etcd_data::{Trailer, trailer};
 
-use crate::fsio::{io_error, sync_dir, sync_parent};
+use crate::fsio::{PendingDir, io, sync_dir};
 use crate::{Error, Result};
 
 /// The flags of `etcdutl snapshot restore`, resolved.
@@ -53,70 +53,11 @@ fn usage(message: String) -> Error {
     Error::Usage { message }
 }
 
-fn io<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> Error + 'p {
-    move |source| io_error(action, path, source, 0)
-}
-
 fn is_empty_dir(path: &Path) -> Result<bool> {
     match fs::read_dir(path) {
         Ok(mut entries) => Ok(entries.next().is_none()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
         Err(e) => Err(io("read", path)(e)),
-    }
-}
-
-/// A directory being built under a temporary name; removed on drop unless committed.
-struct PendingDir {
-    temp: PathBuf,
-    committed: bool,
-}
-
-impl PendingDir {
-    fn create(target: &Path) -> Result<Self> {
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let temp = target.with_file_name(format!(".{name}.lifeboat-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&temp);
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&temp)
-            .map_err(io("create", &temp))?;
-        Ok(Self {
-            temp,
-            committed: false,
-        })
-    }
-
-    fn dir(&self, relative: &str) -> Result<PathBuf> {
-        let path = self.temp.join(relative);
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&path)
-            .map_err(io("create", &path))?;
-        Ok(path)
-    }
-
-    /// Moves the directory to `target` (an absent or empty directory).
-    fn commit(mut self, target: &Path) -> Result<()> {
-        if target.exists() {
-            fs::remove_dir(target).map_err(io("replace the empty directory", target))?;
-        }
-        fs::rename(&self.temp, target).map_err(io("rename into", target))?;
-        sync_parent(target)?;
-        self.committed = true;
-        Ok(())
-    }
-}
-
-impl Drop for PendingDir {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = fs::remove_dir_all(&self.temp);
-        }
     }
 }
 

@@ -15,6 +15,6 @@ pub use etcd::{
     EtcdConfig, EtcdServer, EtcdVersion, ExistingMember, clear_etcd_env, client_options, free_port,
 };
 pub use fill::{FillSpec, FillSummary, fill, fill_large_values, fill_small_keys};
-pub use pki::Pki;
+pub use pki::{Pki, control_plane_tree};
 pub use postgres::PostgresServer;
 pub use s3::S3Server;

@@ -141,3 +141,109 @@ impl Pki {
         })
     }
 }
+
+/// Writes a kubeadm control-plane tree under `root` (`etc/kubernetes/pki`, kubeconfigs, static
+/// Pod manifests, kubelet configuration and drop-in, plus a file outside kubeadm's set), with
+/// certificates of chosen expiries. Unless `healthy`, `pki/apiserver.crt` expires in 10 days and
+/// `pki/front-proxy-client.crt` expired 2 days ago; all others are valid for 200 days or more.
+/// Keys and kubeconfigs are 0600, certificates and configuration 0644; every mtime is
+/// 2026-01-02T03:04:05Z.
+pub fn control_plane_tree(root: &Path, healthy: bool) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let now = OffsetDateTime::now_utc();
+    let valid = |days| (now - Duration::hours(1), now + Duration::days(days));
+    let pki = root.join("etc/kubernetes/pki");
+    std::fs::create_dir_all(pki.join("etcd"))?;
+    let (ca_pem, ca) = new_ca("kubernetes")?;
+    write_private(&pki.join("ca.crt"), &ca_pem)?;
+    write_private(
+        &pki.join("ca.key"),
+        "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n",
+    )?;
+    let server = |common_name, valid| Leaf {
+        common_name,
+        sans: &["127.0.0.1"],
+        usage: ExtendedKeyUsagePurpose::ServerAuth,
+        valid,
+    };
+    let soon = if healthy { valid(400) } else { valid(10) };
+    let gone = if healthy {
+        valid(400)
+    } else {
+        (now - Duration::days(30), now - Duration::days(2))
+    };
+    leaf(&pki, "apiserver", server("kube-apiserver", soon), &ca)?;
+    leaf(
+        &pki,
+        "front-proxy-client",
+        server("front-proxy-client", gone),
+        &ca,
+    )?;
+    let (etcd_ca_pem, etcd_ca) = new_ca("etcd-ca")?;
+    write_private(&pki.join("etcd/ca.crt"), &etcd_ca_pem)?;
+    leaf(
+        &pki.join("etcd"),
+        "server",
+        server("etcd-server", valid(200)),
+        &etcd_ca,
+    )?;
+
+    let admin = leaf(&pki, "admin-client", server("kubernetes-admin", valid(300)), &ca)?;
+    let base64 = |path: &Path| -> anyhow::Result<String> {
+        let output = std::process::Command::new("base64")
+            .arg("-w0")
+            .arg(path)
+            .output()?;
+        Ok(String::from_utf8(output.stdout)?)
+    };
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: kubernetes\n  cluster:\n    certificate-authority-data: {}\n    server: https://127.0.0.1:6443\nusers:\n- name: kubernetes-admin\n  user:\n    client-certificate-data: {}\n    client-key-data: c2VjcmV0\ncontexts: []\n",
+        base64(&pki.join("ca.crt"))?,
+        base64(&admin.cert)?
+    );
+    std::fs::remove_file(&admin.cert)?;
+    std::fs::remove_file(&admin.key)?;
+    let kubernetes = root.join("etc/kubernetes");
+    write_private(&kubernetes.join("admin.conf"), &kubeconfig)?;
+    std::fs::create_dir_all(kubernetes.join("manifests"))?;
+    write_private(
+        &kubernetes.join("manifests/etcd.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: etcd\n",
+    )?;
+    let public = [
+        ("etc/kubernetes/unrelated.txt", "not part of kubeadm's set\n"),
+        ("var/lib/kubelet/config.yaml", "kind: KubeletConfiguration\n"),
+        (
+            "usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf",
+            "[Service]\nEnvironment=\"KUBELET_KUBECONFIG_ARGS=--kubeconfig=/etc/kubernetes/kubelet.conf\"\n",
+        ),
+    ];
+    for (path, contents) in public {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().context("a parent")?)?;
+        std::fs::write(&path, contents)?;
+    }
+    let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_767_323_045);
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let metadata = std::fs::symlink_metadata(&path)?;
+        if metadata.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                stack.push(entry?.path());
+            }
+            continue;
+        }
+        let name = path.to_string_lossy();
+        let mode = if name.ends_with(".key") || name.ends_with("admin.conf") || name.contains("manifests") {
+            0o600
+        } else {
+            0o644
+        };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+        std::fs::File::options()
+            .write(true)
+            .open(&path)?
+            .set_modified(mtime)?;
+    }
+    Ok(())
+}

@@ -2,10 +2,12 @@
 //! `--stream NAME -- CMD...` a command's output.
 
 use std::io::Write;
+use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::Args;
 use lifeboat_core::backup::{BackupOptions, Labels, backup};
+use lifeboat_core::files::{FilesOptions, KUBEADM_SET, backup_files};
 use lifeboat_core::repo::Manifest;
 use lifeboat_core::stream::backup_stream;
 
@@ -33,6 +35,19 @@ pub struct BackupArgs {
     /// The command whose output --stream stores.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
+    /// Store the control-plane files (kubeadm's PKI, kubeconfigs, static Pod manifests, kubelet
+    /// configuration) instead of an etcd snapshot.
+    #[arg(long, conflicts_with = "stream")]
+    files: bool,
+    /// The tree --files reads (a node's `/`, or a copy of one).
+    #[arg(long, value_name = "DIR", default_value = "/", requires = "files")]
+    root: PathBuf,
+    /// Another path or glob (relative to --root) for --files; repeatable.
+    #[arg(long, value_name = "PATTERN", requires = "files")]
+    include: Vec<String>,
+    /// A glob (relative to --root) --files leaves out, e.g. 'etc/kubernetes/pki/*.key'; repeatable.
+    #[arg(long, value_name = "PATTERN", requires = "files")]
+    exclude: Vec<String>,
     #[command(flatten)]
     etcd: EtcdFlags,
 }
@@ -43,6 +58,20 @@ pub async fn run(args: BackupArgs, format: OutputFormat) -> anyhow::Result<()> {
         tags: args.tag,
     };
     let manifest = match args.stream {
+        None if args.files => {
+            let repo = args.repo.open().await?;
+            let options = FilesOptions {
+                root: args.root,
+                include: KUBEADM_SET
+                    .iter()
+                    .map(|p| p.to_string())
+                    .chain(args.include)
+                    .collect(),
+                exclude: args.exclude,
+            };
+            let bar = TerminalBar::new("files");
+            backup_files(&repo, &options, &labels, &bar).await?.0
+        }
         Some(name) => {
             let repo = args.repo.open().await?;
             let bar = TerminalBar::new("stream");

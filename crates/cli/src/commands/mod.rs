@@ -2,11 +2,13 @@
 
 mod backup;
 mod backups;
+mod certs;
 mod copy;
 mod dump;
 mod forget;
 mod repo;
 mod restore;
+mod restore_files;
 mod snapshot;
 
 use clap::Subcommand;
@@ -35,6 +37,10 @@ pub enum Command {
     Copy(Box<copy::CopyArgs>),
     /// Write one artefact of a backup (a pg_dump, say) to stdout.
     Dump(Box<dump::DumpArgs>),
+    /// Put a files backup (PKI, kubeconfigs, manifests) into a directory, modes intact.
+    RestoreFiles(Box<restore_files::RestoreFilesArgs>),
+    /// Every control-plane certificate with its expiry; exit 1 if any needs renewing.
+    Certs(Box<certs::CertsArgs>),
 }
 
 impl Command {
@@ -48,6 +54,8 @@ impl Command {
             Command::Forget(args) => forget::run(*args, format).await,
             Command::Copy(args) => copy::run(*args, format).await,
             Command::Dump(args) => dump::run(*args, format).await,
+            Command::RestoreFiles(args) => restore_files::run(*args, format).await,
+            Command::Certs(args) => certs::run(*args, format).await,
         }
     }
 }

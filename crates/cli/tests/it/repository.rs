@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use lifeboat_test_support::{
     EtcdConfig, EtcdServer, EtcdVersion, FillSpec, PostgresServer, S3Server, clear_etcd_env,
+    control_plane_tree,
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -904,4 +905,150 @@ async fn local_stream_backup_of_pg_dump_restores_the_same_rows() {
 #[tokio::test]
 async fn s3_stream_backup_of_pg_dump_restores_the_same_rows() {
     streams(Backend::S3).await;
+}
+
+/// (mode, owner, mtime, contents) of every file under `root`, by relative path.
+type Tree = std::collections::BTreeMap<String, (u32, (u32, u32), i64, Vec<u8>)>;
+
+fn snapshot_of(root: &Path) -> Tree {
+    use std::os::unix::fs::MetadataExt;
+    files_under(root)
+        .into_iter()
+        .map(|path| {
+            let full = root.join(&path);
+            let metadata = std::fs::metadata(&full).unwrap();
+            let owner = (metadata.uid(), metadata.gid());
+            let contents = std::fs::read(&full).unwrap();
+            (path, (metadata.mode() & 0o777, owner, metadata.mtime(), contents))
+        })
+        .collect()
+}
+
+fn cert_statuses(json: &str) -> Vec<(String, String)> {
+    let report: Value = serde_json::from_str(json).unwrap();
+    report["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["source"].as_str().unwrap().to_string(),
+                c["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `backup --files`, `restore-files` and `certs` on a generated kubeadm tree.
+async fn control_plane_files(backend: Backend) {
+    let repo = Repo::initialised(backend);
+    let node = repo.dir.path().join("node");
+    control_plane_tree(&node, false).unwrap();
+    // An owner other than root's (the tests run as root, as CI does).
+    std::os::unix::fs::chown(node.join("var/lib/kubelet/config.yaml"), Some(4242), Some(4343)).unwrap();
+    let out = run_ok(
+        repo.lifeboat()
+            .args(["backup", "--files", "--root"])
+            .arg(&node)
+            .args(["-w", "json"]),
+    );
+    let manifest: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(manifest["kind"], "files");
+    let id = manifest["id"].as_str().unwrap().to_string();
+
+    let target = repo.dir.path().join("restored");
+    run_ok(
+        repo.lifeboat()
+            .args(["restore-files", &id, "--identity-file"])
+            .arg(repo.identity())
+            .arg("--target")
+            .arg(&target),
+    );
+    let mut expected = snapshot_of(&node);
+    assert!(expected.remove("etc/kubernetes/unrelated.txt").is_some());
+    assert_eq!(
+        snapshot_of(&target),
+        expected,
+        "contents, modes and mtimes come back"
+    );
+    assert_eq!(mode(&target.join("etc/kubernetes/pki/ca.key")), 0o600);
+    assert_eq!(mode(&target.join("etc/kubernetes/pki/ca.crt")), 0o644);
+    let again = run_failing(
+        repo.lifeboat()
+            .args(["restore-files", &id, "--identity-file"])
+            .arg(repo.identity())
+            .arg("--target")
+            .arg(&target),
+        1,
+    );
+    assert!(again.contains("not empty"), "{again}");
+
+    // Certificates: the tree and the backup give the same report; exit 1 names the two.
+    let output = run(repo
+        .lifeboat()
+        .args(["certs", "--root"])
+        .arg(&node)
+        .args(["-w", "json"]));
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("1 certificates expired and 1 expire within 30 days")
+            && stderr.contains("etc/kubernetes/pki/apiserver.crt")
+            && stderr.contains("etc/kubernetes/pki/front-proxy-client.crt"),
+        "{stderr}"
+    );
+    let from_tree = cert_statuses(&String::from_utf8_lossy(&output.stdout));
+    let status = |source: &str| {
+        from_tree
+            .iter()
+            .find(|(s, _)| s == source)
+            .map(|(_, status)| status.as_str())
+    };
+    assert_eq!(status("etc/kubernetes/pki/apiserver.crt"), Some("expiring"));
+    assert_eq!(
+        status("etc/kubernetes/pki/front-proxy-client.crt"),
+        Some("expired")
+    );
+    assert_eq!(status("etc/kubernetes/pki/ca.crt"), Some("ok"));
+    assert_eq!(status("etc/kubernetes/pki/etcd/server.crt"), Some("ok"));
+    assert_eq!(status("etc/kubernetes/admin.conf#kubernetes-admin"), Some("ok"));
+    assert_eq!(status("etc/kubernetes/admin.conf#kubernetes"), Some("ok"));
+    assert_eq!(from_tree.len(), 7, "{from_tree:?}");
+    let output = run(repo
+        .lifeboat()
+        .args(["certs", "--backup", &id, "-w", "json", "--identity-file"])
+        .arg(repo.identity()));
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(cert_statuses(&String::from_utf8_lossy(&output.stdout)), from_tree);
+    let narrow = run(repo
+        .lifeboat()
+        .args(["certs", "--warn-days", "5", "--root"])
+        .arg(&node));
+    assert!(String::from_utf8_lossy(&narrow.stderr).contains("1 certificates expired and 0 expire"));
+
+    let healthy = repo.dir.path().join("healthy");
+    control_plane_tree(&healthy, true).unwrap();
+    let table = run_ok(repo.lifeboat().args(["certs", "--root"]).arg(&healthy));
+    assert!(
+        table.contains("DAYS LEFT") && !table.contains("EXPIRED") && !table.contains("EXPIRING"),
+        "{table}"
+    );
+
+    let empty = repo.dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let nothing = run_failing(
+        repo.lifeboat().args(["backup", "--files", "--root"]).arg(&empty),
+        1,
+    );
+    assert!(nothing.contains("no control-plane files"), "{nothing}");
+}
+
+#[tokio::test]
+async fn local_control_plane_files_and_certificates() {
+    control_plane_files(Backend::Local).await;
+}
+
+#[tokio::test]
+async fn s3_control_plane_files_and_certificates() {
+    control_plane_files(Backend::S3).await;
 }
