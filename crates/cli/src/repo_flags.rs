@@ -74,6 +74,53 @@ impl S3Flags {
     }
 }
 
+/// How `copy` reaches its targets when they live with another provider; each setting not given
+/// falls back to the source's (`AWS_*`, `--s3-*`).
+#[derive(Debug, Clone, Args)]
+pub struct TargetS3Flags {
+    /// S3 endpoint URL of the targets.
+    #[arg(long, env = "LIFEBOAT_TO_AWS_ENDPOINT_URL", value_name = "URL")]
+    to_s3_endpoint: Option<String>,
+    /// S3 region of the targets.
+    #[arg(long, env = "LIFEBOAT_TO_AWS_REGION", value_name = "REGION")]
+    to_s3_region: Option<String>,
+    /// S3 access key ID for the targets.
+    #[arg(
+        long,
+        env = "LIFEBOAT_TO_AWS_ACCESS_KEY_ID",
+        value_name = "ID",
+        hide_env_values = true
+    )]
+    to_s3_access_key_id: Option<String>,
+    /// S3 secret access key for the targets (prefer the variable).
+    #[arg(
+        long,
+        env = "LIFEBOAT_TO_AWS_SECRET_ACCESS_KEY",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    to_s3_secret_access_key: Option<String>,
+}
+
+impl TargetS3Flags {
+    /// The targets' settings: these flags over the source's.
+    pub fn over(&self, source: &S3Flags) -> S3Flags {
+        S3Flags {
+            s3_endpoint: self.to_s3_endpoint.clone().or_else(|| source.s3_endpoint.clone()),
+            s3_region: self.to_s3_region.clone().or_else(|| source.s3_region.clone()),
+            s3_access_key_id: self
+                .to_s3_access_key_id
+                .clone()
+                .or_else(|| source.s3_access_key_id.clone()),
+            s3_secret_access_key: self
+                .to_s3_secret_access_key
+                .clone()
+                .or_else(|| source.s3_secret_access_key.clone()),
+            s3_allow_http: source.s3_allow_http,
+        }
+    }
+}
+
 /// The key that decrypts backups.
 #[derive(Debug, Clone, Args)]
 pub struct IdentityFlags {

@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use lifeboat_repo::{ArtefactWriter, BackupId, Identity, Manifest, Repository};
 use sha2::{Digest, Sha256};
 
@@ -40,9 +40,13 @@ pub struct FilesOptions {
 fn glob_set(patterns: &[String]) -> Result<GlobSet> {
     let mut builder = GlobSetBuilder::new();
     for pattern in patterns {
-        let glob = Glob::new(pattern.trim_start_matches('/')).map_err(|e| Error::Usage {
-            message: format!("{pattern:?} is not a valid pattern: {e}"),
-        })?;
+        // `*` stays within one path component, as in a shell; `**` crosses them.
+        let glob = GlobBuilder::new(pattern.trim_start_matches('/'))
+            .literal_separator(true)
+            .build()
+            .map_err(|e| Error::Usage {
+                message: format!("{pattern:?} is not a valid pattern: {e}"),
+            })?;
         builder.add(glob);
     }
     builder.build().map_err(|e| Error::Usage {

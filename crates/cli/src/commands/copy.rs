@@ -10,7 +10,7 @@ use lifeboat_core::repo::Repository;
 use crate::exit::{Failure, unless_interrupted};
 use crate::output::{self, OutputFormat};
 use crate::progress::TerminalBar;
-use crate::repo_flags::{IdentityFlags, S3Flags};
+use crate::repo_flags::{IdentityFlags, S3Flags, TargetS3Flags};
 
 /// Arguments of `copy`.
 #[derive(Debug, Args)]
@@ -29,6 +29,8 @@ pub struct CopyArgs {
     identity: IdentityFlags,
     #[command(flatten)]
     s3: S3Flags,
+    #[command(flatten)]
+    to_s3: TargetS3Flags,
 }
 
 pub async fn run(args: CopyArgs, format: OutputFormat) -> anyhow::Result<()> {
@@ -36,9 +38,10 @@ pub async fn run(args: CopyArgs, format: OutputFormat) -> anyhow::Result<()> {
     let identities = args.identity.load()?;
     let bar = TerminalBar::new("copy");
     // Every target is opened and checked before anything is copied.
+    let target_s3 = args.to_s3.over(&args.s3);
     let mut targets = Vec::new();
     for to in &args.to {
-        let target = Repository::open(args.s3.storage(to)?).await?;
+        let target = Repository::open(target_s3.storage(to)?).await?;
         if source.config().encryption != target.config().encryption {
             args.identity.require_for(&source)?;
         }

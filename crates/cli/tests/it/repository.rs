@@ -78,6 +78,10 @@ impl Repo {
             "AWS_SECRET_ACCESS_KEY",
             "AWS_REGION",
             "AWS_PROFILE",
+            "LIFEBOAT_TO_AWS_ENDPOINT_URL",
+            "LIFEBOAT_TO_AWS_REGION",
+            "LIFEBOAT_TO_AWS_ACCESS_KEY_ID",
+            "LIFEBOAT_TO_AWS_SECRET_ACCESS_KEY",
         ] {
             command.env_remove(name);
         }
@@ -727,11 +731,17 @@ async fn copy_to_other_repositories_verifies_and_copies_only_what_is_missing() {
             .args(["repo", "init", "--recipient", &recipient_of(&source.identity())]),
     );
     let other_key = Repo::initialised(Backend::Local);
+    // The targets' provider has its own settings (LIFEBOAT_TO_AWS_*); the source needs none.
+    let s3 = same_key.s3.as_ref().unwrap();
     let copy = |extra: &[&str]| {
-        let mut command = same_key.lifeboat();
+        let mut command = source.lifeboat();
         command
             .args(["copy", "--from", &source.location, "--to", &same_key.location])
             .args(["--to", &other_key.location])
+            .env("LIFEBOAT_TO_AWS_ENDPOINT_URL", &s3.endpoint)
+            .env("LIFEBOAT_TO_AWS_REGION", "us-east-1")
+            .env("LIFEBOAT_TO_AWS_ACCESS_KEY_ID", &s3.access_key_id)
+            .env("LIFEBOAT_TO_AWS_SECRET_ACCESS_KEY", &s3.secret_access_key)
             .args(extra);
         command
     };
@@ -982,6 +992,32 @@ async fn control_plane_files(backend: Backend) {
         1,
     );
     assert!(again.contains("not empty"), "{again}");
+
+    // The set is configurable: keys left out, another file taken in.
+    let out = run_ok(
+        repo.lifeboat()
+            .args(["backup", "--files", "-w", "json", "--root"])
+            .arg(&node)
+            .args(["--exclude", "etc/kubernetes/pki/**/*.key"])
+            .args(["--include", "etc/kubernetes/unrelated.txt"]),
+    );
+    let keyless: Value = serde_json::from_str(&out).unwrap();
+    let keyless_target = repo.dir.path().join("keyless");
+    run_ok(
+        repo.lifeboat()
+            .args([
+                "restore-files",
+                keyless["id"].as_str().unwrap(),
+                "--identity-file",
+            ])
+            .arg(repo.identity())
+            .arg("--target")
+            .arg(&keyless_target),
+    );
+    let restored = files_under(&keyless_target);
+    assert!(restored.iter().all(|f| !f.ends_with(".key")), "{restored:?}");
+    assert!(restored.contains(&"etc/kubernetes/unrelated.txt".to_string()));
+    assert!(restored.contains(&"etc/kubernetes/pki/etcd/server.crt".to_string()));
 
     // Certificates: the tree and the backup give the same report; exit 1 names the two.
     let output = run(repo
