@@ -22,6 +22,12 @@ pub enum Error {
         object: String,
         finding: String,
     },
+    /// The command of `backup --stream` failed; no backup was made.
+    #[error("`{command}` failed ({status}); no backup was made (its own messages are above)")]
+    CommandFailed {
+        command: String,
+        status: std::process::ExitStatus,
+    },
     /// The repository failed.
     #[error(transparent)]
     Repo(#[from] lifeboat_repo::Error),

@@ -87,10 +87,9 @@ pub async fn backup_stream(
             source,
         })?;
         if !status.success() {
-            return Err(Error::Usage {
-                message: format!(
-                    "`{described}` failed ({status}); no backup was made (its own messages are above)"
-                ),
+            return Err(Error::CommandFailed {
+                command: described.clone(),
+                status,
             });
         }
         Ok(())
