@@ -230,3 +230,70 @@ pub fn unpack(tar: &[u8], target: &Path) -> Result<usize> {
     pending.commit(target)?;
     Ok(count)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_with(path: &[u8], contents: &[u8]) -> Vec<u8> {
+        let mut header = tar::Header::new_gnu();
+        header.as_gnu_mut().unwrap().name[..path.len()].copy_from_slice(path);
+        header.set_size(contents.len() as u64);
+        header.set_mode(0o600);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        let mut builder = tar::Builder::new(Vec::new());
+        builder.append(&header, contents).unwrap();
+        builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn unpack_refuses_paths_outside_the_target_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("restored");
+        let error = unpack(&tar_with(b"../evil.txt", b"x"), &target).unwrap_err();
+        assert!(error.to_string().contains("outside the target"), "{error}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing left");
+
+        assert_eq!(unpack(&tar_with(b"etc/ok.txt", b"x"), &target).unwrap(), 1);
+        assert_eq!(std::fs::read(target.join("etc/ok.txt")).unwrap(), b"x");
+    }
+
+    #[test]
+    fn patterns_follow_shell_rules_and_directories_come_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for path in [
+            "etc/kubernetes/admin.conf",
+            "etc/kubernetes/sub/x.conf",
+            "etc/kubernetes/pki/a/b.crt",
+        ] {
+            std::fs::create_dir_all(root.join(path).parent().unwrap()).unwrap();
+            std::fs::write(root.join(path), b"x").unwrap();
+        }
+        let options = FilesOptions {
+            root: root.to_path_buf(),
+            include: vec!["etc/kubernetes/*.conf".into(), "etc/kubernetes/pki".into()],
+            exclude: vec![],
+        };
+        let found: Vec<String> = collect(&options)
+            .unwrap()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "etc",
+                "etc/kubernetes",
+                "etc/kubernetes/admin.conf",
+                "etc/kubernetes/pki",
+                "etc/kubernetes/pki/a",
+                "etc/kubernetes/pki/a/b.crt",
+            ]
+        );
+    }
+}
