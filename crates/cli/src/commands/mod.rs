@@ -24,7 +24,8 @@ pub enum Command {
     /// Backup repositories on a local path or S3.
     #[command(subcommand)]
     Repo(repo::RepoCommand),
-    /// Stream a snapshot from etcd into a repository: checked, compressed, encrypted.
+    /// Back up etcd into a repository (checked, compressed, encrypted); --files: the control
+    /// plane's files; --stream: a command's output.
     Backup(Box<backup::BackupArgs>),
     /// The backups in a repository: list, show, verify, delete.
     #[command(subcommand)]
