@@ -43,18 +43,21 @@ pub fn report(error: &anyhow::Error) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// Resolves with the signal's name when SIGINT or SIGTERM arrives (never, if the handlers cannot
-/// be installed: the default action, dying, remains).
-pub async fn shutdown_signal() -> &'static str {
+/// A future that resolves with the signal's name when SIGINT or SIGTERM arrives. The handlers are
+/// installed now, not when the future is first polled: a signal that arrives while the work
+/// runs without polling it yet is kept for it instead of killing the process half-way. (If they
+/// cannot be installed, the default action, dying, remains.)
+pub fn shutdown_signal() -> impl Future<Output = &'static str> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) =
-        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => "SIGINT",
-        _ = terminate.recv() => "SIGTERM",
+    let handlers = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()));
+    async move {
+        let (Ok(mut interrupt), Ok(mut terminate)) = handlers else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        }
     }
 }
 
@@ -62,8 +65,9 @@ pub async fn shutdown_signal() -> &'static str {
 /// had half written (temporary files and directories clean up on drop), and the interruption is
 /// returned.
 pub async fn unless_interrupted<T>(work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    let stop = shutdown_signal();
     tokio::select! {
         result = work => result,
-        signal = shutdown_signal() => Err(lifeboat_core::Error::Interrupted { signal }.into()),
+        signal = stop => Err(lifeboat_core::Error::Interrupted { signal }.into()),
     }
 }

@@ -190,12 +190,9 @@ pub fn interrupt_stopped(mut child: Child, pid: nix::unistd::Pid, signal: nix::s
     };
     kill(pid, signal).unwrap();
     kill(pid, Signal::SIGCONT).unwrap();
-    assert_eq!(
-        wait_exit(&mut child, Duration::from_secs(60)),
-        Some(code),
-        "{signal}"
-    );
+    let exit = wait_exit(&mut child, Duration::from_secs(60));
     let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert_eq!(exit, Some(code), "{signal}: {stderr}");
     assert!(
         stderr.contains(&format!("interrupted by {}", signal.as_str())),
         "{stderr}"
