@@ -71,6 +71,28 @@ pub(crate) async fn read_plain_into(
     }
 }
 
+/// `Ok` when reading `artefact` back found nothing; otherwise the damage, named.
+pub(crate) fn ensure_sound(repo: &Repository, artefact: &Artefact, findings: &[String]) -> Result<()> {
+    match findings.is_empty() {
+        true => Ok(()),
+        false => Err(damaged(repo, artefact, findings)),
+    }
+}
+
+/// Reads an artefact whole into `sink`, decrypted, and checks it against its manifest entry.
+pub(crate) async fn read_checked<W: std::io::Write + Send + 'static>(
+    repo: &Repository,
+    artefact: &Artefact,
+    identities: &[Identity],
+    sink: W,
+) -> Result<W> {
+    let (sink, read) = repo
+        .read_plain(artefact, identities.to_vec(), sink, &|_| {})
+        .await?;
+    ensure_sound(repo, artefact, &artefact.mismatches(&read))?;
+    Ok(sink)
+}
+
 fn damaged(repo: &Repository, artefact: &Artefact, findings: &[String]) -> Error {
     Error::BackupDamaged {
         repo: repo.storage().repo().to_string(),
@@ -198,9 +220,7 @@ pub async fn restore_backup(
     .await;
     progress.finish();
     let (file, findings) = read?;
-    if !findings.is_empty() {
-        return Err(damaged(repo, artefact, &findings));
-    }
+    ensure_sound(repo, artefact, &findings)?;
     file.sync_all().map_err(|source| Error::Io {
         action: "fsync",
         path: temp.path().to_path_buf(),
@@ -239,12 +259,6 @@ pub async fn dump<W: std::io::Write + Send + 'static>(
             ),
         });
     };
-    let (_, read) = repo
-        .read_plain(artefact, identities.to_vec(), sink, &|_| {})
-        .await?;
-    let findings = artefact.mismatches(&read);
-    if findings.is_empty() {
-        return Ok(());
-    }
-    Err(damaged(repo, artefact, &findings))
+    read_checked(repo, artefact, identities, sink).await?;
+    Ok(())
 }

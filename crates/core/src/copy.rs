@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use lifeboat_repo::{Artefact, ArtefactWriter, BackupId, Identity, Manifest, Repository};
 use serde::Serialize;
 
+use crate::backups::{ensure_sound, read_plain_into, temp_file};
 use crate::{Error, Progress, Result};
 
 /// What one target got.
@@ -94,15 +95,7 @@ async fn copy_backup(
         let copied = copied?;
         // Proof that the target holds what the manifest will say, read back from the target.
         let read = target.read_stored(&copied, &|_| {}).await?;
-        let findings = copied.mismatches(&read);
-        if !findings.is_empty() {
-            return Err(Error::BackupDamaged {
-                repo: target.storage().repo().to_string(),
-                id: manifest.id.to_string(),
-                object: copied.key.clone(),
-                finding: findings.join("; "),
-            });
-        }
+        ensure_sound(target, &copied, &copied.mismatches(&read))?;
         artefacts.push(copied);
     }
     target
@@ -155,25 +148,17 @@ async fn reseal(
     temp_dir: &Path,
     progress: &dyn Progress,
 ) -> Result<Artefact> {
-    let temp = crate::backups::temp_file(temp_dir)?;
+    let temp = temp_file(temp_dir)?;
     let file = temp.reopen().map_err(|source| Error::Io {
         action: "open",
         path: temp.path().to_path_buf(),
         source,
     })?;
-    let (mut file, findings) =
-        crate::backups::read_plain_into(source, artefact, identities, (file, temp.path()), &|n| {
-            progress.advance(n)
-        })
-        .await?;
-    if !findings.is_empty() {
-        return Err(Error::BackupDamaged {
-            repo: source.storage().repo().to_string(),
-            id: manifest.id.to_string(),
-            object: artefact.key.clone(),
-            finding: findings.join("; "),
-        });
-    }
+    let (mut file, findings) = read_plain_into(source, artefact, identities, (file, temp.path()), &|n| {
+        progress.advance(n)
+    })
+    .await?;
+    ensure_sound(source, artefact, &findings)?;
     let io = |source| Error::Io {
         action: "read",
         path: temp.path().to_path_buf(),

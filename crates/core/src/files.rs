@@ -175,19 +175,7 @@ pub async fn fetch_files(repo: &Repository, id: &BackupId, identities: &[Identit
             ),
         });
     };
-    let (tar, read) = repo
-        .read_plain(artefact, identities.to_vec(), Vec::new(), &|_| {})
-        .await?;
-    let findings = artefact.mismatches(&read);
-    if !findings.is_empty() {
-        return Err(Error::BackupDamaged {
-            repo: repo.storage().repo().to_string(),
-            id: id.to_string(),
-            object: artefact.key.clone(),
-            finding: findings.join("; "),
-        });
-    }
-    Ok(tar)
+    crate::backups::read_checked(repo, artefact, identities, Vec::new()).await
 }
 
 /// Unpacks `tar` into `target` (absent or empty) with modes, owners (as root) and mtimes, all
