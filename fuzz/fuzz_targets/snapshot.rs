@@ -1,4 +1,5 @@
-//! Any bytes as a snapshot file: open, check, walk, status and verify must return, never panic.
+//! Any bytes as a snapshot file: open, check, walk, status, verify and the restore rewrite
+//! (`rewrite_backend`) must return, never panic.
 //!
 //! The first byte picks the mode: raw bytes (with meta checksums fixed up, so the fuzzer gets
 //! past meta validation), or a list of (offset, xor) edits and a truncation applied to a valid
@@ -43,6 +44,20 @@ fn exercise(bytes: &[u8]) {
         let _ = lifeboat_etcd_data::status(&db);
     }
     let _ = lifeboat_etcd_data::verify(bytes);
+    rewrite(bytes);
+}
+
+/// The restore rewrite over the same bytes: it must refuse damage, never panic, and write only
+/// a file it could read back as bbolt.
+fn rewrite(bytes: &[u8]) {
+    use lifeboat_etcd_data::restore::{Cluster, rewrite_backend};
+    let Ok(db) = Db::open(bytes) else { return };
+    let Ok(cluster) = Cluster::from_initial_cluster("m1=http://127.0.0.1:2380", "fuzz") else { return };
+    let Ok(out) = tempfile::tempfile() else { return };
+    for bump in [None, Some(1_000)] {
+        let _ = out.set_len(0);
+        let _ = rewrite_backend(&db, &out, &cluster, bump);
+    }
 }
 
 libfuzzer_sys::fuzz_target!(|input: &[u8]| {

@@ -253,3 +253,46 @@ fn bulk_writer_refuses_unordered_keys() {
     assert!(writer.put(&mut bucket, b"b", b"", false).is_err());
     assert!(writer.put(&mut bucket, b"", b"", false).is_err());
 }
+
+/// A bucket header whose root is page `root`.
+fn bucket_root(root: u64) -> Vec<u8> {
+    let mut value = vec![0u8; 16];
+    value[..8].copy_from_slice(&root.to_le_bytes());
+    value
+}
+
+/// `buckets` nested buckets, each rooted at a chain of `chain` single-child branch pages.
+fn deep_file(buckets: usize, chain: usize) -> Vec<u8> {
+    let hwm = 3 + buckets * (chain + 1) + 1;
+    let no_freelist = crate::FREELIST_NOT_PERSISTED;
+    let mut pages = vec![
+        meta(0, 2, no_freelist, hwm as u64, 9),
+        meta(1, 2, no_freelist, hwm as u64, 8),
+        leaf(Some(2), &[(1, b"b", &bucket_root(3))]),
+    ];
+    let mut next = 3u64;
+    for _ in 0..buckets {
+        for _ in 0..chain {
+            pages.push(branch(next, &[(b"k", next + 1)]));
+            next += 1;
+        }
+        pages.push(leaf(Some(next), &[(1, b"k", &bucket_root(next + 1))]));
+        next += 1;
+    }
+    pages.push(leaf(Some(next), &[(0, b"k", b"v")]));
+    pages.concat()
+}
+
+#[test]
+fn one_depth_bound_covers_nested_buckets_and_trees_on_a_small_stack() {
+    let shallow = deep_file(3, 3);
+    assert_eq!(kinds(&shallow), []);
+    // 60 buckets of 60 levels each: within a separate bound for each, 3,660 levels in total.
+    let deep = deep_file(60, 60);
+    let walk = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || kinds(&deep))
+        .unwrap();
+    let found = walk.join().expect("no stack overflow on a 2 MiB stack");
+    assert_eq!(found, [FindingKind::TooDeep]);
+}

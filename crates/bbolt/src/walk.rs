@@ -10,8 +10,10 @@ use crate::db::PageFault;
 use crate::page::{BUCKET_LEAF_FLAG, PAGE_HEADER_SIZE, Page, PageKind};
 use crate::source::Source;
 
-/// Deeper trees or bucket nesting than this are reported, not followed: a B+tree over any file
-/// that fits in memory is far shallower, so only a damaged or hostile file gets here.
+/// Deeper paths than this from the root, counting every branch level and every nested bucket
+/// on the way (one total, as redb bounds its B-tree depth), are reported, not followed: real
+/// files are far shallower, so only a damaged or hostile file gets here. It also bounds the
+/// walk's recursion, which must fit a 2 MiB thread stack (tokio's workers').
 const MAX_DEPTH: usize = 64;
 /// A nested bucket's value starts with its root page and sequence.
 const BUCKET_HEADER_SIZE: usize = 16;
@@ -93,7 +95,7 @@ impl<'d, 's, S: Source + ?Sized, F: FnMut(Entry<'_>)> Walker<'d, 's, S, F> {
         self.walk_tree(
             root,
             0,
-            0,
+            1,
             Bounds {
                 lower: None,
                 upper: None,
@@ -101,8 +103,9 @@ impl<'d, 's, S: Source + ?Sized, F: FnMut(Entry<'_>)> Walker<'d, 's, S, F> {
         );
     }
 
-    fn walk_tree(&mut self, id: u64, bucket_depth: usize, tree_depth: usize, bounds: Bounds<'_>) {
-        if tree_depth > MAX_DEPTH {
+    /// `path_depth`: pages and buckets from the root to this page, this one included.
+    fn walk_tree(&mut self, id: u64, bucket_depth: usize, path_depth: usize, bounds: Bounds<'_>) {
+        if path_depth > MAX_DEPTH {
             return self.report(id, FindingKind::TooDeep);
         }
         let page = match self.db.page(id) {
@@ -132,13 +135,13 @@ impl<'d, 's, S: Source + ?Sized, F: FnMut(Entry<'_>)> Walker<'d, 's, S, F> {
             return;
         }
         match page.kind() {
-            Some(PageKind::Branch) => self.walk_branch(&page, bucket_depth, tree_depth, bounds),
-            Some(PageKind::Leaf) => self.walk_leaf(&page, id, bucket_depth, bounds),
+            Some(PageKind::Branch) => self.walk_branch(&page, bucket_depth, path_depth, bounds),
+            Some(PageKind::Leaf) => self.walk_leaf(&page, id, bucket_depth, path_depth, bounds),
             _ => self.report(id, FindingKind::InvalidType { flags: page.flags }),
         }
     }
 
-    fn walk_branch(&mut self, page: &Page<'_>, bucket_depth: usize, tree_depth: usize, bounds: Bounds<'_>) {
+    fn walk_branch(&mut self, page: &Page<'_>, bucket_depth: usize, path_depth: usize, bounds: Bounds<'_>) {
         if page.count == 0 {
             return self.report(page.id, FindingKind::EmptyBranch);
         }
@@ -163,7 +166,7 @@ impl<'d, 's, S: Source + ?Sized, F: FnMut(Entry<'_>)> Walker<'d, 's, S, F> {
             self.walk_tree(
                 child,
                 bucket_depth,
-                tree_depth + 1,
+                path_depth + 1,
                 Bounds {
                     lower: Some(key),
                     upper,
@@ -172,7 +175,14 @@ impl<'d, 's, S: Source + ?Sized, F: FnMut(Entry<'_>)> Walker<'d, 's, S, F> {
         }
     }
 
-    fn walk_leaf(&mut self, page: &Page<'_>, at: u64, bucket_depth: usize, bounds: Bounds<'_>) {
+    fn walk_leaf(
+        &mut self,
+        page: &Page<'_>,
+        at: u64,
+        bucket_depth: usize,
+        path_depth: usize,
+        bounds: Bounds<'_>,
+    ) {
         let mut keys = Vec::with_capacity(usize::from(page.count));
         let mut entries = Vec::with_capacity(usize::from(page.count));
         for index in 0..usize::from(page.count) {
@@ -194,14 +204,14 @@ impl<'d, 's, S: Source + ?Sized, F: FnMut(Entry<'_>)> Walker<'d, 's, S, F> {
                 is_bucket,
             });
             if is_bucket {
-                self.walk_bucket(at, index, value, bucket_depth + 1);
+                self.walk_bucket(at, index, value, bucket_depth + 1, path_depth + 1);
             }
         }
     }
 
     /// A nested bucket: a root page, or (root 0) an inline leaf page inside the value.
-    fn walk_bucket(&mut self, at: u64, index: usize, value: &[u8], depth: usize) {
-        if depth > MAX_DEPTH {
+    fn walk_bucket(&mut self, at: u64, index: usize, value: &[u8], depth: usize, path_depth: usize) {
+        if path_depth > MAX_DEPTH {
             return self.report(at, FindingKind::TooDeep);
         }
         let Some(root) = u64_at(value, 0).filter(|_| value.len() >= BUCKET_HEADER_SIZE) else {
@@ -212,12 +222,12 @@ impl<'d, 's, S: Source + ?Sized, F: FnMut(Entry<'_>)> Walker<'d, 's, S, F> {
             upper: None,
         };
         if root != 0 {
-            return self.walk_tree(root, depth, 0, unbounded);
+            return self.walk_tree(root, depth, path_depth, unbounded);
         }
         let inline = &value[BUCKET_HEADER_SIZE..];
         match Page::parse_header(Cow::Borrowed(inline)) {
             Some(page) if page.kind() == Some(PageKind::Leaf) && inline.len() >= PAGE_HEADER_SIZE => {
-                self.walk_leaf(&page, at, depth, unbounded);
+                self.walk_leaf(&page, at, depth, path_depth, unbounded);
             }
             _ => self.report(at, FindingKind::BadInlineBucket { index }),
         }

@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use lifeboat_core::Cancel;
+
 /// The operation failed.
 pub const FAILURE: u8 = 1;
 /// Interrupted by SIGINT (128 + 2, as shells report it).
@@ -17,6 +19,23 @@ pub struct Failure {
     pub message: String,
 }
 
+/// The error and its causes in one line, each cause once: our errors often name their source in
+/// their own message already, and anyhow's `{:#}` would repeat it.
+pub fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
+}
+
 /// Prints the error as one line on stderr and picks the exit code.
 pub fn report(error: &anyhow::Error) -> ExitCode {
     // `lifeboat ... | head` closing the pipe early is not a failure (as in ripgrep).
@@ -29,7 +48,7 @@ pub fn report(error: &anyhow::Error) -> ExitCode {
     }
     #[allow(clippy::print_stderr)]
     {
-        eprintln!("Error: {error:#}");
+        eprintln!("Error: {}", one_line(error));
     }
     let code = match (
         error.downcast_ref::<lifeboat_core::Error>(),
@@ -43,31 +62,24 @@ pub fn report(error: &anyhow::Error) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// A future that resolves with the signal's name when SIGINT or SIGTERM arrives. The handlers are
-/// installed now, not when the future is first polled: a signal that arrives while the work
-/// runs without polling it yet is kept for it instead of killing the process half-way. (If they
-/// cannot be installed, the default action, dying, remains.)
-pub fn shutdown_signal() -> impl Future<Output = &'static str> {
+/// A cancellation that SIGINT or SIGTERM fires, for the operation about to start. The handlers
+/// are installed now, not when something first waits: a signal that arrives while the work runs
+/// is kept for it instead of killing the process half-way. (If they cannot be installed, the
+/// default action, dying, remains.)
+pub fn cancel_on_signals() -> Cancel {
     use tokio::signal::unix::{SignalKind, signal};
-    let handlers = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()));
-    async move {
-        let (Ok(mut interrupt), Ok(mut terminate)) = handlers else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = interrupt.recv() => "SIGINT",
-            _ = terminate.recv() => "SIGTERM",
-        }
+    let cancel = Cancel::new();
+    if let (Ok(mut interrupt), Ok(mut terminate)) =
+        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    {
+        let fired = cancel.clone();
+        tokio::spawn(async move {
+            let reason = tokio::select! {
+                _ = interrupt.recv() => "SIGINT",
+                _ = terminate.recv() => "SIGTERM",
+            };
+            fired.cancel(reason);
+        });
     }
-}
-
-/// Runs `work` unless SIGINT or SIGTERM comes first; then `work` is dropped, which removes what it
-/// had half written (temporary files and directories clean up on drop), and the interruption is
-/// returned.
-pub async fn unless_interrupted<T>(work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
-    let stop = shutdown_signal();
-    tokio::select! {
-        result = work => result,
-        signal = stop => Err(lifeboat_core::Error::Interrupted { signal }.into()),
-    }
+    cancel
 }

@@ -42,7 +42,11 @@ fn main() -> std::process::ExitCode {
             return exit::report(&anyhow::Error::new(error).context("cannot start the async runtime"));
         }
     };
-    match runtime.block_on(cli.command.run(cli.write_out)) {
+    let result = runtime.block_on(cli.command.run(cli.write_out));
+    // Blocking work of a cancelled operation (removing its temporary files) gets a moment to end;
+    // one stuck on a reader that stopped reading (dump's stdout) does not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => exit::report(&error),
     }

@@ -5,9 +5,10 @@ use std::time::SystemTime;
 
 use lifeboat_etcd_conn::{ConnectOptions, connect_first_healthy};
 use lifeboat_etcd_data::TrailerCheck;
-use lifeboat_repo::{ArtefactWriter, BackupId, EtcdFacts, FORMAT, Manifest, Repository, timestamp};
+use lifeboat_repo::{BackupId, Description, EtcdFacts, Manifest, NewBackup, Repository, timestamp};
 
-use crate::{Error, Progress, Result};
+use crate::blocking::Batched;
+use crate::{Cancel, Error, Progress, Result};
 
 /// The artefact name of an etcd snapshot.
 pub const ETCD_ARTEFACT: &str = "etcd-snapshot.db";
@@ -26,87 +27,85 @@ pub struct Labels {
     pub tags: Vec<String>,
 }
 
-/// The manifest of a backup made of `artefacts`, created at `now`.
-pub(crate) fn manifest(
-    id: BackupId,
+/// The description of a backup of `kind` created at `now`.
+pub(crate) fn description(
     kind: &str,
     now: SystemTime,
     labels: &Labels,
     etcd: Option<EtcdFacts>,
-    artefacts: Vec<lifeboat_repo::Artefact>,
-) -> Manifest {
-    Manifest {
-        format: FORMAT,
-        id,
+) -> Description {
+    Description {
         kind: kind.into(),
         created: timestamp(now),
         host: labels.host.clone(),
         tool: format!("lifeboat {}", env!("CARGO_PKG_VERSION")),
         tags: labels.tags.clone(),
         etcd,
-        artefacts,
     }
 }
 
+/// Runs `produce` into new backup `id` of `repo` unless cancelled, then commits it (manifest last);
+/// on an error or a cancellation everything it wrote is removed.
+pub(crate) async fn write_backup(
+    repo: &Repository,
+    id: BackupId,
+    cancel: &Cancel,
+    produce: impl AsyncFnOnce(&mut NewBackup) -> Result<Description>,
+) -> Result<Manifest> {
+    let mut backup = repo.begin(id);
+    let outcome = cancel.run(produce(&mut backup)).await;
+    backup.settle(outcome).await
+}
+
 /// Streams a snapshot of the first healthy endpoint into `repo`; returns the new manifest.
-/// When `stop` resolves (to the signal's name) before the stream ends, the upload is aborted and
-/// [`Error::Interrupted`] returned: object stores do not abort an upload that is merely dropped.
 pub async fn backup(
     repo: &Repository,
     options: &BackupOptions,
     progress: &dyn Progress,
-    stop: impl Future<Output = &'static str>,
+    cancel: &Cancel,
 ) -> Result<Manifest> {
     let now = SystemTime::now();
-    tokio::pin!(stop);
-    let mut member = tokio::select! {
-        member = connect_first_healthy(&options.connect) => member?,
-        signal = &mut stop => return Err(Error::Interrupted { signal }),
-    };
-    let status = member.status().clone();
-    let id = BackupId::new(now);
-    let mut stream = member.snapshot().await?;
-    let mut writer = ArtefactWriter::start(repo, &id, ETCD_ARTEFACT).await?;
-    let mut trailer = TrailerCheck::new();
-    progress.start(Some(status.db_size + lifeboat_etcd_data::TRAILER_LEN as u64));
-    let streaming = async {
-        while let Some(chunk) = stream.next_chunk().await? {
-            trailer.update(&chunk);
-            writer.write(&chunk).await?;
-            progress.advance(chunk.len() as u64);
+    write_backup(repo, BackupId::new(now), cancel, async |backup| {
+        let mut member = connect_first_healthy(&options.connect).await?;
+        let status = member.status().clone();
+        let mut stream = member.snapshot().await?;
+        backup.start_artefact(ETCD_ARTEFACT).await?;
+        // The trailer is checked (and the stream hashed) on the blocking pool, a batch at a time.
+        let mut trailer = Batched::new(TrailerCheck::new(), |trailer, bytes| {
+            trailer.update(bytes);
+            Ok(())
+        });
+        progress.start(Some(status.db_size + lifeboat_etcd_data::TRAILER_LEN as u64));
+        let streamed: Result<()> = async {
+            while let Some(chunk) = stream.next_chunk().await? {
+                if let Some(batch) = trailer.push(&chunk).await? {
+                    backup.write(&batch).await?;
+                }
+                progress.advance(chunk.len() as u64);
+            }
+            Ok(())
         }
-        Ok(())
-    };
-    let streamed: Result<()> = tokio::select! {
-        streamed = streaming => streamed,
-        signal = &mut stop => Err(Error::Interrupted { signal }),
-    };
-    progress.finish();
-    // Nothing is completed unless the whole stream arrived with a matching trailer.
-    let checked = streamed.and_then(|()| {
-        trailer.finish().map_err(|source| Error::Snapshot {
+        .await;
+        progress.finish();
+        streamed?;
+        let (trailer, last) = trailer.finish().await?;
+        backup.write(&last).await?;
+        // Nothing is completed unless the whole stream arrived with a matching trailer.
+        let verified = trailer.finish().map_err(|source| Error::Snapshot {
             endpoint: status.endpoint.clone(),
             source,
-        })
-    });
-    let verified = match checked {
-        Ok(verified) => verified,
-        Err(error) => {
-            let _ = writer.abort().await;
-            return Err(error);
-        }
-    };
-    let artefact = writer.finish(hex::encode(verified.sha256)).await?;
-    let live_keys = u64::try_from(member.count_keys(status.revision).await?).unwrap_or(0);
-    let facts = EtcdFacts {
-        cluster_id: format!("{:x}", status.cluster_id),
-        member_id: format!("{:x}", status.member_id),
-        endpoint: status.endpoint.clone(),
-        version: status.version.clone(),
-        revision: status.revision,
-        live_keys,
-    };
-    let manifest = manifest(id, "etcd", now, &options.labels, Some(facts), vec![artefact]);
-    repo.put_manifest(&manifest).await?;
-    Ok(manifest)
+        })?;
+        backup.finish_artefact(hex::encode(verified.sha256)).await?;
+        let live_keys = u64::try_from(member.count_keys(status.revision).await?).unwrap_or(0);
+        let facts = EtcdFacts {
+            cluster_id: format!("{:x}", status.cluster_id),
+            member_id: format!("{:x}", status.member_id),
+            endpoint: status.endpoint.clone(),
+            version: status.version.clone(),
+            revision: status.revision,
+            live_keys,
+        };
+        Ok(description("etcd", now, &options.labels, Some(facts)))
+    })
+    .await
 }

@@ -7,9 +7,10 @@ use lifeboat_repo::{Artefact, BackupId, Identity, Manifest, Repository};
 use serde::Serialize;
 
 use crate::backup::ETCD_ARTEFACT;
+use crate::blocking::blocking;
 use crate::fsio::io_error;
 use crate::snapshot_restore::{RestoreOptions, RestoreReport, preflight, restore};
-use crate::{Error, Progress, Result};
+use crate::{Cancel, Error, Progress, Result};
 
 /// What verifying one artefact found.
 #[derive(Debug, Clone, Serialize)]
@@ -25,7 +26,8 @@ pub struct ArtefactCheck {
 /// What verifying one backup found.
 #[derive(Debug, Clone, Serialize)]
 pub struct BackupCheck {
-    pub id: BackupId,
+    /// The backup's ID (for an untrusted manifest, its directory's name).
+    pub id: String,
     pub ok: bool,
     pub artefacts: Vec<ArtefactCheck>,
 }
@@ -48,7 +50,7 @@ pub(crate) async fn read_plain_into(
     artefact: &Artefact,
     identities: &[Identity],
     (file, path): (std::fs::File, &Path),
-    progress: &dyn Fn(u64),
+    progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(std::fs::File, Vec<String>)> {
     match repo
         .read_plain(artefact, identities.to_vec(), file, progress)
@@ -111,6 +113,19 @@ pub async fn verify_backup(
     identities: Option<&[Identity]>,
     temp_dir: &Path,
     progress: &dyn Progress,
+    cancel: &Cancel,
+) -> Result<BackupCheck> {
+    cancel
+        .run(verify_uncancelled(repo, manifest, identities, temp_dir, progress))
+        .await
+}
+
+async fn verify_uncancelled(
+    repo: &Repository,
+    manifest: &Manifest,
+    identities: Option<&[Identity]>,
+    temp_dir: &Path,
+    progress: &dyn Progress,
 ) -> Result<BackupCheck> {
     let mut artefacts = Vec::new();
     for artefact in &manifest.artefacts {
@@ -131,7 +146,10 @@ pub async fn verify_backup(
                 })?;
                 match read_plain_into(repo, artefact, identities, (file, temp.path()), &advance).await {
                     Ok((_, findings)) if !findings.is_empty() => findings,
-                    Ok(_) if artefact.name == ETCD_ARTEFACT => snapshot_findings(temp.path())?,
+                    Ok(_) if artefact.name == ETCD_ARTEFACT => {
+                        let path = temp.path().to_path_buf();
+                        blocking(move || snapshot_findings(&path)).await?
+                    }
                     Ok(_) => Vec::new(),
                     Err(Error::BackupDamaged { finding, .. }) => vec![finding],
                     Err(error) => return Err(error),
@@ -147,20 +165,20 @@ pub async fn verify_backup(
         });
     }
     Ok(BackupCheck {
-        id: manifest.id.clone(),
+        id: manifest.id.to_string(),
         ok: artefacts.iter().all(|a| a.findings.is_empty()),
         artefacts,
     })
 }
 
 /// The check of a backup whose manifest cannot be read.
-pub fn unreadable_manifest(id: &BackupId, error: &lifeboat_repo::Error) -> BackupCheck {
+pub fn unreadable_manifest(directory: &str, error: &lifeboat_repo::Error) -> BackupCheck {
     BackupCheck {
-        id: id.clone(),
+        id: directory.to_string(),
         ok: false,
         artefacts: vec![ArtefactCheck {
             name: "manifest.json".into(),
-            key: format!("backups/{id}/manifest.json"),
+            key: format!("backups/{directory}/manifest.json"),
             findings: vec![error.to_string()],
             read_data: false,
         }],
@@ -180,6 +198,19 @@ fn snapshot_findings(path: &Path) -> Result<Vec<String>> {
 /// fetched, decrypted and checked against the manifest into a private temporary file beside the
 /// data directory, then restored natively; the temporary file is always removed.
 pub async fn restore_backup(
+    repo: &Repository,
+    id: &BackupId,
+    identities: &[Identity],
+    options: &RestoreOptions,
+    progress: &dyn Progress,
+    cancel: &Cancel,
+) -> Result<(Manifest, RestoreReport)> {
+    cancel
+        .run(restore_uncancelled(repo, id, identities, options, progress))
+        .await
+}
+
+async fn restore_uncancelled(
     repo: &Repository,
     id: &BackupId,
     identities: &[Identity],
@@ -221,16 +252,21 @@ pub async fn restore_backup(
     progress.finish();
     let (file, findings) = read?;
     ensure_sound(repo, artefact, &findings)?;
-    file.sync_all().map_err(|source| Error::Io {
-        action: "fsync",
-        path: temp.path().to_path_buf(),
-        source,
-    })?;
     let options = RestoreOptions {
         snapshot: temp.path().to_path_buf(),
         ..options.clone()
     };
-    let report = restore(&options)?;
+    // The temporary file stays here: if this future is dropped, it is removed.
+    let report = blocking(move || {
+        file.sync_all().map_err(|source| Error::Io {
+            action: "fsync",
+            path: options.snapshot.clone(),
+            source,
+        })?;
+        restore(&options)
+    })
+    .await?;
+    drop(temp);
     Ok((manifest, report))
 }
 
@@ -238,6 +274,19 @@ pub async fn restore_backup(
 /// named `name`, or the only one. The bytes stream as they are decrypted; if they then fail the
 /// manifest's size or sha256, an error follows them, so `set -o pipefail` callers notice.
 pub async fn dump<W: std::io::Write + Send + 'static>(
+    repo: &Repository,
+    id: &BackupId,
+    name: Option<&str>,
+    identities: &[Identity],
+    sink: W,
+    cancel: &Cancel,
+) -> Result<()> {
+    cancel
+        .run(dump_uncancelled(repo, id, name, identities, sink))
+        .await
+}
+
+async fn dump_uncancelled<W: std::io::Write + Send + 'static>(
     repo: &Repository,
     id: &BackupId,
     name: Option<&str>,

@@ -2,17 +2,19 @@
 //! provider). Stored bytes are copied as they are when both repositories encrypt to the same
 //! recipients; otherwise each artefact is decrypted and sealed again for the target. Every copied
 //! object is read back from the target and its stored sha256 checked before the manifest is
-//! written, last; a rerun copies only what is still missing.
+//! written, last; a rerun copies only what is still missing. Source manifests that do not belong
+//! where they were found are reported and never followed.
 
-use std::io::{Read, Seek};
 use std::path::Path;
 use std::time::SystemTime;
 
-use lifeboat_repo::{Artefact, ArtefactWriter, BackupId, Identity, Manifest, Repository};
+use lifeboat_repo::{Artefact, BackupId, Description, Identity, Manifest, NewBackup, ReadBack, Repository};
 use serde::Serialize;
+use tokio::io::AsyncReadExt;
 
+use crate::backup::write_backup;
 use crate::backups::{ensure_sound, read_plain_into, temp_file};
-use crate::{Error, Progress, Result};
+use crate::{Cancel, Error, Progress, Result};
 
 /// What one target got.
 #[derive(Debug, Clone, Serialize)]
@@ -21,8 +23,9 @@ pub struct CopyReport {
     pub copied: Vec<BackupId>,
     /// Backups the target already had.
     pub skipped: usize,
-    /// Backups that could not be copied, each with the reason; nothing of them is listed.
-    pub failed: Vec<(BackupId, String)>,
+    /// Backups (by directory name in the source) that could not be copied, each with the
+    /// reason; nothing of them is in the target.
+    pub failed: Vec<(String, String)>,
     /// Whether artefacts were re-encrypted for the target's recipients.
     pub reencrypted: bool,
     /// Age in seconds of the target's newest backup after the copy (`None`: it has none).
@@ -37,37 +40,62 @@ pub async fn copy(
     identities: &[Identity],
     temp_dir: &Path,
     progress: &dyn Progress,
+    cancel: &Cancel,
 ) -> Result<CopyReport> {
-    let present: std::collections::BTreeSet<BackupId> =
-        target.list().await?.backups.into_iter().map(|m| m.id).collect();
+    let present: std::collections::BTreeSet<BackupId> = cancel
+        .run(async { Ok(target.list().await?) })
+        .await?
+        .backups
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
     let reencrypt = source.config().encryption != target.config().encryption;
+    let listing = cancel.run(async { Ok(source.list().await?) }).await?;
     let mut report = CopyReport {
         target: target.storage().repo().to_string(),
         copied: Vec::new(),
         skipped: 0,
-        failed: Vec::new(),
+        failed: listing
+            .unreadable
+            .iter()
+            .map(|(name, error)| (name.clone(), error.to_string()))
+            .collect(),
         reencrypted: reencrypt,
         lag_seconds: None,
     };
-    for manifest in source.list().await?.backups {
+    for manifest in listing.backups {
         if present.contains(&manifest.id) {
             report.skipped += 1;
             continue;
         }
-        match copy_backup(
-            source, target, &manifest, reencrypt, identities, temp_dir, progress,
-        )
-        .await
-        {
-            Ok(()) => report.copied.push(manifest.id.clone()),
-            Err(error) => {
-                // Whatever arrived of this backup has no manifest; remove it so no orphan stays.
-                let _ = target.delete_data(&manifest.id).await;
-                report.failed.push((manifest.id.clone(), error.to_string()));
+        let copied = write_backup(target, manifest.id.clone(), cancel, async |backup| {
+            for artefact in &manifest.artefacts {
+                progress.start(Some(artefact.stored_size));
+                let copied = match reencrypt {
+                    false => copy_stored(source, backup, artefact, progress).await,
+                    true => reseal(source, backup, artefact, identities, temp_dir, progress).await,
+                };
+                progress.finish();
+                let copied = copied?;
+                // Proof that the target holds what the manifest will say, read back from it.
+                let read = target.read_stored(&copied, &|_| {}).await?;
+                ensure_sound(target, &copied, &copied.mismatches(&read))?;
             }
+            Ok(description_of(&manifest))
+        })
+        .await;
+        match copied {
+            Ok(_) => report.copied.push(manifest.id.clone()),
+            Err(error @ Error::Interrupted { .. }) => return Err(error),
+            Err(error) => report.failed.push((manifest.id.to_string(), error.to_string())),
         }
     }
-    let newest = target.list().await?.backups.last().map(|m| m.id.time());
+    let newest = cancel
+        .run(async { Ok(target.list().await?) })
+        .await?
+        .backups
+        .last()
+        .map(|m| m.id.time());
     report.lag_seconds = newest.map(|time| {
         let now = time::OffsetDateTime::from(SystemTime::now());
         u64::try_from((now - time).whole_seconds()).unwrap_or(0)
@@ -75,42 +103,21 @@ pub async fn copy(
     Ok(report)
 }
 
-async fn copy_backup(
-    source: &Repository,
-    target: &Repository,
-    manifest: &Manifest,
-    reencrypt: bool,
-    identities: &[Identity],
-    temp_dir: &Path,
-    progress: &dyn Progress,
-) -> Result<()> {
-    let mut artefacts = Vec::new();
-    for artefact in &manifest.artefacts {
-        progress.start(Some(artefact.stored_size));
-        let copied = match reencrypt {
-            false => copy_stored(source, target, artefact, progress).await,
-            true => reseal(source, target, manifest, artefact, identities, temp_dir, progress).await,
-        };
-        progress.finish();
-        let copied = copied?;
-        // Proof that the target holds what the manifest will say, read back from the target.
-        let read = target.read_stored(&copied, &|_| {}).await?;
-        ensure_sound(target, &copied, &copied.mismatches(&read))?;
-        artefacts.push(copied);
+fn description_of(manifest: &Manifest) -> Description {
+    Description {
+        kind: manifest.kind.clone(),
+        created: manifest.created.clone(),
+        host: manifest.host.clone(),
+        tool: manifest.tool.clone(),
+        tags: manifest.tags.clone(),
+        etcd: manifest.etcd.clone(),
     }
-    target
-        .put_manifest(&Manifest {
-            artefacts,
-            ..manifest.clone()
-        })
-        .await?;
-    Ok(())
 }
 
-/// The stored bytes, unchanged, hashed on the way.
+/// The stored bytes, unchanged; they must be the ones the source's manifest names.
 async fn copy_stored(
     source: &Repository,
-    target: &Repository,
+    backup: &mut NewBackup,
     artefact: &Artefact,
     progress: &dyn Progress,
 ) -> Result<Artefact> {
@@ -121,28 +128,25 @@ async fn copy_stored(
         }
         .into());
     };
-    let mut upload = target.storage().upload(&artefact.key).await?;
-    let streamed: Result<()> = async {
-        while let Some(chunk) = download.next_chunk().await? {
-            progress.advance(chunk.len() as u64);
-            upload.write(chunk.to_vec()).await?;
-        }
-        Ok(())
+    backup.start_verbatim(artefact).await?;
+    while let Some(chunk) = download.next_chunk().await? {
+        progress.advance(chunk.len() as u64);
+        backup.write(&chunk).await?;
     }
-    .await;
-    if let Err(error) = streamed {
-        let _ = upload.abort().await;
-        return Err(error);
-    }
-    upload.finish().await?;
-    Ok(artefact.clone())
+    let copied = backup.finish_artefact(artefact.plain_sha256.clone()).await?;
+    let read = ReadBack {
+        stored_size: copied.stored_size,
+        stored_sha256: copied.stored_sha256.clone(),
+        plain: None,
+    };
+    ensure_sound(source, artefact, &artefact.mismatches(&read))?;
+    Ok(copied)
 }
 
 /// Decrypted with the source's identity into a private temporary file, sealed for the target.
 async fn reseal(
     source: &Repository,
-    target: &Repository,
-    manifest: &Manifest,
+    backup: &mut NewBackup,
     artefact: &Artefact,
     identities: &[Identity],
     temp_dir: &Path,
@@ -154,7 +158,7 @@ async fn reseal(
         path: temp.path().to_path_buf(),
         source,
     })?;
-    let (mut file, findings) = read_plain_into(source, artefact, identities, (file, temp.path()), &|n| {
+    let (file, findings) = read_plain_into(source, artefact, identities, (file, temp.path()), &|n| {
         progress.advance(n)
     })
     .await?;
@@ -164,22 +168,16 @@ async fn reseal(
         path: temp.path().to_path_buf(),
         source,
     };
-    file.rewind().map_err(io)?;
-    let mut writer = ArtefactWriter::start(target, &manifest.id, &artefact.name).await?;
+    let mut file = tokio::fs::File::from_std(file);
+    tokio::io::AsyncSeekExt::rewind(&mut file).await.map_err(io)?;
+    backup.start_artefact(&artefact.name).await?;
     let mut buffer = vec![0u8; 1 << 20];
     loop {
-        let n = match file.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(error) => {
-                let _ = writer.abort().await;
-                return Err(io(error));
-            }
-        };
-        if let Err(error) = writer.write(&buffer[..n]).await {
-            let _ = writer.abort().await;
-            return Err(error.into());
+        let n = file.read(&mut buffer).await.map_err(io)?;
+        if n == 0 {
+            break;
         }
+        backup.write(&buffer[..n]).await?;
     }
-    Ok(writer.finish(artefact.plain_sha256.clone()).await?)
+    Ok(backup.finish_artefact(artefact.plain_sha256.clone()).await?)
 }

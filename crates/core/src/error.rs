@@ -53,7 +53,7 @@ pub enum Error {
     #[error("{message}")]
     Usage { message: String },
     /// A snapshot file cannot be read or is damaged.
-    #[error("{path}: {source}")]
+    #[error("{}", named(path, source))]
     SnapshotFile {
         path: PathBuf,
         source: lifeboat_etcd_data::Error,
@@ -64,4 +64,14 @@ pub enum Error {
         endpoint: String,
         source: lifeboat_etcd_data::Error,
     },
+}
+
+/// `source`, prefixed with the file unless it names it already (each cause said once).
+fn named(path: &std::path::Path, source: &lifeboat_etcd_data::Error) -> String {
+    let message = source.to_string();
+    let path = path.display().to_string();
+    match message.contains(&path) {
+        true => message,
+        false => format!("{path}: {message}"),
+    }
 }

@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
-use lifeboat_repo::{ArtefactWriter, BackupId, Identity, Manifest, Repository};
+use lifeboat_repo::{BackupId, Identity, Manifest, Repository};
 use sha2::{Digest, Sha256};
 
-use crate::backup::{Labels, manifest};
+use crate::backup::{Labels, description, write_backup};
+use crate::blocking::blocking;
 use crate::fsio::{PendingDir, io};
-use crate::{Error, Progress, Result};
+use crate::{Cancel, Error, Progress, Result};
 
 /// The artefact name of a control-plane files backup.
 pub const FILES_ARTEFACT: &str = "control-plane-files.tar";
@@ -134,48 +135,76 @@ pub async fn backup_files(
     options: &FilesOptions,
     labels: &Labels,
     progress: &dyn Progress,
+    cancel: &Cancel,
 ) -> Result<(Manifest, Vec<PathBuf>)> {
-    let paths = collect(options)?;
-    if !paths.iter().any(|p| options.root.join(p).is_file()) {
-        return Err(Error::Usage {
-            message: format!(
-                "no control-plane files under {} ({}); is this a kubeadm node? (--root, --include)",
-                options.root.display(),
-                options.include.join(", ")
-            ),
-        });
-    }
-    let tar = archive(&options.root, &paths)?;
-    let now = SystemTime::now();
-    let id = BackupId::new(now);
-    let mut writer = ArtefactWriter::start(repo, &id, FILES_ARTEFACT).await?;
-    progress.start(Some(tar.len() as u64));
-    for chunk in tar.chunks(1 << 20) {
-        if let Err(error) = writer.write(chunk).await {
-            let _ = writer.abort().await;
-            return Err(error.into());
+    let collecting = options.clone();
+    let (paths, tar, sha256) = blocking(move || {
+        let paths = collect(&collecting)?;
+        if !paths.iter().any(|p| collecting.root.join(p).is_file()) {
+            return Err(Error::Usage {
+                message: format!(
+                    "no control-plane files under {} ({}); is this a kubeadm node? (--root, --include)",
+                    collecting.root.display(),
+                    collecting.include.join(", ")
+                ),
+            });
         }
-        progress.advance(chunk.len() as u64);
-    }
-    progress.finish();
-    let artefact = writer.finish(hex::encode(Sha256::digest(&tar))).await?;
-    let manifest = manifest(id, "files", now, labels, None, vec![artefact]);
-    repo.put_manifest(&manifest).await?;
+        let tar = archive(&collecting.root, &paths)?;
+        let sha256 = hex::encode(Sha256::digest(&tar));
+        Ok((paths, tar, sha256))
+    })
+    .await?;
+    let now = SystemTime::now();
+    let manifest = write_backup(repo, BackupId::new(now), cancel, async |backup| {
+        backup.start_artefact(FILES_ARTEFACT).await?;
+        progress.start(Some(tar.len() as u64));
+        for chunk in tar.chunks(1 << 20) {
+            backup.write(chunk).await?;
+            progress.advance(chunk.len() as u64);
+        }
+        progress.finish();
+        backup.finish_artefact(sha256).await?;
+        Ok(description("files", now, labels, None))
+    })
+    .await?;
     Ok((manifest, paths))
 }
 
 /// The tar of a files backup, decrypted and checked against its manifest.
-pub async fn fetch_files(repo: &Repository, id: &BackupId, identities: &[Identity]) -> Result<Vec<u8>> {
-    let manifest = repo.manifest(id).await?;
-    let Some(artefact) = manifest.artefacts.iter().find(|a| a.name == FILES_ARTEFACT) else {
-        return Err(Error::Usage {
-            message: format!(
-                "backup {id} holds no control-plane files (kind {}); choose a files backup",
-                manifest.kind
-            ),
-        });
-    };
-    crate::backups::read_checked(repo, artefact, identities, Vec::new()).await
+pub async fn fetch_files(
+    repo: &Repository,
+    id: &BackupId,
+    identities: &[Identity],
+    cancel: &Cancel,
+) -> Result<Vec<u8>> {
+    cancel
+        .run(async {
+            let manifest = repo.manifest(id).await?;
+            let Some(artefact) = manifest.artefacts.iter().find(|a| a.name == FILES_ARTEFACT) else {
+                return Err(Error::Usage {
+                    message: format!(
+                        "backup {id} holds no control-plane files (kind {}); choose a files backup",
+                        manifest.kind
+                    ),
+                });
+            };
+            crate::backups::read_checked(repo, artefact, identities, Vec::new()).await
+        })
+        .await
+}
+
+/// Puts files backup `id` into `target` (absent or empty), all or nothing; returns the number
+/// of entries.
+pub async fn restore_files(
+    repo: &Repository,
+    id: &BackupId,
+    identities: &[Identity],
+    target: &Path,
+    cancel: &Cancel,
+) -> Result<usize> {
+    let tar = fetch_files(repo, id, identities, cancel).await?;
+    let target = target.to_path_buf();
+    blocking(move || unpack(&tar, &target)).await
 }
 
 /// Unpacks `tar` into `target` (absent or empty) with modes, owners (as root) and mtimes, all

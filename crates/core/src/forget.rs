@@ -5,7 +5,7 @@ use lifeboat_repo::{BackupId, Manifest, Repository};
 use serde::Serialize;
 
 use crate::retention::{Policy, Rule, apply};
-use crate::{Error, Result};
+use crate::{Cancel, Error, Result};
 
 /// What to forget.
 #[derive(Debug, Clone)]
@@ -39,8 +39,19 @@ pub fn group(manifest: &Manifest) -> String {
     }
 }
 
-/// Decides every backup's fate and, unless `dry_run`, removes the forgotten ones.
-pub async fn forget(repo: &Repository, options: &ForgetOptions) -> Result<Vec<Decision>> {
+/// What `forget` decided and found.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForgetReport {
+    pub decisions: Vec<Decision>,
+    /// Manifests that cannot be trusted (by directory name, with the reason): judged by no
+    /// rule and left alone.
+    pub damaged: Vec<(String, String)>,
+}
+
+/// Decides every backup's fate and, unless `dry_run`, removes the forgotten ones: all their
+/// manifests first (they stop existing at once), then their data. Cancelled half-way, it stops
+/// removing manifests but still removes the data of those it removed, so nothing is orphaned.
+pub async fn forget(repo: &Repository, options: &ForgetOptions, cancel: &Cancel) -> Result<ForgetReport> {
     if options.policy.is_empty() {
         return Err(Error::Usage {
             message:
@@ -48,9 +59,13 @@ pub async fn forget(repo: &Repository, options: &ForgetOptions) -> Result<Vec<De
                     .into(),
         });
     }
-    let backups: Vec<Manifest> = repo
-        .list()
-        .await?
+    let listing = cancel.run(async { Ok(repo.list().await?) }).await?;
+    let damaged = listing
+        .unreadable
+        .iter()
+        .map(|(name, error)| (name.clone(), error.to_string()))
+        .collect();
+    let backups: Vec<Manifest> = listing
         .backups
         .into_iter()
         .filter(|m| options.tags.iter().all(|t| m.tags.contains(t)))
@@ -74,12 +89,20 @@ pub async fn forget(repo: &Repository, options: &ForgetOptions) -> Result<Vec<De
     }
     if !options.dry_run {
         let forgotten: Vec<&BackupId> = decisions.iter().filter(|d| !d.keep).map(|d| &d.id).collect();
-        for id in &forgotten {
-            repo.delete_manifest(id).await?;
+        let mut removed = Vec::new();
+        let mut stopped = Ok(());
+        for id in forgotten {
+            let deleted = cancel.run(async { Ok(repo.delete_manifest(id).await?) }).await;
+            if let Err(error) = deleted {
+                stopped = Err(error);
+                break;
+            }
+            removed.push(id);
         }
-        for id in &forgotten {
+        for id in removed {
             repo.delete_data(id).await?;
         }
+        stopped?;
     }
-    Ok(decisions)
+    Ok(ForgetReport { decisions, damaged })
 }

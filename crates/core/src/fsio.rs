@@ -163,15 +163,39 @@ impl PendingDir {
     }
 
     /// Moves the directory to `target` (an absent or empty directory).
-    pub(crate) fn commit(mut self, target: &Path) -> Result<()> {
+    pub(crate) fn commit(self, target: &Path) -> Result<()> {
+        commit_together(vec![(self, target.to_path_buf())])
+    }
+
+    fn rename_into(&mut self, target: &Path) -> Result<()> {
         if target.exists() {
             fs::remove_dir(target).map_err(io("replace the empty directory", target))?;
         }
         fs::rename(&self.temp, target).map_err(io("rename into", target))?;
-        sync_parent(target)?;
         self.committed = true;
         Ok(())
     }
+}
+
+/// Moves each directory to its target, all or none: if one rename fails, those already done
+/// go back under their temporary names and are removed, so no target appears alone (a data
+/// directory without its separate WAL directory, or the other way round).
+pub(crate) fn commit_together(mut pending: Vec<(PendingDir, PathBuf)>) -> Result<()> {
+    for index in 0..pending.len() {
+        let (dir, target) = &mut pending[index];
+        if let Err(error) = dir.rename_into(target) {
+            for (done, target) in &mut pending[..index] {
+                if fs::rename(&*target, &done.temp).is_ok() {
+                    done.committed = false;
+                }
+            }
+            return Err(error);
+        }
+    }
+    for (_, target) in &pending {
+        sync_parent(target)?;
+    }
+    Ok(())
 }
 
 impl Drop for PendingDir {
@@ -212,6 +236,27 @@ mod tests {
         pending.write_all(b"half").unwrap();
         drop(pending);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn directories_committed_together_appear_together_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, data) = (dir.path().join("wal"), dir.path().join("data"));
+        let pending = |target: &Path| {
+            let pending = PendingDir::create(target).unwrap();
+            std::fs::write(pending.temp.join("f"), b"x").unwrap();
+            pending
+        };
+        // The second rename fails (its source vanished): the first is undone.
+        let (first, second) = (pending(&wal), pending(&data));
+        std::fs::remove_dir_all(&second.temp).unwrap();
+        let error = commit_together(vec![(first, wal.clone()), (second, data.clone())]).unwrap_err();
+        assert!(error.to_string().contains("data"), "{error}");
+        assert!(!wal.exists() && !data.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing left");
+
+        commit_together(vec![(pending(&wal), wal.clone()), (pending(&data), data.clone())]).unwrap();
+        assert!(wal.join("f").exists() && data.join("f").exists());
     }
 
     #[test]

@@ -13,12 +13,16 @@
 //! - [`files`]: the control plane's files (PKI, kubeconfigs, manifests) as a tar backup, and back;
 //!   [`certs`]: every certificate among them with its days left.
 //! - [`Progress`]: how long operations report bytes done; the CLI draws a bar from it.
+//! - [`Cancel`]: how every long operation is stopped; it then removes what it started.
 //! - [`fsio`]: the temp-name, fsync, rename discipline every written artefact follows.
 //!
-//! Nothing here prints, reads the environment or exits.
+//! Nothing here prints, reads the environment or exits. Every operation's future is `Send` (an
+//! agent spawns them as tasks); CPU-heavy work runs on tokio's blocking pool.
 
 pub mod backup;
 pub mod backups;
+mod blocking;
+mod cancel;
 pub mod certs;
 pub mod copy;
 mod error;
@@ -32,6 +36,7 @@ pub mod snapshot_restore;
 pub mod snapshot_save;
 pub mod stream;
 
+pub use cancel::Cancel;
 pub use error::{Error, Result};
 pub use lifeboat_etcd_conn as etcd;
 pub use lifeboat_etcd_data as etcd_data;

@@ -1,6 +1,6 @@
 /// Receives progress of a long transfer. Implementations must be cheap: `advance` is called for
-/// every chunk.
-pub trait Progress {
+/// every chunk. `Send + Sync`, so operations reporting to it can run as tasks.
+pub trait Progress: Send + Sync {
     /// The transfer starts; `expected` is the size it will about have, when known.
     fn start(&self, expected: Option<u64>);
     /// `bytes` more were done.

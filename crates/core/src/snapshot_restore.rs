@@ -14,7 +14,7 @@ use lifeboat_bbolt::{Db, MappedFile};
 use lifeboat_etcd_data::restore::{BackendReport, Cluster, Member, rewrite_backend, snap_file, wal_segment};
 use lifeboat_etcd_data::{Trailer, trailer};
 
-use crate::fsio::{PendingDir, io, sync_dir};
+use crate::fsio::{PendingDir, commit_together, io, sync_dir};
 use crate::{Error, Result};
 
 /// The flags of `etcdutl snapshot restore`, resolved.
@@ -180,10 +180,10 @@ pub fn restore(options: &RestoreOptions) -> Result<RestoreReport> {
         .wal_dir
         .clone()
         .unwrap_or_else(|| options.data_dir.join("member/wal"));
-    if let Some((wal, target)) = separate_wal {
-        wal.commit(&target)?;
-    }
-    data.commit(&options.data_dir)?;
+    // The data and WAL directories become visible together or not at all.
+    let mut renames = Vec::from_iter(separate_wal);
+    renames.push((data, options.data_dir.clone()));
+    commit_together(renames)?;
     Ok(RestoreReport {
         data_dir: options.data_dir.clone(),
         wal_dir,

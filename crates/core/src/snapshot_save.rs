@@ -8,9 +8,10 @@ use lifeboat_etcd_conn::{ConnectOptions, MemberStatus, connect_first_healthy};
 use lifeboat_etcd_data::{SnapshotStatus, TRAILER_LEN, TrailerCheck};
 use tracing::info;
 
+use crate::blocking::{Batched, blocking};
 use crate::fsio::{PendingFile, part_path};
 use crate::snapshot_file::Access;
-use crate::{Error, Progress, Result};
+use crate::{Cancel, Error, Progress, Result};
 
 /// What to save and where.
 #[derive(Debug, Clone)]
@@ -59,8 +60,13 @@ pub fn sha256_path(target: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Saves a snapshot from the first healthy endpoint.
-pub async fn save(options: &SaveOptions, progress: &dyn Progress) -> Result<SaveReport> {
+/// Saves a snapshot from the first healthy endpoint. Once `cancel` fires, the partial file is
+/// removed and [`Error::Interrupted`] returned.
+pub async fn save(options: &SaveOptions, progress: &dyn Progress, cancel: &Cancel) -> Result<SaveReport> {
+    cancel.run(save_uncancelled(options, progress)).await
+}
+
+async fn save_uncancelled(options: &SaveOptions, progress: &dyn Progress) -> Result<SaveReport> {
     let started = Instant::now();
     if !options.force && std::fs::symlink_metadata(&options.path).is_ok() {
         return Err(Error::Exists {
@@ -72,13 +78,17 @@ pub async fn save(options: &SaveOptions, progress: &dyn Progress) -> Result<Save
     info!(endpoint = %status.endpoint, version = %status.version, db_size = status.db_size, "saving snapshot");
 
     let mut stream = member.snapshot().await?;
-    let mut pending = PendingFile::create(&options.path)?;
-    let mut trailer = TrailerCheck::new();
+    let pending = PendingFile::create(&options.path)?;
+    // Writing and hashing run on the blocking pool, a batch at a time.
+    let mut sink = Batched::new((pending, TrailerCheck::new()), |(pending, trailer), bytes| {
+        pending.write_all(bytes)?;
+        trailer.update(bytes);
+        Ok(())
+    });
     progress.start(Some(status.db_size + TRAILER_LEN as u64));
     let streamed: Result<()> = async {
         while let Some(chunk) = stream.next_chunk().await? {
-            pending.write_all(&chunk)?;
-            trailer.update(&chunk);
+            sink.push(&chunk).await?;
             progress.advance(chunk.len() as u64);
             // When etcd sends faster than we write, every poll finds data ready; yielding now
             // and then lets a cancellation (SIGINT) in.
@@ -89,6 +99,7 @@ pub async fn save(options: &SaveOptions, progress: &dyn Progress) -> Result<Save
     .await;
     progress.finish();
     streamed?;
+    let ((pending, trailer), _) = sink.finish().await?;
     let damaged = |source| Error::Snapshot {
         endpoint: status.endpoint.clone(),
         source,
@@ -98,10 +109,12 @@ pub async fn save(options: &SaveOptions, progress: &dyn Progress) -> Result<Save
     // sound one, and gives the revision and key count of what was actually saved.
     // Read page by page: mapping would count the whole file in our memory use.
     let part = part_path(&options.path);
-    let contents = crate::snapshot_file::status(&part, Access::Paged).map_err(|e| match e {
-        Error::SnapshotFile { source, .. } => damaged(source),
-        other => other,
-    })?;
+    let contents = blocking(move || crate::snapshot_file::status(&part, Access::Paged))
+        .await
+        .map_err(|e| match e {
+            Error::SnapshotFile { source, .. } => damaged(source),
+            other => other,
+        })?;
 
     let bytes = pending.written();
     let sha256 = hex::encode(verified.sha256);

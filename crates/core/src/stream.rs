@@ -5,49 +5,33 @@
 use std::process::Stdio;
 use std::time::SystemTime;
 
-use lifeboat_repo::{ArtefactWriter, BackupId, Manifest, Repository};
+use lifeboat_repo::{BackupId, Manifest, Repository, check_artefact_name};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
-use crate::backup::{Labels, manifest};
-use crate::{Error, Progress, Result};
+use crate::backup::{Labels, description, write_backup};
+use crate::blocking::Batched;
+use crate::{Cancel, Error, Progress, Result};
 
-/// Whether `name` can name an artefact: a plain file name, not the manifest's.
-pub fn check_artefact_name(name: &str) -> Result<()> {
-    let valid = !name.is_empty()
-        && name.len() <= 100
-        && name != "manifest.json"
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
-    if valid {
-        return Ok(());
-    }
-    Err(Error::Usage {
-        message: format!(
-            "{name:?} cannot name an artefact: use letters, digits, '.', '-', '_' (not manifest.json)"
-        ),
-    })
-}
-
-/// Runs `command` and streams its stdout into a new backup of kind `stream`.
+/// Runs `command` and streams its stdout into a new backup of kind `stream`. On cancellation
+/// the command is killed and nothing is stored.
 pub async fn backup_stream(
     repo: &Repository,
     name: &str,
     command: &[String],
     labels: &Labels,
     progress: &dyn Progress,
-    stop: impl Future<Output = &'static str>,
+    cancel: &Cancel,
 ) -> Result<Manifest> {
-    check_artefact_name(name)?;
+    check_artefact_name(name).map_err(|e| Error::Usage {
+        message: e.to_string(),
+    })?;
     let Some((program, args)) = command.split_first() else {
         return Err(Error::Usage {
             message: "no command given: put it after --, e.g. -- pg_dump -h db mydb".into(),
         });
     };
     let now = SystemTime::now();
-    let id = BackupId::new(now);
     let described = command.join(" ");
     let mut child = tokio::process::Command::new(program)
         .args(args)
@@ -63,49 +47,49 @@ pub async fn backup_stream(
             message: format!("no output from {program:?}"),
         });
     };
-    let mut writer = ArtefactWriter::start(repo, &id, name).await?;
-    progress.start(None);
-    let mut plain = Sha256::new();
-    let streaming = async {
-        let mut buffer = vec![0u8; 256 << 10];
-        loop {
-            let n = stdout.read(&mut buffer).await.map_err(|source| Error::Io {
-                action: "read the output of",
+    write_backup(repo, BackupId::new(now), cancel, async |backup| {
+        backup.start_artefact(name).await?;
+        progress.start(None);
+        let mut plain = Batched::new(Sha256::new(), |plain, bytes| {
+            plain.update(bytes);
+            Ok(())
+        });
+        let streamed: Result<()> = async {
+            let mut buffer = vec![0u8; 256 << 10];
+            loop {
+                let n = stdout.read(&mut buffer).await.map_err(|source| Error::Io {
+                    action: "read the output of",
+                    path: program.into(),
+                    source,
+                })?;
+                if n == 0 {
+                    break;
+                }
+                if let Some(batch) = plain.push(&buffer[..n]).await? {
+                    backup.write(&batch).await?;
+                }
+                progress.advance(n as u64);
+            }
+            let status = child.wait().await.map_err(|source| Error::Io {
+                action: "wait for",
                 path: program.into(),
                 source,
             })?;
-            if n == 0 {
-                break;
+            if !status.success() {
+                return Err(Error::CommandFailed {
+                    command: described.clone(),
+                    status,
+                });
             }
-            plain.update(&buffer[..n]);
-            writer.write(&buffer[..n]).await?;
-            progress.advance(n as u64);
+            Ok(())
         }
-        let status = child.wait().await.map_err(|source| Error::Io {
-            action: "wait for",
-            path: program.into(),
-            source,
-        })?;
-        if !status.success() {
-            return Err(Error::CommandFailed {
-                command: described.clone(),
-                status,
-            });
-        }
-        Ok(())
-    };
-    tokio::pin!(stop);
-    let streamed: Result<()> = tokio::select! {
-        streamed = streaming => streamed,
-        signal = &mut stop => Err(Error::Interrupted { signal }),
-    };
-    progress.finish();
-    if let Err(error) = streamed {
-        let _ = writer.abort().await;
-        return Err(error);
-    }
-    let artefact = writer.finish(hex::encode(plain.finalize())).await?;
-    let manifest = manifest(id, "stream", now, labels, None, vec![artefact]);
-    repo.put_manifest(&manifest).await?;
-    Ok(manifest)
+        .await;
+        progress.finish();
+        streamed?;
+        let (plain, last) = plain.finish().await?;
+        backup.write(&last).await?;
+        backup.finish_artefact(hex::encode(plain.finalize())).await?;
+        Ok(description("stream", now, labels, None))
+    })
+    .await
 }

@@ -40,7 +40,7 @@ async fn backup_stores_a_sound_encrypted_snapshot_and_a_manifest() {
         },
     };
 
-    let manifest = backup(&repo, &options, &NoProgress, std::future::pending())
+    let manifest = backup(&repo, &options, &NoProgress, &lifeboat_core::Cancel::new())
         .await
         .unwrap();
     assert_eq!(
@@ -68,7 +68,7 @@ async fn backup_stores_a_sound_encrypted_snapshot_and_a_manifest() {
     // etcd gone: no manifest, no object left behind.
     drop(server);
     assert!(
-        backup(&repo, &options, &NoProgress, std::future::pending())
+        backup(&repo, &options, &NoProgress, &lifeboat_core::Cancel::new())
             .await
             .is_err()
     );

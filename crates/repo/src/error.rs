@@ -60,6 +60,14 @@ pub enum Error {
     /// An object a manifest names is not in the repository.
     #[error("repository {repo}: object {key} is missing; the backup that names it is damaged")]
     MissingObject { repo: String, key: String },
+    /// A manifest that does not belong where it was found (planted or damaged); never followed.
+    #[error(
+        "{object} is not trusted: {reason}; it is ignored (`lifeboat repo check` lists such manifests; remove it)"
+    )]
+    Forged { object: String, reason: String },
+    /// An artefact name that cannot be used.
+    #[error("{name:?} cannot name an artefact: {reason}")]
+    ArtefactName { name: String, reason: &'static str },
     /// Writing to the sink failed.
     #[error("{object}: {source}")]
     Io { object: String, source: std::io::Error },

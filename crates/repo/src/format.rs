@@ -82,6 +82,90 @@ pub struct Manifest {
     pub artefacts: Vec<Artefact>,
 }
 
+/// The artefact names a backup may have: plain file names, never the manifest's.
+pub fn check_artefact_name(name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= 100
+        && name != MANIFEST
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    match valid {
+        true => Ok(()),
+        false => Err(Error::ArtefactName {
+            name: name.to_string(),
+            reason: "use letters, digits, '.', '-', '_' (not manifest.json)",
+        }),
+    }
+}
+
+/// The manifest's name in a backup's directory.
+pub(crate) const MANIFEST: &str = "manifest.json";
+/// The directory of every backup.
+pub(crate) const BACKUPS: &str = "backups";
+
+/// Where artefact `name` of backup `id` is stored: the only key a manifest may name for it.
+pub fn artefact_key(id: &BackupId, name: &str) -> String {
+    format!("{BACKUPS}/{id}/{name}")
+}
+
+/// Where the manifest of backup `id` is stored.
+pub fn manifest_key(id: &BackupId) -> String {
+    format!("{BACKUPS}/{id}/{MANIFEST}")
+}
+
+/// The kinds of backup this build writes and reads.
+pub const KINDS: &[&str] = &["etcd", "files", "stream"];
+
+impl Manifest {
+    /// Checks that this manifest belongs where it was found, `backups/<id>/manifest.json` of a
+    /// repository configured as `config`: a manifest is data from storage and is followed only
+    /// when its ID, kind, artefact names and keys are its own. Returns why not.
+    pub fn check_location(&self, id: &BackupId, config: &RepoConfig) -> std::result::Result<(), String> {
+        if self.id != *id {
+            return Err(format!("it names backup {}, but lies in backups/{id}/", self.id));
+        }
+        if !KINDS.contains(&self.kind.as_str()) {
+            return Err(format!(
+                "unknown kind {:?} (expected one of {})",
+                self.kind,
+                KINDS.join(", ")
+            ));
+        }
+        if self.artefacts.is_empty() {
+            return Err("it names no artefact".into());
+        }
+        let encryption = crate::new_backup::encryption_name(&config.encryption);
+        let mut names = std::collections::BTreeSet::new();
+        for artefact in &self.artefacts {
+            if check_artefact_name(&artefact.name).is_err() {
+                return Err(format!(
+                    "artefact name {:?} is not a plain file name",
+                    artefact.name
+                ));
+            }
+            if !names.insert(artefact.name.as_str()) {
+                return Err(format!("artefact {:?} appears twice", artefact.name));
+            }
+            let expected = artefact_key(id, &artefact.name);
+            if artefact.key != expected {
+                return Err(format!(
+                    "artefact {:?} points at {:?}, not at {expected:?}",
+                    artefact.name, artefact.key
+                ));
+            }
+            if artefact.compression != "zstd" || artefact.encryption != encryption {
+                return Err(format!(
+                    "artefact {:?} says {}/{}, the repository stores zstd/{encryption}",
+                    artefact.name, artefact.compression, artefact.encryption
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Parses a format file, refusing unknown versions by name.
 pub(crate) fn parse<T: for<'de> Deserialize<'de>>(
     object: &str,

@@ -9,8 +9,22 @@ use time::macros::format_description;
 
 /// A backup's ID.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
+#[serde(into = "String", try_from = "String")]
 pub struct BackupId(String);
+
+impl From<BackupId> for String {
+    fn from(id: BackupId) -> Self {
+        id.0
+    }
+}
+
+impl TryFrom<String> for BackupId {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Self::parse(&text).ok_or_else(|| format!("{text:?} is not a backup ID"))
+    }
+}
 
 const STAMP: &[time::format_description::FormatItem<'static>] =
     format_description!("[year][month][day]T[hour][minute][second].[subsecond digits:3]Z");

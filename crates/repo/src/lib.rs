@@ -7,24 +7,29 @@
 //! - [`Storage`], [`Location`]: a local directory or `s3://bucket/prefix` through object_store.
 //! - [`RepoConfig`], [`Manifest`], [`Artefact`]: the JSON files of the format.
 //! - [`BackupId`]: IDs that sort by creation time and need no coordination.
+//! - [`NewBackup`]: the write transaction every backup goes through (keys derived, uploads
+//!   aborted unless committed, manifest last).
 //! - [`Sealer`]: the synchronous write stack plain → sha256 → zstd → age → sha256 → sink.
 
-mod artefact;
 mod error;
 mod format;
 mod id;
 mod keys;
+mod new_backup;
 mod read;
 mod repository;
 mod seal;
 mod store;
 
 pub use age::x25519::Identity;
-pub use artefact::ArtefactWriter;
 pub use error::{Error, Result};
-pub use format::{Artefact, Compression, Encryption, EtcdFacts, FORMAT, Manifest, RepoConfig};
+pub use format::{
+    Artefact, Compression, Encryption, EtcdFacts, FORMAT, KINDS, Manifest, RepoConfig, artefact_key,
+    check_artefact_name, manifest_key,
+};
 pub use id::BackupId;
 pub use keys::{generate_identity, parse_identities, parse_recipient};
+pub use new_backup::{Description, NewBackup};
 pub use read::ReadBack;
 pub use repository::{CONFIG_KEY, Listing, Repository, timestamp};
 pub use seal::{Sealed, Sealer, open_sealed};

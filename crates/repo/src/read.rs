@@ -87,7 +87,11 @@ impl Repository {
     }
 
     /// Reads an artefact's stored bytes and hashes them; `progress` gets each chunk's length.
-    pub async fn read_stored(&self, artefact: &Artefact, progress: &dyn Fn(u64)) -> Result<ReadBack> {
+    pub async fn read_stored(
+        &self,
+        artefact: &Artefact,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<ReadBack> {
         let mut download = self.download(artefact).await?;
         let (mut size, mut sha256) = (0u64, Sha256::new());
         while let Some(chunk) = download.next_chunk().await? {
@@ -108,7 +112,7 @@ impl Repository {
         artefact: &Artefact,
         identities: Vec<age::x25519::Identity>,
         sink: W,
-        progress: &dyn Fn(u64),
+        progress: &(dyn Fn(u64) + Sync),
     ) -> Result<(W, ReadBack)> {
         let mut download = self.download(artefact).await?;
         let (sender, chunks) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);

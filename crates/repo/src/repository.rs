@@ -5,13 +5,11 @@ use std::time::SystemTime;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::format::FORMAT;
+use crate::format::{BACKUPS, FORMAT, MANIFEST, manifest_key};
 use crate::{BackupId, Compression, Encryption, Error, Manifest, RepoConfig, Result, Storage};
 
 /// The repository config's key.
 pub const CONFIG_KEY: &str = "lifeboat-repo.json";
-const BACKUPS: &str = "backups";
-const MANIFEST: &str = "manifest.json";
 
 /// RFC 3339, UTC, seconds.
 pub fn timestamp(now: SystemTime) -> String {
@@ -27,8 +25,9 @@ pub fn timestamp(now: SystemTime) -> String {
 pub struct Listing {
     /// Oldest first.
     pub backups: Vec<Manifest>,
-    /// Manifests that exist but cannot be read (damaged, or of an unknown format).
-    pub unreadable: Vec<(BackupId, Error)>,
+    /// Manifests that exist but cannot be trusted (damaged, planted, of an unknown format, or
+    /// in a directory that is not a backup ID), by directory name under `backups/`.
+    pub unreadable: Vec<(String, Error)>,
 }
 
 /// A repository with its config read.
@@ -36,10 +35,6 @@ pub struct Listing {
 pub struct Repository {
     storage: Storage,
     config: RepoConfig,
-}
-
-fn manifest_key(id: &BackupId) -> String {
-    format!("{BACKUPS}/{id}/{MANIFEST}")
 }
 
 impl Repository {
@@ -105,25 +100,36 @@ impl Repository {
     pub async fn list(&self) -> Result<Listing> {
         let mut listing = Listing::default();
         for (key, _) in self.storage.list(BACKUPS).await? {
-            if let Some(id) = key
+            let Some(directory) = key
                 .strip_suffix(&format!("/{MANIFEST}"))
-                .and_then(|k| k.strip_prefix("backups/"))
-                && let Some(id) = BackupId::parse(id)
-            {
-                match self.manifest(&id).await {
-                    Ok(manifest) => listing.backups.push(manifest),
-                    Err(error @ (Error::Format { .. } | Error::UnsupportedFormat { .. })) => {
-                        listing.unreadable.push((id, error))
-                    }
-                    Err(error) => return Err(error),
-                }
+                .and_then(|k| k.strip_prefix(&format!("{BACKUPS}/")))
+                .filter(|d| !d.contains('/'))
+            else {
+                continue;
+            };
+            let Some(id) = BackupId::parse(directory) else {
+                listing.unreadable.push((
+                    directory.to_string(),
+                    Error::Forged {
+                        object: format!("{}/{key}", self.storage.repo()),
+                        reason: format!("{directory:?} is not a backup ID"),
+                    },
+                ));
+                continue;
+            };
+            match self.manifest(&id).await {
+                Ok(manifest) => listing.backups.push(manifest),
+                Err(
+                    error @ (Error::Format { .. } | Error::UnsupportedFormat { .. } | Error::Forged { .. }),
+                ) => listing.unreadable.push((directory.to_string(), error)),
+                Err(error) => return Err(error),
             }
         }
         listing.backups.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(listing)
     }
 
-    /// One backup's manifest.
+    /// One backup's manifest, checked against where it was found before anything follows it.
     pub async fn manifest(&self, id: &BackupId) -> Result<Manifest> {
         let key = manifest_key(id);
         let Some(bytes) = self.storage.get(&key).await? else {
@@ -132,11 +138,16 @@ impl Repository {
                 id: id.to_string(),
             });
         };
-        Manifest::parse(&format!("{}/{key}", self.storage.repo()), &bytes)
+        let object = format!("{}/{key}", self.storage.repo());
+        let manifest = Manifest::parse(&object, &bytes)?;
+        manifest
+            .check_location(id, &self.config)
+            .map_err(|reason| Error::Forged { object, reason })?;
+        Ok(manifest)
     }
 
     /// Writes a manifest: the last step of a backup, which makes it exist.
-    pub async fn put_manifest(&self, manifest: &Manifest) -> Result<()> {
+    pub(crate) async fn put_manifest(&self, manifest: &Manifest) -> Result<()> {
         let key = manifest_key(&manifest.id);
         let json = serde_json::to_vec_pretty(manifest).map_err(|e| Error::Format {
             object: key.clone(),
@@ -154,7 +165,12 @@ impl Repository {
 
     /// The first half of [`Repository::delete`]: afterwards the backup no longer exists.
     pub async fn delete_manifest(&self, id: &BackupId) -> Result<()> {
-        self.manifest(id).await?;
+        if self.storage.get(&manifest_key(id)).await?.is_none() {
+            return Err(Error::NoSuchBackup {
+                repo: self.storage.repo().to_string(),
+                id: id.to_string(),
+            });
+        }
         self.storage.delete(&manifest_key(id)).await
     }
 

@@ -7,8 +7,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use std::io::Read;
 
 use lifeboat_repo::{
-    ArtefactWriter, BackupId, Compression, Encryption, Error, FORMAT, Location, Manifest, Repository,
-    S3Settings, Storage, open_sealed,
+    BackupId, Compression, Description, Encryption, Error, Location, Manifest, Repository, S3Settings,
+    Storage, open_sealed,
 };
 use lifeboat_test_support::S3Server;
 use sha2::{Digest, Sha256};
@@ -64,19 +64,28 @@ async fn conformance(storage: &Storage) {
     assert_eq!(storage.list("backups/a").await.unwrap().len(), 1);
 }
 
-fn manifest(seconds: u64) -> Manifest {
-    let now = UNIX_EPOCH + Duration::from_secs(seconds);
-    Manifest {
-        format: FORMAT,
-        id: BackupId::new(now),
+fn description(now: std::time::SystemTime) -> Description {
+    Description {
         kind: "etcd".into(),
         created: lifeboat_repo::timestamp(now),
         host: "node-1".into(),
         tool: "lifeboat test".into(),
         tags: vec!["nightly".into()],
         etcd: None,
-        artefacts: vec![],
     }
+}
+
+/// A committed backup created at `seconds` with one small artefact.
+async fn committed(repo: &Repository, seconds: u64) -> Manifest {
+    let now = UNIX_EPOCH + Duration::from_secs(seconds);
+    let mut backup = repo.begin(BackupId::new(now));
+    backup.start_artefact("etcd-snapshot.db").await.unwrap();
+    backup.write(&[1; 10]).await.unwrap();
+    backup
+        .finish_artefact(hex::encode(Sha256::digest([1; 10])))
+        .await
+        .unwrap();
+    backup.commit(description(now)).await.unwrap()
 }
 
 /// A new repository encrypting to `recipient`.
@@ -102,7 +111,11 @@ async fn repository_rules(storage: Storage) {
         Repository::open(storage.clone()).await,
         Err(Error::NotARepository { .. })
     ));
-    let (repo, encryption) = init(&storage, "age1example".into()).await;
+    let (repo, encryption) = init(
+        &storage,
+        age::x25519::Identity::generate().to_public().to_string(),
+    )
+    .await;
     let again = Repository::init(
         storage.clone(),
         Encryption::None,
@@ -115,14 +128,12 @@ async fn repository_rules(storage: Storage) {
     assert_eq!(reopened.config(), repo.config());
     assert_eq!(reopened.config().encryption, encryption);
 
-    let (old, new) = (manifest(1_700_000_000), manifest(1_800_000_000));
-    for m in [&new, &old] {
-        storage
-            .put(&format!("backups/{}/etcd-snapshot.db", m.id), vec![1; 10])
-            .await
-            .unwrap();
-        repo.put_manifest(m).await.unwrap();
-    }
+    let old = committed(&repo, 1_700_000_000).await;
+    let new = committed(&repo, 1_800_000_000).await;
+    assert_eq!(
+        old.artefacts[0].key,
+        format!("backups/{}/etcd-snapshot.db", old.id)
+    );
     let interrupted = BackupId::new(UNIX_EPOCH + Duration::from_secs(1_750_000_000));
     storage
         .put(&format!("backups/{interrupted}/etcd-snapshot.db"), vec![2; 10])
@@ -163,13 +174,16 @@ async fn artefacts(storage: Storage) {
     let plain: Vec<u8> = (0..12_000_000u32)
         .map(|i| (i / 1000 % 251) as u8 ^ (i as u8 & 3))
         .collect();
-    let mut writer = ArtefactWriter::start(&repo, &id, "etcd-snapshot.db")
+    let mut backup = repo.begin(id.clone());
+    backup.start_artefact("etcd-snapshot.db").await.unwrap();
+    for chunk in plain.chunks(32 * 1024) {
+        backup.write(chunk).await.unwrap();
+    }
+    let artefact = backup
+        .finish_artefact(hex::encode(Sha256::digest(&plain)))
         .await
         .unwrap();
-    for chunk in plain.chunks(32 * 1024) {
-        writer.write(chunk).await.unwrap();
-    }
-    let artefact = writer.finish(hex::encode(Sha256::digest(&plain))).await.unwrap();
+    assert_eq!(artefact.key, format!("backups/{id}/etcd-snapshot.db"));
     assert_eq!(artefact.plain_size, plain.len() as u64);
     assert_eq!(artefact.plain_sha256, hex::encode(Sha256::digest(&plain)));
     let stored = storage.get(&artefact.key).await.unwrap().unwrap();
@@ -183,13 +197,99 @@ async fn artefacts(storage: Storage) {
         .unwrap();
     assert!(read_back == plain, "the artefact reads back exactly");
 
-    let mut writer = ArtefactWriter::start(&repo, &id, "given-up.db").await.unwrap();
-    writer.write(&plain[..3_000_000]).await.unwrap();
-    writer.abort().await.unwrap();
-    assert_eq!(
-        storage.get(&format!("backups/{id}/given-up.db")).await.unwrap(),
-        None
+    // Given up with one artefact complete and one open: nothing of it stays.
+    backup.start_artefact("given-up.db").await.unwrap();
+    backup.write(&plain[..3_000_000]).await.unwrap();
+    backup.abort().await;
+    assert_eq!(storage.list(&format!("backups/{id}")).await.unwrap(), []);
+
+    // Names that are not plain file names are refused before anything is written.
+    let mut backup = repo.begin(BackupId::new(UNIX_EPOCH + Duration::from_secs(5)));
+    for bad in ["../lifeboat-repo.json", "manifest.json", "a/b", ".hidden", ""] {
+        assert!(
+            matches!(backup.start_artefact(bad).await, Err(Error::ArtefactName { .. })),
+            "{bad:?}"
+        );
+    }
+    // Dropped half-way (a cancelled task): the upload is aborted in the background.
+    let dropped = backup.id().clone();
+    backup.start_artefact("etcd-snapshot.db").await.unwrap();
+    backup.write(&plain[..3_000_000]).await.unwrap();
+    drop(backup);
+    let mut left = storage.list(&format!("backups/{dropped}")).await.unwrap();
+    for _ in 0..100 {
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        left = storage.list(&format!("backups/{dropped}")).await.unwrap();
+    }
+    assert_eq!(left, []);
+    assert_eq!(repo.list().await.unwrap().backups, []);
+}
+
+/// Manifests are data from storage: one that does not belong where it lies is reported, never
+/// followed.
+async fn planted_manifests(storage: Storage) {
+    let (repo, _) = init(
+        &storage,
+        age::x25519::Identity::generate().to_public().to_string(),
+    )
+    .await;
+    let honest = committed(&repo, 1_700_000_000).await;
+    let json = serde_json::to_string(&honest).unwrap();
+    let planted_id = BackupId::new(UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+    let honest_key = honest.artefacts[0].key.clone();
+    let cases = [
+        // Points at the repository's config.
+        json.replace(honest.id.as_str(), planted_id.as_str()).replace(
+            &format!("backups/{planted_id}/etcd-snapshot.db"),
+            "lifeboat-repo.json",
+        ),
+        // Points at another backup's object.
+        json.replace(
+            &format!("\"id\": \"{}\"", honest.id),
+            &format!("\"id\": \"{planted_id}\""),
+        )
+        .replace(
+            &format!("\"id\":\"{}\"", honest.id),
+            &format!("\"id\":\"{planted_id}\""),
+        ),
+        // Claims another ID than its directory's.
+        json.clone(),
+        // An artefact name that is a path.
+        json.replace(honest.id.as_str(), planted_id.as_str())
+            .replace("\"etcd-snapshot.db\"", "\"../x\""),
+        // An unknown kind.
+        json.replace(honest.id.as_str(), planted_id.as_str())
+            .replace("\"kind\":\"etcd\"", "\"kind\":\"other\""),
+    ];
+    for (index, planted) in cases.iter().enumerate() {
+        storage
+            .put(
+                &format!("backups/{planted_id}/manifest.json"),
+                planted.as_bytes().to_vec(),
+            )
+            .await
+            .unwrap();
+        let error = repo.manifest(&planted_id).await.unwrap_err();
+        assert!(matches!(error, Error::Forged { .. }), "case {index}: {error}");
+        let listing = repo.list().await.unwrap();
+        assert_eq!(listing.backups, std::slice::from_ref(&honest), "case {index}");
+        assert_eq!(listing.unreadable.len(), 1, "case {index}");
+        assert_eq!(listing.unreadable[0].0, planted_id.to_string());
+    }
+    assert!(
+        cases[1].contains(&honest_key),
+        "the second case points at the honest object"
     );
+    // A manifest in a directory that is no backup ID is reported too.
+    storage
+        .put("backups/not-an-id/manifest.json", json.into_bytes())
+        .await
+        .unwrap();
+    let listing = repo.list().await.unwrap();
+    assert!(listing.unreadable.iter().any(|(name, _)| name == "not-an-id"));
 }
 
 #[tokio::test]
@@ -202,6 +302,8 @@ async fn local_directory_passes_the_suite() {
     repository_rules(Storage::open(&location, &S3Settings::default()).unwrap()).await;
     let location = Location::parse(&dir.path().join("repo3").display().to_string()).unwrap();
     artefacts(Storage::open(&location, &S3Settings::default()).unwrap()).await;
+    let location = Location::parse(&dir.path().join("repo4").display().to_string()).unwrap();
+    planted_manifests(Storage::open(&location, &S3Settings::default()).unwrap()).await;
 }
 
 fn s3_settings(server: &S3Server) -> S3Settings {

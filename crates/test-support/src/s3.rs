@@ -111,6 +111,24 @@ impl S3Server {
         }
     }
 
+    /// Freezes the server (SIGSTOP): requests hang, as on a stalled network.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status();
+        }
+    }
+
     /// Where the bucket's objects are stored on disk.
     pub fn bucket_dir(&self) -> PathBuf {
         self.dir.path().join(&self.bucket)

@@ -12,7 +12,7 @@ use lifeboat_core::repo::Manifest;
 use lifeboat_core::stream::backup_stream;
 
 use crate::etcd_flags::{EtcdFlags, check_files_exist};
-use crate::exit::shutdown_signal;
+use crate::exit::cancel_on_signals;
 use crate::output::{self, OutputFormat};
 use crate::progress::TerminalBar;
 use crate::repo_flags::RepoFlags;
@@ -57,6 +57,7 @@ pub async fn run(args: BackupArgs, format: OutputFormat) -> anyhow::Result<()> {
         host: args.host.unwrap_or_else(host_name),
         tags: args.tag,
     };
+    let cancel = cancel_on_signals();
     let manifest = match args.stream {
         None if args.files => {
             let repo = args.repo.open().await?;
@@ -70,12 +71,12 @@ pub async fn run(args: BackupArgs, format: OutputFormat) -> anyhow::Result<()> {
                 exclude: args.exclude,
             };
             let bar = TerminalBar::new("files");
-            backup_files(&repo, &options, &labels, &bar).await?.0
+            backup_files(&repo, &options, &labels, &bar, &cancel).await?.0
         }
         Some(name) => {
             let repo = args.repo.open().await?;
             let bar = TerminalBar::new("stream");
-            backup_stream(&repo, &name, &args.command, &labels, &bar, shutdown_signal()).await?
+            backup_stream(&repo, &name, &args.command, &labels, &bar, &cancel).await?
         }
         None => {
             if !args.command.is_empty() {
@@ -86,7 +87,7 @@ pub async fn run(args: BackupArgs, format: OutputFormat) -> anyhow::Result<()> {
             let repo = args.repo.open().await?;
             let options = BackupOptions { connect, labels };
             let bar = TerminalBar::new("backup");
-            backup(&repo, &options, &bar, shutdown_signal()).await?
+            backup(&repo, &options, &bar, &cancel).await?
         }
     };
     print(&manifest, format)

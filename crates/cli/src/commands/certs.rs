@@ -9,6 +9,8 @@ use clap::Args;
 use lifeboat_core::certs::{CertInfo, Expiry, read_tar, read_tree, scan};
 use lifeboat_core::files::fetch_files;
 
+use crate::exit::cancel_on_signals;
+
 use crate::exit::Failure;
 use crate::output::{self, OutputFormat};
 use crate::repo_flags::{IdentityFlags, RepoFlags, resolve_id};
@@ -38,7 +40,7 @@ pub async fn run(args: CertsArgs, format: OutputFormat) -> anyhow::Result<()> {
             let identities = args.identity.require_for(&repo)?;
             let id = resolve_id(&repo, text).await?;
             (
-                read_tar(&fetch_files(&repo, &id, &identities).await?),
+                read_tar(&fetch_files(&repo, &id, &identities, &cancel_on_signals()).await?),
                 format!("backup {id}"),
             )
         }

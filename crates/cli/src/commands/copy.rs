@@ -7,7 +7,7 @@ use clap::Args;
 use lifeboat_core::copy::{CopyReport, copy};
 use lifeboat_core::repo::Repository;
 
-use crate::exit::{Failure, unless_interrupted};
+use crate::exit::{Failure, cancel_on_signals};
 use crate::output::{self, OutputFormat};
 use crate::progress::TerminalBar;
 use crate::repo_flags::{IdentityFlags, S3Flags, TargetS3Flags};
@@ -47,11 +47,10 @@ pub async fn run(args: CopyArgs, format: OutputFormat) -> anyhow::Result<()> {
         }
         targets.push(target);
     }
+    let cancel = cancel_on_signals();
     let mut reports = Vec::new();
     for target in &targets {
-        let report =
-            unless_interrupted(async { Ok(copy(&source, target, &identities, &args.temp_dir, &bar).await?) })
-                .await?;
+        let report = copy(&source, target, &identities, &args.temp_dir, &bar, &cancel).await?;
         if format == OutputFormat::Simple {
             print_simple(&report)?;
         }

@@ -6,6 +6,7 @@ use anyhow::bail;
 use clap::Args;
 use lifeboat_core::backups::dump;
 
+use crate::exit::cancel_on_signals;
 use crate::output::OutputFormat;
 use crate::repo_flags::{IdentityFlags, RepoFlags, resolve_id};
 
@@ -37,6 +38,7 @@ pub async fn run(args: DumpArgs, _format: OutputFormat) -> anyhow::Result<()> {
         args.artifact.as_deref(),
         &identities,
         std::io::stdout(),
+        &cancel_on_signals(),
     )
     .await?;
     Ok(())

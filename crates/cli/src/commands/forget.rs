@@ -4,9 +4,10 @@ use std::io::Write;
 use std::time::Duration;
 
 use clap::Args;
-use lifeboat_core::forget::{Decision, ForgetOptions, forget};
+use lifeboat_core::forget::{Decision, ForgetOptions, ForgetReport, forget};
 use lifeboat_core::retention::Policy;
 
+use crate::exit::{Failure, cancel_on_signals};
 use crate::output::{self, OutputFormat};
 use crate::repo_flags::RepoFlags;
 
@@ -59,8 +60,26 @@ pub async fn run(args: ForgetArgs, format: OutputFormat) -> anyhow::Result<()> {
         tags: args.tag,
         dry_run: args.dry_run,
     };
-    let decisions = forget(&repo, &options).await?;
-    print(&decisions, args.dry_run, format)
+    let report = forget(&repo, &options, &cancel_on_signals()).await?;
+    print(&report, args.dry_run, format)?;
+    // The others were judged; untrusted manifests were not, and fail the command, each named.
+    if report.damaged.is_empty() {
+        return Ok(());
+    }
+    Err(Failure {
+        code: crate::exit::FAILURE,
+        message: format!(
+            "{} manifests cannot be trusted and were left alone: {}",
+            report.damaged.len(),
+            report
+                .damaged
+                .iter()
+                .map(|(_, reason)| reason.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+    }
+    .into())
 }
 
 fn verdict(decision: &Decision, dry_run: bool) -> String {
@@ -80,10 +99,11 @@ fn rules(decision: &Decision) -> String {
         .join(",")
 }
 
-fn print(decisions: &[Decision], dry_run: bool, format: OutputFormat) -> anyhow::Result<()> {
+fn print(report: &ForgetReport, dry_run: bool, format: OutputFormat) -> anyhow::Result<()> {
+    let decisions = &report.decisions;
     let mut out = std::io::stdout().lock();
     match format {
-        OutputFormat::Json => output::json(&mut out, &decisions)?,
+        OutputFormat::Json => output::json(&mut out, decisions)?,
         OutputFormat::Table => output::grid(
             &mut out,
             &["GROUP", "ID", "CREATED", "ACTION", "KEPT BY"],

@@ -6,7 +6,7 @@ use clap::Args;
 use lifeboat_core::backups::restore_backup;
 
 use crate::commands::snapshot::restore::{RestoreFlags, print};
-use crate::exit::unless_interrupted;
+use crate::exit::cancel_on_signals;
 use crate::output::OutputFormat;
 use crate::progress::TerminalBar;
 use crate::repo_flags::{IdentityFlags, RepoFlags, resolve_id};
@@ -33,7 +33,6 @@ pub async fn run(args: RestoreArgs, format: OutputFormat) -> anyhow::Result<()> 
     let options = args.flags.options(PathBuf::new());
     let bar = TerminalBar::new("fetch");
     let (manifest, report) =
-        unless_interrupted(async { Ok(restore_backup(&repo, &id, &identities, &options, &bar).await?) })
-            .await?;
+        restore_backup(&repo, &id, &identities, &options, &bar, &cancel_on_signals()).await?;
     print(&format!("backup {}", manifest.id), &report, format)
 }

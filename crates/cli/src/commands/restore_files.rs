@@ -4,7 +4,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use lifeboat_core::files::{fetch_files, unpack};
+use lifeboat_core::files::restore_files;
+
+use crate::exit::cancel_on_signals;
 
 use crate::output::{self, OutputFormat};
 use crate::repo_flags::{IdentityFlags, RepoFlags, resolve_id};
@@ -28,8 +30,7 @@ pub async fn run(args: RestoreFilesArgs, format: OutputFormat) -> anyhow::Result
     let repo = args.repo.open().await?;
     let identities = args.identity.require_for(&repo)?;
     let id = resolve_id(&repo, &args.id).await?;
-    let tar = fetch_files(&repo, &id, &identities).await?;
-    let entries = unpack(&tar, &args.target)?;
+    let entries = restore_files(&repo, &id, &identities, &args.target, &cancel_on_signals()).await?;
     let mut out = std::io::stdout().lock();
     match format {
         OutputFormat::Json => output::json(

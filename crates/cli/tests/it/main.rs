@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 mod common;
+mod errors;
 mod repository;
 mod restore;
 mod robustness;

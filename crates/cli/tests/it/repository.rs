@@ -1088,3 +1088,301 @@ async fn local_control_plane_files_and_certificates() {
 async fn s3_control_plane_files_and_certificates() {
     control_plane_files(Backend::S3).await;
 }
+
+/// A copy of `manifest` (JSON) planted under `id`: it claims `id`, and its one artefact points
+/// at `key`.
+fn plant(repo: &Repo, manifest: &Value, id: &str, key: &str) {
+    let mut planted = manifest.clone();
+    planted["id"] = Value::from(id);
+    planted["artefacts"][0]["key"] = Value::from(key);
+    let dir = repo.root().join("backups").join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("manifest.json"),
+        serde_json::to_vec_pretty(&planted).unwrap(),
+    )
+    .unwrap();
+}
+
+/// Someone who can write the source bucket plants manifests whose artefact keys point at the
+/// target's `lifeboat-repo.json` or at another backup's object: `copy` names and refuses them,
+/// writes nothing of them, and copies the honest backup; `restore`, `dump` and `restore-files`
+/// refuse them too.
+#[tokio::test]
+async fn planted_manifests_are_never_followed() {
+    let source = Repo::initialised(Backend::Local);
+    let out = run_ok(source.lifeboat().args([
+        "backup", "--stream", "app.sql", "-w", "json", "--", "echo", "hello",
+    ]));
+    let honest: Value = serde_json::from_str(&out).unwrap();
+    let honest_id = honest["id"].as_str().unwrap().to_string();
+    let honest_object = format!("backups/{honest_id}/app.sql");
+    let to_config = "20300101T000000.000Z-00000000000000aa";
+    let to_other = "20300101T000000.000Z-00000000000000bb";
+    plant(&source, &honest, to_config, "lifeboat-repo.json");
+    plant(&source, &honest, to_other, &honest_object);
+
+    // Same recipients, so stored bytes would be copied as they are: the dangerous case.
+    let target = Repo::new(Backend::S3);
+    run_ok(
+        target
+            .lifeboat()
+            .args(["repo", "init", "--recipient", &recipient_of(&source.identity())]),
+    );
+    let config = std::fs::read(target.root().join("lifeboat-repo.json")).unwrap();
+    let s3 = target.s3.as_ref().unwrap();
+    let output = run(source
+        .lifeboat()
+        .args(["copy", "--from", &source.location, "--to", &target.location])
+        .env("LIFEBOAT_TO_AWS_ENDPOINT_URL", &s3.endpoint)
+        .env("LIFEBOAT_TO_AWS_REGION", "us-east-1")
+        .env("LIFEBOAT_TO_AWS_ACCESS_KEY_ID", &s3.access_key_id)
+        .env("LIFEBOAT_TO_AWS_SECRET_ACCESS_KEY", &s3.secret_access_key));
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for planted in [to_config, to_other] {
+        assert!(
+            stdout.contains(&format!("FAILED {planted}")) && stdout.contains("not trusted"),
+            "{stdout}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(target.root().join("lifeboat-repo.json")).unwrap(),
+        config,
+        "the target's config is untouched"
+    );
+    let listed: Vec<String> = target
+        .list()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(listed, [honest_id.as_str()], "the honest backup is copied");
+    assert_eq!(
+        target.objects(),
+        [
+            format!("backups/{honest_id}/app.sql"),
+            format!("backups/{honest_id}/manifest.json"),
+            "lifeboat-repo.json".to_string(),
+        ]
+    );
+
+    // The source's list and verify name them; restore, dump and restore-files refuse them.
+    let listed = run_failing(source.lifeboat().args(["backups", "list"]), 1);
+    assert!(
+        listed.contains(to_config) && listed.contains(to_other),
+        "{listed}"
+    );
+    let identity = source.identity().display().to_string();
+    for planted in [to_config, to_other] {
+        let target_dir = source.dir.path().join(format!("out-{planted}"));
+        let target_dir = target_dir.display().to_string();
+        for args in [
+            vec![
+                "restore",
+                planted,
+                "--data-dir",
+                &target_dir,
+                "--identity-file",
+                &identity,
+            ],
+            vec!["dump", planted, "--identity-file", &identity],
+            vec![
+                "restore-files",
+                planted,
+                "--target",
+                &target_dir,
+                "--identity-file",
+                &identity,
+            ],
+            vec!["backups", "verify", planted],
+            vec!["backups", "show", planted],
+        ] {
+            let mut command = source.lifeboat();
+            command.args(&args).stdout(Stdio::piped());
+            let error = run_failing(&mut command, 1);
+            assert!(
+                error.contains("not trusted") && error.contains(planted),
+                "{args:?}: {error}"
+            );
+        }
+        assert!(!Path::new(&target_dir).exists());
+    }
+}
+
+/// Starts `command` and stops it (SIGSTOP) once `begun` holds for a file under `root`.
+fn frozen_when(mut command: Command, root: &Path, begun: impl Fn(&str) -> bool) -> (Child, Pid) {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(&mut child, Duration::from_secs(60), || {
+            files_under(root).iter().any(|f| begun(f))
+        }),
+        "the operation got under way"
+    );
+    let pid = Pid::from_raw(child.id() as i32);
+    kill(pid, Signal::SIGSTOP).unwrap();
+    (child, pid)
+}
+
+/// SIGINT/SIGTERM during `copy`, `backup --files`, `verify --read-data` and `dump`: each stops
+/// at once, exits 130/143, and leaves no backup, manifest, open upload or temporary file.
+async fn interrupted_operations(backend: Backend) {
+    let server = filled(EtcdConfig::new(EtcdVersion::V3_5), &big()).await;
+    let repo = Repo::initialised(backend);
+    let id = repo.backup(&server);
+    let identity = repo.identity().display().to_string();
+
+    // verify --read-data: the private download is removed.
+    let temp = repo.dir.path().join("verify-temp");
+    std::fs::create_dir(&temp).unwrap();
+    let mut verify = repo.lifeboat();
+    verify
+        .args([
+            "backups",
+            "verify",
+            &id,
+            "--read-data",
+            "--identity-file",
+            &identity,
+            "--temp-dir",
+        ])
+        .arg(&temp);
+    let (child, pid) = frozen_when(verify, &temp, |f| f.starts_with(".lifeboat-download-"));
+    interrupt_stopped(child, pid, Signal::SIGTERM);
+    assert_eq!(entries(&temp), Vec::<String>::new());
+
+    // copy: the target gets nothing, not even an open upload.
+    let target = Repo::new(backend);
+    run_ok(
+        target
+            .lifeboat()
+            .args(["repo", "init", "--recipient", &recipient_of(&repo.identity())]),
+    );
+    let mut copy = repo.lifeboat();
+    copy.args(["copy", "--from", &repo.location, "--to", &target.location]);
+    if let Some(s3) = &target.s3 {
+        copy.env("LIFEBOAT_TO_AWS_ENDPOINT_URL", &s3.endpoint)
+            .env("LIFEBOAT_TO_AWS_REGION", "us-east-1")
+            .env("LIFEBOAT_TO_AWS_ACCESS_KEY_ID", &s3.access_key_id)
+            .env("LIFEBOAT_TO_AWS_SECRET_ACCESS_KEY", &s3.secret_access_key);
+    }
+    let (child, pid) = frozen_when(copy, &target.uploads_root(), upload_begun);
+    interrupt_stopped(child, pid, Signal::SIGINT);
+    assert_no_backup(&target);
+
+    // backup --files: no files backup appears.
+    let tree = repo.dir.path().join("node");
+    control_plane_tree(&tree, true).unwrap();
+    let big_file: Vec<u8> = (0..40u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(tree.join("etc/kubernetes/pki/bulk.bin"), big_file).unwrap();
+    let mut files = repo.lifeboat();
+    files.args(["backup", "--files", "--root"]).arg(&tree);
+    let (child, pid) = frozen_when(files, &repo.uploads_root(), |f| {
+        f.contains("control-plane-files.tar#") || f.starts_with(".upload-")
+    });
+    interrupt_stopped(child, pid, Signal::SIGINT);
+    let listed: Vec<Value> = repo.list();
+    assert_eq!(listed.len(), 1, "only the etcd backup: {listed:?}");
+    assert!(
+        repo.objects()
+            .iter()
+            .all(|o| o == "lifeboat-repo.json" || o.contains(&id)),
+        "{:?}",
+        repo.objects()
+    );
+    let uploads: Vec<String> = files_under(&repo.uploads_root())
+        .into_iter()
+        .filter(|f| f.contains('#') || f.starts_with(".upload-") || f.contains(".part-"))
+        .collect();
+    assert_eq!(uploads, Vec::<String>::new(), "the upload must be aborted");
+
+    // dump: stops while its reader is slow; nothing else to leave.
+    let mut dump = repo
+        .lifeboat()
+        .args(["dump", &id, "--identity-file", &identity])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = dump.stdout.take().unwrap();
+    let mut first = vec![0u8; 1 << 20];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    kill(Pid::from_raw(dump.id() as i32), Signal::SIGINT).unwrap();
+    let drained = std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()).unwrap());
+    let code = wait_exit(&mut dump, Duration::from_secs(30));
+    let stderr = std::io::read_to_string(dump.stderr.take().unwrap()).unwrap();
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
+    let drained = drained.join().unwrap() + first.len() as u64;
+    let plain = repo.list()[0]["artefacts"][0]["plain_size"].as_u64().unwrap();
+    assert!(drained < plain, "dump stopped early ({drained} of {plain} bytes)");
+}
+
+#[tokio::test]
+async fn local_interrupted_operations_leave_nothing() {
+    interrupted_operations(Backend::Local).await;
+}
+
+#[tokio::test]
+async fn s3_interrupted_operations_leave_nothing() {
+    interrupted_operations(Backend::S3).await;
+}
+
+/// `forget` interrupted while the storage stalls: the manifests it removed lose their data too,
+/// the others stay whole; no backup is left half there.
+#[tokio::test]
+async fn s3_interrupted_forget_leaves_whole_backups() {
+    let repo = Repo::initialised(Backend::S3);
+    const BACKUPS: usize = 12;
+    for n in 0..BACKUPS {
+        run_ok(
+            repo.lifeboat()
+                .args(["backup", "--stream", "n.txt", "--", "echo", &n.to_string()]),
+        );
+    }
+    let manifests = |repo: &Repo| {
+        repo.objects()
+            .iter()
+            .filter(|o| o.ends_with("manifest.json"))
+            .count()
+    };
+    assert_eq!(manifests(&repo), BACKUPS);
+    let mut child = repo
+        .lifeboat()
+        .args(["forget", "--keep-last", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(&mut child, Duration::from_secs(60), || manifests(&repo) < BACKUPS),
+        "forget started removing"
+    );
+    let s3 = repo.s3.as_ref().unwrap();
+    s3.pause();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    s3.resume();
+    let code = wait_exit(&mut child, Duration::from_secs(60));
+    let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert_eq!(code, Some(130), "{stderr}");
+    let left = repo.list().len();
+    assert!((1..BACKUPS).contains(&left), "{left} backups left");
+    // Every backup directory is whole: a manifest and its data, or nothing.
+    let objects = repo.objects();
+    let dirs: std::collections::BTreeSet<&str> = objects
+        .iter()
+        .filter_map(|o| o.strip_prefix("backups/"))
+        .filter_map(|o| o.split('/').next())
+        .collect();
+    assert_eq!(dirs.len(), left, "no orphaned data: {objects:?}");
+    for dir in dirs {
+        assert!(objects.contains(&format!("backups/{dir}/manifest.json")), "{dir}");
+        assert!(objects.contains(&format!("backups/{dir}/n.txt")), "{dir}");
+    }
+}

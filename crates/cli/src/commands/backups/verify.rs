@@ -8,7 +8,7 @@ use clap::Args;
 use lifeboat_core::backups::{BackupCheck, unreadable_manifest, verify_backup};
 use lifeboat_core::repo::Manifest;
 
-use crate::exit::{Failure, unless_interrupted};
+use crate::exit::{Failure, cancel_on_signals};
 use crate::output::{self, OutputFormat};
 use crate::progress::TerminalBar;
 use crate::repo_flags::{IdentityFlags, RepoFlags, resolve_id};
@@ -67,10 +67,16 @@ pub async fn run(args: VerifyArgs, format: OutputFormat) -> anyhow::Result<()> {
         }
     }
     let bar = TerminalBar::new("verify");
+    let cancel = cancel_on_signals();
     for manifest in &manifests {
-        let check = unless_interrupted(async {
-            Ok(verify_backup(&repo, manifest, identities.as_deref(), &args.temp_dir, &bar).await?)
-        })
+        let check = verify_backup(
+            &repo,
+            manifest,
+            identities.as_deref(),
+            &args.temp_dir,
+            &bar,
+            &cancel,
+        )
         .await?;
         if format == OutputFormat::Simple {
             print_line(&check)?;

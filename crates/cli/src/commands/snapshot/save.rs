@@ -7,7 +7,7 @@ use clap::Args;
 use lifeboat_core::snapshot_save::{SaveOptions, SaveReport, save};
 
 use crate::etcd_flags::{EtcdFlags, check_files_exist};
-use crate::exit::unless_interrupted;
+use crate::exit::cancel_on_signals;
 use crate::output::{self, OutputFormat};
 use crate::progress::TerminalBar;
 
@@ -34,7 +34,7 @@ pub async fn run(args: SaveArgs, format: OutputFormat) -> anyhow::Result<()> {
     };
     let bar = TerminalBar::new("snapshot");
     // Dropping the save future on a signal removes FILE.part (see fsio::PendingFile).
-    let report = unless_interrupted(async { Ok(save(&options, &bar).await?) }).await?;
+    let report = save(&options, &bar, &cancel_on_signals()).await?;
     print(&report, format)
 }
 

@@ -1,0 +1,71 @@
+//! CPU-heavy and blocking work (hashing, file writes, bbolt walks, restore writing) runs on
+//! tokio's blocking pool, never on the async workers an agent's other tasks need.
+
+use crate::{Error, Result};
+
+/// Bytes gathered on the async side before each hand-over to the blocking pool.
+pub(crate) const BATCH: usize = 1 << 20;
+
+/// Runs `work` on the blocking pool. A panic there is a panic here.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(error) => match error.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(_) => Err(Error::Interrupted {
+                signal: "runtime shutdown",
+            }),
+        },
+    }
+}
+
+/// A consumer of a byte stream (`state`, fed by `apply`) that runs on the blocking pool in
+/// batches of [`BATCH`] bytes.
+pub(crate) struct Batched<S> {
+    state: Option<S>,
+    batch: Vec<u8>,
+    apply: fn(&mut S, &[u8]) -> Result<()>,
+}
+
+impl<S: Send + 'static> Batched<S> {
+    pub(crate) fn new(state: S, apply: fn(&mut S, &[u8]) -> Result<()>) -> Self {
+        Self {
+            state: Some(state),
+            batch: Vec::with_capacity(BATCH),
+            apply,
+        }
+    }
+
+    /// Adds bytes; returns the batch just consumed, if one was.
+    pub(crate) async fn push(&mut self, bytes: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.batch.extend_from_slice(bytes);
+        if self.batch.len() < BATCH {
+            return Ok(None);
+        }
+        self.flush().await.map(Some)
+    }
+
+    async fn flush(&mut self) -> Result<Vec<u8>> {
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        let Some(mut state) = self.state.take() else {
+            return Ok(batch);
+        };
+        let apply = self.apply;
+        let (state, batch) = blocking(move || apply(&mut state, &batch).map(|()| (state, batch))).await?;
+        self.state = Some(state);
+        Ok(batch)
+    }
+
+    /// Consumes what is left; returns the state and that last batch.
+    pub(crate) async fn finish(mut self) -> Result<(S, Vec<u8>)> {
+        let last = self.flush().await?;
+        match self.state {
+            Some(state) => Ok((state, last)),
+            None => Err(Error::Interrupted {
+                signal: "runtime shutdown",
+            }),
+        }
+    }
+}
