@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use lifeboat_core::etcd::{ConnectOptions, Credentials, TlsFiles};
+use lifeboat_etcd_conn::{ConnectOptions, Credentials, TlsFiles};
 
 /// Where kubeadm keeps etcd's PKI.
 const KUBEADM_PKI_DIR: &str = "/etc/kubernetes/pki";

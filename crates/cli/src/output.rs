@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use clap::ValueEnum;
-use lifeboat_core::repo::Manifest;
+use lifeboat_repo::Manifest;
 
 /// The `-w/--write-out` choices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use lifeboat_core::repo::{BackupId, Identity, Location, Repository, S3Settings, Storage, parse_identities};
+use lifeboat_repo::{BackupId, Identity, Location, Repository, S3Settings, Storage, parse_identities};
 
 /// The repository and how to reach it.
 #[derive(Debug, Clone, Args)]
@@ -157,10 +157,7 @@ impl IdentityFlags {
     /// before anything is read.
     pub fn require_for(&self, repo: &Repository) -> anyhow::Result<Vec<Identity>> {
         let identities = self.load()?;
-        let encrypted = matches!(
-            repo.config().encryption,
-            lifeboat_core::repo::Encryption::Age { .. }
-        );
+        let encrypted = matches!(repo.config().encryption, lifeboat_repo::Encryption::Age { .. });
         if encrypted && identities.is_empty() {
             bail!(
                 "{} is encrypted: give --identity-file FILE (or LIFEBOAT_IDENTITY_FILE), the identity `lifeboat repo init` wrote",

@@ -146,7 +146,7 @@ fn describe(source: &str, der: &[u8], now: OffsetDateTime, warn_days: i64) -> Re
         source: source.to_string(),
         subject: cert.subject().to_string(),
         issuer: cert.issuer().to_string(),
-        not_after: crate::repo::timestamp(not_after.into()),
+        not_after: lifeboat_repo::timestamp(not_after.into()),
         days_left,
         is_ca: cert.is_ca(),
         status,

@@ -38,7 +38,4 @@ pub mod stream;
 
 pub use cancel::Cancel;
 pub use error::{Error, Result};
-pub use lifeboat_etcd_conn as etcd;
-pub use lifeboat_etcd_data as etcd_data;
-pub use lifeboat_repo as repo;
 pub use progress::{NoProgress, Progress};

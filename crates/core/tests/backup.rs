@@ -60,7 +60,7 @@ async fn backup_stores_a_sound_encrypted_snapshot_and_a_manifest() {
         .unwrap()
         .read_to_end(&mut plain)
         .unwrap();
-    let report = lifeboat_core::etcd_data::verify(&plain).unwrap();
+    let report = lifeboat_etcd_data::verify(&plain).unwrap();
     assert!(report.is_clean(), "{:?}", report.findings);
     assert_eq!(report.status.unwrap().revision, etcd.revision);
     assert_eq!(plain.len() as u64, artefact.plain_size);

@@ -9,11 +9,11 @@ use lifeboat_core::backups::{dump, restore_backup, verify_backup};
 use lifeboat_core::copy::copy;
 use lifeboat_core::files::{FilesOptions, backup_files, fetch_files, restore_files};
 use lifeboat_core::forget::{ForgetOptions, forget};
-use lifeboat_core::repo::{BackupId, Identity, Manifest, Repository};
 use lifeboat_core::snapshot_restore::RestoreOptions;
 use lifeboat_core::snapshot_save::{SaveOptions, save};
 use lifeboat_core::stream::backup_stream;
 use lifeboat_core::{Cancel, NoProgress};
+use lifeboat_repo::{BackupId, Identity, Manifest, Repository};
 
 fn send<T: Send>(_: T) {}
 

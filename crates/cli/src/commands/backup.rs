@@ -8,8 +8,8 @@ use anyhow::bail;
 use clap::Args;
 use lifeboat_core::backup::{BackupOptions, Labels, backup};
 use lifeboat_core::files::{FilesOptions, KUBEADM_SET, backup_files};
-use lifeboat_core::repo::Manifest;
 use lifeboat_core::stream::backup_stream;
+use lifeboat_repo::Manifest;
 
 use crate::etcd_flags::{EtcdFlags, check_files_exist};
 use crate::exit::cancel_on_signals;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use lifeboat_core::copy::{CopyReport, copy};
-use lifeboat_core::repo::Repository;
+use lifeboat_repo::Repository;
 
 use crate::exit::{Failure, cancel_on_signals};
 use crate::output::{self, OutputFormat};

@@ -7,9 +7,7 @@ use std::time::SystemTime;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use lifeboat_core::repo::{
-    Compression, Encryption, Repository, generate_identity, parse_recipient, timestamp,
-};
+use lifeboat_repo::{Compression, Encryption, Repository, generate_identity, parse_recipient, timestamp};
 
 use crate::output::{self, OutputFormat};
 use crate::repo_flags::RepoFlags;

@@ -2,7 +2,7 @@
 //! and bit flips in meta, branch and leaf pages. Each gives an error or findings, never a panic
 //! or a hang. (Freelist pages, which etcd never persists, are covered in the bbolt crate.)
 
-use lifeboat_core::etcd_data::{self, bbolt::Db};
+use lifeboat_etcd_data::{self as etcd_data, bbolt::Db};
 use lifeboat_test_support::{EtcdConfig, EtcdServer, EtcdVersion, FillSpec, fill, fill_small_keys};
 
 use crate::common::*;

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use clap::Args;
-use lifeboat_core::repo::Manifest;
+use lifeboat_repo::Manifest;
 
 use crate::exit::Failure;
 use crate::output::{self, OutputFormat};

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 use clap::Args;
 use lifeboat_core::backups::{BackupCheck, unreadable_manifest, verify_backup};
-use lifeboat_core::repo::Manifest;
+use lifeboat_repo::Manifest;
 
 use crate::exit::{Failure, cancel_on_signals};
 use crate::output::{self, OutputFormat};

@@ -4,8 +4,8 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use lifeboat_core::etcd_data::SnapshotStatus;
 use lifeboat_core::snapshot_file::Access;
+use lifeboat_etcd_data::SnapshotStatus;
 
 use crate::output::{self, OutputFormat};
 

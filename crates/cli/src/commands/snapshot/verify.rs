@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use lifeboat_core::etcd_data::{Trailer, VerifyReport};
+use lifeboat_etcd_data::{Trailer, VerifyReport};
 
 use crate::exit::Failure;
 use crate::output::{self, OutputFormat};
