@@ -8,6 +8,7 @@
 //! - [`backup::backup`]: a snapshot streamed into a repository, manifest last.
 //! - [`backups`]: verify stored backups, restore one into a member data directory.
 //! - [`retention`] (pure, restic's rules) and [`forget`]: which backups a policy keeps.
+//! - [`repo_check`]: what a repository holds that no manifest accounts for, and pruning it.
 //! - [`copy`]: the backups another repository lacks, checked there before they exist.
 //! - [`stream`]: a command's output (pg_dump and the like) as a backup.
 //! - [`files`]: the control plane's files (PKI, kubeconfigs, manifests) as a tar backup, and back;
@@ -30,6 +31,7 @@ pub mod files;
 pub mod forget;
 pub mod fsio;
 mod progress;
+pub mod repo_check;
 pub mod retention;
 pub mod snapshot_file;
 pub mod snapshot_restore;

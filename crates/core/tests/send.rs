@@ -9,6 +9,7 @@ use lifeboat_core::backups::{dump, restore_backup, verify_backup};
 use lifeboat_core::copy::copy;
 use lifeboat_core::files::{FilesOptions, backup_files, fetch_files, restore_files};
 use lifeboat_core::forget::{ForgetOptions, forget};
+use lifeboat_core::repo_check::{check, prune};
 use lifeboat_core::snapshot_restore::RestoreOptions;
 use lifeboat_core::snapshot_save::{SaveOptions, save};
 use lifeboat_core::stream::backup_stream;
@@ -56,6 +57,8 @@ fn operations(
     ));
     send(dump(repo, id, None, identities, Vec::new(), cancel));
     send(forget(repo, forget_options, cancel));
+    send(check(repo, cancel));
+    send(prune(repo, std::time::Duration::ZERO, true, cancel));
 }
 
 #[test]

@@ -86,6 +86,26 @@ pub struct Storage {
     store: Arc<dyn ObjectStore>,
     prefix: ObjectPath,
     repo: String,
+    /// The directory of a local repository, where uploads in progress are staging files.
+    local_root: Option<PathBuf>,
+}
+
+/// A stored object and when it was last written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    /// Relative to the repository root.
+    pub key: String,
+    pub size: u64,
+    pub modified: std::time::SystemTime,
+}
+
+/// An upload that was begun and neither completed nor aborted (its process died).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenUpload {
+    /// The object it would have become, relative to the repository root.
+    pub key: String,
+    pub started: std::time::SystemTime,
+    staging: PathBuf,
 }
 
 impl Storage {
@@ -111,6 +131,7 @@ impl Storage {
                     store: Arc::new(store),
                     prefix,
                     repo,
+                    local_root: Some(absolute),
                 })
             }
             Location::S3 { bucket, prefix } => {
@@ -148,6 +169,7 @@ impl Storage {
                     store: Arc::new(store),
                     prefix: ObjectPath::from(prefix.as_str()),
                     repo,
+                    local_root: None,
                 })
             }
         }
@@ -238,6 +260,16 @@ impl Storage {
 
     /// Keys (relative to the repository) under `prefix`, with their sizes, sorted.
     pub async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        Ok(self
+            .list_objects(prefix)
+            .await?
+            .into_iter()
+            .map(|o| (o.key, o.size))
+            .collect())
+    }
+
+    /// The objects under `prefix`, sorted by key, with sizes and modification times.
+    pub async fn list_objects(&self, prefix: &str) -> Result<Vec<StoredObject>> {
         use futures::TryStreamExt;
         let root = self.path(prefix);
         let objects: Vec<_> = self
@@ -247,7 +279,7 @@ impl Storage {
             .await
             .map_err(|e| self.error(prefix, e))?;
         let skip = self.prefix.parts().count();
-        let mut keys: Vec<(String, u64)> = objects
+        let mut found: Vec<StoredObject> = objects
             .into_iter()
             .map(|meta| {
                 let parts: Vec<String> = meta
@@ -256,11 +288,66 @@ impl Storage {
                     .skip(skip)
                     .map(|p| p.as_ref().to_string())
                     .collect();
-                (parts.join("/"), meta.size)
+                StoredObject {
+                    key: parts.join("/"),
+                    size: meta.size,
+                    modified: meta.last_modified.into(),
+                }
             })
             .collect();
-        keys.sort();
-        Ok(keys)
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(found)
+    }
+
+    /// Uploads left open by processes that died, where the backend can list them: a local
+    /// repository's staging files (`<key>#<n>`). `None` where it cannot (S3 multipart uploads
+    /// are not listed through object_store; a bucket lifecycle rule AbortIncompleteMultipartUpload
+    /// removes them).
+    pub fn open_uploads(&self) -> Result<Option<Vec<OpenUpload>>> {
+        let Some(root) = &self.local_root else {
+            return Ok(None);
+        };
+        let mut found = Vec::new();
+        let mut pending = vec![root.clone()];
+        while let Some(dir) = pending.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Ok(metadata) = entry.metadata() else { continue };
+                if metadata.is_dir() {
+                    pending.push(path);
+                    continue;
+                }
+                let Some((target, _)) = path.to_str().and_then(|p| p.rsplit_once('#')) else {
+                    continue;
+                };
+                let key = std::path::Path::new(target)
+                    .strip_prefix(root)
+                    .map(|k| k.display().to_string())
+                    .unwrap_or_default();
+                found.push(OpenUpload {
+                    key,
+                    started: metadata.modified().unwrap_or(std::time::UNIX_EPOCH),
+                    staging: path,
+                });
+            }
+        }
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(Some(found))
+    }
+
+    /// Removes what an open upload stored.
+    pub fn abort_open_upload(&self, upload: &OpenUpload) -> Result<()> {
+        match std::fs::remove_file(&upload.staging) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(Error::Io {
+                object: format!("{}/{}", self.repo, upload.key),
+                source,
+            }),
+        }
     }
 }
 

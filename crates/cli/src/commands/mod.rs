@@ -7,6 +7,8 @@ mod copy;
 mod dump;
 mod forget;
 mod repo;
+mod repo_check;
+mod repo_prune;
 mod restore;
 mod restore_files;
 mod snapshot;

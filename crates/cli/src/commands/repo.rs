@@ -1,4 +1,5 @@
 //! `lifeboat repo init REPO`: a new repository, with an age identity kept away from it.
+//! (`repo check` and `repo prune` have their own files.)
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -20,6 +21,11 @@ const DEFAULT_IDENTITY_FILE: &str = "lifeboat-identity.txt";
 pub enum RepoCommand {
     /// Create a repository on a local path or s3://bucket/prefix.
     Init(InitArgs),
+    /// Check the whole repository: untrusted manifests, missing objects, leftovers.
+    Check(super::repo_check::CheckArgs),
+    /// Remove leftovers of interrupted backups and deletes (objects no manifest names, open
+    /// uploads) older than --older-than.
+    Prune(super::repo_prune::PruneArgs),
 }
 
 /// Arguments of `repo init`.
@@ -53,6 +59,8 @@ impl RepoCommand {
     pub async fn run(self, format: OutputFormat) -> anyhow::Result<()> {
         match self {
             RepoCommand::Init(args) => init(args, format).await,
+            RepoCommand::Check(args) => super::repo_check::run(args, format).await,
+            RepoCommand::Prune(args) => super::repo_prune::run(args, format).await,
         }
     }
 }

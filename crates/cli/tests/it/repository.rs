@@ -1386,3 +1386,94 @@ async fn s3_interrupted_forget_leaves_whole_backups() {
         assert!(objects.contains(&format!("backups/{dir}/n.txt")), "{dir}");
     }
 }
+
+/// Sets a file's modification time `age` into the past.
+fn age_file(path: &Path, age: Duration) {
+    let file = std::fs::File::options().append(true).open(path).unwrap();
+    file.set_modified(std::time::SystemTime::now() - age).unwrap();
+}
+
+/// `repo check` names an untrusted manifest, an object no manifest names and (where the storage
+/// lists them) an upload left open by a killed backup; `repo prune` removes the leftovers old
+/// enough, keeps recent ones, and `--dry-run` removes nothing.
+async fn check_and_prune(backend: Backend) {
+    let server = filled(EtcdConfig::new(EtcdVersion::V3_5), &big()).await;
+    let repo = Repo::initialised(backend);
+    let kept = repo.backup(&server);
+    let clean = run_ok(repo.lifeboat().args(["repo", "check"]));
+    assert!(
+        clean.contains("1 backups") && clean.contains("no findings"),
+        "{clean}"
+    );
+
+    // A backup killed outright mid-upload; an object of no backup; a planted manifest.
+    let (mut child, pid) = frozen_mid_upload(&repo, &server, upload_begun);
+    kill(pid, Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    let orphan = "backups/20200101T000000.000Z-0000000000000001/etcd-snapshot.db";
+    std::fs::create_dir_all(repo.root().join(orphan).parent().unwrap()).unwrap();
+    std::fs::write(repo.root().join(orphan), b"left by a killed delete").unwrap();
+    age_file(&repo.root().join(orphan), Duration::from_secs(2 * 86_400));
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(repo.root().join(format!("backups/{kept}/manifest.json"))).unwrap(),
+    )
+    .unwrap();
+    let planted = "20300101T000000.000Z-00000000000000cc";
+    plant(&repo, &manifest, planted, "lifeboat-repo.json");
+
+    let output = run(repo.lifeboat().args(["repo", "check", "-w", "json"]));
+    assert_eq!(output.status.code(), Some(1));
+    let found: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(found["backups"], 1, "{found}");
+    assert_eq!(found["untrusted"][0][0], planted, "{found}");
+    let unreferenced: Vec<&str> = found["unreferenced"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(unreferenced, [orphan], "{found}");
+    match backend {
+        Backend::Local => {
+            let open = found["open_uploads"].as_array().unwrap();
+            assert_eq!(open.len(), 1, "{found}");
+            assert!(open[0]["key"].as_str().unwrap().ends_with("/etcd-snapshot.db"));
+        }
+        Backend::S3 => assert!(found["open_uploads"].is_null(), "{found}"),
+    }
+
+    let dry = run_ok(repo.lifeboat().args(["repo", "prune", "--dry-run"]));
+    assert!(dry.contains(&format!("would remove {orphan}")), "{dry}");
+    assert!(repo.root().join(orphan).exists(), "a dry run removes nothing");
+    let pruned = run_ok(repo.lifeboat().args(["repo", "prune", "-w", "json"]));
+    let pruned: Value = serde_json::from_str(&pruned).unwrap();
+    assert_eq!(pruned["removed"][0]["key"], orphan, "{pruned}");
+    assert!(!repo.root().join(orphan).exists());
+    if let Backend::Local = backend {
+        assert_eq!(
+            pruned["kept_recent"], 1,
+            "the recent open upload is kept: {pruned}"
+        );
+        run_ok(repo.lifeboat().args(["repo", "prune", "--older-than", "0s"]));
+        let staging: Vec<String> = repo.objects().into_iter().filter(|o| o.contains('#')).collect();
+        assert_eq!(staging, Vec::<String>::new());
+    }
+
+    // Only the planted manifest is left to report; once deleted, the repository is clean.
+    let left = run_failing(repo.lifeboat().args(["repo", "check"]).stdout(Stdio::null()), 1);
+    assert!(left.contains("findings"), "{left}");
+    run_ok(repo.lifeboat().args(["backups", "delete", planted, "--yes"]));
+    let clean = run_ok(repo.lifeboat().args(["repo", "check"]));
+    assert!(clean.contains("no findings"), "{clean}");
+    run_ok(repo.lifeboat().args(["backups", "verify", &kept]));
+}
+
+#[tokio::test]
+async fn local_check_and_prune_find_and_remove_leftovers() {
+    check_and_prune(Backend::Local).await;
+}
+
+#[tokio::test]
+async fn s3_check_and_prune_find_and_remove_leftovers() {
+    check_and_prune(Backend::S3).await;
+}

@@ -33,17 +33,29 @@ struct Deleted {
 
 pub async fn run(args: DeleteArgs, format: OutputFormat) -> anyhow::Result<()> {
     let repo = args.repo.open().await?;
+    // (ID, created, summary): an untrusted manifest can be deleted too, which is how it goes.
     let mut manifests = Vec::new();
     for text in &args.ids {
-        manifests.push(repo.manifest(&resolve_id(&repo, text).await?).await?);
+        let id = resolve_id(&repo, text).await?;
+        match repo.manifest(&id).await {
+            Ok(manifest) => {
+                manifests.push((id, manifest.created.clone(), output::manifest_summary(&manifest)))
+            }
+            Err(
+                error @ (lifeboat_repo::Error::Forged { .. }
+                | lifeboat_repo::Error::Format { .. }
+                | lifeboat_repo::Error::UnsupportedFormat { .. }),
+            ) => manifests.push((id, "?".into(), format!("untrusted manifest: {error}"))),
+            Err(error) => return Err(error.into()),
+        }
     }
     if !args.dry_run && !args.yes {
         if !std::io::stdin().is_terminal() {
             bail!("deleting backups needs confirmation: pass --yes (or --dry-run to see what would go)");
         }
         let mut err = std::io::stderr().lock();
-        for manifest in &manifests {
-            writeln!(err, "  {} ({})", manifest.id, output::manifest_summary(manifest))?;
+        for (id, _, summary) in &manifests {
+            writeln!(err, "  {id} ({summary})")?;
         }
         write!(
             err,
@@ -61,13 +73,13 @@ pub async fn run(args: DeleteArgs, format: OutputFormat) -> anyhow::Result<()> {
         }
     }
     let mut report = Vec::new();
-    for manifest in &manifests {
+    for (id, created, _) in &manifests {
         if !args.dry_run {
-            repo.delete(&manifest.id).await?;
+            repo.delete(id).await?;
         }
         report.push(Deleted {
-            id: manifest.id.to_string(),
-            created: manifest.created.clone(),
+            id: id.to_string(),
+            created: created.clone(),
             deleted: !args.dry_run,
         });
     }

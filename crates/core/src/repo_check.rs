@@ -1,0 +1,165 @@
+//! `repo check` and `repo prune`, after restic's: what a repository holds that no trusted
+//! manifest accounts for, and removing it once it is old enough that no running backup can
+//! still be writing it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime};
+
+use lifeboat_repo::{BackupId, Repository, StoredObject, manifest_key};
+use serde::Serialize;
+
+use crate::{Cancel, Result};
+
+/// An object or upload with its age.
+#[derive(Debug, Clone, Serialize)]
+pub struct Leftover {
+    pub key: String,
+    pub size: u64,
+    pub age_seconds: u64,
+}
+
+/// What `repo check` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepoCheck {
+    pub repo: String,
+    /// Backups whose manifest is trusted.
+    pub backups: usize,
+    /// Manifests that are damaged, planted or of an unknown format (directory, reason).
+    pub untrusted: Vec<(String, String)>,
+    /// Objects of backups with a trusted manifest that are missing or of the wrong size.
+    pub missing: Vec<(BackupId, String)>,
+    /// Objects no manifest accounts for (left by interrupted backups or deletes).
+    pub unreferenced: Vec<Leftover>,
+    /// Uploads begun and never completed or aborted; `None` where the storage cannot list them.
+    pub open_uploads: Option<Vec<Leftover>>,
+}
+
+impl RepoCheck {
+    pub fn is_clean(&self) -> bool {
+        self.untrusted.is_empty()
+            && self.missing.is_empty()
+            && self.unreferenced.is_empty()
+            && self.open_uploads.as_ref().is_none_or(Vec::is_empty)
+    }
+}
+
+fn age(now: SystemTime, then: SystemTime) -> u64 {
+    now.duration_since(then).unwrap_or_default().as_secs()
+}
+
+/// Checks `repo`: every manifest, every object, every open upload.
+pub async fn check(repo: &Repository, cancel: &Cancel) -> Result<RepoCheck> {
+    cancel.run(check_uncancelled(repo)).await
+}
+
+async fn check_uncancelled(repo: &Repository) -> Result<RepoCheck> {
+    let now = SystemTime::now();
+    let listing = repo.list().await?;
+    let objects: BTreeMap<String, StoredObject> = repo
+        .storage()
+        .list_objects("backups")
+        .await?
+        .into_iter()
+        .map(|o| (o.key.clone(), o))
+        .collect();
+    let mut accounted = BTreeSet::new();
+    let mut missing = Vec::new();
+    for manifest in &listing.backups {
+        accounted.insert(manifest_key(&manifest.id));
+        for artefact in &manifest.artefacts {
+            accounted.insert(artefact.key.clone());
+            match objects.get(&artefact.key) {
+                Some(object) if object.size == artefact.stored_size => {}
+                Some(object) => missing.push((
+                    manifest.id.clone(),
+                    format!(
+                        "{} is {} bytes, the manifest says {}",
+                        artefact.key, object.size, artefact.stored_size
+                    ),
+                )),
+                None => missing.push((manifest.id.clone(), format!("{} is missing", artefact.key))),
+            }
+        }
+    }
+    // An untrusted manifest's directory is left for the operator to look at, not pruned.
+    let untrusted_dirs: Vec<String> = listing
+        .unreadable
+        .iter()
+        .map(|(dir, _)| format!("backups/{dir}/"))
+        .collect();
+    let unreferenced = objects
+        .values()
+        .filter(|o| !accounted.contains(&o.key) && !untrusted_dirs.iter().any(|d| o.key.starts_with(d)))
+        .map(|o| Leftover {
+            key: o.key.clone(),
+            size: o.size,
+            age_seconds: age(now, o.modified),
+        })
+        .collect();
+    let open_uploads = repo.storage().open_uploads()?.map(|uploads| {
+        uploads
+            .into_iter()
+            .map(|u| Leftover {
+                key: u.key,
+                size: 0,
+                age_seconds: age(now, u.started),
+            })
+            .collect()
+    });
+    Ok(RepoCheck {
+        repo: repo.storage().repo().to_string(),
+        backups: listing.backups.len(),
+        untrusted: listing
+            .unreadable
+            .iter()
+            .map(|(dir, error)| (dir.clone(), error.to_string()))
+            .collect(),
+        missing,
+        unreferenced,
+        open_uploads,
+    })
+}
+
+/// What `repo prune` removed (or, dry, would remove) and what it left because it is recent.
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneReport {
+    pub removed: Vec<Leftover>,
+    pub aborted_uploads: Vec<Leftover>,
+    /// Leftovers younger than the threshold: possibly a backup still running.
+    pub kept_recent: usize,
+    pub dry_run: bool,
+}
+
+/// Removes unreferenced objects and open uploads older than `older_than`.
+pub async fn prune(
+    repo: &Repository,
+    older_than: Duration,
+    dry_run: bool,
+    cancel: &Cancel,
+) -> Result<PruneReport> {
+    let found = check(repo, cancel).await?;
+    let old = |l: &Leftover| l.age_seconds >= older_than.as_secs();
+    let (removed, recent): (Vec<Leftover>, Vec<Leftover>) = found.unreferenced.into_iter().partition(old);
+    let (aborted, recent_uploads): (Vec<Leftover>, Vec<Leftover>) =
+        found.open_uploads.unwrap_or_default().into_iter().partition(old);
+    if !dry_run {
+        for leftover in &removed {
+            cancel
+                .run(async { Ok(repo.storage().delete(&leftover.key).await?) })
+                .await?;
+        }
+        let aborted_keys: BTreeSet<&str> = aborted.iter().map(|l| l.key.as_str()).collect();
+        for upload in repo.storage().open_uploads()?.unwrap_or_default() {
+            cancel.check()?;
+            if aborted_keys.contains(upload.key.as_str()) {
+                repo.storage().abort_open_upload(&upload)?;
+            }
+        }
+    }
+    Ok(PruneReport {
+        removed,
+        aborted_uploads: aborted,
+        kept_recent: recent.len() + recent_uploads.len(),
+        dry_run,
+    })
+}
