@@ -40,6 +40,18 @@ pub struct S3Flags {
     /// Allow plain http to an S3 endpoint that is not on this host (loopback is always allowed).
     #[arg(long)]
     s3_allow_http: bool,
+    /// Every other `AWS_*` variable (session token, web identity, container credentials,
+    /// metadata endpoint, ...), handed to object_store as the AWS CLI would read them.
+    #[arg(skip = aws_environment())]
+    s3_config: Vec<(String, String)>,
+}
+
+/// `AWS_*` variables as object_store configuration keys (`AWS_SESSION_TOKEN` → `aws_session_token`).
+fn aws_environment() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(key, _)| key.starts_with("AWS_"))
+        .map(|(key, value)| (key.to_ascii_lowercase(), value))
+        .collect()
 }
 
 impl RepoFlags {
@@ -69,6 +81,7 @@ impl S3Flags {
             region: self.s3_region.clone(),
             endpoint: self.s3_endpoint.clone(),
             allow_http: self.s3_allow_http,
+            config: self.s3_config.clone(),
         };
         Ok(Storage::open(&location, &settings)?)
     }
@@ -117,6 +130,12 @@ impl TargetS3Flags {
                 .clone()
                 .or_else(|| source.s3_secret_access_key.clone()),
             s3_allow_http: source.s3_allow_http,
+            // Other credentials of the source (a session token, say) must not sign for the
+            // targets' own keys.
+            s3_config: match self.to_s3_access_key_id {
+                Some(_) => Vec::new(),
+                None => source.s3_config.clone(),
+            },
         }
     }
 }

@@ -91,12 +91,14 @@ pub async fn forget(repo: &Repository, options: &ForgetOptions, cancel: &Cancel)
         let forgotten: Vec<&BackupId> = decisions.iter().filter(|d| !d.keep).map(|d| &d.id).collect();
         let mut removed = Vec::new();
         let mut stopped = Ok(());
+        // Checked between deletions, never in the middle of one: a delete the server carried out
+        // but whose answer was dropped would leave data no manifest names.
         for id in forgotten {
-            let deleted = cancel.run(async { Ok(repo.delete_manifest(id).await?) }).await;
-            if let Err(error) = deleted {
+            if let Err(error) = cancel.check() {
                 stopped = Err(error);
                 break;
             }
+            repo.delete_manifest(id).await?;
             removed.push(id);
         }
         for id in removed {

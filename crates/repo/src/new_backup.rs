@@ -7,6 +7,7 @@ use std::io::Write;
 use std::sync::mpsc::{Receiver, Sender, channel};
 
 use sha2::{Digest, Sha256};
+use tokio::task::JoinHandle;
 
 use crate::format::{artefact_key, check_artefact_name};
 use crate::store::Upload;
@@ -199,6 +200,10 @@ pub struct NewBackup {
     id: BackupId,
     artefacts: Vec<Artefact>,
     open: Option<ArtefactUpload>,
+    /// Starting and completing an upload run as tasks: a caller cancelled while one is in flight
+    /// must still learn the upload (to abort it) or the object (to delete it).
+    starting: Option<JoinHandle<Result<Upload>>>,
+    finishing: Option<JoinHandle<Result<Artefact>>>,
     settled: bool,
 }
 
@@ -219,6 +224,8 @@ impl Repository {
             id,
             artefacts: Vec::new(),
             open: None,
+            starting: None,
+            finishing: None,
             settled: false,
         }
     }
@@ -242,7 +249,13 @@ impl NewBackup {
         }
         let key = artefact_key(&self.id, name);
         let mode = mode(&key)?;
-        let upload = self.repo.storage().upload(&key).await?;
+        let (storage, starting_key) = (self.repo.storage().clone(), key.clone());
+        let starting = self
+            .starting
+            .insert(tokio::spawn(async move { storage.upload(&starting_key).await }));
+        let started = joined(&key, starting.await);
+        self.starting = None;
+        let upload = started??;
         self.open = Some(ArtefactUpload {
             name: name.to_string(),
             key,
@@ -300,7 +313,14 @@ impl NewBackup {
         let Some(open) = self.open.take() else {
             return Err(not_open(&self.id));
         };
-        let artefact = open.finish(plain_sha256, &self.repo.config().encryption).await?;
+        let encryption = self.repo.config().encryption.clone();
+        let key = open.key.clone();
+        let finishing = self.finishing.insert(tokio::spawn(async move {
+            open.finish(plain_sha256, &encryption).await
+        }));
+        let finished = joined(&key, finishing.await);
+        self.finishing = None;
+        let artefact = finished??;
         self.artefacts.push(artefact.clone());
         Ok(artefact)
     }
@@ -346,7 +366,17 @@ impl NewBackup {
     /// Gives the backup up: the open upload is aborted and completed objects deleted.
     pub async fn abort(mut self) {
         self.settled = true;
-        cleanup(self.repo.clone(), self.id.clone(), self.open.take()).await;
+        cleanup(self.leftovers()).await;
+    }
+
+    fn leftovers(&mut self) -> Leftovers {
+        Leftovers {
+            repo: self.repo.clone(),
+            id: self.id.clone(),
+            open: self.open.take(),
+            starting: self.starting.take(),
+            finishing: self.finishing.take(),
+        }
     }
 
     /// Commits when `outcome` holds a description, gives the backup up when it holds an error.
@@ -371,11 +401,28 @@ fn not_open(id: &BackupId) -> Error {
     }
 }
 
-async fn cleanup(repo: Repository, id: BackupId, open: Option<ArtefactUpload>) {
-    if let Some(open) = open {
+/// What an unfinished backup may have in storage.
+struct Leftovers {
+    repo: Repository,
+    id: BackupId,
+    open: Option<ArtefactUpload>,
+    starting: Option<JoinHandle<Result<Upload>>>,
+    finishing: Option<JoinHandle<Result<Artefact>>>,
+}
+
+async fn cleanup(leftovers: Leftovers) {
+    if let Some(open) = leftovers.open {
         let _ = open.upload.abort().await;
     }
-    let _ = repo.delete_data(&id).await;
+    if let Some(starting) = leftovers.starting
+        && let Ok(Ok(upload)) = starting.await
+    {
+        let _ = upload.abort().await;
+    }
+    if let Some(finishing) = leftovers.finishing {
+        let _ = finishing.await;
+    }
+    let _ = leftovers.repo.delete_data(&leftovers.id).await;
 }
 
 impl Drop for NewBackup {
@@ -386,7 +433,7 @@ impl Drop for NewBackup {
         // Dropped half-way (a cancelled task): clean up in the background if a runtime is
         // still there; otherwise `repo prune` finds what is left.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(cleanup(self.repo.clone(), self.id.clone(), self.open.take()));
+            runtime.spawn(cleanup(self.leftovers()));
         }
     }
 }

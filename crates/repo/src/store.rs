@@ -57,7 +57,27 @@ pub struct S3Settings {
     pub endpoint: Option<String>,
     /// Allow plain http to a non-loopback endpoint.
     pub allow_http: bool,
+    /// Further object_store settings (`aws_session_token`, `aws_web_identity_token_file`,
+    /// `aws_role_arn`, `aws_container_credentials_relative_uri`, `aws_metadata_endpoint`, ...),
+    /// as the binary found them in `AWS_*` variables: credentials work as for the AWS CLI.
+    pub config: Vec<(String, String)>,
 }
+
+/// Settings [`S3Settings`] has fields for; taken from those, not from `config`.
+const EXPLICIT_KEYS: &[&str] = &[
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_region",
+    "aws_default_region",
+    "aws_endpoint",
+    "aws_endpoint_url",
+    "aws_allow_http",
+];
+
+/// Where the S3 client looks for credentials, for the error when it finds none.
+const CREDENTIAL_SOURCES: &str = "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or --s3-access-key-id), \
+AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN (EKS IRSA), AWS_CONTAINER_CREDENTIALS_RELATIVE_URI or \
+AWS_CONTAINER_CREDENTIALS_FULL_URI (ECS, EKS Pod Identity), and the instance metadata service";
 
 impl std::fmt::Debug for S3Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -70,6 +90,10 @@ impl std::fmt::Debug for S3Settings {
             .field("region", &self.region)
             .field("endpoint", &self.endpoint)
             .field("allow_http", &self.allow_http)
+            .field(
+                "config",
+                &self.config.iter().map(|(key, _)| key).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -88,6 +112,9 @@ pub struct Storage {
     repo: String,
     /// The directory of a local repository, where uploads in progress are staging files.
     local_root: Option<PathBuf>,
+    /// S3 with no credentials configured: the instance metadata service at this endpoint is
+    /// the last resort, and failing to reach it means no credentials were found.
+    metadata_fallback: Option<String>,
 }
 
 /// A stored object and when it was last written.
@@ -132,6 +159,7 @@ impl Storage {
                     prefix,
                     repo,
                     local_root: Some(absolute),
+                    metadata_fallback: None,
                 })
             }
             Location::S3 { bucket, prefix } => {
@@ -140,7 +168,34 @@ impl Storage {
                     repo: repo.clone(),
                     reason,
                 };
-                let mut builder = AmazonS3Builder::new().with_bucket_name(bucket);
+                let mut builder =
+                    AmazonS3Builder::new()
+                        .with_bucket_name(bucket)
+                        .with_retry(object_store::RetryConfig {
+                            backoff: object_store::BackoffConfig::default(),
+                            max_retries: 5,
+                            retry_timeout: std::time::Duration::from_secs(120),
+                        });
+                let configured = |key: &str| s3.config.iter().any(|(k, _)| k == key);
+                for (key, value) in &s3.config {
+                    if EXPLICIT_KEYS.contains(&key.as_str()) {
+                        continue;
+                    }
+                    if let Ok(key) = key.parse::<object_store::aws::AmazonS3ConfigKey>() {
+                        builder = builder.with_config(key, value);
+                    }
+                }
+                let metadata_fallback = (s3.access_key_id.is_none()
+                    && !configured("aws_web_identity_token_file")
+                    && !configured("aws_container_credentials_relative_uri")
+                    && !configured("aws_container_credentials_full_uri"))
+                .then(|| {
+                    s3.config
+                        .iter()
+                        .find(|(k, _)| k == "aws_metadata_endpoint")
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_else(|| "http://169.254.169.254".into())
+                });
                 if let Some(endpoint) = &s3.endpoint {
                     if endpoint.starts_with("http://") && !is_loopback_http(endpoint) && !s3.allow_http {
                         return Err(failed(format!(
@@ -170,6 +225,7 @@ impl Storage {
                     prefix: ObjectPath::from(prefix.as_str()),
                     repo,
                     local_root: None,
+                    metadata_fallback,
                 })
             }
         }
@@ -182,6 +238,16 @@ impl Storage {
 
     fn error(&self, key: &str, error: object_store::Error) -> Error {
         let text = error.to_string();
+        if let Some(endpoint) = &self.metadata_fallback
+            && text.contains(endpoint.trim_end_matches('/'))
+        {
+            return Error::Location {
+                repo: self.repo.clone(),
+                reason: format!(
+                    "no S3 credentials found: tried {CREDENTIAL_SOURCES} at {endpoint} (not reachable); set one of them"
+                ),
+            };
+        }
         // S3 puts the reason in an XML body; its code says more than the whole response.
         let code = text
             .split_once("<Code>")

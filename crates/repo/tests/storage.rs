@@ -313,6 +313,7 @@ fn s3_settings(server: &S3Server) -> S3Settings {
         region: Some("us-east-1".into()),
         endpoint: Some(server.endpoint.clone()),
         allow_http: false,
+        config: Vec::new(),
     }
 }
 

@@ -1370,9 +1370,12 @@ async fn s3_interrupted_forget_leaves_whole_backups() {
     s3.resume();
     let code = wait_exit(&mut child, Duration::from_secs(60));
     let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
-    assert_eq!(code, Some(130), "{stderr}");
     let left = repo.list().len();
-    assert!((1..BACKUPS).contains(&left), "{left} backups left");
+    // Under heavy load forget may finish before the signal lands; then all but one are gone.
+    assert!(
+        code == Some(130) && (1..BACKUPS).contains(&left) || code == Some(0) && left == 1,
+        "exit {code:?}, {left} backups left: {stderr}"
+    );
     // Every backup directory is whole: a manifest and its data, or nothing.
     let objects = repo.objects();
     let dirs: std::collections::BTreeSet<&str> = objects
@@ -1476,4 +1479,32 @@ async fn local_check_and_prune_find_and_remove_leftovers() {
 #[tokio::test]
 async fn s3_check_and_prune_find_and_remove_leftovers() {
     check_and_prune(Backend::S3).await;
+}
+
+/// With no credentials anywhere, S3 access fails with one line that says so and names where it
+/// looked; the instance metadata service it tries last is on loopback here.
+#[tokio::test]
+async fn s3_without_credentials_names_where_it_looked() {
+    let s3 = S3Server::start().unwrap();
+    let closed = lifeboat_test_support::free_port().unwrap();
+    let metadata = format!("http://127.0.0.1:{closed}");
+    let mut command = lifeboat();
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("AWS_")) {
+        command.env_remove(name);
+    }
+    command
+        .args(["backups", "list", "--repo", &format!("s3://{}/p", s3.bucket)])
+        .env("AWS_ENDPOINT_URL", &s3.endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_METADATA_ENDPOINT", &metadata);
+    let line = run_failing(&mut command, 1);
+    for needle in [
+        "no S3 credentials found",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        metadata.as_str(),
+    ] {
+        assert!(line.contains(needle), "{needle:?} in {line}");
+    }
 }
