@@ -78,9 +78,7 @@ pub async fn backup(
         progress.start(Some(status.db_size + lifeboat_etcd_data::TRAILER_LEN as u64));
         let streamed: Result<()> = async {
             while let Some(chunk) = stream.next_chunk().await? {
-                if let Some(batch) = trailer.push(&chunk).await? {
-                    backup.write(&batch).await?;
-                }
+                trailer.push_into(&chunk, backup).await?;
                 progress.advance(chunk.len() as u64);
             }
             Ok(())
@@ -88,8 +86,7 @@ pub async fn backup(
         .await;
         progress.finish();
         streamed?;
-        let (trailer, last) = trailer.finish().await?;
-        backup.write(&last).await?;
+        let trailer = trailer.finish_into(backup).await?;
         // Nothing is completed unless the whole stream arrived with a matching trailer.
         let verified = trailer.finish().map_err(|source| Error::Snapshot {
             endpoint: status.endpoint.clone(),

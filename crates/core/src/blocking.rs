@@ -1,6 +1,8 @@
 //! CPU-heavy and blocking work (hashing, file writes, bbolt walks, restore writing) runs on
 //! tokio's blocking pool, never on the async workers an agent's other tasks need.
 
+use lifeboat_repo::NewBackup;
+
 use crate::{Error, Result};
 
 /// Bytes gathered on the async side before each hand-over to the blocking pool.
@@ -56,6 +58,21 @@ impl<S: Send + 'static> Batched<S> {
         let (state, batch) = blocking(move || apply(&mut state, &batch).map(|()| (state, batch))).await?;
         self.state = Some(state);
         Ok(batch)
+    }
+
+    /// Adds bytes, each consumed batch then going into the open artefact of `backup`.
+    pub(crate) async fn push_into(&mut self, bytes: &[u8], backup: &mut NewBackup) -> Result<()> {
+        if let Some(batch) = self.push(bytes).await? {
+            backup.write(&batch).await?;
+        }
+        Ok(())
+    }
+
+    /// Consumes what is left into `backup` too; returns the state.
+    pub(crate) async fn finish_into(self, backup: &mut NewBackup) -> Result<S> {
+        let (state, last) = self.finish().await?;
+        backup.write(&last).await?;
+        Ok(state)
     }
 
     /// Consumes what is left; returns the state and that last batch.

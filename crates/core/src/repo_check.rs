@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
-use lifeboat_repo::{BackupId, Repository, StoredObject, manifest_key};
+use lifeboat_repo::{BackupId, OpenUpload, Repository, StoredObject, manifest_key};
 use serde::Serialize;
 
 use crate::{Cancel, Result};
@@ -49,10 +49,11 @@ fn age(now: SystemTime, then: SystemTime) -> u64 {
 
 /// Checks `repo`: every manifest, every object, every open upload.
 pub async fn check(repo: &Repository, cancel: &Cancel) -> Result<RepoCheck> {
-    cancel.run(check_uncancelled(repo)).await
+    Ok(cancel.run(survey(repo)).await?.0)
 }
 
-async fn check_uncancelled(repo: &Repository) -> Result<RepoCheck> {
+/// The check, and the open uploads it found (to abort them).
+async fn survey(repo: &Repository) -> Result<(RepoCheck, Vec<OpenUpload>)> {
     let now = SystemTime::now();
     let listing = repo.list().await?;
     let objects: BTreeMap<String, StoredObject> = repo
@@ -96,17 +97,18 @@ async fn check_uncancelled(repo: &Repository) -> Result<RepoCheck> {
             age_seconds: age(now, o.modified),
         })
         .collect();
-    let open_uploads = repo.storage().open_uploads()?.map(|uploads| {
+    let uploads = repo.storage().open_uploads()?;
+    let open_uploads = uploads.as_ref().map(|uploads| {
         uploads
-            .into_iter()
+            .iter()
             .map(|u| Leftover {
-                key: u.key,
+                key: u.key.clone(),
                 size: 0,
                 age_seconds: age(now, u.started),
             })
             .collect()
     });
-    Ok(RepoCheck {
+    let found = RepoCheck {
         repo: repo.storage().repo().to_string(),
         backups: listing.backups.len(),
         untrusted: listing
@@ -117,7 +119,8 @@ async fn check_uncancelled(repo: &Repository) -> Result<RepoCheck> {
         missing,
         unreferenced,
         open_uploads,
-    })
+    };
+    Ok((found, uploads.unwrap_or_default()))
 }
 
 /// What `repo prune` removed (or, dry, would remove) and what it left because it is recent.
@@ -137,25 +140,27 @@ pub async fn prune(
     dry_run: bool,
     cancel: &Cancel,
 ) -> Result<PruneReport> {
-    let found = check(repo, cancel).await?;
+    let (found, uploads) = cancel.run(survey(repo)).await?;
     let old = |l: &Leftover| l.age_seconds >= older_than.as_secs();
     let (removed, recent): (Vec<Leftover>, Vec<Leftover>) = found.unreferenced.into_iter().partition(old);
-    let (aborted, recent_uploads): (Vec<Leftover>, Vec<Leftover>) =
-        found.open_uploads.unwrap_or_default().into_iter().partition(old);
+    let (aborted, recent_uploads): (Vec<(Leftover, OpenUpload)>, Vec<_>) = found
+        .open_uploads
+        .unwrap_or_default()
+        .into_iter()
+        .zip(uploads)
+        .partition(|(leftover, _)| old(leftover));
     if !dry_run {
         for leftover in &removed {
             cancel
                 .run(async { Ok(repo.storage().delete(&leftover.key).await?) })
                 .await?;
         }
-        let aborted_keys: BTreeSet<&str> = aborted.iter().map(|l| l.key.as_str()).collect();
-        for upload in repo.storage().open_uploads()?.unwrap_or_default() {
+        for (_, upload) in &aborted {
             cancel.check()?;
-            if aborted_keys.contains(upload.key.as_str()) {
-                repo.storage().abort_open_upload(&upload)?;
-            }
+            repo.storage().abort_open_upload(upload)?;
         }
     }
+    let aborted = aborted.into_iter().map(|(leftover, _)| leftover).collect();
     Ok(PruneReport {
         removed,
         aborted_uploads: aborted,

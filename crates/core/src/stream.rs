@@ -65,9 +65,7 @@ pub async fn backup_stream(
                 if n == 0 {
                     break;
                 }
-                if let Some(batch) = plain.push(&buffer[..n]).await? {
-                    backup.write(&batch).await?;
-                }
+                plain.push_into(&buffer[..n], backup).await?;
                 progress.advance(n as u64);
             }
             let status = child.wait().await.map_err(|source| Error::Io {
@@ -86,8 +84,7 @@ pub async fn backup_stream(
         .await;
         progress.finish();
         streamed?;
-        let (plain, last) = plain.finish().await?;
-        backup.write(&last).await?;
+        let plain = plain.finish_into(backup).await?;
         backup.finish_artefact(hex::encode(plain.finalize())).await?;
         Ok(description("stream", now, labels, None))
     })

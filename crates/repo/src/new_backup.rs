@@ -140,12 +140,13 @@ impl ArtefactUpload {
                             source: std::io::Error::other("artefact already finished"),
                         });
                     };
+                    let object = self.key.clone();
                     let done = tokio::task::spawn_blocking(move || {
                         let mut sealed = taken.finish()?;
-                        sealed.sink.flush().map_err(|source| Error::Io {
-                            object: String::new(),
-                            source,
-                        })?;
+                        sealed
+                            .sink
+                            .flush()
+                            .map_err(|source| Error::Io { object, source })?;
                         Ok::<_, Error>((sealed.plain_size, sealed.stored_size, sealed.stored_sha256))
                     })
                     .await;
