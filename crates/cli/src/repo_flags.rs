@@ -1,16 +1,18 @@
-//! Where the repository is (`--repo`, `LIFEBOAT_REPO`), how to reach S3 (the `AWS_*` variables or
-//! flags), and the age identity that opens backups (`--identity-file`, `LIFEBOAT_IDENTITY_FILE`).
+//! Where the repository is (`--repo`, `LIFEBOAT_REPO`), how to reach cloud storage (the `AWS_*`,
+//! `GOOGLE_*` and `AZURE_*` variables, or flags), and the age identity that opens backups
+//! (`--identity-file`, `LIFEBOAT_IDENTITY_FILE`).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use lifeboat_repo::{BackupId, Identity, Location, Repository, S3Settings, Storage, parse_identities};
+use lifeboat_repo::{BackupId, Identity, Location, Repository, Storage, StorageSettings, parse_identities};
 
 /// The repository and how to reach it.
 #[derive(Debug, Clone, Args)]
 pub struct RepoFlags {
-    /// The repository: a local directory or s3://bucket/prefix.
+    /// The repository: a local directory, s3://bucket/prefix, gs://bucket/prefix or
+    /// az://container/prefix.
     #[arg(long, env = "LIFEBOAT_REPO", value_name = "REPO")]
     repo: Option<String>,
     #[command(flatten)]
@@ -40,16 +42,18 @@ pub struct S3Flags {
     /// Allow plain http to an S3 endpoint that is not on this host (loopback is always allowed).
     #[arg(long)]
     s3_allow_http: bool,
-    /// Every other `AWS_*` variable (session token, web identity, container credentials,
-    /// metadata endpoint, ...), handed to object_store as the AWS CLI would read them.
-    #[arg(skip = aws_environment())]
+    /// Every other `AWS_*`, `GOOGLE_*` and `AZURE_*` variable (session token, web identity,
+    /// container credentials, service accounts, account keys, workload identity, endpoints),
+    /// handed to object_store as each provider's tools would read them.
+    #[arg(skip = cloud_environment())]
     s3_config: Vec<(String, String)>,
 }
 
-/// `AWS_*` variables as object_store configuration keys (`AWS_SESSION_TOKEN` → `aws_session_token`).
-fn aws_environment() -> Vec<(String, String)> {
+/// Cloud variables as object_store configuration keys (`AWS_SESSION_TOKEN` →
+/// `aws_session_token`, `GOOGLE_SERVICE_ACCOUNT` → `google_service_account`, ...).
+fn cloud_environment() -> Vec<(String, String)> {
     std::env::vars()
-        .filter(|(key, _)| key.starts_with("AWS_"))
+        .filter(|(key, _)| ["AWS_", "GOOGLE_", "AZURE_"].iter().any(|p| key.starts_with(p)))
         .map(|(key, value)| (key.to_ascii_lowercase(), value))
         .collect()
 }
@@ -59,7 +63,7 @@ impl RepoFlags {
     pub fn storage(&self, positional: Option<&str>) -> anyhow::Result<Storage> {
         let Some(repo) = positional.or(self.repo.as_deref()) else {
             bail!(
-                "no repository given: pass --repo REPO (a directory or s3://bucket/prefix) or set LIFEBOAT_REPO"
+                "no repository given: pass --repo REPO (a directory, s3://, gs:// or az://) or set LIFEBOAT_REPO"
             );
         };
         self.s3.storage(repo)
@@ -72,10 +76,10 @@ impl RepoFlags {
 }
 
 impl S3Flags {
-    /// The storage at `repo` (a directory or s3://bucket/prefix).
+    /// The storage at `repo` (a directory, s3://, gs:// or az://).
     pub fn storage(&self, repo: &str) -> anyhow::Result<Storage> {
         let location = Location::parse(repo)?;
-        let settings = S3Settings {
+        let settings = StorageSettings {
             access_key_id: self.s3_access_key_id.clone(),
             secret_access_key: self.s3_secret_access_key.clone(),
             region: self.s3_region.clone(),

@@ -7,7 +7,7 @@ use std::time::UNIX_EPOCH;
 
 use lifeboat_core::NoProgress;
 use lifeboat_core::backup::{BackupOptions, ETCD_ARTEFACT, Labels, backup};
-use lifeboat_repo::{Compression, Encryption, Location, Repository, S3Settings, Storage, open_sealed};
+use lifeboat_repo::{Compression, Encryption, Location, Repository, Storage, StorageSettings, open_sealed};
 use lifeboat_test_support::{EtcdConfig, EtcdServer, EtcdVersion, FillSpec, fill};
 
 #[tokio::test]
@@ -19,7 +19,11 @@ async fn backup_stores_a_sound_encrypted_snapshot_and_a_manifest() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let storage = Storage::open(&Location::Local(dir.path().join("repo")), &S3Settings::default()).unwrap();
+    let storage = Storage::open(
+        &Location::Local(dir.path().join("repo")),
+        &StorageSettings::default(),
+    )
+    .unwrap();
     let identity = age::x25519::Identity::generate();
     let encryption = Encryption::Age {
         recipients: vec![identity.to_public().to_string()],

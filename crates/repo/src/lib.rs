@@ -33,4 +33,4 @@ pub use new_backup::{Description, NewBackup};
 pub use read::ReadBack;
 pub use repository::{CONFIG_KEY, Listing, Repository, timestamp};
 pub use seal::{Sealed, Sealer, open_sealed};
-pub use store::{Download, Location, OpenUpload, PART_SIZE, S3Settings, Storage, StoredObject, Upload};
+pub use store::{Download, Location, OpenUpload, PART_SIZE, Storage, StorageSettings, StoredObject, Upload};

@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use object_store::ClientOptions;
 use object_store::aws::AmazonS3Builder;
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
@@ -15,55 +18,78 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     Local(PathBuf),
-    S3 { bucket: String, prefix: String },
+    /// `s3://bucket/prefix`.
+    S3 {
+        bucket: String,
+        prefix: String,
+    },
+    /// `gs://bucket/prefix` (Google Cloud Storage).
+    Gcs {
+        bucket: String,
+        prefix: String,
+    },
+    /// `az://container/prefix` (Azure Blob Storage).
+    Azure {
+        container: String,
+        prefix: String,
+    },
 }
 
+const SCHEMES: &str = "s3://bucket/prefix, gs://bucket/prefix or az://container/prefix";
+
 impl Location {
-    /// `s3://bucket[/prefix]` or a local path.
+    /// `s3://`, `gs://` or `az://` `bucket[/prefix]`, or a local path.
     pub fn parse(text: &str) -> Result<Self> {
-        let bad = |reason: &str| Error::Location {
+        let bad = |reason: String| Error::Location {
             repo: text.to_string(),
-            reason: reason.to_string(),
+            reason,
         };
-        if let Some(rest) = text.strip_prefix("s3://") {
+        if let Some((scheme, rest)) = text.split_once("://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let (bucket, prefix) = (bucket.to_string(), prefix.trim_matches('/').to_string());
             if bucket.is_empty() {
-                return Err(bad("no bucket: give s3://bucket/prefix"));
+                return Err(bad(format!("no bucket: give {SCHEMES}")));
             }
-            return Ok(Location::S3 {
-                bucket: bucket.to_string(),
-                prefix: prefix.trim_matches('/').to_string(),
-            });
-        }
-        if text.contains("://") {
-            return Err(bad("only local paths and s3:// are supported"));
+            return match scheme {
+                "s3" => Ok(Location::S3 { bucket, prefix }),
+                "gs" => Ok(Location::Gcs { bucket, prefix }),
+                "az" => Ok(Location::Azure {
+                    container: bucket,
+                    prefix,
+                }),
+                _ => Err(bad(format!("unknown scheme; give a local path, {SCHEMES}"))),
+            };
         }
         if text.is_empty() {
-            return Err(bad(
-                "empty; give a path or s3://bucket/prefix (or set LIFEBOAT_REPO)",
-            ));
+            return Err(bad(format!(
+                "empty; give a path, {SCHEMES} (or set LIFEBOAT_REPO)"
+            )));
         }
         Ok(Location::Local(PathBuf::from(text)))
     }
 }
 
-/// S3 settings, resolved by the caller from `AWS_*` variables and flags.
+/// How to reach cloud storage, resolved by the caller from the environment and flags.
 #[derive(Clone, Default)]
-pub struct S3Settings {
+pub struct StorageSettings {
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
     pub region: Option<String>,
-    /// Custom endpoint (path-style addressing is used with it).
+    /// Custom S3 endpoint (path-style addressing is used with it).
     pub endpoint: Option<String>,
     /// Allow plain http to a non-loopback endpoint.
     pub allow_http: bool,
-    /// Further object_store settings (`aws_session_token`, `aws_web_identity_token_file`,
-    /// `aws_role_arn`, `aws_container_credentials_relative_uri`, `aws_metadata_endpoint`, ...),
-    /// as the binary found them in `AWS_*` variables: credentials work as for the AWS CLI.
+    /// Further object_store settings as the binary found them in `AWS_*`, `GOOGLE_*` and
+    /// `AZURE_*` variables (`aws_session_token`, `aws_web_identity_token_file`, `aws_role_arn`,
+    /// `aws_container_credentials_relative_uri`, `aws_metadata_endpoint`,
+    /// `google_service_account`, `google_application_credentials`, `google_base_url`,
+    /// `azure_storage_account_name`, `azure_storage_account_key`, `azure_client_id`,
+    /// `azure_federated_token_file`, `azure_storage_endpoint`, ...): credentials work as for
+    /// each provider's own tools.
     pub config: Vec<(String, String)>,
 }
 
-/// Settings [`S3Settings`] has fields for; taken from those, not from `config`.
+/// Settings [`StorageSettings`] has fields for; taken from those, not from `config`.
 const EXPLICIT_KEYS: &[&str] = &[
     "aws_access_key_id",
     "aws_secret_access_key",
@@ -79,9 +105,9 @@ const CREDENTIAL_SOURCES: &str = "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (o
 AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN (EKS IRSA), AWS_CONTAINER_CREDENTIALS_RELATIVE_URI or \
 AWS_CONTAINER_CREDENTIALS_FULL_URI (ECS, EKS Pod Identity), and the instance metadata service";
 
-impl std::fmt::Debug for S3Settings {
+impl std::fmt::Debug for StorageSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Settings")
+        f.debug_struct("StorageSettings")
             .field("access_key_id", &self.access_key_id)
             .field(
                 "secret_access_key",
@@ -97,6 +123,78 @@ impl std::fmt::Debug for S3Settings {
             .finish()
     }
 }
+
+/// Transient failures (5xx, 429, broken connections) are retried with exponential backoff.
+fn retry() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        backoff: object_store::BackoffConfig::default(),
+        max_retries: 5,
+        retry_timeout: std::time::Duration::from_secs(120),
+    }
+}
+
+/// Whether `endpoint` needs plain http, refusing it off this host unless `allow_http`.
+fn plain_http(endpoint: &str, allow_http: bool) -> std::result::Result<bool, String> {
+    if !endpoint.starts_with("http://") {
+        return Ok(false);
+    }
+    if is_loopback_http(endpoint) || allow_http {
+        return Ok(true);
+    }
+    Err(format!(
+        "endpoint {endpoint} is plain http; use https, or --s3-allow-http if the network is trusted"
+    ))
+}
+
+impl StorageSettings {
+    fn configured(&self, key: &str) -> Option<&str> {
+        self.config
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The `config` entries a builder understands.
+    fn config_for<K: std::str::FromStr>(&self) -> impl Iterator<Item = (K, &str)> {
+        self.config
+            .iter()
+            .filter(|(key, _)| !EXPLICIT_KEYS.contains(&key.as_str()))
+            .filter_map(|(key, value)| Some((key.parse::<K>().ok()?, value.as_str())))
+    }
+}
+
+/// What opening a Google or an Azure store has in common.
+trait CloudBuilder: Sized {
+    type Key: std::str::FromStr;
+    fn retry(self, retry: object_store::RetryConfig) -> Self;
+    fn config(self, key: Self::Key, value: &str) -> Self;
+    fn client_options(self, options: ClientOptions) -> Self;
+    fn build_store(self) -> object_store::Result<Arc<dyn ObjectStore>>;
+}
+
+/// The two builders' methods of the same names, behind the trait.
+macro_rules! cloud_builder {
+    ($builder:ty, $key:ty) => {
+        impl CloudBuilder for $builder {
+            type Key = $key;
+            fn retry(self, retry: object_store::RetryConfig) -> Self {
+                self.with_retry(retry)
+            }
+            fn config(self, key: Self::Key, value: &str) -> Self {
+                self.with_config(key, value)
+            }
+            fn client_options(self, options: ClientOptions) -> Self {
+                self.with_client_options(options)
+            }
+            fn build_store(self) -> object_store::Result<Arc<dyn ObjectStore>> {
+                Ok(Arc::new(self.build()?))
+            }
+        }
+    };
+}
+
+cloud_builder!(GoogleCloudStorageBuilder, GoogleConfigKey);
+cloud_builder!(MicrosoftAzureBuilder, AzureConfigKey);
 
 fn is_loopback_http(endpoint: &str) -> bool {
     let rest = endpoint.strip_prefix("http://").unwrap_or_default();
@@ -115,6 +213,8 @@ pub struct Storage {
     /// S3 with no credentials configured: the instance metadata service at this endpoint is
     /// the last resort, and failing to reach it means no credentials were found.
     metadata_fallback: Option<String>,
+    /// Where this storage's credentials come from, for an access-denied error.
+    credentials: &'static str,
 }
 
 /// A stored object and when it was last written.
@@ -137,7 +237,7 @@ pub struct OpenUpload {
 
 impl Storage {
     /// Connects to `location`; nothing is created until something is written.
-    pub fn open(location: &Location, s3: &S3Settings) -> Result<Self> {
+    pub fn open(location: &Location, s3: &StorageSettings) -> Result<Self> {
         match location {
             Location::Local(path) => {
                 let repo = path.display().to_string();
@@ -160,6 +260,7 @@ impl Storage {
                     repo,
                     local_root: Some(absolute),
                     metadata_fallback: None,
+                    credentials: "the directory's owner and mode",
                 })
             }
             Location::S3 { bucket, prefix } => {
@@ -168,44 +269,26 @@ impl Storage {
                     repo: repo.clone(),
                     reason,
                 };
-                let mut builder =
-                    AmazonS3Builder::new()
-                        .with_bucket_name(bucket)
-                        .with_retry(object_store::RetryConfig {
-                            backoff: object_store::BackoffConfig::default(),
-                            max_retries: 5,
-                            retry_timeout: std::time::Duration::from_secs(120),
-                        });
-                let configured = |key: &str| s3.config.iter().any(|(k, _)| k == key);
-                for (key, value) in &s3.config {
-                    if EXPLICIT_KEYS.contains(&key.as_str()) {
-                        continue;
-                    }
-                    if let Ok(key) = key.parse::<object_store::aws::AmazonS3ConfigKey>() {
-                        builder = builder.with_config(key, value);
-                    }
+                let mut builder = AmazonS3Builder::new()
+                    .with_bucket_name(bucket)
+                    .with_retry(retry());
+                for (key, value) in s3.config_for::<object_store::aws::AmazonS3ConfigKey>() {
+                    builder = builder.with_config(key, value);
                 }
                 let metadata_fallback = (s3.access_key_id.is_none()
-                    && !configured("aws_web_identity_token_file")
-                    && !configured("aws_container_credentials_relative_uri")
-                    && !configured("aws_container_credentials_full_uri"))
+                    && s3.configured("aws_web_identity_token_file").is_none()
+                    && s3.configured("aws_container_credentials_relative_uri").is_none()
+                    && s3.configured("aws_container_credentials_full_uri").is_none())
                 .then(|| {
-                    s3.config
-                        .iter()
-                        .find(|(k, _)| k == "aws_metadata_endpoint")
-                        .map(|(_, v)| v.clone())
-                        .unwrap_or_else(|| "http://169.254.169.254".into())
+                    s3.configured("aws_metadata_endpoint")
+                        .unwrap_or("http://169.254.169.254")
+                        .to_string()
                 });
                 if let Some(endpoint) = &s3.endpoint {
-                    if endpoint.starts_with("http://") && !is_loopback_http(endpoint) && !s3.allow_http {
-                        return Err(failed(format!(
-                            "endpoint {endpoint} is plain http; use https, or --s3-allow-http if the network is trusted"
-                        )));
-                    }
                     builder = builder
                         .with_endpoint(endpoint)
                         .with_virtual_hosted_style_request(false)
-                        .with_allow_http(endpoint.starts_with("http://"));
+                        .with_allow_http(plain_http(endpoint, s3.allow_http).map_err(failed)?);
                 }
                 for (value, set) in [
                     (
@@ -220,14 +303,73 @@ impl Storage {
                     }
                 }
                 let store = builder.build().map_err(|e| failed(e.to_string()))?;
-                Ok(Self {
-                    store: Arc::new(store),
-                    prefix: ObjectPath::from(prefix.as_str()),
+                Ok(Self::cloud(
+                    Arc::new(store),
                     repo,
-                    local_root: None,
+                    prefix,
                     metadata_fallback,
-                })
+                    "the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or the role) and the bucket policy",
+                ))
             }
+            Location::Gcs { bucket, prefix } => Self::open_cloud(
+                GoogleCloudStorageBuilder::new().with_bucket_name(bucket),
+                s3,
+                "google_base_url",
+                format!("gs://{bucket}/{prefix}"),
+                prefix,
+                "the credentials (GOOGLE_SERVICE_ACCOUNT, GOOGLE_APPLICATION_CREDENTIALS or the workload identity) and the bucket's IAM",
+            ),
+            Location::Azure { container, prefix } => Self::open_cloud(
+                MicrosoftAzureBuilder::new().with_container_name(container),
+                s3,
+                "azure_storage_endpoint",
+                format!("az://{container}/{prefix}"),
+                prefix,
+                "the credentials (AZURE_STORAGE_ACCOUNT_KEY, a SAS, AZURE_CLIENT_ID or the managed identity) and the container's roles",
+            ),
+        }
+    }
+
+    /// A Google or Azure store: `settings.config` applied, plain http only to loopback (or when
+    /// allowed) at the endpoint configured under `endpoint_key`, retries as everywhere.
+    fn open_cloud<B: CloudBuilder>(
+        builder: B,
+        settings: &StorageSettings,
+        endpoint_key: &str,
+        repo: String,
+        prefix: &str,
+        credentials: &'static str,
+    ) -> Result<Self> {
+        let failed = |reason: String| Error::Location {
+            repo: repo.clone(),
+            reason,
+        };
+        let mut builder = builder.retry(retry());
+        for (key, value) in settings.config_for::<B::Key>() {
+            builder = builder.config(key, value);
+        }
+        if let Some(url) = settings.configured(endpoint_key) {
+            let http = plain_http(url, settings.allow_http).map_err(failed)?;
+            builder = builder.client_options(ClientOptions::new().with_allow_http(http));
+        }
+        let store = builder.build_store().map_err(|e| failed(e.to_string()))?;
+        Ok(Self::cloud(store, repo, prefix, None, credentials))
+    }
+
+    fn cloud(
+        store: Arc<dyn ObjectStore>,
+        repo: String,
+        prefix: &str,
+        metadata_fallback: Option<String>,
+        credentials: &'static str,
+    ) -> Self {
+        Self {
+            store,
+            prefix: ObjectPath::from(prefix),
+            repo,
+            local_root: None,
+            metadata_fallback,
+            credentials,
         }
     }
 
@@ -269,8 +411,9 @@ impl Storage {
         );
         let message = match (denied, code) {
             (true, code) => format!(
-                "access denied{}; check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) and the bucket policy",
-                code.map(|c| format!(" ({c})")).unwrap_or_default()
+                "access denied{}; check {}",
+                code.map(|c| format!(" ({c})")).unwrap_or_default(),
+                self.credentials
             ),
             _ => text,
         };
@@ -558,7 +701,21 @@ mod tests {
             Location::parse("/var/backups").unwrap(),
             Location::Local("/var/backups".into())
         );
-        for bad in ["", "s3://", "gs://b/p"] {
+        assert_eq!(
+            Location::parse("gs://b/p").unwrap(),
+            Location::Gcs {
+                bucket: "b".into(),
+                prefix: "p".into()
+            }
+        );
+        assert_eq!(
+            Location::parse("az://c").unwrap(),
+            Location::Azure {
+                container: "c".into(),
+                prefix: String::new()
+            }
+        );
+        for bad in ["", "s3://", "gs://", "ftp://b/p"] {
             assert!(Location::parse(bad).is_err(), "{bad}");
         }
         assert!(is_loopback_http("http://127.0.0.1:9000"));
@@ -567,9 +724,9 @@ mod tests {
 
     #[test]
     fn secrets_stay_out_of_debug() {
-        let settings = S3Settings {
+        let settings = StorageSettings {
             secret_access_key: Some("hunter2".into()),
-            ..S3Settings::default()
+            ..StorageSettings::default()
         };
         assert!(!format!("{settings:?}").contains("hunter2"));
     }

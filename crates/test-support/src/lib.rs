@@ -5,15 +5,19 @@
 //! Never exports `ETCD_*` or `ETCDCTL_*` variables, and removes them from what it starts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cloud;
 pub mod etcd;
+pub mod faulty;
 pub mod fill;
 pub mod pki;
 pub mod postgres;
 pub mod s3;
 
+pub use cloud::{AzureServer, GcsServer};
 pub use etcd::{
     EtcdConfig, EtcdServer, EtcdVersion, ExistingMember, clear_etcd_env, client_options, free_port,
 };
+pub use faulty::FaultyProxy;
 pub use fill::{FillSpec, FillSummary, fill, fill_large_values, fill_small_keys};
 pub use pki::{Pki, control_plane_tree};
 pub use postgres::PostgresServer;

@@ -1,14 +1,12 @@
 //! A real S3-compatible server (s3s-fs 0.14.1, which checks SigV4 and Content-MD5) on
 //! 127.0.0.1 at a free port, with one bucket; killed and removed on drop.
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
 
-use anyhow::{Context, bail};
 use tempfile::TempDir;
 
+use crate::cloud::spawn_listening;
 use crate::etcd::free_port;
 
 /// A running s3s-fs.
@@ -42,34 +40,12 @@ const SECRET_ACCESS_KEY: &str = "lifeboat-test-secret";
 
 /// Starts s3s-fs serving `dir` on `port` and waits until it listens.
 fn spawn(dir: &Path, port: u16) -> anyhow::Result<Child> {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("s3s-fs.log"))?;
-    let mut child = Command::new(binary())
+    let mut command = Command::new(binary());
+    command
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .args(["--access-key", ACCESS_KEY_ID, "--secret-key", SECRET_ACCESS_KEY])
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context(
-            "starting s3s-fs (cargo install s3s-fs@0.14.1 --features binary --locked; scripts/setup does)",
-        )?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Some(status) = child.try_wait()? {
-            bail!("s3s-fs exited with {status} while starting");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("s3s-fs did not listen within 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(child)
+        .arg(dir);
+    spawn_listening(command, dir, port, "s3s-fs")
 }
 
 impl S3Server {

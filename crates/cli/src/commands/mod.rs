@@ -23,7 +23,7 @@ pub enum Command {
     /// Single-file snapshots, etcdctl-compatible.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
-    /// Backup repositories on a local path or S3.
+    /// Backup repositories on a local path, S3, Google Cloud Storage or Azure Blob Storage.
     #[command(subcommand)]
     Repo(repo::RepoCommand),
     /// Back up etcd into a repository (checked, compressed, encrypted); --files: the control

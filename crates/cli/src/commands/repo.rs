@@ -19,7 +19,7 @@ const DEFAULT_IDENTITY_FILE: &str = "lifeboat-identity.txt";
 /// `repo` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum RepoCommand {
-    /// Create a repository on a local path or s3://bucket/prefix.
+    /// Create a repository on a local path, s3://, gs:// or az://.
     Init(InitArgs),
     /// Check the whole repository: untrusted manifests, missing objects, leftovers.
     Check(super::repo_check::CheckArgs),
@@ -31,7 +31,7 @@ pub enum RepoCommand {
 /// Arguments of `repo init`.
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// The repository: a directory or s3://bucket/prefix [default: --repo, LIFEBOAT_REPO].
+    /// The repository: a directory, s3://, gs:// or az:// [default: --repo, LIFEBOAT_REPO].
     #[arg(value_name = "REPO")]
     location: Option<String>,
     /// Encrypt to this age public key (age1...) instead of generating an identity; repeatable.

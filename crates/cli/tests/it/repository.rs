@@ -1508,3 +1508,36 @@ async fn s3_without_credentials_names_where_it_looked() {
         assert!(line.contains(needle), "{needle:?} in {line}");
     }
 }
+
+/// An Azure Blob Storage repository (Azurite on 127.0.0.1) from the command line, with the
+/// settings operators give in `AZURE_*` variables: init, a backup, list, dump, verify.
+#[tokio::test]
+async fn azure_repository_from_the_command_line() {
+    let azure = lifeboat_test_support::AzureServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let identity = dir.path().join("identity.txt");
+    let location = format!("az://{}/cluster-a", lifeboat_test_support::cloud::BUCKET);
+    let command = || {
+        let mut command = lifeboat();
+        command.env("LIFEBOAT_REPO", &location);
+        for (key, value) in azure.config() {
+            command.env(key.to_ascii_uppercase(), value);
+        }
+        command
+    };
+    run_ok(command().args(["repo", "init", "--identity-file"]).arg(&identity));
+    let id = run_ok(command().args(["backup", "--stream", "app.sql", "--", "echo", "rows"]));
+    let listed = run_ok(command().args(["backups", "list"]));
+    assert!(listed.contains(id.trim()), "{listed}");
+    let dumped = run_ok(
+        command()
+            .args(["dump", "latest", "--identity-file"])
+            .arg(&identity),
+    );
+    assert_eq!(dumped, "rows\n");
+    run_ok(
+        command()
+            .args(["backups", "verify", "--all", "--read-data", "--identity-file"])
+            .arg(&identity),
+    );
+}
