@@ -1,11 +1,12 @@
 //! A TCP proxy on 127.0.0.1 that answers the first requests with `503 Slow Down` (as an
 //! overloaded S3 does) and passes later connections through to a real server: retries with
-//! backoff are shown against it, the real server answering once the faults stop.
+//! backoff are shown against it, the real server answering once the faults stop. It also keeps
+//! what clients sent, to show which credentials went out.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A running proxy; stopped on drop.
@@ -16,7 +17,11 @@ pub struct FaultyProxy {
     port: u16,
     failed: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
+    sent: Arc<Mutex<Vec<u8>>>,
 }
+
+/// Bytes of the passed-through requests kept for [`FaultyProxy::sent`].
+const KEPT: usize = 1 << 20;
 
 const SLOW_DOWN: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
 
@@ -27,7 +32,8 @@ impl FaultyProxy {
         let port = listener.local_addr()?.port();
         let failed = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (counter, stopping) = (failed.clone(), stop.clone());
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let (counter, stopping, recorded) = (failed.clone(), stop.clone(), sent.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 if stopping.load(Ordering::SeqCst) {
@@ -39,9 +45,10 @@ impl FaultyProxy {
                         (n < failures).then_some(n + 1)
                     })
                     .is_ok();
+                let recorded = recorded.clone();
                 std::thread::spawn(move || match fail {
                     true => refuse(client),
-                    false => pass(client, upstream),
+                    false => pass(client, upstream, &recorded),
                 });
             }
         });
@@ -50,7 +57,13 @@ impl FaultyProxy {
             port,
             failed,
             stop,
+            sent,
         })
+    }
+
+    /// What clients sent through (the first MiB): request lines, headers, bodies.
+    pub fn sent(&self) -> String {
+        String::from_utf8_lossy(&self.sent.lock().map(|s| s.clone()).unwrap_or_default()).into_owned()
     }
 
     /// Requests answered with a 503 so far.
@@ -76,15 +89,25 @@ fn refuse(mut client: TcpStream) {
 }
 
 /// Copies bytes both ways between the client and the upstream server until either closes.
-fn pass(client: TcpStream, upstream: u16) {
+fn pass(client: TcpStream, upstream: u16, recorded: &Arc<Mutex<Vec<u8>>>) {
     let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
         return;
     };
     let (Ok(mut client_in), Ok(mut server_out)) = (client.try_clone(), server.try_clone()) else {
         return;
     };
+    let recorded = recorded.clone();
     let forward = std::thread::spawn(move || {
-        let _ = std::io::copy(&mut client_in, &mut server_out);
+        let mut buffer = vec![0u8; 64 << 10];
+        while let Ok(n) = client_in.read(&mut buffer) {
+            if n == 0 || server_out.write_all(&buffer[..n]).is_err() {
+                break;
+            }
+            if let Ok(mut kept) = recorded.lock() {
+                let room = KEPT.saturating_sub(kept.len()).min(n);
+                kept.extend_from_slice(&buffer[..room]);
+            }
+        }
         let _ = server_out.shutdown(Shutdown::Write);
     });
     let (mut server_in, mut client_out) = (server, client);

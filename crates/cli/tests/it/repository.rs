@@ -1541,3 +1541,33 @@ async fn azure_repository_from_the_command_line() {
             .arg(&identity),
     );
 }
+
+/// Temporary credentials (`AWS_SESSION_TOKEN`, as STS, IRSA and instance roles hand out) go
+/// with every request, signed; seen on the wire through a pass-through proxy to s3s-fs.
+#[tokio::test]
+async fn s3_session_tokens_are_sent_with_every_request() {
+    let repo = Repo::initialised(Backend::S3);
+    let s3 = repo.s3.as_ref().unwrap();
+    let upstream: u16 = s3.endpoint.rsplit(':').next().unwrap().parse().unwrap();
+    let proxy = lifeboat_test_support::FaultyProxy::start(upstream, 0).unwrap();
+    let listed = run_ok(
+        repo.lifeboat()
+            .args(["backups", "list", "-w", "json"])
+            .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+            .env("AWS_SESSION_TOKEN", "lifeboat-session-token-7"),
+    );
+    assert_eq!(listed.trim(), "[]");
+    let sent = proxy.sent().to_ascii_lowercase();
+    assert!(
+        sent.contains("x-amz-security-token: lifeboat-session-token-7"),
+        "{sent}"
+    );
+    let signatures: Vec<&str> = sent.lines().filter(|l| l.starts_with("authorization:")).collect();
+    assert!(!signatures.is_empty(), "{sent}");
+    for signature in signatures {
+        assert!(
+            signature.contains(";x-amz-security-token"),
+            "the token is signed: {signature}"
+        );
+    }
+}
