@@ -8,6 +8,7 @@
 //!   entry *and* collects every structural [`Finding`] on the way (pages out of bounds or
 //!   reached twice, bad page types, keys out of order, elements outside their page).
 //! - [`Db::check`]: [`Db::walk`] plus the freelist rules: the equivalent of bbolt's `Tx.Check`.
+//! - [`BucketTail`]: the last key of a bucket, from an image streaming past in page order.
 //! - [`BulkWriter`]: writes a fresh, compact file from buckets given in key order.
 //!
 //! Every integer is decoded explicitly little-endian from bounds-checked slices; a big-endian
@@ -27,6 +28,7 @@ mod file;
 mod meta;
 mod page;
 mod source;
+mod stream_tail;
 mod walk;
 mod write;
 
@@ -37,6 +39,7 @@ pub use file::MappedFile;
 pub use meta::{FREELIST_NOT_PERSISTED, MAGIC, Meta};
 pub use page::{PAGE_HEADER_SIZE, PageKind};
 pub use source::{FileSource, Source};
+pub use stream_tail::{BucketTail, StreamTailError};
 pub use walk::Entry;
 pub use write::{BucketRoot, BucketWriter, BulkWriter, WriteError};
 

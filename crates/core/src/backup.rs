@@ -3,9 +3,13 @@
 
 use std::time::SystemTime;
 
+use lifeboat_etcd_conn::Member;
 use lifeboat_etcd_conn::{ConnectOptions, connect_first_healthy};
-use lifeboat_etcd_data::TrailerCheck;
-use lifeboat_repo::{BackupId, Description, EtcdFacts, Manifest, NewBackup, Repository, timestamp};
+use lifeboat_etcd_data::{StreamedRevision, TrailerCheck};
+use lifeboat_repo::{
+    BackupId, Description, EtcdFacts, HashKvRecord, Manifest, NewBackup, Repository, timestamp,
+};
+use tracing::warn;
 
 use crate::blocking::Batched;
 use crate::{Cancel, Error, Progress, Result};
@@ -70,11 +74,16 @@ pub async fn backup(
         let status = member.status().clone();
         let mut stream = member.snapshot().await?;
         backup.start_artefact(ETCD_ARTEFACT).await?;
-        // The trailer is checked (and the stream hashed) on the blocking pool, a batch at a time.
-        let mut trailer = Batched::new(TrailerCheck::new(), |trailer, bytes| {
-            trailer.update(bytes);
-            Ok(())
-        });
+        // The trailer is checked (and the stream hashed) on the blocking pool, a batch at a time;
+        // the snapshot's own revision is read from its pages on the way.
+        let mut trailer = Batched::new(
+            (TrailerCheck::new(), StreamedRevision::default()),
+            |(trailer, revision), bytes| {
+                trailer.update(bytes);
+                revision.update(bytes);
+                Ok(())
+            },
+        );
         progress.start(Some(status.db_size + lifeboat_etcd_data::TRAILER_LEN as u64));
         let streamed: Result<()> = async {
             while let Some(chunk) = stream.next_chunk().await? {
@@ -86,23 +95,48 @@ pub async fn backup(
         .await;
         progress.finish();
         streamed?;
-        let trailer = trailer.finish_into(backup).await?;
+        let (trailer, revision) = trailer.finish_into(backup).await?;
         // Nothing is completed unless the whole stream arrived with a matching trailer.
-        let verified = trailer.finish().map_err(|source| Error::Snapshot {
+        let damaged = |source| Error::Snapshot {
             endpoint: status.endpoint.clone(),
             source,
-        })?;
+        };
+        let verified = trailer.finish().map_err(damaged)?;
+        let revision = revision.finish().map_err(damaged)?;
+        // Asked before anything else, so a compaction has the least time to get in between.
+        let (hash_kv, hash_kv_missing) = live_hash_kv(&mut member, revision).await?;
         backup.finish_artefact(hex::encode(verified.sha256)).await?;
-        let live_keys = u64::try_from(member.count_keys(status.revision).await?).unwrap_or(0);
+        let live_keys = u64::try_from(member.count_keys(revision).await?).unwrap_or(0);
         let facts = EtcdFacts {
             cluster_id: format!("{:x}", status.cluster_id),
             member_id: format!("{:x}", status.member_id),
             endpoint: status.endpoint.clone(),
             version: status.version.clone(),
-            revision: status.revision,
+            revision,
             live_keys,
+            hash_kv,
+            hash_kv_missing,
         };
         Ok(description("etcd", now, &options.labels, Some(facts)))
     })
     .await
+}
+
+/// The member's HashKV at the snapshot's revision, or why there is none.
+async fn live_hash_kv(member: &mut Member, revision: i64) -> Result<(Option<HashKvRecord>, Option<String>)> {
+    match member.hash_kv(revision).await? {
+        Some(live) => Ok((
+            Some(HashKvRecord {
+                hash: live.hash,
+                revision: live.revision,
+                compact_revision: live.compact_revision,
+            }),
+            None,
+        )),
+        None => {
+            let reason = format!("the member compacted revision {revision} before HashKV was asked");
+            warn!("{reason}; the backup cannot be compared with the member");
+            Ok((None, Some(reason)))
+        }
+    }
 }

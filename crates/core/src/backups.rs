@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use lifeboat_repo::{Artefact, BackupId, Identity, Manifest, Repository};
+use lifeboat_repo::{Artefact, BackupId, EtcdFacts, HashKvRecord, Identity, Manifest, Repository};
 use serde::Serialize;
 
 use crate::backup::ETCD_ARTEFACT;
@@ -21,6 +21,9 @@ pub struct ArtefactCheck {
     pub findings: Vec<String>,
     /// Whether the plain data was read (decrypted, decompressed, checked).
     pub read_data: bool,
+    /// What could not be checked, and why (e.g. a HashKV the member could not give).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// What verifying one backup found.
@@ -131,6 +134,7 @@ async fn verify_uncancelled(
     for artefact in &manifest.artefacts {
         progress.start(Some(artefact.stored_size));
         let advance = |n| progress.advance(n);
+        let mut notes = Vec::new();
         let findings = match identities {
             None => match repo.read_stored(artefact, &advance).await {
                 Ok(read) => artefact.mismatches(&read),
@@ -148,7 +152,11 @@ async fn verify_uncancelled(
                     Ok((_, findings)) if !findings.is_empty() => findings,
                     Ok(_) if artefact.name == ETCD_ARTEFACT => {
                         let path = temp.path().to_path_buf();
-                        blocking(move || snapshot_findings(&path)).await?
+                        let recorded = manifest.etcd.clone();
+                        let (findings, hash_notes) =
+                            blocking(move || snapshot_findings(&path, recorded.as_ref())).await?;
+                        notes = hash_notes;
+                        findings
                     }
                     Ok(_) => Vec::new(),
                     Err(Error::BackupDamaged { finding, .. }) => vec![finding],
@@ -162,6 +170,7 @@ async fn verify_uncancelled(
             key: artefact.key.clone(),
             findings,
             read_data: identities.is_some(),
+            notes,
         });
     }
     Ok(BackupCheck {
@@ -181,17 +190,84 @@ pub fn unreadable_manifest(directory: &str, error: &lifeboat_repo::Error) -> Bac
             key: format!("backups/{directory}/manifest.json"),
             findings: vec![error.to_string()],
             read_data: false,
+            notes: Vec::new(),
         }],
     }
 }
 
-fn snapshot_findings(path: &Path) -> Result<Vec<String>> {
+/// The snapshot's findings, then whether it hashes as the member did when it was taken: a
+/// mismatch is a finding, a comparison that cannot be made a note.
+fn snapshot_findings(path: &Path, recorded: Option<&EtcdFacts>) -> Result<(Vec<String>, Vec<String>)> {
     let report = crate::snapshot_file::verify(path)?;
     let mut findings: Vec<String> = report.findings.iter().map(|f| format!("snapshot: {f}")).collect();
     if matches!(report.trailer, lifeboat_etcd_data::Trailer::Absent) {
         findings.push("snapshot: no sha256 trailer".into());
     }
-    Ok(findings)
+    let mut notes = Vec::new();
+    if !findings.is_empty() {
+        return Ok((findings, notes));
+    }
+    match hash_kv_comparison(path, recorded)? {
+        HashKvComparison::Equal(_) => {}
+        HashKvComparison::Differs { recorded, computed } => findings.push(format!(
+            "snapshot: HashKV at revision {} is {computed}, the member's was {}: the data differs from what the member held",
+            recorded.revision, recorded.hash
+        )),
+        HashKvComparison::Short(reason) => findings.push(format!("snapshot: HashKV: {reason}")),
+        HashKvComparison::NotComparable(reason) => notes.push(format!("HashKV not comparable: {reason}")),
+    }
+    Ok((findings, notes))
+}
+
+/// How a snapshot file's HashKV compares with the one its member gave at backup time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKvComparison {
+    Equal(HashKvRecord),
+    Differs {
+        recorded: HashKvRecord,
+        computed: u32,
+    },
+    /// The file does not reach the recorded revision.
+    Short(String),
+    NotComparable(String),
+}
+
+/// Recomputes the member's HashKV from the file, with the member's revision and compact revision.
+pub fn hash_kv_comparison(path: &Path, facts: Option<&EtcdFacts>) -> Result<HashKvComparison> {
+    let Some(facts) = facts else {
+        return Ok(HashKvComparison::NotComparable(
+            "the backup records no etcd facts".into(),
+        ));
+    };
+    let Some(recorded) = facts.hash_kv else {
+        let reason = facts
+            .hash_kv_missing
+            .clone()
+            .unwrap_or_else(|| "the backup records no HashKV (made before lifeboat recorded it)".into());
+        return Ok(HashKvComparison::NotComparable(reason));
+    };
+    let computed =
+        crate::snapshot_file::hash_kv(path, Some(recorded.revision), Some(recorded.compact_revision));
+    match computed {
+        Ok(computed) if computed.hash == recorded.hash => Ok(HashKvComparison::Equal(recorded)),
+        Ok(computed) => Ok(HashKvComparison::Differs {
+            recorded,
+            computed: computed.hash,
+        }),
+        Err(Error::SnapshotFile {
+            source:
+                source @ (lifeboat_etcd_data::Error::CompactBelowFile { .. }
+                | lifeboat_etcd_data::Error::Compacted { .. }),
+            ..
+        }) => Ok(HashKvComparison::NotComparable(format!(
+            "compacted since: {source}"
+        ))),
+        Err(Error::SnapshotFile {
+            source: source @ lifeboat_etcd_data::Error::FutureRevision { .. },
+            ..
+        }) => Ok(HashKvComparison::Short(source.to_string())),
+        Err(error) => Err(error),
+    }
 }
 
 /// Restores backup `id` into `options.data_dir` (`options.snapshot` is ignored): the snapshot is

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use lifeboat_bbolt::{Db, FileSource, MappedFile, Source};
-use lifeboat_etcd_data::{SnapshotStatus, VerifyReport};
+use lifeboat_etcd_data::{HashKv, SnapshotStatus, VerifyReport};
 
 use crate::{Error, Result};
 
@@ -41,4 +41,13 @@ pub fn status(path: &Path, access: Access) -> Result<SnapshotStatus> {
 pub fn verify(path: &Path) -> Result<VerifyReport> {
     let file = MappedFile::open(path).map_err(|e| failed(path)(e.into()))?;
     file.read_with(lifeboat_etcd_data::verify).map_err(failed(path))
+}
+
+/// etcd's HashKV of the file at `revision` (`None`: its current one), compacted at
+/// `compact_revision` (`None`: the file's own).
+pub fn hash_kv(path: &Path, revision: Option<i64>, compact_revision: Option<i64>) -> Result<HashKv> {
+    MappedFile::open(path)
+        .map_err(|e| failed(path)(e.into()))?
+        .read_with(|bytes| lifeboat_etcd_data::hash_kv(&Db::open(bytes)?, revision, compact_revision))
+        .map_err(failed(path))
 }

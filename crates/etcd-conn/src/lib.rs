@@ -15,7 +15,7 @@ mod member;
 mod tls;
 
 pub use error::{EndpointFailure, Error, Result};
-pub use member::{Member, MemberStatus, SnapshotStream, connect, connect_first_healthy};
+pub use member::{LiveHashKv, Member, MemberStatus, SnapshotStream, connect, connect_first_healthy};
 pub use tls::TlsFiles;
 
 use std::time::Duration;

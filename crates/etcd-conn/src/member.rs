@@ -31,6 +31,15 @@ pub struct MemberStatus {
     pub leader: u64,
 }
 
+/// A member's HashKV answer: the hash of its key space up to `revision`, compacted at
+/// `compact_revision`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveHashKv {
+    pub hash: u32,
+    pub revision: i64,
+    pub compact_revision: i64,
+}
+
 /// One connected, answering endpoint.
 pub struct Member {
     client: Client,
@@ -309,6 +318,33 @@ impl Member {
             .await
             .map_err(|e| self.peer.classify(&e))?;
         Ok(response.count())
+    }
+
+    /// etcd's HashKV at `revision` (0: the current one); `None` when the member has compacted
+    /// that revision away.
+    pub async fn hash_kv(&mut self, revision: i64) -> Result<Option<LiveHashKv>> {
+        match self.client.hash_kv(revision).await {
+            Ok(response) => Ok(Some(LiveHashKv {
+                hash: response.hash(),
+                revision: match revision {
+                    0 => response.header().map_or(0, |h| h.revision()),
+                    asked => asked,
+                },
+                compact_revision: response.compact_version(),
+            })),
+            Err(etcd_client::Error::GRpcStatus(status))
+                if status.code() == tonic::Code::OutOfRange && status.message().contains("compacted") =>
+            {
+                Ok(None)
+            }
+            Err(error) => Err(self.peer.classify(&error)),
+        }
+    }
+
+    /// The raft leader as this member sees it now (0: none).
+    pub async fn leader(&mut self) -> Result<u64> {
+        let status = self.client.status().await.map_err(|e| self.peer.classify(&e))?;
+        Ok(status.leader())
     }
 
     /// The underlying client, for test harnesses that write data.

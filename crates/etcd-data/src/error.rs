@@ -18,6 +18,9 @@ pub enum Error {
     /// The file is not readable as bbolt.
     #[error(transparent)]
     Bbolt(#[from] lifeboat_bbolt::Error),
+    /// A streamed image whose tree could not be followed.
+    #[error(transparent)]
+    StreamTail(#[from] lifeboat_bbolt::StreamTailError),
     /// The bbolt consistency check found problems.
     #[error(
         "integrity check failed: {count} findings (first: {first}); `lifeboat snapshot verify` lists them all"
@@ -56,4 +59,16 @@ pub enum Error {
     /// A `key`-bucket key too short to hold a revision.
     #[error("key bucket entry {key} is not a revision")]
     BadRevisionKey { key: String },
+    /// A `key`-bucket value that is not a `mvccpb.KeyValue`.
+    #[error("key bucket entry {key} does not hold a KeyValue record")]
+    BadKeyValue { key: String },
+    /// A HashKV asked at or below the compact revision, as etcd refuses it.
+    #[error("revision {revision} is compacted (compact revision {compact}); ask for a later revision")]
+    Compacted { revision: i64, compact: i64 },
+    /// A HashKV asked beyond the data.
+    #[error("revision {revision} is beyond the data (current revision {current})")]
+    FutureRevision { revision: i64, current: i64 },
+    /// A compact revision below the file's own: the file no longer holds what it would hash.
+    #[error("compact revision {given} is below the file's own ({file}); give {file} or more")]
+    CompactBelowFile { given: i64, file: i64 },
 }

@@ -8,6 +8,7 @@
 //!   (3.5) and `etcdctl snapshot status` (3.4) compute them.
 //! - [`verify()`]: trailer, bbolt check and etcd's structure, every finding in a
 //!   [`VerifyReport`].
+//! - [`hash_kv()`]: etcd's `HashKV` at a revision, compaction rules included.
 //! - [`KeyValue`], [`Revision`]: the MVCC records of the `key` bucket.
 //! - [`restore`]: a snapshot's backend rewritten for a new cluster (membership, consistent
 //!   index, optional revision bump), the WAL segment, the `.snap` file, member and cluster IDs.
@@ -15,6 +16,7 @@
 //! Synchronous and pure: no I/O, no network.
 
 mod error;
+mod hashkv;
 mod kv;
 pub mod restore;
 mod status;
@@ -22,6 +24,7 @@ mod trailer;
 mod verify;
 
 pub use error::{Error, Result};
+pub use hashkv::{HashKv, Revisions, StreamedRevision, hash_kv, revisions};
 pub use kv::{KeyValue, Revision};
 pub use lifeboat_bbolt as bbolt;
 pub use status::{SnapshotStatus, main_revision, status};

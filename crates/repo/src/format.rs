@@ -43,10 +43,25 @@ pub struct EtcdFacts {
     pub member_id: String,
     pub endpoint: String,
     pub version: String,
-    /// The store revision when the snapshot started.
+    /// The snapshot's revision (its last `key` entry's; before 0.2, the store's when it started).
     pub revision: i64,
     /// Keys that existed at that revision.
     pub live_keys: u64,
+    /// The member's HashKV at `revision`, asked right after the snapshot: what proves a restore
+    /// of this backup equal to the member it came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_kv: Option<HashKvRecord>,
+    /// Why `hash_kv` is missing (e.g. the member compacted past the snapshot's revision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_kv_missing: Option<String>,
+}
+
+/// A member's HashKV: the hash of its key space up to `revision`, compacted at `compact_revision`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HashKvRecord {
+    pub hash: u32,
+    pub revision: i64,
+    pub compact_revision: i64,
 }
 
 /// One stored object of a backup.

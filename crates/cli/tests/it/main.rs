@@ -3,6 +3,7 @@
 
 mod common;
 mod errors;
+mod hashkv;
 mod repository;
 mod restore;
 mod robustness;

@@ -98,7 +98,10 @@ pub async fn run(args: VerifyArgs, format: OutputFormat) -> anyhow::Result<()> {
                             a.key.clone(),
                             a.read_data.to_string(),
                             if a.findings.is_empty() {
-                                "OK".to_string()
+                                std::iter::once("OK".to_string())
+                                    .chain(a.notes.iter().cloned())
+                                    .collect::<Vec<_>>()
+                                    .join("; ")
                             } else {
                                 a.findings.join("; ")
                             },
@@ -140,6 +143,9 @@ fn print_line(check: &BackupCheck) -> anyhow::Result<()> {
         };
         if artefact.findings.is_empty() {
             writeln!(out, "{} {}: OK ({what})", check.id, artefact.key)?;
+        }
+        for note in &artefact.notes {
+            writeln!(out, "{} {}: NOTE: {note}", check.id, artefact.key)?;
         }
         for finding in &artefact.findings {
             writeln!(out, "{} {}: DAMAGED: {finding}", check.id, artefact.key)?;
