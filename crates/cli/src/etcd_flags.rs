@@ -60,6 +60,11 @@ pub struct EtcdFlags {
 
 impl EtcdFlags {
     /// Resolves flags, variables and kubeadm defaults into connection options.
+    /// Whether an endpoint was asked for (a flag, a variable or `--kubeadm`), not just defaulted.
+    pub fn given(&self) -> bool {
+        self.endpoints.is_some() || self.kubeadm
+    }
+
     pub fn resolve(self) -> anyhow::Result<ConnectOptions> {
         let etcd_pki = self.kubeadm_pki_dir.join("etcd");
         let kubeadm_file = |name: &str| self.kubeadm.then(|| etcd_pki.join(name));

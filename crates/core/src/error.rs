@@ -34,6 +34,9 @@ pub enum Error {
     /// Talking to etcd failed.
     #[error(transparent)]
     Etcd(#[from] lifeboat_etcd_conn::Error),
+    /// Finding, starting or stopping an etcd process failed.
+    #[error(transparent)]
+    Proc(#[from] lifeboat_etcd_proc::Error),
     /// The target exists and overwriting was not asked for.
     #[error("{path} already exists; choose another name or pass --force to replace it")]
     Exists { path: PathBuf },

@@ -7,6 +7,8 @@
 //! - [`snapshot_restore`]: a member data directory etcd 3.4/3.5 boot, without etcdutl.
 //! - [`backup::backup`]: a snapshot streamed into a repository, manifest last.
 //! - [`backups`]: verify stored backups, restore one into a member data directory.
+//! - [`drill::drill`]: a backup fetched, verified, restored and booted on a throwaway etcd, checked
+//!   against the member it came from, with each phase timed and the RTO measured.
 //! - [`retention`] (pure, restic's rules) and [`forget`]: which backups a policy keeps.
 //! - [`repo_check`]: what a repository holds that no manifest accounts for, and pruning it.
 //! - [`copy`]: the backups another repository lacks, checked there before they exist.
@@ -26,6 +28,7 @@ mod blocking;
 mod cancel;
 pub mod certs;
 pub mod copy;
+pub mod drill;
 mod error;
 pub mod files;
 pub mod forget;

@@ -7,6 +7,7 @@ use std::path::Path;
 use lifeboat_core::backup::{BackupOptions, Labels, backup};
 use lifeboat_core::backups::{dump, restore_backup, verify_backup};
 use lifeboat_core::copy::copy;
+use lifeboat_core::drill::{DrillOptions, DrillSource, drill};
 use lifeboat_core::files::{FilesOptions, backup_files, fetch_files, restore_files};
 use lifeboat_core::forget::{ForgetOptions, forget};
 use lifeboat_core::repo_check::{check, prune};
@@ -20,6 +21,7 @@ fn send<T: Send>(_: T) {}
 
 #[allow(clippy::too_many_arguments)]
 fn operations(
+    drill_options: &DrillOptions,
     repo: &Repository,
     manifest: &Manifest,
     id: &BackupId,
@@ -59,10 +61,16 @@ fn operations(
     send(forget(repo, forget_options, cancel));
     send(check(repo, cancel));
     send(prune(repo, std::time::Duration::ZERO, true, cancel));
+    let source = DrillSource::Backup {
+        repo,
+        id: id.clone(),
+        identities: identities.to_vec(),
+    };
+    send(drill(source, drill_options, progress, cancel));
 }
 
 #[test]
 fn every_operation_future_is_send() {
     // The assertion is that `operations` compiles.
-    let _: fn(_, _, _, _, _, _, _, _, _) = operations;
+    let _: fn(_, _, _, _, _, _, _, _, _, _) = operations;
 }

@@ -341,6 +341,17 @@ impl Member {
         }
     }
 
+    /// Every key under `prefix` (keys only, a linearizable read).
+    pub async fn keys(&mut self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let options = etcd_client::GetOptions::new().with_prefix().with_keys_only();
+        let response = self
+            .client
+            .get(prefix, Some(options))
+            .await
+            .map_err(|e| self.peer.classify(&e))?;
+        Ok(response.kvs().iter().map(|kv| kv.key().to_vec()).collect())
+    }
+
     /// The raft leader as this member sees it now (0: none).
     pub async fn leader(&mut self) -> Result<u64> {
         let status = self.client.status().await.map_err(|e| self.peer.classify(&e))?;

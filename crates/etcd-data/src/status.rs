@@ -9,7 +9,7 @@ use crate::{Error, Result};
 pub const KEY_BUCKET: &[u8] = b"key";
 
 /// What `etcdutl snapshot status` reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SnapshotStatus {
     /// CRC-32C over every bucket name, key and value in order.
     pub hash: u32,

@@ -113,10 +113,38 @@ mod tests {
     #[test]
     fn parses_versions_as_etcd_prints_them() {
         let v = |s| Version::parse(s);
-        assert_eq!(v("3.5.1"), Some(Version { major: 3, minor: 5, patch: 1 }));
-        assert_eq!(v(" v3.4.23\n"), Some(Version { major: 3, minor: 4, patch: 23 }));
-        assert_eq!(v("3.6.0-rc.0"), Some(Version { major: 3, minor: 6, patch: 0 }));
-        assert_eq!(v("3.5"), Some(Version { major: 3, minor: 5, patch: 0 }));
+        assert_eq!(
+            v("3.5.1"),
+            Some(Version {
+                major: 3,
+                minor: 5,
+                patch: 1
+            })
+        );
+        assert_eq!(
+            v(" v3.4.23\n"),
+            Some(Version {
+                major: 3,
+                minor: 4,
+                patch: 23
+            })
+        );
+        assert_eq!(
+            v("3.6.0-rc.0"),
+            Some(Version {
+                major: 3,
+                minor: 6,
+                patch: 0
+            })
+        );
+        assert_eq!(
+            v("3.5"),
+            Some(Version {
+                major: 3,
+                minor: 5,
+                patch: 0
+            })
+        );
         assert_eq!(v("three"), None);
         assert_eq!(v(""), None);
     }
@@ -125,12 +153,19 @@ mod tests {
     fn refuses_newer_data_only() {
         let binary = EtcdBinary {
             path: "/usr/bin/etcd".into(),
-            version: Version { major: 3, minor: 4, patch: 23 },
+            version: Version {
+                major: 3,
+                minor: 4,
+                patch: 23,
+            },
         };
         assert!(binary.check_runs("3.4.1").is_ok());
         assert!(binary.check_runs("3.3.0").is_ok());
         let refused = binary.check_runs("3.5.1").unwrap_err().to_string();
-        assert!(refused.contains("cannot run data written by etcd 3.5.1"), "{refused}");
+        assert!(
+            refused.contains("cannot run data written by etcd 3.5.1"),
+            "{refused}"
+        );
         assert!(refused.contains("etcd 3.5 or newer"), "{refused}");
     }
 

@@ -43,7 +43,11 @@ pub enum Error {
     },
     /// The process exited while starting.
     #[error("etcd member {name} exited with {status} while starting: {log}")]
-    Exited { name: String, status: String, log: String },
+    Exited {
+        name: String,
+        status: String,
+        log: String,
+    },
     /// The process did not answer a linearizable read in time.
     #[error("etcd member {name} did not serve a linearizable read within {timeout:?}: {log}")]
     NotReady {

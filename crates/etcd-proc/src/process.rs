@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use lifeboat_etcd_conn::{ConnectOptions, Member, TlsFiles};
 
-use crate::{EtcdBinary, Error, Result};
+use crate::{Error, EtcdBinary, Result};
 
 /// A port nobody listens on right now on 127.0.0.1 (the caller copes with losing a race for it).
 pub fn free_port() -> Result<u16> {
@@ -147,7 +147,12 @@ impl EtcdProcess {
     pub fn connect_options(&self) -> ConnectOptions {
         ConnectOptions {
             endpoints: vec![self.launch.client_url.clone()],
-            tls: self.launch.tls.as_ref().map(|t| t.client.clone()).unwrap_or_default(),
+            tls: self
+                .launch
+                .tls
+                .as_ref()
+                .map(|t| t.client.clone())
+                .unwrap_or_default(),
             insecure_skip_tls_verify: false,
             credentials: None,
             dial_timeout: Duration::from_secs(2),

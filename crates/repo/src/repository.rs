@@ -197,4 +197,36 @@ impl Repository {
         }
         Ok(all.difference(&with_manifest).cloned().collect())
     }
+
+    /// Stores a drill's record as `drills/<ID>.json` (no secret is in it: it is stored plain).
+    pub async fn put_drill(&self, id: &BackupId, json: Vec<u8>) -> Result<()> {
+        self.storage.put(&drill_key(id), json).await
+    }
+
+    /// Every drill record, oldest first, as stored bytes with the ID its key names. Keys that
+    /// are not `drills/<ID>.json` are left out.
+    pub async fn drills(&self) -> Result<Vec<(BackupId, Vec<u8>)>> {
+        let mut records = Vec::new();
+        for (key, _) in self.storage.list(DRILLS).await? {
+            let Some(id) = key
+                .strip_prefix(&format!("{DRILLS}/"))
+                .and_then(|k| k.strip_suffix(".json"))
+                .and_then(BackupId::parse)
+            else {
+                continue;
+            };
+            if let Some(bytes) = self.storage.get(&key).await? {
+                records.push((id, bytes));
+            }
+        }
+        records.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(records)
+    }
+}
+
+/// Where drill records live.
+const DRILLS: &str = "drills";
+
+fn drill_key(id: &BackupId) -> String {
+    format!("{DRILLS}/{id}.json")
 }

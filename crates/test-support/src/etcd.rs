@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use lifeboat_etcd_conn::{ConnectOptions, Credentials, Member, TlsFiles};
-pub use lifeboat_etcd_proc::{clear_etcd_env, free_port};
 use lifeboat_etcd_proc::{EtcdBinary, EtcdProcess, InitialCluster, Launch, ServerTls};
+pub use lifeboat_etcd_proc::{clear_etcd_env, free_port};
 use tempfile::TempDir;
 
 use crate::pki::Pki;

@@ -4,6 +4,8 @@ mod backup;
 mod backups;
 mod certs;
 mod copy;
+mod drill;
+mod drills;
 mod dump;
 mod forget;
 mod repo;
@@ -42,6 +44,13 @@ pub enum Command {
     Dump(Box<dump::DumpArgs>),
     /// Put a files backup (PKI, kubeconfigs, manifests) into a directory, modes intact.
     RestoreFiles(Box<restore_files::RestoreFilesArgs>),
+    /// Prove a backup restores: fetch, verify, restore and boot it on a throwaway etcd, check it
+    /// against the member it came from, and measure the recovery time (exit 1 failed, 2 could not
+    /// run).
+    Drill(Box<drill::DrillArgs>),
+    /// The drills run so far, kept in the repository: list, show.
+    #[command(subcommand)]
+    Drills(drills::DrillsCommand),
     /// Every control-plane certificate with its expiry; exit 1 if any needs renewing.
     Certs(Box<certs::CertsArgs>),
 }
@@ -59,6 +68,8 @@ impl Command {
             Command::Dump(args) => dump::run(*args, format).await,
             Command::RestoreFiles(args) => restore_files::run(*args, format).await,
             Command::Certs(args) => certs::run(*args, format).await,
+            Command::Drill(args) => drill::run(*args, format).await,
+            Command::Drills(command) => command.run(format).await,
         }
     }
 }

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 mod common;
+mod drill;
 mod errors;
 mod hashkv;
 mod repository;

@@ -18,13 +18,13 @@ use crate::common::*;
 use crate::restore::{dump, restore_and_boot, restore_args};
 
 #[derive(Debug, Clone, Copy)]
-enum Backend {
+pub(crate) enum Backend {
     Local,
     S3,
 }
 
 /// A repository location with what the commands need to reach it.
-struct Repo {
+pub(crate) struct Repo {
     dir: tempfile::TempDir,
     s3: Option<S3Server>,
     location: String,
@@ -47,7 +47,7 @@ impl Repo {
     }
 
     /// A new, initialised repository whose identity is [`Repo::identity`].
-    fn initialised(backend: Backend) -> Self {
+    pub(crate) fn initialised(backend: Backend) -> Self {
         let repo = Self::new(backend);
         run_ok(
             repo.lifeboat()
@@ -57,12 +57,12 @@ impl Repo {
         repo
     }
 
-    fn identity(&self) -> PathBuf {
+    pub(crate) fn identity(&self) -> PathBuf {
         self.dir.path().join("identity.txt")
     }
 
     /// `lifeboat` with the repository and S3 settings in the environment, as an operator sets them.
-    fn lifeboat(&self) -> Command {
+    pub(crate) fn lifeboat(&self) -> Command {
         let mut command = lifeboat();
         self.configure(&mut command);
         command
@@ -102,7 +102,7 @@ impl Repo {
     }
 
     /// Backs `server` up; returns the new backup's ID.
-    fn backup(&self, server: &EtcdServer) -> String {
+    pub(crate) fn backup(&self, server: &EtcdServer) -> String {
         let out = run_ok(self.backup_command(server).args(["-w", "json"]));
         let manifest: Value = serde_json::from_str(&out).unwrap();
         manifest["id"].as_str().unwrap().to_string()
@@ -118,7 +118,7 @@ impl Repo {
     }
 
     /// Where the repository's objects lie on disk (for S3, in the server's bucket directory).
-    fn root(&self) -> PathBuf {
+    pub(crate) fn root(&self) -> PathBuf {
         match &self.s3 {
             None => self.dir.path().join("repo"),
             Some(s3) => s3.bucket_dir().join(PREFIX),

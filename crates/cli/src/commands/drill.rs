@@ -1,0 +1,226 @@
+//! `lifeboat drill [ID|latest] | --file SNAPSHOT`: the restore drill, timed phase by phase.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use lifeboat_core::drill::{DrillOptions, DrillReport, DrillSource, Outcome, drill};
+use lifeboat_etcd_proc::EtcdBinary;
+
+use crate::etcd_flags::EtcdFlags;
+use crate::exit::{Failure, cancel_on_signals};
+use crate::output::{self, OutputFormat};
+use crate::progress::TerminalBar;
+use crate::repo_flags::{IdentityFlags, RepoFlags, resolve_id};
+
+/// The drill could not run (no etcd binary, no such backup, storage unreachable).
+pub const COULD_NOT_RUN: u8 = 2;
+
+/// Arguments of `drill`.
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// The backup to drill: its ID, or `latest`.
+    #[arg(value_name = "ID", conflicts_with = "file", required_unless_present = "file")]
+    id: Option<String>,
+    /// Drill a snapshot file (or a member's `db`) instead of a backup.
+    #[arg(long, value_name = "SNAPSHOT")]
+    file: Option<PathBuf>,
+    /// The etcd server binary to boot the restore with [default: `etcd` on PATH].
+    #[arg(long = "etcd", env = "LIFEBOAT_ETCD", value_name = "PATH")]
+    etcd_binary: Option<PathBuf>,
+    /// Restore a cluster of this many members on loopback (1 or 3).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=7))]
+    members: u8,
+    /// A backup older than this is stale (a warning, or a failure with --fail-on-stale).
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    max_age: Duration,
+    /// Fail the drill when the backup is older than --max-age.
+    #[arg(long)]
+    fail_on_stale: bool,
+    /// The recovery time objective: the drill fails when restoring takes longer.
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+    rto: Duration,
+    /// How long each member may take to serve its first linearizable read.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    boot_timeout: Duration,
+    /// Leave the restored etcd running and print its endpoint (stop it yourself).
+    #[arg(long)]
+    keep: bool,
+    /// Where the private temporary directory is made [default: the system's temp dir].
+    #[arg(long, value_name = "DIR")]
+    work_dir: Option<PathBuf>,
+    /// Also write the JSON report to FILE (atomically).
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    #[command(flatten)]
+    identity: IdentityFlags,
+    #[command(flatten)]
+    repo: RepoFlags,
+    /// The live cluster, to measure how far it moved on since the backup (revision lag).
+    #[command(flatten)]
+    live: EtcdFlags,
+}
+
+/// Errors before or around the drill are "could not run" (exit 2), not a failed drill.
+fn could_not_run(error: anyhow::Error) -> anyhow::Error {
+    if matches!(
+        error.downcast_ref::<lifeboat_core::Error>(),
+        Some(lifeboat_core::Error::Interrupted { .. })
+    ) {
+        return error;
+    }
+    Failure {
+        code: COULD_NOT_RUN,
+        message: crate::exit::one_line(&error),
+    }
+    .into()
+}
+
+pub async fn run(args: DrillArgs, format: OutputFormat) -> anyhow::Result<()> {
+    let report = run_drill(&args).await.map_err(could_not_run)?;
+    if let Some(path) = &args.report {
+        let mut pending =
+            lifeboat_core::fsio::PendingFile::create(path).map_err(|e| could_not_run(e.into()))?;
+        pending
+            .write_all(&serde_json::to_vec_pretty(&report)?)
+            .and_then(|()| pending.commit())
+            .map_err(|e| could_not_run(e.into()))?;
+    }
+    print(&report, format)?;
+    if report.result == Outcome::Passed {
+        return Ok(());
+    }
+    let failed: Vec<String> = report
+        .checks
+        .iter()
+        .filter(|c| c.result == Outcome::Failed)
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect();
+    Err(Failure {
+        code: crate::exit::FAILURE,
+        message: format!("drill of {} failed: {}", report.backup, failed.join("; ")),
+    }
+    .into())
+}
+
+async fn run_drill(args: &DrillArgs) -> anyhow::Result<DrillReport> {
+    let binary = EtcdBinary::locate(args.etcd_binary.as_deref(), std::env::var_os("PATH").as_deref())?;
+    let options = DrillOptions {
+        binary,
+        members: usize::from(args.members),
+        max_age: args.max_age,
+        fail_on_stale: args.fail_on_stale,
+        rto_objective: args.rto,
+        keep: args.keep,
+        work_dir: args.work_dir.clone().unwrap_or_else(std::env::temp_dir),
+        live: match args.live.given() {
+            true => Some(args.live.clone().resolve()?),
+            false => None,
+        },
+        boot_timeout: args.boot_timeout,
+    };
+    let cancel = cancel_on_signals();
+    let bar = TerminalBar::new("fetch");
+    match (&args.file, &args.id) {
+        (Some(file), _) => Ok(drill(DrillSource::File(file.clone()), &options, &bar, &cancel).await?),
+        (None, Some(id)) => {
+            let repo = args.repo.open().await?;
+            let identities = args.identity.require_for(&repo)?;
+            let id = resolve_id(&repo, id).await?;
+            let source = DrillSource::Backup {
+                repo: &repo,
+                id,
+                identities,
+            };
+            let report = drill(source, &options, &bar, &cancel).await?;
+            // The record is the history `drills list` shows; a drill that ran is worth keeping.
+            repo.put_drill(&report.id, serde_json::to_vec_pretty(&report)?)
+                .await?;
+            Ok(report)
+        }
+        (None, None) => anyhow::bail!("name a backup (ID or latest) or give --file SNAPSHOT"),
+    }
+}
+
+fn outcome(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Passed => "passed",
+        Outcome::Failed => "FAILED",
+        Outcome::Warning => "warning",
+        Outcome::Skipped => "skipped",
+    }
+}
+
+/// The report as text: the result, the RTO against its objective, each phase and each check.
+pub fn print(report: &DrillReport, format: OutputFormat) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if format == OutputFormat::Json {
+        return output::json(&mut out, report);
+    }
+    let rto = match report.rto.seconds {
+        Some(seconds) => format!(
+            "{seconds:.1} s (objective {:.0} s: {})",
+            report.rto.objective_seconds,
+            if report.rto.met { "met" } else { "MISSED" }
+        ),
+        None => "not proven".to_string(),
+    };
+    let lag = report
+        .rpo
+        .revision_lag
+        .map(|lag| format!(", {lag} revisions behind the live cluster"))
+        .unwrap_or_default();
+    output::table(
+        &mut out,
+        &[
+            ("Drill", format!("{} {}", report.id, outcome(report.result))),
+            ("Backup", report.backup.clone()),
+            ("Size", output::si_bytes(report.size)),
+            (
+                "etcd",
+                format!("{} ({} member(s))", report.etcd_version, report.members),
+            ),
+            ("RTO", rto),
+            (
+                "RPO",
+                format!("backup age {:.0} s{lag}", report.rpo.backup_age_seconds),
+            ),
+        ],
+    )?;
+    writeln!(out)?;
+    output::grid(
+        &mut out,
+        &["PHASE", "SECONDS"],
+        &report
+            .phases
+            .iter()
+            .map(|p| vec![p.name.clone(), format!("{:.3}", p.seconds)])
+            .collect::<Vec<_>>(),
+    )?;
+    writeln!(out)?;
+    output::grid(
+        &mut out,
+        &["CHECK", "RESULT", "DETAIL"],
+        &report
+            .checks
+            .iter()
+            .map(|c| vec![c.name.clone(), outcome(c.result).to_string(), c.detail.clone()])
+            .collect::<Vec<_>>(),
+    )?;
+    if let Some(kept) = &report.kept {
+        writeln!(
+            out,
+            "\nKept running: {} (PIDs {:?}), data in {}; stop it with `kill {}` and remove the directory",
+            kept.endpoints.join(", "),
+            kept.pids,
+            kept.dir.display(),
+            kept.pids
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,330 @@
+//! `lifeboat drill` against real etcd 3.4.23 and 3.5.1 and the S3 server: a clean drill, a
+//! damaged object, a backup whose recorded HashKV no longer matches, a stale backup, a missing
+//! or too old etcd binary, an interrupted drill, three members, `--keep`, and the history.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use lifeboat_test_support::{EtcdConfig, EtcdServer, EtcdVersion, FillSpec};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+use crate::common::*;
+use crate::repository::{Backend, Repo};
+
+/// A cluster holding Kubernetes-like objects and the namespaces kubeadm creates.
+async fn kubernetes_like(version: EtcdVersion) -> EtcdServer {
+    let server = filled(EtcdConfig::new(version), &FillSpec::small()).await;
+    let mut client = server.member().await.unwrap().client();
+    for namespace in ["default", "kube-system", "kube-public", "web"] {
+        client
+            .put(format!("/registry/namespaces/{namespace}"), "k8s\0ns", None)
+            .await
+            .unwrap();
+    }
+    server
+}
+
+/// `lifeboat drill` of the repository's backups with the identity, etcd `version` and a work dir.
+fn drill_command(repo: &Repo, version: EtcdVersion, work: &Path) -> Command {
+    let mut command = drill_without_etcd(repo, work);
+    command.arg("--etcd").arg(version.etcd());
+    command
+}
+
+fn drill_without_etcd(repo: &Repo, work: &Path) -> Command {
+    let mut command = repo.lifeboat();
+    command
+        .env_remove("LIFEBOAT_ETCD")
+        .arg("drill")
+        .arg("--identity-file")
+        .arg(repo.identity())
+        .arg("--work-dir")
+        .arg(work)
+        .args(["-w", "json"]);
+    command
+}
+
+fn report_of(output: &std::process::Output) -> Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("no JSON report: {}", String::from_utf8_lossy(&output.stderr)))
+}
+
+/// The report of a drill that must have passed (exit 0).
+fn passed_report(output: &std::process::Output) -> Value {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    report_of(output)
+}
+
+fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name}: {report}"))
+}
+
+fn phases(report: &Value) -> Vec<String> {
+    report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// No etcd process runs on a data directory under `work`.
+fn no_etcd_under(work: &Path) -> bool {
+    let needle = work.display().to_string();
+    std::fs::read_dir("/proc").unwrap().flatten().all(|entry| {
+        std::fs::read(entry.path().join("cmdline"))
+            .map(|cmdline| !String::from_utf8_lossy(&cmdline).contains(&needle))
+            .unwrap_or(true)
+    })
+}
+
+async fn clean_drill(version: EtcdVersion) {
+    let server = kubernetes_like(version).await;
+    let repo = Repo::initialised(Backend::S3);
+    let id = repo.backup(&server);
+    let work = tempfile::tempdir().unwrap();
+    let report_file = work.path().join("report.json");
+    let output = run(drill_command(&repo, version, work.path())
+        .arg(&id)
+        .arg("--report")
+        .arg(&report_file)
+        .args(server.etcdctl_args()));
+    let report = passed_report(&output);
+    assert_eq!(report["result"], "passed", "{report}");
+    assert_eq!(
+        phases(&report),
+        ["fetch", "verify", "restore", "boot", "check", "teardown"]
+    );
+    for name in [
+        "integrity",
+        "restore",
+        "boot",
+        "revision",
+        "keys",
+        "hashkv",
+        "kubernetes",
+    ] {
+        assert_eq!(check(&report, name)["result"], "passed", "{name}: {report}");
+    }
+    for result in ["integrity", "restore", "content", "freshness"] {
+        assert_eq!(report["results"][result], "passed", "{result}");
+    }
+    assert!(
+        check(&report, "hashkv")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("equal to the member's")
+    );
+    assert!(report["kubernetes"]["namespaces"].as_array().unwrap().len() == 4);
+    assert!(report["kubernetes"]["resources"]["pods"].as_u64().unwrap() > 0);
+    assert!(report["rto"]["met"].as_bool().unwrap());
+    assert!(report["rto"]["seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        report["rpo"]["revision_lag"], 0,
+        "the live cluster was given and did not move"
+    );
+    assert_eq!(report["etcd_version"], version.expected());
+    let stored: Value = serde_json::from_str(&std::fs::read_to_string(&report_file).unwrap()).unwrap();
+    assert_eq!(stored, report, "--report holds the printed report");
+    assert_eq!(mode(&report_file), 0o600);
+    // Nothing is left: the temporary directory is gone and no etcd runs.
+    assert_eq!(entries(work.path()), ["report.json"]);
+    assert!(no_etcd_under(work.path()));
+    // The history: the drill is kept in the repository.
+    let list: Value =
+        serde_json::from_str(&run_ok(repo.lifeboat().args(["drills", "list", "-w", "json"]))).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["backup"], id.as_str());
+    let shown = run_ok(repo.lifeboat().args(["drills", "show", "latest"]));
+    assert!(shown.contains("RTO") && shown.contains("hashkv"), "{shown}");
+}
+
+#[tokio::test]
+async fn clean_drill_on_etcd_3_4() {
+    clean_drill(EtcdVersion::V3_4).await;
+}
+
+#[tokio::test]
+async fn clean_drill_on_etcd_3_5() {
+    clean_drill(EtcdVersion::V3_5).await;
+}
+
+#[tokio::test]
+async fn failing_drills_say_which_check_failed() {
+    let server = kubernetes_like(EtcdVersion::V3_5).await;
+    let repo = Repo::initialised(Backend::S3);
+    let id = repo.backup(&server);
+    let work = tempfile::tempdir().unwrap();
+
+    // Data 3.5 on etcd 3.4: could not run (exit 2), nothing fetched.
+    let refused = run_failing(drill_command(&repo, EtcdVersion::V3_4, work.path()).arg(&id), 2);
+    assert!(
+        refused.contains("cannot run data written by etcd 3.5.1"),
+        "{refused}"
+    );
+    // No etcd binary at all: exit 2, named.
+    let missing = run_failing(
+        drill_without_etcd(&repo, work.path())
+            .arg(&id)
+            .args(["--etcd", "/nonexistent/etcd"]),
+        2,
+    );
+    assert!(missing.contains("/nonexistent/etcd does not exist"), "{missing}");
+    let none = run_failing(
+        drill_without_etcd(&repo, work.path())
+            .env("PATH", "/nonexistent")
+            .arg(&id),
+        2,
+    );
+    assert!(none.contains("none on PATH"), "{none}");
+
+    // Stale: a warning by default, a failure with --fail-on-stale.
+    std::thread::sleep(Duration::from_millis(1100));
+    let output = run(drill_command(&repo, EtcdVersion::V3_5, work.path()).args([&id, "--max-age", "1s"]));
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(report_of(&output)["results"]["freshness"], "warning");
+    let output = run(drill_command(&repo, EtcdVersion::V3_5, work.path()).args([
+        &id,
+        "--max-age",
+        "1s",
+        "--fail-on-stale",
+    ]));
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(report_of(&output)["results"]["freshness"], "failed");
+
+    // A recorded HashKV that no longer matches the data: content fails, the rest passes.
+    let manifest_path = repo.root().join(format!("backups/{id}/manifest.json"));
+    let original = std::fs::read_to_string(&manifest_path).unwrap();
+    let mut manifest: Value = serde_json::from_str(&original).unwrap();
+    let hash = manifest["etcd"]["hash_kv"]["hash"].as_u64().unwrap();
+    manifest["etcd"]["hash_kv"]["hash"] = (hash ^ 1).into();
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let output = run(drill_command(&repo, EtcdVersion::V3_5, work.path()).arg(&id));
+    assert_eq!(output.status.code(), Some(1));
+    let report = report_of(&output);
+    assert_eq!(report["results"]["integrity"], "passed");
+    assert_eq!(report["results"]["restore"], "passed");
+    assert_eq!(report["results"]["content"], "failed");
+    assert!(
+        check(&report, "hashkv")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not what the member held")
+    );
+    assert_eq!(
+        report["rto"]["seconds"],
+        Value::Null,
+        "no RTO is proven by a failed drill"
+    );
+    std::fs::write(&manifest_path, original).unwrap();
+
+    // A damaged stored object: integrity fails and nothing is booted.
+    let object = repo.root().join(format!("backups/{id}/etcd-snapshot.db"));
+    let mut bytes = std::fs::read(&object).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xFF;
+    std::fs::write(&object, bytes).unwrap();
+    let output = run(drill_command(&repo, EtcdVersion::V3_5, work.path()).arg(&id));
+    assert_eq!(output.status.code(), Some(1));
+    let report = report_of(&output);
+    assert_eq!(report["results"]["integrity"], "failed");
+    assert_eq!(report["results"]["restore"], "skipped");
+    assert!(!phases(&report).contains(&"boot".to_string()), "{report}");
+    assert!(
+        check(&report, "integrity")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("sha256")
+    );
+    assert!(entries(work.path()).is_empty());
+    assert!(no_etcd_under(work.path()));
+}
+
+#[tokio::test]
+async fn three_members_elect_a_leader_and_agree_and_keep_leaves_them_running() {
+    let server = kubernetes_like(EtcdVersion::V3_5).await;
+    let (work, saved) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let file = saved.path().join("snap.db");
+    run_ok(&mut save_command(&server, &file));
+    let drill = |extra: &[&str]| {
+        let mut command = lifeboat();
+        command
+            .args(["drill", "--file"])
+            .arg(&file)
+            .arg("--etcd")
+            .arg(EtcdVersion::V3_5.etcd())
+            .arg("--work-dir")
+            .arg(work.path())
+            .args(["-w", "json"])
+            .args(extra);
+        command
+    };
+    let output = run(&mut drill(&["--members", "3"]));
+    let report = passed_report(&output);
+    assert_eq!(report["members"], 3);
+    let quorum = check(&report, "quorum");
+    assert_eq!(quorum["result"], "passed", "{report}");
+    // A snapshot file has no HashKV of its member: not comparable, a warning only.
+    assert_eq!(check(&report, "hashkv")["result"], "warning");
+    assert!(entries(work.path()).is_empty());
+
+    let output = run(&mut drill(&["--keep"]));
+    assert_eq!(output.status.code(), Some(0));
+    let report = report_of(&output);
+    let endpoint = report["kept"]["endpoints"][0].as_str().unwrap().to_string();
+    let pid = report["kept"]["pids"][0].as_i64().unwrap() as i32;
+    let answer = Command::new(EtcdVersion::V3_5.etcdctl())
+        .args([
+            "--endpoints",
+            &endpoint,
+            "get",
+            "/registry/namespaces/web",
+            "--print-value-only",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    assert!(answer.status.success(), "the kept etcd answers");
+    assert!(String::from_utf8_lossy(&answer.stdout).starts_with("k8s"));
+    std::fs::remove_dir_all(report["kept"]["dir"].as_str().unwrap()).unwrap();
+}
+
+#[tokio::test]
+async fn an_interrupted_drill_leaves_no_process_and_no_directory() {
+    let server = kubernetes_like(EtcdVersion::V3_5).await;
+    let (work, saved) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let file = saved.path().join("snap.db");
+    run_ok(&mut save_command(&server, &file));
+    let mut child = lifeboat()
+        .args(["drill", "--file"])
+        .arg(&file)
+        .arg("--etcd")
+        .arg(EtcdVersion::V3_5.etcd())
+        .arg("--work-dir")
+        .arg(work.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupted once etcd has been started on the restored data.
+    let started = wait_until(&mut child, Duration::from_secs(30), || {
+        files_under(work.path())
+            .iter()
+            .any(|f| f.ends_with("drill-1.log"))
+    });
+    assert!(started, "the drill reached the boot phase");
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(20)), Some(130));
+    assert!(entries(work.path()).is_empty());
+    assert!(no_etcd_under(work.path()), "the throwaway etcd was stopped");
+}

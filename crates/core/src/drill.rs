@@ -1,0 +1,765 @@
+//! `drill`: the backup-validation pipeline operators copy from guides and never run, as one timed
+//! operation. Fetch (download, decrypt, decompress, sha256), verify (native), restore (native, in
+//! a private temporary directory), boot a throwaway etcd on 127.0.0.1 until its first
+//! linearizable read, check (revision, keys, HashKV against the member's at backup time,
+//! Kubernetes content, freshness), then tear down. RTO is the wall time until the checks pass.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use lifeboat_etcd_conn::{ConnectOptions, connect_first_healthy};
+use lifeboat_etcd_data::{SnapshotStatus, Trailer};
+use lifeboat_etcd_proc::{EtcdBinary, EtcdProcess, InitialCluster, Launch, free_port};
+use lifeboat_repo::{BackupId, EtcdFacts, Identity, Manifest, Repository, timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::backup::ETCD_ARTEFACT;
+use crate::backups::{HashKvComparison, hash_kv_comparison, read_plain_into};
+use crate::blocking::blocking;
+use crate::snapshot_file::Access;
+use crate::snapshot_restore::{RestoreOptions, restore};
+use crate::{Cancel, Error, Progress, Result};
+
+/// How a drill runs.
+#[derive(Debug, Clone)]
+pub struct DrillOptions {
+    pub binary: EtcdBinary,
+    /// Members of the restored cluster: 1, or 3 to prove a quorum forms.
+    pub members: usize,
+    /// A backup older than this is stale.
+    pub max_age: Duration,
+    /// A stale backup fails the drill instead of warning.
+    pub fail_on_stale: bool,
+    /// The recovery time objective the measured RTO is compared with.
+    pub rto_objective: Duration,
+    /// Leave the restored etcd running and its directory in place.
+    pub keep: bool,
+    /// Where the private temporary directory is made.
+    pub work_dir: PathBuf,
+    /// The live cluster, to measure the revision lag.
+    pub live: Option<ConnectOptions>,
+    /// How long each member may take to serve its first linearizable read.
+    pub boot_timeout: Duration,
+}
+
+/// What a drill restores.
+pub enum DrillSource<'a> {
+    Backup {
+        repo: &'a Repository,
+        id: BackupId,
+        identities: Vec<Identity>,
+    },
+    File(PathBuf),
+}
+
+/// The outcome of a check or of a group of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Passed,
+    Failed,
+    Warning,
+    /// Not run, because an earlier step failed.
+    Skipped,
+}
+
+/// One named check with what it saw.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Check {
+    pub name: String,
+    pub result: Outcome,
+    pub detail: String,
+}
+
+/// One timed phase.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Phase {
+    pub name: String,
+    pub seconds: f64,
+}
+
+/// The guide's four results.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Results {
+    pub integrity: Outcome,
+    pub restore: Outcome,
+    pub content: Outcome,
+    pub freshness: Outcome,
+}
+
+/// Kubernetes objects found under `/registry/`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KubernetesContent {
+    pub namespaces: Vec<String>,
+    /// Keys per `/registry/<resource>/`.
+    pub resources: BTreeMap<String, u64>,
+}
+
+/// The recovery time the drill proved.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rto {
+    /// Start to checks passed; `None` when they did not pass.
+    pub seconds: Option<f64>,
+    pub objective_seconds: f64,
+    pub met: bool,
+}
+
+/// The data loss a restore of this backup would mean now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rpo {
+    pub backup_age_seconds: f64,
+    pub max_age_seconds: f64,
+    /// Live revision minus the backup's, when the live cluster was given.
+    pub revision_lag: Option<i64>,
+}
+
+/// The throwaway cluster left running by `--keep`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Kept {
+    pub endpoints: Vec<String>,
+    pub pids: Vec<u32>,
+    pub dir: PathBuf,
+}
+
+/// Everything a drill found; stored in the repository as `drills/<ID>.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DrillReport {
+    pub id: BackupId,
+    pub timestamp: String,
+    /// The backup ID, or the snapshot file.
+    pub backup: String,
+    pub repository: Option<String>,
+    /// Bytes of the snapshot.
+    pub size: u64,
+    pub backup_time: Option<String>,
+    pub etcd_binary: String,
+    pub etcd_version: String,
+    pub members: usize,
+    pub result: Outcome,
+    pub results: Results,
+    /// `etcdutl snapshot status` of the drilled snapshot.
+    pub etcd: Option<SnapshotStatus>,
+    pub checks: Vec<Check>,
+    pub kubernetes: Option<KubernetesContent>,
+    pub phases: Vec<Phase>,
+    pub rto: Rto,
+    pub rpo: Rpo,
+    pub kept: Option<Kept>,
+}
+
+/// The report's fields as the run fills them.
+struct Run {
+    started: Instant,
+    phase_started: Instant,
+    phases: Vec<Phase>,
+    checks: Vec<Check>,
+}
+
+impl Run {
+    fn phase(&mut self, name: &str) {
+        self.phases.push(Phase {
+            name: name.into(),
+            seconds: self.phase_started.elapsed().as_secs_f64(),
+        });
+        self.phase_started = Instant::now();
+    }
+
+    fn check(&mut self, name: &str, result: Outcome, detail: impl Into<String>) -> Outcome {
+        self.checks.push(Check {
+            name: name.into(),
+            result,
+            detail: detail.into(),
+        });
+        result
+    }
+
+    fn pass_if(&mut self, name: &str, ok: bool, detail: String) -> Outcome {
+        let result = if ok { Outcome::Passed } else { Outcome::Failed };
+        self.check(name, result, detail)
+    }
+}
+
+/// The worst of some outcomes (failed over warning over passed); skipped only if all are.
+fn worst(outcomes: &[Outcome]) -> Outcome {
+    let rank = |o: &Outcome| match o {
+        Outcome::Failed => 3,
+        Outcome::Warning => 2,
+        Outcome::Passed => 1,
+        Outcome::Skipped => 0,
+    };
+    outcomes
+        .iter()
+        .copied()
+        .max_by_key(rank)
+        .unwrap_or(Outcome::Skipped)
+}
+
+/// What the source says about the snapshot before it is read.
+struct Fetched {
+    path: PathBuf,
+    manifest: Option<Manifest>,
+    size: u64,
+    created: Option<SystemTime>,
+    /// The damage found while fetching, if any.
+    damage: Option<String>,
+}
+
+/// Runs a drill. `Err` means it could not run (no such backup, an etcd too old for the data,
+/// storage unreachable); failed checks are in the report.
+pub async fn drill(
+    source: DrillSource<'_>,
+    options: &DrillOptions,
+    progress: &dyn Progress,
+    cancel: &Cancel,
+) -> Result<DrillReport> {
+    cancel.run(drill_uncancelled(source, options, progress)).await
+}
+
+async fn drill_uncancelled(
+    source: DrillSource<'_>,
+    options: &DrillOptions,
+    progress: &dyn Progress,
+) -> Result<DrillReport> {
+    let now = SystemTime::now();
+    let start = Instant::now();
+    let id = BackupId::new(now);
+    let mut run = Run {
+        started: start,
+        phase_started: start,
+        phases: Vec::new(),
+        checks: Vec::new(),
+    };
+    // Declared before the members, so they are stopped before it is removed.
+    let dir = private_dir(&options.work_dir)?;
+    let (label, repository) = match &source {
+        DrillSource::Backup { repo, id, .. } => (id.to_string(), Some(repo.storage().repo().to_string())),
+        DrillSource::File(path) => (path.display().to_string(), None),
+    };
+    let fetched = fetch(&source, options, dir.path(), progress).await?;
+    run.phase("fetch");
+    let facts = fetched.manifest.as_ref().and_then(|m| m.etcd.clone());
+
+    let mut stats = None;
+    let mut integrity = match &fetched.damage {
+        Some(damage) => run.check("integrity", Outcome::Failed, damage.clone()),
+        None => Outcome::Passed,
+    };
+    let mut has_trailer = true;
+    if integrity == Outcome::Passed {
+        let path = fetched.path.clone();
+        let (report, status) = blocking(move || {
+            let report = crate::snapshot_file::verify(&path)?;
+            let status = crate::snapshot_file::status(&path, Access::Mapped).ok();
+            Ok((report, status))
+        })
+        .await?;
+        has_trailer = !matches!(report.trailer, Trailer::Absent);
+        let findings: Vec<String> = report.findings.iter().map(ToString::to_string).collect();
+        integrity = match (findings.is_empty(), status) {
+            (true, Some(status)) => {
+                stats = Some(status);
+                let trailer = if has_trailer {
+                    "sha256 trailer matches"
+                } else {
+                    "no trailer (a member's db)"
+                };
+                run.check(
+                    "integrity",
+                    Outcome::Passed,
+                    format!("{trailer}; bbolt and etcd structure sound"),
+                )
+            }
+            _ => run.check("integrity", Outcome::Failed, findings.join("; ")),
+        };
+    }
+    run.phase("verify");
+
+    let mut restore_outcome = Outcome::Skipped;
+    let mut content = Outcome::Skipped;
+    let mut rto_seconds = None;
+    let mut members = Vec::new();
+    let mut kubernetes = None;
+    if let (Outcome::Passed, Some(stats)) = (integrity, &stats) {
+        let plan = plan_members(options, dir.path(), &id)?;
+        restore_outcome = restore_members(&mut run, &plan, &fetched.path, has_trailer).await?;
+        run.phase("restore");
+        if restore_outcome == Outcome::Passed {
+            restore_outcome = boot(&mut run, &plan, options, &mut members).await;
+        }
+        run.phase("boot");
+        if restore_outcome == Outcome::Passed {
+            let checked = check_content(&mut run, &members, stats, facts.as_ref(), &fetched.path).await?;
+            content = checked.0;
+            kubernetes = checked.1;
+            run.phase("check");
+            // A warning (a HashKV that cannot be compared) does not stop the proof.
+            if content != Outcome::Failed {
+                rto_seconds = Some(run.started.elapsed().as_secs_f64());
+            }
+        }
+    }
+
+    let age = fetched
+        .created
+        .and_then(|created| now.duration_since(created).ok())
+        .unwrap_or_default();
+    let stale = age > options.max_age;
+    let freshness = match (stale, options.fail_on_stale) {
+        (false, _) => Outcome::Passed,
+        (true, true) => Outcome::Failed,
+        (true, false) => Outcome::Warning,
+    };
+    run.check(
+        "freshness",
+        freshness,
+        format!(
+            "backup is {} old; objective {}",
+            humanize(age),
+            humanize(options.max_age)
+        ),
+    );
+    let revision_lag = match (&options.live, &stats) {
+        (Some(live), Some(stats)) => {
+            let member = connect_first_healthy(live).await?;
+            Some(member.status().revision - stats.revision)
+        }
+        _ => None,
+    };
+    let rto_met = rto_seconds.is_some_and(|s| s <= options.rto_objective.as_secs_f64());
+    if let Some(seconds) = rto_seconds {
+        run.pass_if(
+            "rto",
+            rto_met,
+            format!(
+                "restored and checked in {seconds:.1} s; objective {}",
+                humanize(options.rto_objective)
+            ),
+        );
+    }
+
+    let kept = if options.keep && !members.is_empty() {
+        let endpoints = members.iter().map(|m| m.endpoint().to_string()).collect();
+        let pids = members.into_iter().filter_map(EtcdProcess::detach).collect();
+        Some(Kept {
+            endpoints,
+            pids,
+            dir: dir.keep(),
+        })
+    } else {
+        for member in &mut members {
+            member.stop().await;
+        }
+        drop(members);
+        drop(dir);
+        None
+    };
+    run.phase("teardown");
+
+    let results = Results {
+        integrity,
+        restore: restore_outcome,
+        content,
+        freshness,
+    };
+    let passed = integrity == Outcome::Passed
+        && restore_outcome == Outcome::Passed
+        && content != Outcome::Failed
+        && freshness != Outcome::Failed
+        && rto_met;
+    Ok(DrillReport {
+        id,
+        timestamp: timestamp(now),
+        backup: label,
+        repository,
+        size: fetched.size,
+        backup_time: fetched.created.map(timestamp),
+        etcd_binary: options.binary.path.display().to_string(),
+        etcd_version: options.binary.version.to_string(),
+        members: options.members,
+        result: if passed { Outcome::Passed } else { Outcome::Failed },
+        results,
+        etcd: stats,
+        checks: run.checks,
+        kubernetes,
+        phases: run.phases,
+        rto: Rto {
+            seconds: rto_seconds,
+            objective_seconds: options.rto_objective.as_secs_f64(),
+            met: rto_met,
+        },
+        rpo: Rpo {
+            backup_age_seconds: age.as_secs_f64(),
+            max_age_seconds: options.max_age.as_secs_f64(),
+            revision_lag,
+        },
+        kept,
+    })
+}
+
+fn humanize(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    match seconds {
+        0..120 => format!("{seconds}s"),
+        120..7200 => format!("{}m", seconds / 60),
+        7200..172_800 => format!("{}h", seconds / 3600),
+        _ => format!("{}d", seconds / 86_400),
+    }
+}
+
+fn private_dir(parent: &Path) -> Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new()
+        .prefix("lifeboat-drill-")
+        .tempdir_in(parent)
+        .map_err(|source| Error::Io {
+            action: "create a temporary directory in",
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(
+        |source| Error::Io {
+            action: "restrict",
+            path: dir.path().to_path_buf(),
+            source,
+        },
+    )?;
+    Ok(dir)
+}
+
+async fn fetch(
+    source: &DrillSource<'_>,
+    options: &DrillOptions,
+    dir: &Path,
+    progress: &dyn Progress,
+) -> Result<Fetched> {
+    match source {
+        DrillSource::File(path) => {
+            let metadata = std::fs::metadata(path).map_err(|source| Error::Io {
+                action: "read",
+                path: path.clone(),
+                source,
+            })?;
+            Ok(Fetched {
+                path: path.clone(),
+                manifest: None,
+                size: metadata.len(),
+                created: metadata.modified().ok(),
+                damage: None,
+            })
+        }
+        DrillSource::Backup { repo, id, identities } => {
+            let manifest = repo.manifest(id).await?;
+            let Some(artefact) = manifest.artefacts.iter().find(|a| a.name == ETCD_ARTEFACT) else {
+                return Err(Error::Usage {
+                    message: format!(
+                        "backup {id} holds no etcd snapshot (kind {}); drill an etcd backup",
+                        manifest.kind
+                    ),
+                });
+            };
+            if let Some(facts) = &manifest.etcd {
+                options.binary.check_runs(&facts.version)?;
+            }
+            let path = dir.join("snapshot.db");
+            let file = std::os::unix::fs::OpenOptionsExt::mode(
+                std::fs::OpenOptions::new().write(true).create_new(true),
+                0o600,
+            )
+            .open(&path)
+            .map_err(|source| Error::Io {
+                action: "create",
+                path: path.clone(),
+                source,
+            })?;
+            progress.start(Some(artefact.stored_size));
+            let read = read_plain_into(repo, artefact, identities, (file, &path), &|n| {
+                progress.advance(n)
+            })
+            .await;
+            progress.finish();
+            let damage = match read {
+                Ok((_, findings)) if findings.is_empty() => None,
+                Ok((_, findings)) => Some(format!("{}: {}", artefact.key, findings.join("; "))),
+                Err(Error::BackupDamaged { object, finding, .. }) => Some(format!("{object}: {finding}")),
+                Err(error) => return Err(error),
+            };
+            Ok(Fetched {
+                path,
+                size: artefact.plain_size,
+                created: time::OffsetDateTime::parse(
+                    &manifest.created,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .ok()
+                .map(SystemTime::from),
+                manifest: Some(manifest),
+                damage,
+            })
+        }
+    }
+}
+
+impl std::fmt::Debug for DrillSource<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DrillSource::Backup { id, .. } => {
+                f.debug_struct("Backup").field("id", id).finish_non_exhaustive()
+            }
+            DrillSource::File(path) => f.debug_tuple("File").field(path).finish(),
+        }
+    }
+}
+
+/// One member of the throwaway cluster.
+struct PlannedMember {
+    name: String,
+    data_dir: PathBuf,
+    peer_url: String,
+    client_url: String,
+    log: PathBuf,
+}
+
+struct Plan {
+    members: Vec<PlannedMember>,
+    initial_cluster: String,
+    token: String,
+}
+
+fn plan_members(options: &DrillOptions, dir: &Path, drill: &BackupId) -> Result<Plan> {
+    let mut members = Vec::new();
+    for index in 1..=options.members {
+        let name = format!("drill-{index}");
+        members.push(PlannedMember {
+            data_dir: dir.join(format!("{name}.etcd")),
+            peer_url: format!("http://127.0.0.1:{}", free_port()?),
+            client_url: format!("http://127.0.0.1:{}", free_port()?),
+            log: dir.join(format!("{name}.log")),
+            name,
+        });
+    }
+    let initial_cluster = members
+        .iter()
+        .map(|m| format!("{}={}", m.name, m.peer_url))
+        .collect::<Vec<_>>()
+        .join(",");
+    Ok(Plan {
+        members,
+        initial_cluster,
+        // A token of its own: the throwaway members can never join the live cluster.
+        token: format!("lifeboat-drill-{drill}"),
+    })
+}
+
+async fn restore_members(run: &mut Run, plan: &Plan, snapshot: &Path, has_trailer: bool) -> Result<Outcome> {
+    let mut restored = Vec::new();
+    for member in &plan.members {
+        let options = RestoreOptions {
+            snapshot: snapshot.to_path_buf(),
+            data_dir: member.data_dir.clone(),
+            wal_dir: None,
+            name: member.name.clone(),
+            initial_cluster: plan.initial_cluster.clone(),
+            initial_cluster_token: plan.token.clone(),
+            initial_advertise_peer_urls: vec![member.peer_url.clone()],
+            skip_hash_check: !has_trailer,
+            bump_revision: 0,
+            mark_compacted: false,
+        };
+        match blocking(move || restore(&options)).await {
+            Ok(report) => restored.push(report.member_id),
+            Err(error @ (Error::Interrupted { .. } | Error::DiskFull { .. })) => return Err(error),
+            Err(error) => return Ok(run.check("restore", Outcome::Failed, error.to_string())),
+        }
+    }
+    Ok(run.check(
+        "restore",
+        Outcome::Passed,
+        format!("{} member data directories written natively", restored.len()),
+    ))
+}
+
+async fn boot(run: &mut Run, plan: &Plan, options: &DrillOptions, members: &mut Vec<EtcdProcess>) -> Outcome {
+    for planned in &plan.members {
+        let launch = Launch {
+            binary: options.binary.clone(),
+            name: planned.name.clone(),
+            data_dir: planned.data_dir.clone(),
+            client_url: planned.client_url.clone(),
+            peer_url: planned.peer_url.clone(),
+            initial: None::<InitialCluster>,
+            tls: None,
+            log: planned.log.clone(),
+        };
+        match EtcdProcess::spawn(launch) {
+            Ok(process) => members.push(process),
+            Err(error) => return run.check("boot", Outcome::Failed, error.to_string()),
+        }
+    }
+    for member in members.iter_mut() {
+        if let Err(error) = member.wait_ready(options.boot_timeout).await {
+            return run.check("boot", Outcome::Failed, error.to_string());
+        }
+    }
+    let endpoints: Vec<&str> = members.iter().map(EtcdProcess::endpoint).collect();
+    run.check(
+        "boot",
+        Outcome::Passed,
+        format!(
+            "etcd {} served a linearizable read at {}",
+            options.binary.version,
+            endpoints.join(", ")
+        ),
+    )
+}
+
+async fn check_content(
+    run: &mut Run,
+    members: &[EtcdProcess],
+    stats: &SnapshotStatus,
+    facts: Option<&EtcdFacts>,
+    snapshot: &Path,
+) -> Result<(Outcome, Option<KubernetesContent>)> {
+    let mut outcomes = Vec::new();
+    let Some(first) = members.first() else {
+        return Ok((Outcome::Skipped, None));
+    };
+    let mut member = first.connect().await?;
+    let revision = member.status().revision;
+    let expected = facts.map_or(stats.revision, |f| f.revision);
+    outcomes.push(run.pass_if(
+        "revision",
+        revision == expected,
+        format!("restored member at revision {revision}; backup at {expected}"),
+    ));
+    let keys = member.count_keys(0).await?;
+    if let Some(facts) = facts {
+        outcomes.push(run.pass_if(
+            "keys",
+            u64::try_from(keys).ok() == Some(facts.live_keys),
+            format!("{keys} keys; the member had {} at backup time", facts.live_keys),
+        ));
+    }
+    let booted = member.hash_kv(stats.revision).await?;
+    let native = {
+        let path = snapshot.to_path_buf();
+        let revision = stats.revision;
+        blocking(move || crate::snapshot_file::hash_kv(&path, Some(revision), None)).await?
+    };
+    let comparison = {
+        let path = snapshot.to_path_buf();
+        let facts = facts.cloned();
+        blocking(move || hash_kv_comparison(&path, facts.as_ref())).await?
+    };
+    outcomes.push(hash_check(run, booted.map(|b| b.hash), native.hash, &comparison));
+
+    if members.len() > 1 {
+        outcomes.push(quorum_check(run, members, stats.revision).await?);
+    }
+    let kubernetes = kubernetes_content(&mut member).await?;
+    if let Some(content) = &kubernetes {
+        let has = |name: &str| content.namespaces.iter().any(|n| n == name);
+        outcomes.push(run.pass_if(
+            "kubernetes",
+            !content.namespaces.is_empty() && has("default") && has("kube-system"),
+            format!(
+                "{} namespaces (default: {}, kube-system: {}); {} resources, {} objects",
+                content.namespaces.len(),
+                has("default"),
+                has("kube-system"),
+                content.resources.len(),
+                content.resources.values().sum::<u64>()
+            ),
+        ));
+    }
+    Ok((worst(&outcomes), kubernetes))
+}
+
+/// The restored member's HashKV against the member's at backup time, and against the file's.
+fn hash_check(run: &mut Run, booted: Option<u32>, native: u32, comparison: &HashKvComparison) -> Outcome {
+    let Some(booted) = booted else {
+        return run.check(
+            "hashkv",
+            Outcome::Failed,
+            "the restored member refused HashKV at the snapshot's revision",
+        );
+    };
+    if booted != native {
+        return run.check(
+            "hashkv",
+            Outcome::Failed,
+            format!("the restored member hashes to {booted}, the snapshot to {native}: the restore changed the data"),
+        );
+    }
+    match comparison {
+        HashKvComparison::Equal(recorded) => run.check(
+            "hashkv",
+            Outcome::Passed,
+            format!(
+                "{} at revision {}, equal to the member's at backup time",
+                recorded.hash, recorded.revision
+            ),
+        ),
+        HashKvComparison::Differs { recorded, computed } => run.check(
+            "hashkv",
+            Outcome::Failed,
+            format!(
+                "the backup hashes to {computed} at revision {}, the member's was {}: the backup is not what the member held",
+                recorded.revision, recorded.hash
+            ),
+        ),
+        HashKvComparison::Short(reason) => run.check("hashkv", Outcome::Failed, reason.clone()),
+        HashKvComparison::NotComparable(reason) => run.check(
+            "hashkv",
+            Outcome::Warning,
+            format!("restored member equals the snapshot ({booted}); not comparable with the member: {reason}"),
+        ),
+    }
+}
+
+async fn quorum_check(run: &mut Run, members: &[EtcdProcess], revision: i64) -> Result<Outcome> {
+    let mut leaders = Vec::new();
+    let mut hashes = Vec::new();
+    for process in members {
+        let mut member = process.connect().await?;
+        leaders.push(member.leader().await?);
+        hashes.push(member.hash_kv(revision).await?.map(|h| h.hash));
+    }
+    let one_leader = leaders.iter().all(|l| *l != 0 && *l == leaders[0]);
+    let same_hash = hashes.iter().all(|h| h.is_some() && *h == hashes[0]);
+    Ok(run.pass_if(
+        "quorum",
+        one_leader && same_hash,
+        format!(
+            "{} members; leader {:x} seen by all: {one_leader}; HashKV {:?} equal on all: {same_hash}",
+            members.len(),
+            leaders[0],
+            hashes.iter().flatten().collect::<Vec<_>>()
+        ),
+    ))
+}
+
+/// Namespaces and keys per resource when the key space holds Kubernetes objects.
+async fn kubernetes_content(member: &mut lifeboat_etcd_conn::Member) -> Result<Option<KubernetesContent>> {
+    const PREFIX: &[u8] = b"/registry/";
+    let keys = member.keys(PREFIX).await?;
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let mut resources = BTreeMap::new();
+    let mut namespaces = Vec::new();
+    for key in &keys {
+        let rest = String::from_utf8_lossy(&key[PREFIX.len()..]).into_owned();
+        let mut parts = rest.splitn(2, '/');
+        let resource = parts.next().unwrap_or_default().to_string();
+        if resource == "namespaces"
+            && let Some(name) = parts.next()
+        {
+            namespaces.push(name.to_string());
+        }
+        *resources.entry(resource).or_insert(0) += 1;
+    }
+    Ok(Some(KubernetesContent {
+        namespaces,
+        resources,
+    }))
+}
