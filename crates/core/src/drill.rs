@@ -17,7 +17,6 @@ use serde::{Deserialize, Serialize};
 use crate::backup::ETCD_ARTEFACT;
 use crate::backups::{HashKvComparison, hash_kv_comparison, read_plain_into};
 use crate::blocking::blocking;
-use crate::snapshot_file::Access;
 use crate::snapshot_restore::{RestoreOptions, restore};
 use crate::{Cancel, Error, Progress, Result};
 
@@ -248,12 +247,8 @@ async fn drill_uncancelled(
     let mut has_trailer = true;
     if integrity == Outcome::Passed {
         let path = fetched.path.clone();
-        let (report, status) = blocking(move || {
-            let report = crate::snapshot_file::verify(&path)?;
-            let status = crate::snapshot_file::status(&path, Access::Mapped).ok();
-            Ok((report, status))
-        })
-        .await?;
+        let report = blocking(move || crate::snapshot_file::verify(&path)).await?;
+        let status = report.status;
         has_trailer = !matches!(report.trailer, Trailer::Absent);
         let findings: Vec<String> = report.findings.iter().map(ToString::to_string).collect();
         integrity = match (findings.is_empty(), status) {
@@ -589,6 +584,7 @@ async fn boot(run: &mut Run, plan: &Plan, options: &DrillOptions, members: &mut 
             initial: None::<InitialCluster>,
             tls: None,
             log: planned.log.clone(),
+            loopback_timing: true,
         };
         match EtcdProcess::spawn(launch) {
             Ok(process) => members.push(process),
@@ -640,16 +636,28 @@ async fn check_content(
         ));
     }
     let booted = member.hash_kv(stats.revision).await?;
-    let native = {
-        let path = snapshot.to_path_buf();
-        let revision = stats.revision;
-        blocking(move || crate::snapshot_file::hash_kv(&path, Some(revision), None)).await?
-    };
-    let comparison = {
-        let path = snapshot.to_path_buf();
-        let facts = facts.cloned();
-        blocking(move || hash_kv_comparison(&path, facts.as_ref())).await?
-    };
+    let path = snapshot.to_path_buf();
+    let (revision, facts) = (stats.revision, facts.cloned());
+    let (native, comparison) = blocking(move || {
+        let native = crate::snapshot_file::hash_kv(&path, Some(revision), None)?;
+        // The member's record is compared without hashing again when it saw the same compaction.
+        let comparison = match facts.as_ref().and_then(|f| f.hash_kv) {
+            Some(recorded)
+                if recorded.revision == revision && recorded.compact_revision == native.compact_revision =>
+            {
+                match recorded.hash == native.hash {
+                    true => HashKvComparison::Equal(recorded),
+                    false => HashKvComparison::Differs {
+                        recorded,
+                        computed: native.hash,
+                    },
+                }
+            }
+            _ => hash_kv_comparison(&path, facts.as_ref())?,
+        };
+        Ok((native, comparison))
+    })
+    .await?;
     outcomes.push(hash_check(run, booted.map(|b| b.hash), native.hash, &comparison));
 
     if members.len() > 1 {

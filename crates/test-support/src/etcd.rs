@@ -146,6 +146,7 @@ impl EtcdServer {
                     token: name.clone(),
                 }),
                 tls: pki.as_ref().map(server_tls),
+                loopback_timing: false,
                 name,
                 client_url,
                 peer_url,
@@ -185,6 +186,7 @@ impl EtcdServer {
                 peer_url: member.peer_url.clone(),
                 initial: None,
                 tls: None,
+                loopback_timing: false,
                 log: dir.path().join(format!("{}.log", member.name)),
             };
             let process = EtcdProcess::spawn(launch)?;
