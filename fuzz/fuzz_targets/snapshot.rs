@@ -1,5 +1,6 @@
-//! Any bytes as a snapshot file: open, check, walk, status, verify and the restore rewrite
-//! (`rewrite_backend`) must return, never panic.
+//! Any bytes as a snapshot file: open, check, walk, status, verify, HashKV, the streamed
+//! last-key scan (`BucketTail`) and the restore rewrite (`rewrite_backend`) must return, never
+//! panic; on a file whose walk finds nothing wrong, the streamed scan names the same last key.
 //!
 //! The first byte picks the mode: raw bytes (with meta checksums fixed up, so the fuzzer gets
 //! past meta validation), or a list of (offset, xor) edits and a truncation applied to a valid
@@ -42,9 +43,36 @@ fn exercise(bytes: &[u8]) {
         let _ = db.check(|_| entries += 1);
         assert!(entries <= bytes.len() / 16, "every entry needs an element");
         let _ = lifeboat_etcd_data::status(&db);
+        let _ = lifeboat_etcd_data::hash_kv(&db, None, None);
+        let _ = lifeboat_etcd_data::hash_kv(&db, Some(3), Some(1));
+        streamed_tail_agrees(bytes, &db);
     }
     let _ = lifeboat_etcd_data::verify(bytes);
     rewrite(bytes);
+}
+
+/// Every top-level bucket's last key, from the walk and from the stream in uneven chunks.
+fn streamed_tail_agrees(bytes: &[u8], db: &Db<'_, [u8]>) {
+    let mut last: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+    let findings = db.walk(|entry| match entry.depth {
+        0 => last.push((entry.key.to_vec(), None)),
+        1 => {
+            if let Some((_, key)) = last.last_mut() {
+                *key = Some(entry.key.to_vec());
+            }
+        }
+        _ => {}
+    });
+    for (bucket, key) in &last {
+        let mut tail = lifeboat_etcd_data::bbolt::BucketTail::new(bucket);
+        for chunk in bytes.chunks(1 + bytes.len() % 4099) {
+            tail.update(chunk);
+        }
+        let streamed = tail.finish();
+        if findings.is_empty() {
+            assert_eq!(streamed.ok().flatten(), key.clone(), "bucket {bucket:?}");
+        }
+    }
 }
 
 /// The restore rewrite over the same bytes: it must refuse damage, never panic, and write only

@@ -37,12 +37,19 @@ pub enum WriteError {
     TooLarge { key: usize, value: usize },
 }
 
+/// Pages go to the file in writes of about this size: one `pwrite` per page costs more than
+/// the restore's whole copying.
+const WRITE_BUFFER: usize = 4 << 20;
+
 /// Writes pages to a file at their offsets.
 #[derive(Debug)]
 pub struct BulkWriter<'f> {
     file: &'f File,
     page_size: usize,
     next_page: u64,
+    /// Consecutive pages not yet written, starting at page `buffered_from`.
+    buffer: Vec<u8>,
+    buffered_from: u64,
 }
 
 /// A bucket as its parent stores it: a root page, or the whole bucket inline.
@@ -65,12 +72,15 @@ impl BucketRoot {
 /// The entries of one bucket, added in key order.
 #[derive(Debug)]
 pub struct BucketWriter {
-    /// Entries of the leaf being filled: (flags, key, value).
-    pending: Vec<(u32, Vec<u8>, Vec<u8>)>,
+    /// (flags, key length, value length) of each entry of the leaf being filled.
+    pending: Vec<(u32, u32, u32)>,
+    /// Their keys and values, back to back, as the leaf will hold them (no allocation per entry).
+    pending_bytes: Vec<u8>,
     pending_size: usize,
     /// (first key, page) of every leaf written so far.
     leaves: Vec<(Vec<u8>, u64)>,
     has_sub_buckets: bool,
+    /// The last key added (reused, not reallocated); `None` before the first.
     last_key: Option<Vec<u8>>,
 }
 
@@ -85,6 +95,8 @@ impl<'f> BulkWriter<'f> {
             file,
             page_size,
             next_page: 2,
+            buffer: Vec::new(),
+            buffered_from: 2,
         }
     }
 
@@ -92,6 +104,7 @@ impl<'f> BulkWriter<'f> {
     pub fn bucket(&self) -> BucketWriter {
         BucketWriter {
             pending: Vec::new(),
+            pending_bytes: Vec::new(),
             pending_size: 0,
             leaves: Vec::new(),
             has_sub_buckets: false,
@@ -122,13 +135,15 @@ impl<'f> BulkWriter<'f> {
             self.flush_leaf(bucket)?;
         }
         bucket.has_sub_buckets |= is_bucket;
-        bucket.pending.push((
-            if is_bucket { BUCKET_LEAF_FLAG } else { 0 },
-            key.to_vec(),
-            value.to_vec(),
-        ));
+        let flags = if is_bucket { BUCKET_LEAF_FLAG } else { 0 };
+        // Both lengths were bounded above.
+        bucket.pending.push((flags, key.len() as u32, value.len() as u32));
+        bucket.pending_bytes.extend_from_slice(key);
+        bucket.pending_bytes.extend_from_slice(value);
         bucket.pending_size += entry;
-        bucket.last_key = Some(key.to_vec());
+        let last = bucket.last_key.get_or_insert_with(Vec::new);
+        last.clear();
+        last.extend_from_slice(key);
         Ok(())
     }
 
@@ -143,25 +158,46 @@ impl<'f> BulkWriter<'f> {
     }
 
     fn flush_leaf(&mut self, bucket: &mut BucketWriter) -> Result<(), WriteError> {
-        let entries = std::mem::take(&mut bucket.pending);
-        bucket.pending_size = 0;
-        let Some(first) = entries.first().map(|(_, k, _)| k.clone()) else {
+        let Some(&(_, first_len, _)) = bucket.pending.first() else {
             return Ok(());
         };
+        let first = bucket.pending_bytes[..first_len as usize].to_vec();
         let id = self.next_page;
-        let page = leaf_page(id, &entries);
+        let page = pending_leaf(id, &bucket.pending, &bucket.pending_bytes);
+        bucket.pending.clear();
+        bucket.pending_bytes.clear();
+        bucket.pending_size = 0;
         self.write_node(id, page)?;
         bucket.leaves.push((first, id));
         Ok(())
     }
 
-    /// Writes a node at `id`, taking as many pages as it needs.
+    /// Writes a node at `id` (always the next page), taking as many pages as it needs.
     fn write_node(&mut self, id: u64, mut page: Vec<u8>) -> Result<(), WriteError> {
         let pages = page.len().div_ceil(self.page_size).max(1);
         page.resize(pages * self.page_size, 0);
         page[12..16].copy_from_slice(&((pages - 1) as u32).to_le_bytes());
-        self.file.write_all_at(&page, id * self.page_size as u64)?;
+        let buffered_pages = (self.buffer.len() / self.page_size) as u64;
+        if self.buffered_from + buffered_pages != id {
+            self.flush_buffer()?;
+        }
+        if self.buffer.is_empty() {
+            self.buffered_from = id;
+        }
+        self.buffer.extend_from_slice(&page);
         self.next_page = id + pages as u64;
+        if self.buffer.len() >= WRITE_BUFFER {
+            self.flush_buffer()?;
+        }
+        Ok(())
+    }
+
+    fn flush_buffer(&mut self) -> Result<(), WriteError> {
+        if !self.buffer.is_empty() {
+            self.file
+                .write_all_at(&self.buffer, self.buffered_from * self.page_size as u64)?;
+            self.buffer.clear();
+        }
         Ok(())
     }
 
@@ -169,7 +205,11 @@ impl<'f> BulkWriter<'f> {
     pub fn finish_bucket(&mut self, bucket: BucketWriter) -> Result<BucketRoot, WriteError> {
         let inline_size = PAGE_HEADER_SIZE + bucket.pending_size;
         if bucket.leaves.is_empty() && !bucket.has_sub_buckets && inline_size <= self.page_size / 4 {
-            return Ok(BucketRoot::Inline(leaf_page(0, &bucket.pending)));
+            return Ok(BucketRoot::Inline(pending_leaf(
+                0,
+                &bucket.pending,
+                &bucket.pending_bytes,
+            )));
         }
         Ok(BucketRoot::Page(self.finish_tree(bucket)?))
     }
@@ -213,6 +253,7 @@ impl<'f> BulkWriter<'f> {
         }
         // The root bucket is a tree of its own, never inline.
         let root_page = self.finish_tree(root)?;
+        self.flush_buffer()?;
         let hwm = self.next_page;
         for (page, txid) in [(0u64, 2u64), (1, 1)] {
             let meta = meta_page(page, self.page_size, root_page, FREELIST_NOT_PERSISTED, hwm, txid);
@@ -232,24 +273,34 @@ fn header(page: &mut [u8], id: u64, flags: u16, count: usize) {
 
 /// A leaf page image (not padded to the page size) holding `entries` (flags, key, value).
 pub(crate) fn leaf_page<K: AsRef<[u8]>, V: AsRef<[u8]>>(id: u64, entries: &[(u32, K, V)]) -> Vec<u8> {
-    let payload: usize = entries
-        .iter()
-        .map(|(_, k, v)| k.as_ref().len() + v.as_ref().len())
-        .sum();
-    let mut page = vec![0u8; node_size(entries.len(), 0)];
-    page.reserve(payload);
-    header(&mut page, id, LEAF_FLAG, entries.len());
-    for (i, (flags, key, value)) in entries.iter().enumerate() {
+    let mut lengths = Vec::with_capacity(entries.len());
+    let mut bytes = Vec::new();
+    for (flags, key, value) in entries {
         let (key, value) = (key.as_ref(), value.as_ref());
+        lengths.push((*flags, key.len() as u32, value.len() as u32));
+        bytes.extend_from_slice(key);
+        bytes.extend_from_slice(value);
+    }
+    pending_leaf(id, &lengths, &bytes)
+}
+
+/// A leaf page image of the entries a [`BucketWriter`] gathered: their element headers, then
+/// their keys and values as gathered.
+fn pending_leaf(id: u64, entries: &[(u32, u32, u32)], bytes: &[u8]) -> Vec<u8> {
+    let elements_end = node_size(entries.len(), 0);
+    let mut page = vec![0u8; elements_end];
+    page.reserve(bytes.len());
+    header(&mut page, id, LEAF_FLAG, entries.len());
+    let mut data = elements_end;
+    for (i, &(flags, key_len, value_len)) in entries.iter().enumerate() {
         let element = PAGE_HEADER_SIZE + i * ELEMENT_SIZE;
-        let pos = (page.len() - element) as u32;
-        let fields = [*flags, pos, key.len() as u32, value.len() as u32];
+        let fields = [flags, (data - element) as u32, key_len, value_len];
         for (j, field) in fields.iter().enumerate() {
             page[element + 4 * j..element + 4 * j + 4].copy_from_slice(&field.to_le_bytes());
         }
-        page.extend_from_slice(key);
-        page.extend_from_slice(value);
+        data += key_len as usize + value_len as usize;
     }
+    page.extend_from_slice(bytes);
     page
 }
 

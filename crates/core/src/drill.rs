@@ -275,6 +275,14 @@ async fn drill_uncancelled(
     let mut rto_seconds = None;
     let mut members = Vec::new();
     let mut kubernetes = None;
+    if let (Outcome::Passed, None) = (integrity, &fetched.manifest) {
+        // A snapshot file says which etcd wrote it only in its cluster version.
+        let path = fetched.path.clone();
+        let facts = blocking(move || crate::snapshot_file::store_facts(&path)).await?;
+        if let Some(version) = &facts.cluster_version {
+            options.binary.check_runs(version)?;
+        }
+    }
     if let (Outcome::Passed, Some(stats)) = (integrity, &stats) {
         let plan = plan_members(options, dir.path(), &id)?;
         restore_outcome = restore_members(&mut run, &plan, &fetched.path, has_trailer).await?;

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use lifeboat_bbolt::{Db, FileSource, MappedFile, Source};
-use lifeboat_etcd_data::{HashKv, SnapshotStatus, VerifyReport};
+use lifeboat_etcd_data::{HashKv, SnapshotStatus, StoreFacts, VerifyReport};
 
 use crate::{Error, Result};
 
@@ -49,5 +49,13 @@ pub fn hash_kv(path: &Path, revision: Option<i64>, compact_revision: Option<i64>
     MappedFile::open(path)
         .map_err(|e| failed(path)(e.into()))?
         .read_with(|bytes| lifeboat_etcd_data::hash_kv(&Db::open(bytes)?, revision, compact_revision))
+        .map_err(failed(path))
+}
+
+/// The file's current and compact revisions and the cluster version it records.
+pub fn store_facts(path: &Path) -> Result<StoreFacts> {
+    MappedFile::open(path)
+        .map_err(|e| failed(path)(e.into()))?
+        .read_with(|bytes| lifeboat_etcd_data::store_facts(&Db::open(bytes)?))
         .map_err(failed(path))
 }

@@ -341,15 +341,37 @@ impl Member {
         }
     }
 
-    /// Every key under `prefix` (keys only, a linearizable read).
+    /// Every key under `prefix` (keys only, linearizable), read in pages at one revision so
+    /// that no answer exceeds gRPC's message limit however many keys there are.
     pub async fn keys(&mut self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
-        let options = etcd_client::GetOptions::new().with_prefix().with_keys_only();
-        let response = self
-            .client
-            .get(prefix, Some(options))
-            .await
-            .map_err(|e| self.peer.classify(&e))?;
-        Ok(response.kvs().iter().map(|kv| kv.key().to_vec()).collect())
+        const PAGE: i64 = 10_000;
+        let end = prefix_end(prefix);
+        let mut keys = Vec::new();
+        let mut from = prefix.to_vec();
+        let mut revision = 0;
+        loop {
+            let options = etcd_client::GetOptions::new()
+                .with_range(end.clone())
+                .with_keys_only()
+                .with_limit(PAGE)
+                .with_revision(revision);
+            let response = self
+                .client
+                .get(from.clone(), Some(options))
+                .await
+                .map_err(|e| self.peer.classify(&e))?;
+            if revision == 0 {
+                revision = response.header().map_or(0, |h| h.revision());
+            }
+            keys.extend(response.kvs().iter().map(|kv| kv.key().to_vec()));
+            match (response.more(), response.kvs().last()) {
+                (true, Some(last)) => {
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => return Ok(keys),
+            }
+        }
     }
 
     /// The raft leader as this member sees it now (0: none).
@@ -362,6 +384,20 @@ impl Member {
     pub fn client(&self) -> Client {
         self.client.clone()
     }
+}
+
+/// The end of the range of keys starting with `prefix` (etcd's `GetPrefixRangeEnd`): the prefix
+/// with its last byte below 0xff incremented and what follows dropped; `\0` (to the end of the
+/// key space) when every byte is 0xff.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
 }
 
 impl std::fmt::Debug for SnapshotStream {
@@ -397,6 +433,13 @@ mod tests {
         assert_eq!((t.host.as_str(), t.port, t.tls), ("etcd-0.example", 2379, true));
         let t = Target::parse("http://[::1]:2379/", true).unwrap();
         assert_eq!((t.host.as_str(), t.port, t.tls), ("::1", 2379, false));
+    }
+
+    #[test]
+    fn prefix_ends_as_etcd_computes_them() {
+        assert_eq!(prefix_end(b"/registry/"), b"/registry0");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff\xff"), b"\0");
     }
 
     #[test]

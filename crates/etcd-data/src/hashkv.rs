@@ -24,14 +24,16 @@ pub struct HashKv {
     pub compact_revision: i64,
 }
 
-/// Revisions a file holds, as etcd sees them when it opens it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Revisions {
+/// What etcd sees of a file's key space when it opens it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoreFacts {
     /// The store's current revision: the last `key` entry's, or the compact revision if higher.
     pub current: i64,
     /// The compaction etcd completes at startup (the scheduled one when it did not finish); -1
     /// when there was none, as etcd reports it.
     pub compact: i64,
+    /// The cluster version the file records (`cluster/clusterVersion`, e.g. "3.5.0").
+    pub cluster_version: Option<String>,
 }
 
 /// `(main, sub)` of a `key`-bucket key, read as etcd's `bytesToRev` reads it.
@@ -69,10 +71,11 @@ fn user_key(value: &[u8], key: &[u8]) -> Result<Vec<u8>> {
 fn walk_keys<S: Source + ?Sized>(
     db: &Db<'_, S>,
     mut on_key_entry: impl FnMut(&[u8], &[u8]) -> Result<()>,
-) -> Result<Revisions> {
+) -> Result<StoreFacts> {
     let mut bucket = Vec::new();
     // etcd says -1 for a store that was never compacted.
     let (mut last_main, mut finished, mut scheduled) = (0, -1, -1);
+    let mut cluster_version = None;
     let mut failure = None;
     let findings = db.walk(|entry| {
         if failure.is_some() {
@@ -90,6 +93,10 @@ fn walk_keys<S: Source + ?Sized>(
             }),
             (META_BUCKET, b"finishedCompactRev") => revision_of(entry.value).map(|(m, _)| finished = m),
             (META_BUCKET, b"scheduledCompactRev") => revision_of(entry.value).map(|(m, _)| scheduled = m),
+            (b"cluster", b"clusterVersion") => {
+                cluster_version = Some(String::from_utf8_lossy(entry.value).into_owned());
+                Ok(())
+            }
             _ => Ok(()),
         };
         if let Err(error) = outcome {
@@ -103,14 +110,15 @@ fn walk_keys<S: Source + ?Sized>(
         return Err(error);
     }
     let compact = finished.max(scheduled);
-    Ok(Revisions {
+    Ok(StoreFacts {
         current: last_main.max(compact),
         compact,
+        cluster_version,
     })
 }
 
-/// The current and compact revisions of a file.
-pub fn revisions<S: Source + ?Sized>(db: &Db<'_, S>) -> Result<Revisions> {
+/// The current and compact revisions and the cluster version of a file.
+pub fn store_facts<S: Source + ?Sized>(db: &Db<'_, S>) -> Result<StoreFacts> {
     walk_keys(db, |_, _| Ok(()))
 }
 

@@ -24,7 +24,7 @@ mod trailer;
 mod verify;
 
 pub use error::{Error, Result};
-pub use hashkv::{HashKv, Revisions, StreamedRevision, hash_kv, revisions};
+pub use hashkv::{HashKv, StoreFacts, StreamedRevision, hash_kv, store_facts};
 pub use kv::{KeyValue, Revision};
 pub use lifeboat_bbolt as bbolt;
 pub use status::{SnapshotStatus, main_revision, status};

@@ -16,7 +16,11 @@ use crate::repository::{Backend, Repo};
 
 /// A cluster holding Kubernetes-like objects and the namespaces kubeadm creates.
 async fn kubernetes_like(version: EtcdVersion) -> EtcdServer {
-    let server = filled(EtcdConfig::new(version), &FillSpec::small()).await;
+    kubernetes_like_with(version, &FillSpec::small()).await
+}
+
+async fn kubernetes_like_with(version: EtcdVersion, spec: &FillSpec) -> EtcdServer {
+    let server = filled(EtcdConfig::new(version), spec).await;
     let mut client = server.member().await.unwrap().client();
     for namespace in ["default", "kube-system", "kube-public", "web"] {
         client
@@ -251,30 +255,56 @@ async fn failing_drills_say_which_check_failed() {
 
 #[tokio::test]
 async fn three_members_elect_a_leader_and_agree_and_keep_leaves_them_running() {
-    let server = kubernetes_like(EtcdVersion::V3_5).await;
+    // More objects than one page of keys (10,000): the content check reads them in pages.
+    let spec = FillSpec {
+        objects: 12_000,
+        value_bytes: (20, 40),
+        overwrite_every: 0,
+        delete_every: 0,
+        leases: 0,
+        compact: false,
+        concurrency: 16,
+    };
+    let server = kubernetes_like_with(EtcdVersion::V3_5, &spec).await;
     let (work, saved) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let file = saved.path().join("snap.db");
     run_ok(&mut save_command(&server, &file));
-    let drill = |extra: &[&str]| {
+    let drill_on = |version: EtcdVersion, extra: &[&str]| {
         let mut command = lifeboat();
         command
             .args(["drill", "--file"])
             .arg(&file)
             .arg("--etcd")
-            .arg(EtcdVersion::V3_5.etcd())
+            .arg(version.etcd())
             .arg("--work-dir")
             .arg(work.path())
             .args(["-w", "json"])
             .args(extra);
         command
     };
+    let drill = |extra: &[&str]| drill_on(EtcdVersion::V3_5, extra);
     let output = run(&mut drill(&["--members", "3"]));
     let report = passed_report(&output);
     assert_eq!(report["members"], 3);
     let quorum = check(&report, "quorum");
     assert_eq!(quorum["result"], "passed", "{report}");
+    let counted: u64 = report["kubernetes"]["resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 12_000 + 4, "every object and namespace counted");
     // A snapshot file has no HashKV of its member: not comparable, a warning only.
     assert_eq!(check(&report, "hashkv")["result"], "warning");
+    assert!(entries(work.path()).is_empty());
+
+    // The file's cluster version (3.5.0) is more than etcd 3.4 can run: could not run.
+    let refused = run_failing(&mut drill_on(EtcdVersion::V3_4, &[]), 2);
+    assert!(
+        refused.contains("cannot run data written by etcd 3.5.0"),
+        "{refused}"
+    );
     assert!(entries(work.path()).is_empty());
 
     let output = run(&mut drill(&["--keep"]));
