@@ -131,3 +131,64 @@ async fn hashkv_equals_etcd_3_4_through_compactions() {
 async fn hashkv_equals_etcd_3_5_through_compactions() {
     hashkv_through_compactions(EtcdVersion::V3_5).await;
 }
+
+/// Writes go on while the backup streams: the manifest records the snapshot's own revision (not
+/// the one the member had when the stream began), its key count, and the member's HashKV there,
+/// all of which the stored image reproduces.
+#[tokio::test]
+async fn a_backup_taken_under_writes_records_the_snapshots_revision_and_hash() {
+    use crate::repository::{Backend, Repo};
+    let server = filled(EtcdConfig::new(EtcdVersion::V3_5), &big()).await;
+    let repo = Repo::initialised(Backend::Local);
+    let client = server.member().await.unwrap().client();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (mut client, stop) = (client.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut written = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && written < 100_000 {
+                client.put(format!("/registry/leases/l{}", written % 50), "renewed", None).await.unwrap();
+                written += 1;
+            }
+            written
+        })
+    };
+    let before = revision(&mut client.clone()).await;
+    let id = tokio::task::spawn_blocking({
+        let command = repo.backup_command(&server);
+        move || {
+            let mut command = command;
+            let out = run_ok(command.args(["-w", "json"]));
+            serde_json::from_str::<Value>(&out).unwrap()["id"].as_str().unwrap().to_string()
+        }
+    })
+    .await
+    .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.await.unwrap();
+    assert!(written > 0);
+    let manifest: Value =
+        serde_json::from_str(&run_ok(repo.lifeboat().args(["backups", "show", &id, "-w", "json"]))).unwrap();
+    let facts = &manifest["etcd"];
+    let recorded = facts["revision"].as_i64().unwrap();
+    assert!(recorded > before, "writes landed while the backup streamed ({before} → {recorded})");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dumped.db");
+    let output = repo
+        .lifeboat()
+        .args(["dump", &id, "--identity-file"])
+        .arg(repo.identity())
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    std::fs::write(&file, output.stdout).unwrap();
+    let status: Value =
+        serde_json::from_str(&run_ok(lifeboat().args(["snapshot", "status", "-w", "json"]).arg(&file))).unwrap();
+    assert_eq!(status["revision"], recorded, "the recorded revision is the image's");
+    assert_eq!(facts["hash_kv"]["revision"], recorded);
+    let ours = ours(&file, Some(recorded), facts["hash_kv"]["compact_revision"].as_i64());
+    assert_eq!(ours["hash"], facts["hash_kv"]["hash"], "the image hashes as the member did");
+    let (hash, _) = theirs(&mut client.clone(), recorded).await;
+    assert_eq!(facts["hash_kv"]["hash"], hash, "the record is the member's answer");
+}

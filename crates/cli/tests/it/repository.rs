@@ -95,7 +95,7 @@ impl Repo {
     }
 
     /// `lifeboat backup` of `server`.
-    fn backup_command(&self, server: &EtcdServer) -> Command {
+    pub(crate) fn backup_command(&self, server: &EtcdServer) -> Command {
         let mut command = self.lifeboat();
         command.arg("backup").args(server.etcdctl_args());
         command
