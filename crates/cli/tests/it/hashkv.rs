@@ -147,7 +147,10 @@ async fn a_backup_taken_under_writes_records_the_snapshots_revision_and_hash() {
         tokio::spawn(async move {
             let mut written = 0u32;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) && written < 100_000 {
-                client.put(format!("/registry/leases/l{}", written % 50), "renewed", None).await.unwrap();
+                client
+                    .put(format!("/registry/leases/l{}", written % 50), "renewed", None)
+                    .await
+                    .unwrap();
                 written += 1;
             }
             written
@@ -159,7 +162,10 @@ async fn a_backup_taken_under_writes_records_the_snapshots_revision_and_hash() {
         move || {
             let mut command = command;
             let out = run_ok(command.args(["-w", "json"]));
-            serde_json::from_str::<Value>(&out).unwrap()["id"].as_str().unwrap().to_string()
+            serde_json::from_str::<Value>(&out).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
         }
     })
     .await
@@ -167,11 +173,16 @@ async fn a_backup_taken_under_writes_records_the_snapshots_revision_and_hash() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let written = writer.await.unwrap();
     assert!(written > 0);
-    let manifest: Value =
-        serde_json::from_str(&run_ok(repo.lifeboat().args(["backups", "show", &id, "-w", "json"]))).unwrap();
+    let manifest: Value = serde_json::from_str(&run_ok(
+        repo.lifeboat().args(["backups", "show", &id, "-w", "json"]),
+    ))
+    .unwrap();
     let facts = &manifest["etcd"];
     let recorded = facts["revision"].as_i64().unwrap();
-    assert!(recorded > before, "writes landed while the backup streamed ({before} → {recorded})");
+    assert!(
+        recorded > before,
+        "writes landed while the backup streamed ({before} → {recorded})"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("dumped.db");
@@ -183,12 +194,27 @@ async fn a_backup_taken_under_writes_records_the_snapshots_revision_and_hash() {
         .unwrap();
     assert!(output.status.success());
     std::fs::write(&file, output.stdout).unwrap();
-    let status: Value =
-        serde_json::from_str(&run_ok(lifeboat().args(["snapshot", "status", "-w", "json"]).arg(&file))).unwrap();
-    assert_eq!(status["revision"], recorded, "the recorded revision is the image's");
+    let status: Value = serde_json::from_str(&run_ok(
+        lifeboat().args(["snapshot", "status", "-w", "json"]).arg(&file),
+    ))
+    .unwrap();
+    assert_eq!(
+        status["revision"], recorded,
+        "the recorded revision is the image's"
+    );
     assert_eq!(facts["hash_kv"]["revision"], recorded);
-    let ours = ours(&file, Some(recorded), facts["hash_kv"]["compact_revision"].as_i64());
-    assert_eq!(ours["hash"], facts["hash_kv"]["hash"], "the image hashes as the member did");
+    let ours = ours(
+        &file,
+        Some(recorded),
+        facts["hash_kv"]["compact_revision"].as_i64(),
+    );
+    assert_eq!(
+        ours["hash"], facts["hash_kv"]["hash"],
+        "the image hashes as the member did"
+    );
     let (hash, _) = theirs(&mut client.clone(), recorded).await;
-    assert_eq!(facts["hash_kv"]["hash"], hash, "the record is the member's answer");
+    assert_eq!(
+        facts["hash_kv"]["hash"], hash,
+        "the record is the member's answer"
+    );
 }
