@@ -126,21 +126,15 @@ pub fn restore(options: &RestoreOptions) -> Result<RestoreReport> {
         path: options.snapshot.clone(),
         source,
     };
-    match snapshot.read_with(trailer) {
-        Trailer::Valid { .. } => {}
-        Trailer::Mismatch { expected, actual } if !options.skip_hash_check => {
-            return Err(damaged(lifeboat_etcd_data::Error::TrailerMismatch {
-                expected,
-                actual,
-            }));
-        }
-        Trailer::Absent if !options.skip_hash_check => {
-            return Err(usage(format!(
-                "{} has no sha256 trailer (a db copied from a data directory?); pass --skip-hash-check to restore it anyway",
-                options.snapshot.display()
-            )));
-        }
-        _ => {}
+    let has_trailer = snapshot.read_with(|bytes| {
+        bytes.len() as u64 % lifeboat_etcd_data::SNAPSHOT_SECTOR_SIZE
+            == lifeboat_etcd_data::TRAILER_LEN as u64
+    });
+    if !has_trailer && !options.skip_hash_check {
+        return Err(usage(format!(
+            "{} has no sha256 trailer (a db copied from a data directory?); pass --skip-hash-check to restore it anyway",
+            options.snapshot.display()
+        )));
     }
 
     let data = PendingDir::create(&options.data_dir)?;
@@ -148,10 +142,36 @@ pub fn restore(options: &RestoreOptions) -> Result<RestoreReport> {
     let db_path = snap_dir.join("db");
     let db_file = create_private(&db_path)?;
     let bump = options.mark_compacted.then_some(options.bump_revision);
-    // The bbolt check runs in the same pass as the copy; a finding aborts before any rename.
-    let backend = snapshot
-        .read_with(|bytes| rewrite_backend(&Db::open(bytes)?, &db_file, &cluster, bump))
-        .map_err(damaged)?;
+    // The trailer is hashed on a second core while the backend is rewritten (the bbolt check
+    // runs in the same pass as the copy), and written pages are flushed to disk as they come;
+    // any finding aborts before a rename, and the hidden directory goes with it.
+    let writing = std::sync::atomic::AtomicBool::new(true);
+    let (trailer_state, backend) = std::thread::scope(|scope| {
+        let hashing = scope.spawn(|| snapshot.read_with(trailer));
+        let flushing = scope.spawn(|| {
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = db_file.sync_data();
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        });
+        let backend =
+            snapshot.read_with(|bytes| rewrite_backend(&Db::open(bytes)?, &db_file, &cluster, bump));
+        writing.store(false, std::sync::atomic::Ordering::Relaxed);
+        let _ = flushing.join();
+        let trailer_state = hashing
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (trailer_state, backend)
+    });
+    if let Trailer::Mismatch { expected, actual } = trailer_state
+        && !options.skip_hash_check
+    {
+        return Err(damaged(lifeboat_etcd_data::Error::TrailerMismatch {
+            expected,
+            actual,
+        }));
+    }
+    let backend = backend.map_err(damaged)?;
     db_file.sync_all().map_err(io("fsync", &db_path))?;
     let (snap_name, snap_bytes) = snap_file(&cluster);
     write_private(&snap_dir.join(snap_name), &snap_bytes)?;

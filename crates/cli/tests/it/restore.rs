@@ -368,6 +368,14 @@ async fn restore_refuses_unsafe_or_wrong_input_and_leaves_nothing() {
     std::fs::write(&damaged, &bytes).unwrap();
     let error = run_failing(&mut restore_cmd(&damaged), 1);
     assert!(error.contains("sha256 trailer mismatch"), "{error}");
+    // The rewrite ran beside the hashing; nothing of it is left, hidden or not.
+    assert!(!member.data_dir.exists());
+    let parent = member.data_dir.parent().unwrap();
+    assert!(
+        entries(parent).iter().all(|name| !name.starts_with('.')),
+        "{:?}",
+        entries(parent)
+    );
 
     let without_trailer = dir.path().join("no-trailer.db");
     std::fs::write(
