@@ -12,7 +12,19 @@ pub(crate) const BATCH: usize = 1 << 20;
 pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
-    match tokio::task::spawn_blocking(work).await {
+    joined(start_blocking(work)).await
+}
+
+/// Starts `work` on the blocking pool now, to overlap with what follows; [`joined`] awaits it.
+pub(crate) fn start_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> tokio::task::JoinHandle<Result<T>> {
+    tokio::task::spawn_blocking(work)
+}
+
+/// The result of work started with [`start_blocking`]. A panic there is a panic here.
+pub(crate) async fn joined<T>(handle: tokio::task::JoinHandle<Result<T>>) -> Result<T> {
+    match handle.await {
         Ok(result) => result,
         Err(error) => match error.try_into_panic() {
             Ok(panic) => std::panic::resume_unwind(panic),

@@ -9,14 +9,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use lifeboat_etcd_conn::{ConnectOptions, connect_first_healthy};
-use lifeboat_etcd_data::{SnapshotStatus, Trailer};
+use lifeboat_etcd_data::{HashKv, SnapshotStatus, Trailer};
 use lifeboat_etcd_proc::{EtcdBinary, EtcdProcess, InitialCluster, Launch, free_port};
 use lifeboat_repo::{BackupId, EtcdFacts, Identity, Manifest, Repository, timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::backup::ETCD_ARTEFACT;
 use crate::backups::{HashKvComparison, hash_kv_comparison, read_plain_into};
-use crate::blocking::blocking;
+use crate::blocking::{blocking, joined, start_blocking};
 use crate::snapshot_restore::{RestoreOptions, restore};
 use crate::{Cancel, Error, Progress, Result};
 
@@ -244,13 +244,22 @@ async fn drill_uncancelled(
         Some(damage) => run.check("integrity", Outcome::Failed, damage.clone()),
         None => Outcome::Passed,
     };
-    let mut has_trailer = true;
     if integrity == Outcome::Passed {
         let path = fetched.path.clone();
-        let report = blocking(move || crate::snapshot_file::verify(&path)).await?;
+        // A fetched backup's sha256 matched its manifest, which etcd's checked trailer produced.
+        let sha_checked = fetched.manifest.is_some();
+        let report = blocking(move || match sha_checked {
+            true => crate::snapshot_file::verify_sha_checked(&path),
+            false => crate::snapshot_file::verify(&path),
+        })
+        .await?;
         let status = report.status;
-        has_trailer = !matches!(report.trailer, Trailer::Absent);
-        let findings: Vec<String> = report.findings.iter().map(ToString::to_string).collect();
+        let has_trailer = !matches!(report.trailer, Trailer::Absent);
+        let mut findings: Vec<String> = report.findings.iter().map(ToString::to_string).collect();
+        // etcd's snapshots always end in one; only a member's `db` given as a file lacks it.
+        if !has_trailer && fetched.manifest.is_some() {
+            findings.push("the stored snapshot has no sha256 trailer".into());
+        }
         integrity = match (findings.is_empty(), status) {
             (true, Some(status)) => {
                 stats = Some(status);
@@ -284,15 +293,21 @@ async fn drill_uncancelled(
         }
     }
     if let (Outcome::Passed, Some(stats)) = (integrity, &stats) {
+        // The snapshot's own HashKV needs only the file: it is computed while the members are
+        // restored and booted.
+        let hashes = {
+            let (path, revision, facts) = (fetched.path.clone(), stats.revision, facts.clone());
+            start_blocking(move || snapshot_hashes(&path, revision, facts.as_ref()))
+        };
         let plan = plan_members(options, dir.path(), &id)?;
-        restore_outcome = restore_members(&mut run, &plan, &fetched.path, has_trailer).await?;
+        restore_outcome = restore_members(&mut run, &plan, &fetched.path).await?;
         run.phase("restore");
         if restore_outcome == Outcome::Passed {
             restore_outcome = boot(&mut run, &plan, options, &mut members).await;
         }
         run.phase("boot");
         if restore_outcome == Outcome::Passed {
-            let checked = check_content(&mut run, &members, stats, facts.as_ref(), &fetched.path).await?;
+            let checked = check_content(&mut run, &members, stats, facts.as_ref(), joined(hashes)).await?;
             content = checked.0;
             kubernetes = checked.1;
             run.phase("check");
@@ -553,7 +568,7 @@ fn plan_members(options: &DrillOptions, dir: &Path, drill: &BackupId) -> Result<
     })
 }
 
-async fn restore_members(run: &mut Run, plan: &Plan, snapshot: &Path, has_trailer: bool) -> Result<Outcome> {
+async fn restore_members(run: &mut Run, plan: &Plan, snapshot: &Path) -> Result<Outcome> {
     let mut restored = Vec::new();
     for member in &plan.members {
         let options = RestoreOptions {
@@ -564,7 +579,8 @@ async fn restore_members(run: &mut Run, plan: &Plan, snapshot: &Path, has_traile
             initial_cluster: plan.initial_cluster.clone(),
             initial_cluster_token: plan.token.clone(),
             initial_advertise_peer_urls: vec![member.peer_url.clone()],
-            skip_hash_check: !has_trailer,
+            // The verify phase has just proved the trailer; hashing it again would only cost time.
+            skip_hash_check: true,
             bump_revision: 0,
             mark_compacted: false,
         };
@@ -621,7 +637,7 @@ async fn check_content(
     members: &[EtcdProcess],
     stats: &SnapshotStatus,
     facts: Option<&EtcdFacts>,
-    snapshot: &Path,
+    snapshot_hashes: impl Future<Output = Result<(HashKv, HashKvComparison)>>,
 ) -> Result<(Outcome, Option<KubernetesContent>)> {
     let mut outcomes = Vec::new();
     let Some(first) = members.first() else {
@@ -644,28 +660,7 @@ async fn check_content(
         ));
     }
     let booted = member.hash_kv(stats.revision).await?;
-    let path = snapshot.to_path_buf();
-    let (revision, facts) = (stats.revision, facts.cloned());
-    let (native, comparison) = blocking(move || {
-        let native = crate::snapshot_file::hash_kv(&path, Some(revision), None)?;
-        // The member's record is compared without hashing again when it saw the same compaction.
-        let comparison = match facts.as_ref().and_then(|f| f.hash_kv) {
-            Some(recorded)
-                if recorded.revision == revision && recorded.compact_revision == native.compact_revision =>
-            {
-                match recorded.hash == native.hash {
-                    true => HashKvComparison::Equal(recorded),
-                    false => HashKvComparison::Differs {
-                        recorded,
-                        computed: native.hash,
-                    },
-                }
-            }
-            _ => hash_kv_comparison(&path, facts.as_ref())?,
-        };
-        Ok((native, comparison))
-    })
-    .await?;
+    let (native, comparison) = snapshot_hashes.await?;
     outcomes.push(hash_check(run, booted.map(|b| b.hash), native.hash, &comparison));
 
     if members.len() > 1 {
@@ -688,6 +683,31 @@ async fn check_content(
         ));
     }
     Ok((worst(&outcomes), kubernetes))
+}
+
+/// The snapshot's HashKV at `revision`, and how the member's record at backup time compares.
+fn snapshot_hashes(
+    path: &Path,
+    revision: i64,
+    facts: Option<&EtcdFacts>,
+) -> Result<(HashKv, HashKvComparison)> {
+    let native = crate::snapshot_file::hash_kv(path, Some(revision), None)?;
+    // The member's record is compared without hashing again when it saw the same compaction.
+    let comparison = match facts.and_then(|f| f.hash_kv) {
+        Some(recorded)
+            if recorded.revision == revision && recorded.compact_revision == native.compact_revision =>
+        {
+            match recorded.hash == native.hash {
+                true => HashKvComparison::Equal(recorded),
+                false => HashKvComparison::Differs {
+                    recorded,
+                    computed: native.hash,
+                },
+            }
+        }
+        _ => hash_kv_comparison(path, facts)?,
+    };
+    Ok((native, comparison))
 }
 
 /// The restored member's HashKV against the member's at backup time, and against the file's.

@@ -29,4 +29,7 @@ pub use kv::{KeyValue, Revision};
 pub use lifeboat_bbolt as bbolt;
 pub use status::{SnapshotStatus, main_revision, status};
 pub use trailer::{SNAPSHOT_SECTOR_SIZE, TRAILER_LEN, TrailerCheck, VerifiedSnapshot};
-pub use verify::{Area, REQUIRED_BUCKETS, Trailer, VerifyFinding, VerifyReport, trailer, verify};
+pub use verify::{
+    Area, REQUIRED_BUCKETS, Trailer, VerifyFinding, VerifyReport, trailer, trusted_trailer, verify,
+    verify_structure,
+};
