@@ -229,6 +229,31 @@ async fn failing_drills_say_which_check_failed() {
         Value::Null,
         "no RTO is proven by a failed drill"
     );
+    // verify --read-data recomputes the HashKV from the stored image and names the mismatch.
+    let verify_read_data = || {
+        run(repo
+            .lifeboat()
+            .args(["backups", "verify", "--read-data", &id, "--identity-file"])
+            .arg(repo.identity()))
+    };
+    let verify = verify_read_data();
+    assert_eq!(verify.status.code(), Some(1));
+    let lines = String::from_utf8_lossy(&verify.stdout).into_owned();
+    assert!(
+        lines.contains("HashKV at revision") && lines.contains("DAMAGED"),
+        "{lines}"
+    );
+    // A member that had compacted the revision away left no record: not comparable, a note.
+    manifest["etcd"]["hash_kv"] = Value::Null;
+    manifest["etcd"]["hash_kv_missing"] = "the member compacted revision 9 before HashKV was asked".into();
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let verify = verify_read_data();
+    assert_eq!(verify.status.code(), Some(0));
+    let lines = String::from_utf8_lossy(&verify.stdout).into_owned();
+    assert!(
+        lines.contains("NOTE: HashKV not comparable: the member compacted"),
+        "{lines}"
+    );
     std::fs::write(&manifest_path, original).unwrap();
 
     // A damaged stored object: integrity fails and nothing is booted.
