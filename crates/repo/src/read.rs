@@ -12,6 +12,59 @@ use crate::{Artefact, Error, Repository, Result, open_sealed};
 /// Stored chunks in flight between the download and the decrypting thread.
 const CHUNKS_IN_FLIGHT: usize = 4;
 
+/// Plain buffers in flight between the decompressing and the hashing thread.
+const PLAIN_IN_FLIGHT: usize = 8;
+
+/// A [`Hashing`] writer on a thread of its own: bytes written here are hashed and written there.
+struct HashingThread<W> {
+    sender: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    worker: Option<std::thread::JoinHandle<std::io::Result<Hashing<W>>>>,
+}
+
+impl<W: Write + Send + 'static> HashingThread<W> {
+    fn start(sink: W) -> Self {
+        let (sender, buffers) = std::sync::mpsc::sync_channel::<Vec<u8>>(PLAIN_IN_FLIGHT);
+        let worker = std::thread::spawn(move || {
+            let mut hashing = Hashing::new(sink);
+            for buffer in buffers {
+                hashing.write_all(&buffer)?;
+            }
+            hashing.flush()?;
+            Ok(hashing)
+        });
+        Self {
+            sender: Some(sender),
+            worker: Some(worker),
+        }
+    }
+
+    /// The worker's outcome once it has stopped (its error, when it stopped early).
+    fn join(&mut self) -> std::io::Result<Hashing<W>> {
+        self.sender = None;
+        match self.worker.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(outcome)) => outcome,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => Err(std::io::Error::other("the hashing thread already ended")),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let sent = self.sender.as_ref().map(|s| s.send(buf.to_vec()));
+        match sent {
+            Some(Ok(())) => Ok(()),
+            // The worker stopped: its own error says why.
+            _ => self
+                .join()
+                .and_then(|_| Err(std::io::Error::other("the hashing thread ended early"))),
+        }
+    }
+
+    /// The sink, the byte count and the hex SHA-256, once everything is written.
+    fn finish(mut self) -> std::io::Result<(W, u64, String)> {
+        self.join().map(Hashing::finish)
+    }
+}
+
 /// What reading an artefact back measured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadBack {
@@ -124,7 +177,8 @@ impl Repository {
                 current: Bytes::new(),
             };
             let mut plain = open_sealed(&object, reader, &encryption, &identities)?;
-            let mut hashing = Hashing::new(sink);
+            // Decrypting and decompressing here, hashing and writing on a second core.
+            let mut hashing = HashingThread::start(sink);
             // Not io::copy: a failure to read (decryption) and to write (a full disk) must not
             // be mistaken for each other.
             let mut buffer = vec![0u8; 256 << 10];
@@ -146,8 +200,7 @@ impl Repository {
                 };
                 hashing.write_all(&buffer[..n]).map_err(written)?;
             }
-            hashing.flush().map_err(written)?;
-            let (sink, size, sha256) = hashing.finish();
+            let (sink, size, sha256) = hashing.finish().map_err(written)?;
             Ok((sink, size, sha256))
         });
         let (mut size, mut sha256) = (0u64, Sha256::new());
