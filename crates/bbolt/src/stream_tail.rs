@@ -88,7 +88,7 @@ impl BucketTail {
                 Some(None) => return,
                 None => {
                     self.block.extend_from_slice(bytes);
-                    self.page_size = self.probe_page_size();
+                    self.page_size = self.probe_page_size(false);
                     if self.page_size.is_some() {
                         // Blocks are cut again from the start with the page size known.
                         let buffered = std::mem::take(&mut self.block);
@@ -110,23 +110,23 @@ impl BucketTail {
         }
     }
 
-    /// Page size from meta page 0, or from whichever meta page 1 validates once enough arrived;
-    /// `None` while more bytes are needed.
-    fn probe_page_size(&self) -> Option<Option<usize>> {
-        if self.block.len() < META_BYTES {
+    /// Page size from meta page 0, or from whichever meta page 1 validates once enough arrived
+    /// (or, at the `end` of the stream, among what did); `None` while more bytes are needed.
+    fn probe_page_size(&self, end: bool) -> Option<Option<usize>> {
+        if self.block.len() < META_BYTES && !end {
             return None;
         }
         if let Ok(meta) = meta::parse(&self.block) {
             return Some(Some(meta.page_size as usize));
         }
-        if self.block.len() < 65536 + META_BYTES {
+        if self.block.len() < 65536 + META_BYTES && !end {
             return None;
         }
-        Some(
-            (9..=16)
-                .map(|shift| 1usize << shift)
-                .find(|&size| meta::parse(&self.block[size..]).is_ok_and(|m| m.page_size as usize == size)),
-        )
+        Some((9..=16).map(|shift| 1usize << shift).find(|&size| {
+            self.block
+                .get(size..)
+                .is_some_and(|page| meta::parse(page).is_ok_and(|m| m.page_size as usize == size))
+        }))
     }
 
     fn on_block(&mut self, block: &[u8]) {
@@ -190,7 +190,13 @@ impl BucketTail {
     }
 
     /// The bucket's last key (`None` when it is empty), following the current meta's tree.
-    pub fn finish(self) -> Result<Option<Vec<u8>>, StreamTailError> {
+    pub fn finish(mut self) -> Result<Option<Vec<u8>>, StreamTailError> {
+        if self.page_size.is_none() {
+            // A short stream whose page 0 is no meta: its page size is probed among what came.
+            self.page_size = self.probe_page_size(true);
+            let buffered = std::mem::take(&mut self.block);
+            self.update(&buffered);
+        }
         let fail = |reason: String| StreamTailError {
             bucket: String::from_utf8_lossy(&self.bucket).into_owned(),
             reason,
@@ -338,6 +344,14 @@ mod tests {
         for chunk in [3, 4096, 5000] {
             assert_eq!(last_key_streamed(&image, b"key", chunk), Some(b"k9".to_vec()));
         }
+    }
+
+    #[test]
+    fn a_short_file_with_a_broken_first_meta_is_read_through_the_second() {
+        let mut image = testing::etcd_like();
+        image[16] ^= 0xFF; // page 0's magic: bbolt opens the file through meta page 1
+        assert!(crate::Db::open(&image).is_ok());
+        assert_eq!(last_key_streamed(&image, b"tree", 1000), Some(b"k6".to_vec()));
     }
 
     #[test]
