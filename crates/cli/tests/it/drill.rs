@@ -191,6 +191,14 @@ async fn failing_drills_say_which_check_failed() {
     );
     assert!(none.contains("none on PATH"), "{none}");
 
+    // An unreachable live cluster only costs the revision lag, with a warning saying why.
+    let output =
+        run(drill_command(&repo, EtcdVersion::V3_5, work.path()).args([&id, "--endpoints", "127.0.0.1:1"]));
+    assert_eq!(output.status.code(), Some(0));
+    let report = report_of(&output);
+    assert_eq!(report["rpo"]["revision_lag"], Value::Null);
+    assert_eq!(check(&report, "revision-lag")["result"], "warning");
+
     // Stale: a warning by default, a failure with --fail-on-stale.
     std::thread::sleep(Duration::from_millis(1100));
     let output = run(drill_command(&repo, EtcdVersion::V3_5, work.path()).args([&id, "--max-age", "1s"]));
