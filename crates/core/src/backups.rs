@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use lifeboat_etcd_data::HashKv;
 use lifeboat_repo::{Artefact, BackupId, EtcdFacts, HashKvRecord, Identity, Manifest, Repository};
 use serde::Serialize;
 
@@ -207,7 +208,7 @@ fn snapshot_findings(path: &Path, recorded: Option<&EtcdFacts>) -> Result<(Vec<S
     if !findings.is_empty() {
         return Ok((findings, notes));
     }
-    match hash_kv_comparison(path, recorded)? {
+    match hash_kv_comparison(path, recorded, None)? {
         HashKvComparison::Equal(_) => {}
         HashKvComparison::Differs { recorded, computed } => findings.push(format!(
             "snapshot: HashKV at revision {} is {computed}, the member's was {}: the data differs from what the member held",
@@ -232,8 +233,13 @@ pub enum HashKvComparison {
     NotComparable(String),
 }
 
-/// Recomputes the member's HashKV from the file, with the member's revision and compact revision.
-pub fn hash_kv_comparison(path: &Path, facts: Option<&EtcdFacts>) -> Result<HashKvComparison> {
+/// Recomputes the member's HashKV from the file, with the member's revision and compact revision;
+/// `known`, the file's hash computed already, is used instead when it covers the same ones.
+pub fn hash_kv_comparison(
+    path: &Path,
+    facts: Option<&EtcdFacts>,
+    known: Option<HashKv>,
+) -> Result<HashKvComparison> {
     let Some(facts) = facts else {
         return Ok(HashKvComparison::NotComparable(
             "the backup records no etcd facts".into(),
@@ -246,8 +252,14 @@ pub fn hash_kv_comparison(path: &Path, facts: Option<&EtcdFacts>) -> Result<Hash
             .unwrap_or_else(|| "the backup records no HashKV (made before lifeboat recorded it)".into());
         return Ok(HashKvComparison::NotComparable(reason));
     };
-    let computed =
-        crate::snapshot_file::hash_kv(path, Some(recorded.revision), Some(recorded.compact_revision));
+    let computed = match known {
+        Some(known)
+            if known.revision == recorded.revision && known.compact_revision == recorded.compact_revision =>
+        {
+            Ok(known)
+        }
+        _ => crate::snapshot_file::hash_kv(path, Some(recorded.revision), Some(recorded.compact_revision)),
+    };
     match computed {
         Ok(computed) if computed.hash == recorded.hash => Ok(HashKvComparison::Equal(recorded)),
         Ok(computed) => Ok(HashKvComparison::Differs {

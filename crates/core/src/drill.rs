@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::backup::ETCD_ARTEFACT;
 use crate::backups::{HashKvComparison, hash_kv_comparison, read_plain_into};
 use crate::blocking::{blocking, joined, start_blocking};
-use crate::snapshot_restore::{RestoreOptions, restore};
+use crate::snapshot_restore::{RestoreOptions, create_private, restore};
 use crate::{Cancel, Error, Progress, Result};
 
 /// How a drill runs.
@@ -488,16 +488,7 @@ async fn fetch(
                 options.binary.check_runs(&facts.version)?;
             }
             let path = dir.join("snapshot.db");
-            let file = std::os::unix::fs::OpenOptionsExt::mode(
-                std::fs::OpenOptions::new().write(true).create_new(true),
-                0o600,
-            )
-            .open(&path)
-            .map_err(|source| Error::Io {
-                action: "create",
-                path: path.clone(),
-                source,
-            })?;
+            let file = create_private(&path)?;
             progress.start(Some(artefact.stored_size));
             let read = read_plain_into(repo, artefact, identities, (file, &path), &|n| {
                 progress.advance(n)
@@ -701,21 +692,7 @@ fn snapshot_hashes(
     facts: Option<&EtcdFacts>,
 ) -> Result<(HashKv, HashKvComparison)> {
     let native = crate::snapshot_file::hash_kv(path, Some(revision), None)?;
-    // The member's record is compared without hashing again when it saw the same compaction.
-    let comparison = match facts.and_then(|f| f.hash_kv) {
-        Some(recorded)
-            if recorded.revision == revision && recorded.compact_revision == native.compact_revision =>
-        {
-            match recorded.hash == native.hash {
-                true => HashKvComparison::Equal(recorded),
-                false => HashKvComparison::Differs {
-                    recorded,
-                    computed: native.hash,
-                },
-            }
-        }
-        _ => hash_kv_comparison(path, facts)?,
-    };
+    let comparison = hash_kv_comparison(path, facts, Some(native))?;
     Ok((native, comparison))
 }
 

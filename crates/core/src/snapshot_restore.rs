@@ -61,7 +61,8 @@ fn is_empty_dir(path: &Path) -> Result<bool> {
     }
 }
 
-fn create_private(path: &Path) -> Result<File> {
+/// A new file only its owner can read (0600); an existing one is never opened.
+pub(crate) fn create_private(path: &Path) -> Result<File> {
     OpenOptions::new()
         .read(true)
         .write(true)
@@ -126,10 +127,7 @@ pub fn restore(options: &RestoreOptions) -> Result<RestoreReport> {
         path: options.snapshot.clone(),
         source,
     };
-    let has_trailer = snapshot.read_with(|bytes| {
-        bytes.len() as u64 % lifeboat_etcd_data::SNAPSHOT_SECTOR_SIZE
-            == lifeboat_etcd_data::TRAILER_LEN as u64
-    });
+    let has_trailer = snapshot.read_with(|bytes| lifeboat_etcd_data::has_trailer(bytes.len() as u64));
     if !has_trailer && !options.skip_hash_check {
         return Err(usage(format!(
             "{} has no sha256 trailer (a db copied from a data directory?); pass --skip-hash-check to restore it anyway",

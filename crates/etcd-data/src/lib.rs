@@ -28,7 +28,7 @@ pub use hashkv::{HashKv, StoreFacts, StreamedRevision, hash_kv, store_facts};
 pub use kv::{KeyValue, Revision};
 pub use lifeboat_bbolt as bbolt;
 pub use status::{SnapshotStatus, main_revision, status};
-pub use trailer::{SNAPSHOT_SECTOR_SIZE, TRAILER_LEN, TrailerCheck, VerifiedSnapshot};
+pub use trailer::{SNAPSHOT_SECTOR_SIZE, TRAILER_LEN, TrailerCheck, VerifiedSnapshot, has_trailer};
 pub use verify::{
     Area, REQUIRED_BUCKETS, Trailer, VerifyFinding, VerifyReport, trailer, trusted_trailer, verify,
     verify_structure,

@@ -13,6 +13,12 @@ pub const TRAILER_LEN: usize = 32;
 /// The sector size etcd assumes every page size is a multiple of.
 pub const SNAPSHOT_SECTOR_SIZE: u64 = 512;
 
+/// Whether a snapshot of `len` bytes ends in a trailer, by etcd's size rule ("page sizes are
+/// multiples of 512"; `snapshot restore` applies it the same way).
+pub fn has_trailer(len: u64) -> bool {
+    len % SNAPSHOT_SECTOR_SIZE == TRAILER_LEN as u64
+}
+
 /// Checks the trailer of a snapshot that arrives in chunks, without holding it in memory.
 ///
 /// The last [`TRAILER_LEN`] bytes seen so far are held back from the image hash, because only
@@ -71,7 +77,7 @@ impl TrailerCheck {
     /// Ends the stream: the trailer must be there and must match.
     pub fn finish(self) -> Result<VerifiedSnapshot> {
         let remainder = self.len % SNAPSHOT_SECTOR_SIZE;
-        if self.len < SNAPSHOT_SECTOR_SIZE || remainder != TRAILER_LEN as u64 {
+        if self.len < SNAPSHOT_SECTOR_SIZE || !has_trailer(self.len) {
             return Err(Error::TrailerMissing {
                 len: self.len,
                 remainder,

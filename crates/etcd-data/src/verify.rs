@@ -80,8 +80,7 @@ impl VerifyReport {
 
 /// The trailer state of a whole file.
 pub fn trailer(file: &[u8]) -> Trailer {
-    let has_trailer = file.len() as u64 % crate::SNAPSHOT_SECTOR_SIZE == crate::TRAILER_LEN as u64;
-    if !has_trailer {
+    if !crate::has_trailer(file.len() as u64) {
         return Trailer::Absent;
     }
     let mut check = TrailerCheck::new();
@@ -104,9 +103,8 @@ pub fn verify(file: &[u8]) -> Result<VerifyReport> {
 /// The trailer a file ends in, taken as valid without hashing: for bytes whose whole sha256 was
 /// just found equal to that of a stream whose trailer was checked when it arrived.
 pub fn trusted_trailer(file: &[u8]) -> Trailer {
-    let has_trailer = file.len() as u64 % crate::SNAPSHOT_SECTOR_SIZE == crate::TRAILER_LEN as u64;
     match file.len().checked_sub(crate::TRAILER_LEN) {
-        Some(start) if has_trailer => Trailer::Valid {
+        Some(start) if crate::has_trailer(file.len() as u64) => Trailer::Valid {
             sha256: hex::encode(&file[start..]),
         },
         _ => Trailer::Absent,
