@@ -96,6 +96,27 @@ async fn hashkv_through_compactions(version: EtcdVersion) {
         1,
     );
     assert!(refused.contains("compacted"), "{refused}");
+    // Beyond the data, and a compact revision below the file's own: refused, each named.
+    let beyond = run_failing(
+        lifeboat()
+            .args(["snapshot", "hashkv", "--revision", &(now + 1).to_string()])
+            .arg(&file),
+        1,
+    );
+    assert!(
+        beyond.contains(&format!("beyond the data (current revision {now})")),
+        "{beyond}"
+    );
+    let below = run_failing(
+        lifeboat()
+            .args(["snapshot", "hashkv", "--compact-revision", "1"])
+            .arg(&file),
+        1,
+    );
+    assert!(
+        below.contains(&format!("below the file's own ({compact_at})")),
+        "{below}"
+    );
 
     // A member that compacted after the snapshot: the earlier file, hashed as compacted there,
     // equals what the member answers now (and differs when hashed uncompacted).
