@@ -58,13 +58,31 @@ pub struct EtcdFlags {
     kubeadm_pki_dir: PathBuf,
 }
 
+/// The flags alone, for building them from another source than the command line.
+#[derive(Debug, clap::Parser)]
+struct FlagsOnly {
+    #[command(flatten)]
+    etcd: EtcdFlags,
+}
+
 impl EtcdFlags {
-    /// Resolves flags, variables and kubeadm defaults into connection options.
+    /// The flags as if `args` (e.g. `--endpoints`, `URL`) had been given on the command line;
+    /// the `ETCDCTL_*` variables fill in the rest, as they do for the CLI.
+    pub fn from_args(args: Vec<std::ffi::OsString>) -> anyhow::Result<Self> {
+        let argv = std::iter::once(std::ffi::OsString::from("lifeboat")).chain(args);
+        let parsed = <FlagsOnly as clap::Parser>::try_parse_from(argv).map_err(|e| {
+            let text = e.render().to_string();
+            anyhow::anyhow!("etcd settings: {}", text.lines().next().unwrap_or_default())
+        })?;
+        Ok(parsed.etcd)
+    }
+
     /// Whether an endpoint was asked for (a flag, a variable or `--kubeadm`), not just defaulted.
     pub fn given(&self) -> bool {
         self.endpoints.is_some() || self.kubeadm
     }
 
+    /// Resolves flags, variables and kubeadm defaults into connection options.
     pub fn resolve(self) -> anyhow::Result<ConnectOptions> {
         let etcd_pki = self.kubeadm_pki_dir.join("etcd");
         let kubeadm_file = |name: &str| self.kubeadm.then(|| etcd_pki.join(name));

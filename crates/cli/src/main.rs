@@ -1,6 +1,7 @@
 //! The `lifeboat` binary: parse, resolve, run, render, exit. Thin by design: the work happens
 //! in `lifeboat-core`.
 
+mod agent;
 mod commands;
 mod etcd_flags;
 mod exit;

@@ -75,7 +75,38 @@ impl RepoFlags {
     }
 }
 
+/// The settings the CLI would read from the environment alone (for the agent).
+#[derive(Debug, clap::Parser)]
+struct EnvironmentOnly {
+    #[command(flatten)]
+    s3: S3Flags,
+    #[command(flatten)]
+    to_s3: TargetS3Flags,
+}
+
 impl S3Flags {
+    /// The source and target settings the environment gives, read exactly as the CLI reads them.
+    pub fn from_environment() -> anyhow::Result<(S3Flags, TargetS3Flags)> {
+        let parsed = <EnvironmentOnly as clap::Parser>::try_parse_from(["lifeboat"])
+            .context("the AWS_* or LIFEBOAT_TO_AWS_* environment variables are not valid")?;
+        Ok((parsed.s3, parsed.to_s3))
+    }
+
+    /// These settings with the keys replaced where given.
+    pub fn with_keys(&self, access_key_id: Option<String>, secret_access_key: Option<String>) -> Self {
+        let replaced = access_key_id.is_some();
+        S3Flags {
+            s3_access_key_id: access_key_id.or_else(|| self.s3_access_key_id.clone()),
+            s3_secret_access_key: secret_access_key.or_else(|| self.s3_secret_access_key.clone()),
+            // A session token of other keys must not sign for these.
+            s3_config: match replaced {
+                true => Vec::new(),
+                false => self.s3_config.clone(),
+            },
+            ..self.clone()
+        }
+    }
+
     /// The storage at `repo` (a directory, s3://, gs:// or az://).
     pub fn storage(&self, repo: &str) -> anyhow::Result<Storage> {
         let location = Location::parse(repo)?;
@@ -153,6 +184,10 @@ pub struct IdentityFlags {
 }
 
 impl IdentityFlags {
+    pub fn at(identity_file: Option<PathBuf>) -> Self {
+        Self { identity_file }
+    }
+
     /// The identities, or an empty list when none was given (enough for an unencrypted repository).
     pub fn load(&self) -> anyhow::Result<Vec<Identity>> {
         let Some(path) = &self.identity_file else {

@@ -54,7 +54,7 @@ pub struct BackupArgs {
 
 pub async fn run(args: BackupArgs, format: OutputFormat) -> anyhow::Result<()> {
     let labels = Labels {
-        host: args.host.unwrap_or_else(host_name),
+        host: args.host.unwrap_or_else(super::host_name),
         tags: args.tag,
     };
     let cancel = cancel_on_signals();
@@ -91,12 +91,6 @@ pub async fn run(args: BackupArgs, format: OutputFormat) -> anyhow::Result<()> {
         }
     };
     print(&manifest, format)
-}
-
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default()
 }
 
 fn print(manifest: &Manifest, format: OutputFormat) -> anyhow::Result<()> {

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::Args;
 use lifeboat_core::drill::{DrillOptions, DrillReport, DrillSource, Outcome, drill};
+use lifeboat_core::{Cancel, Progress};
 use lifeboat_etcd_proc::EtcdBinary;
+use lifeboat_repo::{BackupId, Identity, Repository};
 
 use crate::etcd_flags::EtcdFlags;
 use crate::exit::{Failure, cancel_on_signals};
@@ -91,15 +93,10 @@ pub async fn run(args: DrillArgs, format: OutputFormat) -> anyhow::Result<()> {
     if report.result == Outcome::Passed {
         return Ok(());
     }
-    let failed: Vec<String> = report
-        .checks
-        .iter()
-        .filter(|c| c.result == Outcome::Failed)
-        .map(|c| format!("{}: {}", c.name, c.detail))
-        .collect();
+    let failed = failed_checks(&report);
     Err(Failure {
         code: crate::exit::FAILURE,
-        message: format!("drill of {} failed: {}", report.backup, failed.join("; ")),
+        message: format!("drill of {} failed: {}", report.backup, failed),
     }
     .into())
 }
@@ -128,22 +125,41 @@ async fn run_drill(args: &DrillArgs) -> anyhow::Result<DrillReport> {
             let repo = args.repo.open().await?;
             let identities = args.identity.require_for(&repo)?;
             let id = resolve_id(&repo, id).await?;
-            let source = DrillSource::Backup {
-                repo: &repo,
-                id,
-                identities,
-            };
-            let report = drill(source, &options, &bar, &cancel).await?;
-            // The record is the history `drills list` shows; a drill that ran is worth keeping.
-            repo.put_drill(&report.id, serde_json::to_vec_pretty(&report)?)
-                .await?;
-            Ok(report)
+            drill_and_record(&repo, id, identities, &options, &bar, &cancel).await
         }
         (None, None) => anyhow::bail!("name a backup (ID or latest) or give --file SNAPSHOT"),
     }
 }
 
-fn outcome(o: Outcome) -> &'static str {
+/// Drills backup `id` of `repo` and stores the record in the repository: the history
+/// `drills list` shows (a drill that ran is worth keeping, whatever its result).
+pub async fn drill_and_record(
+    repo: &Repository,
+    id: BackupId,
+    identities: Vec<Identity>,
+    options: &DrillOptions,
+    progress: &dyn Progress,
+    cancel: &Cancel,
+) -> anyhow::Result<DrillReport> {
+    let source = DrillSource::Backup { repo, id, identities };
+    let report = drill(source, options, progress, cancel).await?;
+    repo.put_drill(&report.id, serde_json::to_vec_pretty(&report)?)
+        .await?;
+    Ok(report)
+}
+
+/// The failed checks of `report`, each with what it saw, on one line.
+pub fn failed_checks(report: &DrillReport) -> String {
+    let failed: Vec<String> = report
+        .checks
+        .iter()
+        .filter(|c| c.result == Outcome::Failed)
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect();
+    failed.join("; ")
+}
+
+pub fn outcome(o: Outcome) -> &'static str {
     match o {
         Outcome::Passed => "passed",
         Outcome::Failed => "FAILED",

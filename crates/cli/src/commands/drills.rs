@@ -3,6 +3,8 @@
 use clap::{Args, Subcommand};
 use lifeboat_core::drill::{DrillReport, Outcome};
 
+use lifeboat_repo::Repository;
+
 use crate::output::{self, OutputFormat};
 use crate::repo_flags::RepoFlags;
 
@@ -31,8 +33,9 @@ pub struct ShowArgs {
 }
 
 /// Records that parse, each checked against the key it was found under; the others named.
-async fn records(repo: &RepoFlags) -> anyhow::Result<(Vec<DrillReport>, Vec<String>)> {
-    let repo = repo.open().await?;
+/// The drill records of `repo` that can be trusted (their ID is their key), and what was wrong
+/// with the others.
+pub async fn records(repo: &Repository) -> anyhow::Result<(Vec<DrillReport>, Vec<String>)> {
     let mut reports = Vec::new();
     let mut unreadable = Vec::new();
     for (id, bytes) in repo.drills().await? {
@@ -52,7 +55,7 @@ impl DrillsCommand {
     pub async fn run(self, format: OutputFormat) -> anyhow::Result<()> {
         match self {
             DrillsCommand::List(args) => {
-                let (reports, _) = records(&args.repo).await?;
+                let (reports, _) = records(&args.repo.open().await?).await?;
                 let mut out = std::io::stdout().lock();
                 if format == OutputFormat::Json {
                     return output::json(&mut out, &reports);
@@ -81,7 +84,7 @@ impl DrillsCommand {
                 Ok(())
             }
             DrillsCommand::Show(args) => {
-                let (reports, _) = records(&args.repo).await?;
+                let (reports, _) = records(&args.repo.open().await?).await?;
                 let report = match args.id.as_str() {
                     "latest" => reports.last(),
                     id => reports.iter().find(|r| r.id.as_str() == id),

@@ -1,11 +1,12 @@
 //! One file per command.
 
+mod agent;
 mod backup;
 mod backups;
 mod certs;
 mod copy;
-mod drill;
-mod drills;
+pub(crate) mod drill;
+pub(crate) mod drills;
 mod dump;
 mod forget;
 mod repo;
@@ -53,6 +54,9 @@ pub enum Command {
     Drills(drills::DrillsCommand),
     /// Every control-plane certificate with its expiry; exit 1 if any needs renewing.
     Certs(Box<certs::CertsArgs>),
+    /// Run the agent: scheduled backups, copies, retention, drills and certificate checks, with
+    /// Prometheus metrics and a status page (docs/agent.md).
+    Agent(Box<agent::AgentArgs>),
 }
 
 impl Command {
@@ -70,6 +74,14 @@ impl Command {
             Command::Certs(args) => certs::run(*args, format).await,
             Command::Drill(args) => drill::run(*args, format).await,
             Command::Drills(command) => command.run(format).await,
+            Command::Agent(args) => agent::run(*args, format).await,
         }
     }
+}
+
+/// This machine's name, as manifests record it.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
 }

@@ -1,0 +1,381 @@
+//! The agent's Prometheus metrics (docs/agent.md lists them): one `lifeboat_` prefix, base units,
+//! `_total` counters, every label combination present from the start so that alerts never meet
+//! an absent series, and no backup IDs as labels.
+
+use std::sync::atomic::AtomicU64;
+use std::time::SystemTime;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+use super::config::{Action, Config};
+
+/// The kinds of backup, as manifests name them.
+pub const BACKUP_KINDS: [&str; 3] = ["etcd", "files", "stream"];
+pub const RESULTS: [&str; 2] = ["success", "failure"];
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindResult {
+    pub kind: String,
+    pub result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Kind {
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindStage {
+    pub kind: String,
+    pub stage: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetResult {
+    pub target: String,
+    pub result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Target {
+    pub target: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RepositoryLabel {
+    pub repository: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Certificate {
+    pub path: String,
+    pub subject: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobResult {
+    pub job: String,
+    pub kind: String,
+    pub result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobReason {
+    pub job: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Job {
+    pub job: String,
+}
+
+type GaugeF64 = Gauge<f64, AtomicU64>;
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn duration_histogram() -> Histogram {
+    // 0.5 s to about 2.3 h.
+    Histogram::new(exponential_buckets(0.5, 2.0, 15))
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub backups: Family<KindResult, Counter>,
+    pub backup_last_success: Family<Kind, GaugeF64>,
+    pub backup_last_attempt: Family<Kind, GaugeF64>,
+    pub backup_last_revision: Gauge,
+    pub backup_last_size: Family<KindStage, Gauge>,
+    pub backup_duration: HistogramFamily<KindResult>,
+    pub repository_newest_backup: Family<Kind, GaugeF64>,
+    pub repository_backups: Gauge,
+    pub copies: Family<TargetResult, Counter>,
+    pub copy_lag: Family<Target, GaugeF64>,
+    pub copy_last_success: Family<Target, GaugeF64>,
+    pub forget_deleted: Family<RepositoryLabel, Counter>,
+    pub drills: Family<ResultLabel, Counter>,
+    pub drill_last_rto: GaugeF64,
+    pub drill_last_success: GaugeF64,
+    pub drill_last_attempt: GaugeF64,
+    pub rto_objective: GaugeF64,
+    pub rpo_objective: GaugeF64,
+    pub certificate_expiry: Family<Certificate, GaugeF64>,
+    pub leader: Gauge,
+    pub leader_changes: Counter,
+    pub job_runs: Family<JobResult, Counter>,
+    pub job_skipped: Family<JobReason, Counter>,
+    pub job_duration: HistogramFamily<Job>,
+    pub job_last_success: Family<Job, GaugeF64>,
+    pub job_interval: Family<Job, GaugeF64>,
+}
+
+pub fn seconds_since_epoch(time: SystemTime) -> f64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl Metrics {
+    pub fn new(config: &Config, repository: &str) -> Self {
+        let mut registry = Registry::with_prefix("lifeboat");
+        let metrics = Metrics {
+            backups: Family::default(),
+            backup_last_success: Family::default(),
+            backup_last_attempt: Family::default(),
+            backup_last_revision: Gauge::default(),
+            backup_last_size: Family::default(),
+            backup_duration: Family::new_with_constructor(duration_histogram),
+            repository_newest_backup: Family::default(),
+            repository_backups: Gauge::default(),
+            copies: Family::default(),
+            copy_lag: Family::default(),
+            copy_last_success: Family::default(),
+            forget_deleted: Family::default(),
+            drills: Family::default(),
+            drill_last_rto: GaugeF64::default(),
+            drill_last_success: GaugeF64::default(),
+            drill_last_attempt: GaugeF64::default(),
+            rto_objective: GaugeF64::default(),
+            rpo_objective: GaugeF64::default(),
+            certificate_expiry: Family::default(),
+            leader: Gauge::default(),
+            leader_changes: Counter::default(),
+            job_runs: Family::default(),
+            job_skipped: Family::default(),
+            job_duration: Family::new_with_constructor(duration_histogram),
+            job_last_success: Family::default(),
+            job_interval: Family::default(),
+            registry: Registry::default(),
+        };
+        metrics.initialise(config, repository);
+        let m = &metrics;
+        let r = &mut registry;
+        r.register(
+            "backups",
+            "Backups attempted, by kind (etcd, files, stream) and result",
+            m.backups.clone(),
+        );
+        r.register(
+            "backup_last_success_timestamp_seconds",
+            "When this agent last stored a backup of the kind (0: never)",
+            m.backup_last_success.clone(),
+        );
+        r.register(
+            "backup_last_attempt_timestamp_seconds",
+            "When this agent last tried a backup of the kind (0: never)",
+            m.backup_last_attempt.clone(),
+        );
+        r.register(
+            "backup_last_revision",
+            "etcd revision of the last etcd backup this agent stored",
+            m.backup_last_revision.clone(),
+        );
+        r.register(
+            "backup_last_size_bytes",
+            "Size of the last backup of the kind, plain and as stored",
+            m.backup_last_size.clone(),
+        );
+        r.register(
+            "backup_duration_seconds",
+            "Duration of backups, by kind and result",
+            m.backup_duration.clone(),
+        );
+        r.register(
+            "repository_newest_backup_timestamp_seconds",
+            "Creation time of the repository's newest backup of the kind, whoever made it (0: none)",
+            m.repository_newest_backup.clone(),
+        );
+        r.register(
+            "repository_backups",
+            "Backups in the repository at the last look",
+            m.repository_backups.clone(),
+        );
+        r.register(
+            "copies",
+            "Backups copied to a target repository, by result",
+            m.copies.clone(),
+        );
+        r.register(
+            "copy_lag_seconds",
+            "How far the target's newest backup is behind the source's, at the last copy",
+            m.copy_lag.clone(),
+        );
+        r.register(
+            "copy_last_success_timestamp_seconds",
+            "When a copy to the target last succeeded (0: never)",
+            m.copy_last_success.clone(),
+        );
+        r.register(
+            "forget_deleted",
+            "Backups removed by retention, per repository",
+            m.forget_deleted.clone(),
+        );
+        r.register("drills", "Restore drills run, by result", m.drills.clone());
+        r.register(
+            "drill_last_rto_seconds",
+            "RTO proven by the last passed drill",
+            m.drill_last_rto.clone(),
+        );
+        r.register(
+            "drill_last_success_timestamp_seconds",
+            "When a drill last passed (0: never)",
+            m.drill_last_success.clone(),
+        );
+        r.register(
+            "drill_last_attempt_timestamp_seconds",
+            "When a drill last ran (0: never)",
+            m.drill_last_attempt.clone(),
+        );
+        r.register(
+            "rto_objective_seconds",
+            "The recovery time objective",
+            m.rto_objective.clone(),
+        );
+        r.register(
+            "rpo_objective_seconds",
+            "The recovery point objective",
+            m.rpo_objective.clone(),
+        );
+        r.register(
+            "certificate_expiry_timestamp_seconds",
+            "When each control-plane certificate expires",
+            m.certificate_expiry.clone(),
+        );
+        r.register(
+            "leader",
+            "1 when this agent runs the cluster-wide jobs (its etcd member leads, or leader: always)",
+            m.leader.clone(),
+        );
+        r.register(
+            "leader_changes",
+            "Times this agent gained or lost the cluster-wide jobs",
+            m.leader_changes.clone(),
+        );
+        r.register(
+            "job_runs",
+            "Job attempts, by job, kind and result",
+            m.job_runs.clone(),
+        );
+        r.register(
+            "job_skipped",
+            "Ticks a job let pass: still running (overlap) or not the leader (not_leader)",
+            m.job_skipped.clone(),
+        );
+        r.register(
+            "job_duration_seconds",
+            "Duration of job attempts",
+            m.job_duration.clone(),
+        );
+        r.register(
+            "job_last_success_timestamp_seconds",
+            "When the job last succeeded (0: never)",
+            m.job_last_success.clone(),
+        );
+        r.register(
+            "job_interval_seconds",
+            "The job's nominal interval, for staleness alerts",
+            m.job_interval.clone(),
+        );
+        r.register(
+            "build",
+            "The running lifeboat",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        Metrics { registry, ..metrics }
+    }
+
+    /// Every label combination the configuration can produce, at zero.
+    fn initialise(&self, config: &Config, repository: &str) {
+        for kind in BACKUP_KINDS {
+            let label = Kind { kind: kind.into() };
+            let _ = self.backup_last_success.get_or_create(&label);
+            let _ = self.backup_last_attempt.get_or_create(&label);
+            let _ = self.repository_newest_backup.get_or_create(&label);
+            for result in RESULTS {
+                let pair = KindResult {
+                    kind: kind.into(),
+                    result: result.into(),
+                };
+                let _ = self.backups.get_or_create(&pair);
+                let _ = self.backup_duration.get_or_create(&pair);
+            }
+            for stage in ["plain", "stored"] {
+                let _ = self.backup_last_size.get_or_create(&KindStage {
+                    kind: kind.into(),
+                    stage: stage.into(),
+                });
+            }
+        }
+        for result in RESULTS {
+            let _ = self.drills.get_or_create(&ResultLabel {
+                result: result.into(),
+            });
+        }
+        self.rto_objective.set(config.objectives.rto.as_secs_f64());
+        self.rpo_objective.set(config.objectives.rpo.as_secs_f64());
+        let now = SystemTime::now();
+        for job in &config.jobs {
+            let name = Job {
+                job: job.name.clone(),
+            };
+            let _ = self.job_last_success.get_or_create(&name);
+            let _ = self.job_duration.get_or_create(&name);
+            self.job_interval
+                .get_or_create(&name)
+                .set(job.schedule.interval(now).as_secs_f64());
+            for result in RESULTS {
+                let _ = self.job_runs.get_or_create(&JobResult {
+                    job: job.name.clone(),
+                    kind: job.kind.as_str().into(),
+                    result: result.into(),
+                });
+            }
+            for reason in ["overlap", "not_leader"] {
+                let _ = self.job_skipped.get_or_create(&JobReason {
+                    job: job.name.clone(),
+                    reason: reason.into(),
+                });
+            }
+            match &job.action {
+                Action::Copy { to, .. } => {
+                    let target = Target { target: to.clone() };
+                    let _ = self.copy_lag.get_or_create(&target);
+                    let _ = self.copy_last_success.get_or_create(&target);
+                    for result in RESULTS {
+                        let _ = self.copies.get_or_create(&TargetResult {
+                            target: to.clone(),
+                            result: result.into(),
+                        });
+                    }
+                }
+                Action::Forget {
+                    repository: other, ..
+                } => {
+                    let _ = self.forget_deleted.get_or_create(&RepositoryLabel {
+                        repository: other.clone().unwrap_or_else(|| repository.to_string()),
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The Prometheus (OpenMetrics) text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}

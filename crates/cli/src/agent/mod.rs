@@ -1,0 +1,378 @@
+//! `lifeboat agent`: one process per control-plane node that keeps its own schedule (backups,
+//! files, streams, copies, retention, drills, certificate checks) and reports continuously
+//! (Prometheus metrics, health, a status page). Thin over `lifeboat-core`, like the commands.
+
+pub mod config;
+mod http;
+mod jobs;
+mod leader;
+mod metrics;
+mod page;
+mod schedule;
+mod status;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use lifeboat_core::Cancel;
+use lifeboat_repo::Repository;
+use tracing::{info, warn};
+
+use crate::etcd_flags::EtcdFlags;
+use crate::repo_flags::{IdentityFlags, S3Flags};
+use config::{Config, Job, LeaderMode, StorageCredentials};
+use metrics::Metrics;
+use status::{Run, Status};
+
+/// How long a stopping agent waits for its running jobs to abort before it exits anyway (the
+/// whole stop stays within 10 s: the runtime's own shutdown allows 5 s more).
+const STOP_GRACE: Duration = Duration::from_secs(4);
+/// How often the repository is listed for the page when no job did it.
+const CATALOG_REFRESH: Duration = Duration::from_secs(60);
+
+/// Everything the jobs, the leader loop and the HTTP handlers share.
+pub struct Agent {
+    config: Config,
+    host: String,
+    source_s3: S3Flags,
+    target_s3: S3Flags,
+    identity: IdentityFlags,
+    metrics: Metrics,
+    status: Mutex<Status>,
+    /// Forget holds it alone; copies and drills share it: a backup must not be removed while
+    /// this agent copies or drills it.
+    repository_lock: tokio::sync::RwLock<()>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Agent {
+    pub fn new(config: Config) -> anyhow::Result<Self> {
+        let (environment, targets) = S3Flags::from_environment()?;
+        let source_s3 = with_credentials(&environment, config.credentials.as_ref())?;
+        let target_s3 = targets.over(&environment);
+        let host = config.host.clone().unwrap_or_else(crate::commands::host_name);
+        let metrics = Metrics::new(&config, &config.repository);
+        if config.leader == LeaderMode::Always {
+            metrics.leader.set(1);
+        }
+        Ok(Self {
+            identity: IdentityFlags::at(config.identity_file.clone()),
+            host,
+            source_s3,
+            target_s3,
+            metrics,
+            repository_lock: tokio::sync::RwLock::new(()),
+            status: Mutex::new(Status {
+                leadership: status::Leadership {
+                    leading: config.leader == LeaderMode::Always,
+                    known: config.leader == LeaderMode::Always,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
+            config,
+        })
+    }
+
+    fn status(&self) -> MutexGuard<'_, Status> {
+        // A panic while holding the lock cannot leave the status inconsistent enough to matter.
+        self.status
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    async fn open_repository(&self) -> anyhow::Result<Repository> {
+        Ok(Repository::open(self.source_s3.storage(&self.config.repository)?).await?)
+    }
+
+    /// Another repository (a copy target, or one a forget job names), with its own credentials.
+    async fn open_other(
+        &self,
+        location: &str,
+        credentials: Option<&StorageCredentials>,
+    ) -> anyhow::Result<Repository> {
+        let settings = with_credentials(&self.target_s3, credentials)?;
+        Ok(Repository::open(settings.storage(location)?).await?)
+    }
+
+    /// The etcd flags the configuration gives, as `snapshot save` would take them.
+    fn etcd_flags(&self) -> anyhow::Result<EtcdFlags> {
+        let etcd = &self.config.etcd;
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
+        if !etcd.endpoints.is_empty() {
+            args.push("--endpoints".into());
+            args.push(etcd.endpoints.join(",").into());
+        }
+        for (flag, path) in [
+            ("--cacert", &etcd.cacert),
+            ("--cert", &etcd.cert),
+            ("--key", &etcd.key),
+        ] {
+            if let Some(path) = path {
+                args.push(flag.into());
+                args.push(path.into());
+            }
+        }
+        if let Some(user) = &etcd.user {
+            args.push("--user".into());
+            args.push(user.into());
+        }
+        if let Some(password) = &etcd.password {
+            args.push("--password".into());
+            args.push(password.read()?.into());
+        }
+        if etcd.kubeadm {
+            args.push("--kubeadm".into());
+            if let Some(dir) = &etcd.kubeadm_pki_dir {
+                args.push("--kubeadm-pki-dir".into());
+                args.push(dir.into());
+            }
+        }
+        if etcd.insecure_skip_tls_verify {
+            args.push("--insecure-skip-tls-verify".into());
+        }
+        EtcdFlags::from_args(args)
+    }
+
+    fn temp_dir(&self) -> PathBuf {
+        self.config.temp_dir.clone().unwrap_or_else(std::env::temp_dir)
+    }
+
+    fn leading(&self) -> bool {
+        self.status().leadership.leading
+    }
+
+    /// Lists the repository and its drills for the page and the repository metrics.
+    async fn refresh_catalog(&self) {
+        let outcome = async {
+            let repo = self.open_repository().await?;
+            let listing = repo.list().await?;
+            let drills = crate::commands::drills::records(&repo).await?.0;
+            anyhow::Ok((listing, drills))
+        }
+        .await;
+        match outcome {
+            Ok((listing, drills)) => {
+                self.metrics.repository_backups.set(listing.backups.len() as i64);
+                for kind in metrics::BACKUP_KINDS {
+                    if let Some(newest) = listing
+                        .backups
+                        .iter()
+                        .filter(|m| m.kind == kind)
+                        .map(status::created)
+                        .max()
+                    {
+                        self.metrics
+                            .repository_newest_backup
+                            .get_or_create(&metrics::Kind { kind: kind.into() })
+                            .set(metrics::seconds_since_epoch(newest));
+                    }
+                }
+                self.status().catalog(&listing, drills);
+            }
+            Err(error) => {
+                let line = crate::exit::one_line(&error);
+                warn!("cannot list the repository {}: {line}", self.config.repository);
+                self.status().repository_checked = Some(Err(line));
+            }
+        }
+    }
+
+    /// One job's loop: wait for the schedule, run (with retries), count the ticks it let pass.
+    async fn job_loop(self: Arc<Self>, job: Job, stop: Cancel) {
+        loop {
+            let now = SystemTime::now();
+            let next = job.schedule.next(now);
+            self.status().next_run.insert(job.name.clone(), next);
+            let wait = next.duration_since(now).unwrap_or_default();
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            if !job.kind.node_local() && !self.leading() {
+                tracing::debug!("job {}: not the leader, skipped", job.name);
+                self.metrics
+                    .job_skipped
+                    .get_or_create(&metrics::JobReason {
+                        job: job.name.clone(),
+                        reason: "not_leader".into(),
+                    })
+                    .inc();
+                continue;
+            }
+            self.run_with_retries(&job, &stop).await;
+            let missed = job.schedule.ticks_between(next, SystemTime::now());
+            if missed > 0 {
+                warn!(
+                    "job {} ran past {missed} of its ticks; they were skipped",
+                    job.name
+                );
+                self.metrics
+                    .job_skipped
+                    .get_or_create(&metrics::JobReason {
+                        job: job.name.clone(),
+                        reason: "overlap".into(),
+                    })
+                    .inc_by(missed);
+            }
+            if stop.is_cancelled() {
+                return;
+            }
+        }
+    }
+
+    async fn run_with_retries(&self, job: &Job, stop: &Cancel) {
+        let mut backoff = job.retry_backoff;
+        for attempt in 0..=job.retries {
+            let started = SystemTime::now();
+            self.status().running.insert(job.name.clone(), started);
+            let clock = Instant::now();
+            let result = self.attempt(job, stop).await;
+            let seconds = clock.elapsed().as_secs_f64();
+            self.status().running.remove(&job.name);
+            let ok = result.is_ok();
+            let detail = match &result {
+                Ok(summary) => summary.clone(),
+                Err(error) => crate::exit::one_line(error),
+            };
+            let label = metrics::Job {
+                job: job.name.clone(),
+            };
+            self.metrics.job_duration.get_or_create(&label).observe(seconds);
+            self.metrics
+                .job_runs
+                .get_or_create(&metrics::JobResult {
+                    job: job.name.clone(),
+                    kind: job.kind.as_str().into(),
+                    result: if ok { "success" } else { "failure" }.into(),
+                })
+                .inc();
+            match ok {
+                true => {
+                    info!(
+                        "job {} ({}): {detail} in {seconds:.1} s",
+                        job.name,
+                        job.kind.as_str()
+                    );
+                    self.metrics
+                        .job_last_success
+                        .get_or_create(&label)
+                        .set(metrics::seconds_since_epoch(SystemTime::now()));
+                }
+                false => warn!(
+                    "job {} ({}) failed (attempt {}): {detail}",
+                    job.name,
+                    job.kind.as_str(),
+                    attempt + 1
+                ),
+            }
+            self.status().record(Run {
+                job: job.name.clone(),
+                kind: job.kind.as_str(),
+                attempt: attempt + 1,
+                started,
+                seconds,
+                ok,
+                detail,
+            });
+            if job.kind != config::JobKind::Certs {
+                self.refresh_catalog().await;
+            }
+            if ok || stop.is_cancelled() || attempt == job.retries {
+                return;
+            }
+            self.status()
+                .next_run
+                .insert(job.name.clone(), SystemTime::now() + backoff);
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = backoff.saturating_mul(2);
+        }
+    }
+
+    /// One attempt, cancelled by the agent's stop or by the job's timeout.
+    async fn attempt(&self, job: &Job, stop: &Cancel) -> anyhow::Result<String> {
+        let cancel = Cancel::new();
+        let watcher = {
+            let cancel = cancel.clone();
+            let stop = stop.clone();
+            let timeout = job.timeout;
+            tokio::spawn(async move {
+                tokio::select! {
+                    reason = stop.cancelled() => cancel.cancel(reason),
+                    _ = tokio::time::sleep(timeout) => cancel.cancel("the job's timeout"),
+                }
+            })
+        };
+        let result = self.execute(job, &cancel).await;
+        watcher.abort();
+        result
+    }
+}
+
+fn with_credentials(base: &S3Flags, credentials: Option<&StorageCredentials>) -> anyhow::Result<S3Flags> {
+    let Some(credentials) = credentials else {
+        return Ok(base.clone());
+    };
+    let read = |source: &Option<config::SecretSource>| source.as_ref().map(|s| s.read()).transpose();
+    Ok(base.with_keys(
+        read(&credentials.access_key_id)?,
+        read(&credentials.secret_access_key)?,
+    ))
+}
+
+/// Runs the agent until `stop` is cancelled (SIGTERM, SIGINT): starts the HTTP server and the
+/// leader and job loops, then lets the running jobs abort cleanly.
+pub async fn run(config: Config, stop: Cancel) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let agent = Arc::new(Agent::new(config)?);
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        anyhow::anyhow!("cannot listen on {listen}: {e}; change `listen:` or stop what uses it")
+    })?;
+    info!(
+        "agent on {} ({} jobs, leader: {:?}); status page http://{listen}/",
+        agent.host,
+        agent.config.jobs.len(),
+        agent.config.leader
+    );
+    let server = tokio::spawn(http::serve(agent.clone(), listener, stop.clone()));
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(leader::watch(agent.clone(), stop.clone()));
+    for job in agent.config.jobs.clone() {
+        tasks.spawn(agent.clone().job_loop(job, stop.clone()));
+    }
+    let refresher = agent.clone();
+    let refresh_stop = stop.clone();
+    tasks.spawn(async move {
+        loop {
+            refresher.refresh_catalog().await;
+            tokio::select! {
+                _ = refresh_stop.cancelled() => return,
+                _ = tokio::time::sleep(CATALOG_REFRESH) => {}
+            }
+        }
+    });
+    let reason = stop.cancelled().await;
+    info!("{reason}: stopping; running jobs abort and remove what they started");
+    let drained =
+        tokio::time::timeout(STOP_GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        warn!(
+            "jobs still aborting after {} s; exiting anyway",
+            STOP_GRACE.as_secs()
+        );
+        tasks.abort_all();
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+    Ok(())
+}
