@@ -226,14 +226,17 @@ impl IdentityFlags {
     }
 }
 
-/// A backup ID as given on the command line, or `latest`.
-pub async fn resolve_id(repo: &Repository, text: &str) -> anyhow::Result<BackupId> {
+/// A backup ID as given on the command line, or `latest`: the newest backup of `kind` (`etcd`,
+/// `files`, `stream`), or of any kind when `None`.
+pub async fn resolve_id(repo: &Repository, text: &str, kind: Option<&str>) -> anyhow::Result<BackupId> {
     if text == "latest" {
         let backups = repo.list().await?.backups;
-        let Some(newest) = backups.last() else {
+        let Some(newest) = backups.iter().rev().find(|m| kind.is_none_or(|k| m.kind == k)) else {
             bail!(
-                "{} has no backups yet; run `lifeboat backup` first",
-                repo.storage().repo()
+                "{} has no {}backups yet; run `lifeboat backup{}` first",
+                repo.storage().repo(),
+                kind.map(|k| format!("{k} ")).unwrap_or_default(),
+                if kind == Some("files") { " --files" } else { "" }
             );
         };
         return Ok(newest.id.clone());

@@ -358,7 +358,7 @@ impl Agent {
         let outcome = async {
             let repo = self.open_repository().await?;
             let identities = self.identity.require_for(&repo)?;
-            let id = crate::repo_flags::resolve_id(&repo, "latest").await?;
+            let id = crate::repo_flags::resolve_id(&repo, "latest", Some("etcd")).await?;
             crate::commands::drill::drill_and_record(&repo, id, identities, options, &NoProgress, cancel)
                 .await
         }

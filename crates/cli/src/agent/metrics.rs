@@ -254,7 +254,7 @@ impl Metrics {
         );
         r.register(
             "leader",
-            "1 when this agent runs the cluster-wide jobs (its etcd member leads, or leader: always)",
+            "Whether this agent runs the cluster-wide jobs: its etcd member leads, or leader: always (1) or not (0)",
             m.leader.clone(),
         );
         r.register(

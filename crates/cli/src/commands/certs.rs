@@ -38,7 +38,7 @@ pub async fn run(args: CertsArgs, format: OutputFormat) -> anyhow::Result<()> {
         Some(text) => {
             let repo = args.repo.open().await?;
             let identities = args.identity.require_for(&repo)?;
-            let id = resolve_id(&repo, text).await?;
+            let id = resolve_id(&repo, text, Some("files")).await?;
             (
                 read_tar(&fetch_files(&repo, &id, &identities, &cancel_on_signals()).await?),
                 format!("backup {id}"),

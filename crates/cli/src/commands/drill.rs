@@ -22,7 +22,7 @@ pub const COULD_NOT_RUN: u8 = 2;
 /// Arguments of `drill`.
 #[derive(Debug, Args)]
 pub struct DrillArgs {
-    /// The backup to drill: its ID, or `latest`.
+    /// The backup to drill: its ID, or `latest` (the newest etcd backup).
     #[arg(value_name = "ID", conflicts_with = "file", required_unless_present = "file")]
     id: Option<String>,
     /// Drill a snapshot file (or a member's `db`) instead of a backup.
@@ -124,7 +124,7 @@ async fn run_drill(args: &DrillArgs) -> anyhow::Result<DrillReport> {
         (None, Some(id)) => {
             let repo = args.repo.open().await?;
             let identities = args.identity.require_for(&repo)?;
-            let id = resolve_id(&repo, id).await?;
+            let id = resolve_id(&repo, id, Some("etcd")).await?;
             drill_and_record(&repo, id, identities, &options, &bar, &cancel).await
         }
         (None, None) => anyhow::bail!("name a backup (ID or latest) or give --file SNAPSHOT"),

@@ -31,7 +31,7 @@ pub async fn run(args: DumpArgs, _format: OutputFormat) -> anyhow::Result<()> {
     }
     let repo = args.repo.open().await?;
     let identities = args.identity.require_for(&repo)?;
-    let id = resolve_id(&repo, &args.id).await?;
+    let id = resolve_id(&repo, &args.id, None).await?;
     dump(
         &repo,
         &id,

@@ -14,7 +14,7 @@ use crate::repo_flags::{IdentityFlags, RepoFlags, resolve_id};
 /// Arguments of `restore`.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// The backup's ID, or `latest`.
+    /// The backup's ID, or `latest` (the newest etcd backup).
     #[arg(value_name = "ID")]
     id: String,
     #[command(flatten)]
@@ -28,7 +28,7 @@ pub struct RestoreArgs {
 pub async fn run(args: RestoreArgs, format: OutputFormat) -> anyhow::Result<()> {
     let repo = args.repo.open().await?;
     let identities = args.identity.require_for(&repo)?;
-    let id = resolve_id(&repo, &args.id).await?;
+    let id = resolve_id(&repo, &args.id, Some("etcd")).await?;
     // The snapshot is fetched into a private temporary file beside the data directory.
     let options = args.flags.options(PathBuf::new());
     let bar = TerminalBar::new("fetch");

@@ -14,7 +14,7 @@ use crate::repo_flags::{IdentityFlags, RepoFlags, resolve_id};
 /// Arguments of `restore-files`.
 #[derive(Debug, Args)]
 pub struct RestoreFilesArgs {
-    /// The files backup's ID, or `latest` (the newest backup, whatever its kind).
+    /// The files backup's ID, or `latest` (the newest files backup).
     #[arg(value_name = "ID")]
     id: String,
     /// An absent or empty directory to unpack into (copy what you need from there into /).
@@ -29,7 +29,7 @@ pub struct RestoreFilesArgs {
 pub async fn run(args: RestoreFilesArgs, format: OutputFormat) -> anyhow::Result<()> {
     let repo = args.repo.open().await?;
     let identities = args.identity.require_for(&repo)?;
-    let id = resolve_id(&repo, &args.id).await?;
+    let id = resolve_id(&repo, &args.id, Some("files")).await?;
     let entries = restore_files(&repo, &id, &identities, &args.target, &cancel_on_signals()).await?;
     let mut out = std::io::stdout().lock();
     match format {

@@ -15,7 +15,7 @@ use crate::common::*;
 use crate::repository::{Backend, Repo};
 
 /// A cluster holding Kubernetes-like objects and the namespaces kubeadm creates.
-async fn kubernetes_like(version: EtcdVersion) -> EtcdServer {
+pub(crate) async fn kubernetes_like(version: EtcdVersion) -> EtcdServer {
     kubernetes_like_with(version, &FillSpec::small()).await
 }
 

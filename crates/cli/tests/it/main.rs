@@ -1,6 +1,7 @@
 //! Integration tests of the `lifeboat` binary against real etcd servers on 127.0.0.1.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
+mod agent;
 mod common;
 mod drill;
 mod errors;

@@ -57,6 +57,10 @@ impl Repo {
         repo
     }
 
+    pub(crate) fn location(&self) -> &str {
+        &self.location
+    }
+
     pub(crate) fn identity(&self) -> PathBuf {
         self.dir.path().join("identity.txt")
     }
@@ -127,7 +131,7 @@ impl Repo {
 
     /// Where a storage backend keeps uploads in progress: local staging files sit beside their
     /// target, s3s-fs keeps its multipart bookkeeping in its root.
-    fn uploads_root(&self) -> PathBuf {
+    pub(crate) fn uploads_root(&self) -> PathBuf {
         match &self.s3 {
             None => self.root(),
             Some(s3) => s3.root().to_path_buf(),
@@ -451,7 +455,7 @@ fn frozen_mid_upload(repo: &Repo, server: &EtcdServer, uploading: impl Fn(&str) 
 }
 
 /// An upload in progress: a local staging file (`...#1`) or an s3s-fs multipart upload.
-fn upload_begun(file: &str) -> bool {
+pub(crate) fn upload_begun(file: &str) -> bool {
     file.contains("etcd-snapshot.db#") || file.starts_with(".upload-")
 }
 
@@ -469,7 +473,7 @@ fn resume_and_expect_failure(mut child: Child, pid: Pid, what: &[&str]) {
 
 /// Nothing lists, no object is left in the repository, and the upload was aborted (no staging
 /// file, no multipart upload or part left on the server).
-fn assert_no_backup(repo: &Repo) {
+pub(crate) fn assert_no_backup(repo: &Repo) {
     assert_eq!(repo.list(), Vec::<Value>::new());
     assert_eq!(repo.objects(), ["lifeboat-repo.json"], "no object may be left");
     let uploads: Vec<String> = files_under(&repo.uploads_root())
@@ -709,7 +713,7 @@ async fn s3_forget_keeps_by_policy_and_removes_the_rest() {
     retention(Backend::S3).await;
 }
 
-fn recipient_of(identity: &Path) -> String {
+pub(crate) fn recipient_of(identity: &Path) -> String {
     std::fs::read_to_string(identity)
         .unwrap()
         .lines()

@@ -36,7 +36,7 @@ pub async fn run(args: DeleteArgs, format: OutputFormat) -> anyhow::Result<()> {
     // (ID, created, summary): an untrusted manifest can be deleted too, which is how it goes.
     let mut manifests = Vec::new();
     for text in &args.ids {
-        let id = resolve_id(&repo, text).await?;
+        let id = resolve_id(&repo, text, None).await?;
         match repo.manifest(&id).await {
             Ok(manifest) => {
                 manifests.push((id, manifest.created.clone(), output::manifest_summary(&manifest)))

@@ -17,7 +17,7 @@ pub struct ShowArgs {
 
 pub async fn run(args: ShowArgs, format: OutputFormat) -> anyhow::Result<()> {
     let repo = args.repo.open().await?;
-    let id = resolve_id(&repo, &args.id).await?;
+    let id = resolve_id(&repo, &args.id, None).await?;
     let manifest = repo.manifest(&id).await?;
     let mut out = std::io::stdout().lock();
     match format {

@@ -54,7 +54,7 @@ pub async fn run(args: VerifyArgs, format: OutputFormat) -> anyhow::Result<()> {
     } else {
         let mut manifests = Vec::new();
         for text in &args.ids {
-            manifests.push(repo.manifest(&resolve_id(&repo, text).await?).await?);
+            manifests.push(repo.manifest(&resolve_id(&repo, text, None).await?).await?);
         }
         manifests
     };
