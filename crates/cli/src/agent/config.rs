@@ -183,6 +183,16 @@ impl JobKind {
         }
     }
 
+    /// The kind of backup the job makes, as manifests name it.
+    pub fn backup_kind(self) -> Option<&'static str> {
+        match self {
+            JobKind::Backup => Some("etcd"),
+            JobKind::Files => Some("files"),
+            JobKind::Stream => Some("stream"),
+            _ => None,
+        }
+    }
+
     /// Node-local jobs run on every agent; the others only on the leader's.
     pub fn node_local(self) -> bool {
         matches!(self, JobKind::Files | JobKind::Certs)

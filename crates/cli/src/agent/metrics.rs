@@ -65,20 +65,20 @@ pub struct Certificate {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct JobResult {
-    pub job: String,
+    pub job_name: String,
     pub kind: String,
     pub result: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct JobReason {
-    pub job: String,
+    pub job_name: String,
     pub reason: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Job {
-    pub job: String,
+    pub job_name: String,
 }
 
 type GaugeF64 = Gauge<f64, AtomicU64>;
@@ -118,6 +118,7 @@ pub struct Metrics {
     pub job_duration: HistogramFamily<Job>,
     pub job_last_success: Family<Job, GaugeF64>,
     pub job_interval: Family<Job, GaugeF64>,
+    pub backup_interval: Family<Kind, GaugeF64>,
 }
 
 pub fn seconds_since_epoch(time: SystemTime) -> f64 {
@@ -156,6 +157,7 @@ impl Metrics {
             job_duration: Family::new_with_constructor(duration_histogram),
             job_last_success: Family::default(),
             job_interval: Family::default(),
+            backup_interval: Family::default(),
             registry: Registry::default(),
         };
         metrics.initialise(config, repository);
@@ -302,6 +304,14 @@ impl Metrics {
             let _ = self.backup_last_success.get_or_create(&label);
             let _ = self.backup_last_attempt.get_or_create(&label);
             let _ = self.repository_newest_backup.get_or_create(&label);
+            let shortest = config
+                .jobs
+                .iter()
+                .filter(|job| job.kind.backup_kind() == Some(kind))
+                .map(|job| job.schedule.interval(SystemTime::now()).as_secs_f64())
+                .reduce(f64::min)
+                .unwrap_or(0.0);
+            self.backup_interval.get_or_create(&label).set(shortest);
             for result in RESULTS {
                 let pair = KindResult {
                     kind: kind.into(),
@@ -327,7 +337,7 @@ impl Metrics {
         let now = SystemTime::now();
         for job in &config.jobs {
             let name = Job {
-                job: job.name.clone(),
+                job_name: job.name.clone(),
             };
             let _ = self.job_last_success.get_or_create(&name);
             let _ = self.job_duration.get_or_create(&name);
@@ -336,14 +346,14 @@ impl Metrics {
                 .set(job.schedule.interval(now).as_secs_f64());
             for result in RESULTS {
                 let _ = self.job_runs.get_or_create(&JobResult {
-                    job: job.name.clone(),
+                    job_name: job.name.clone(),
                     kind: job.kind.as_str().into(),
                     result: result.into(),
                 });
             }
             for reason in ["overlap", "not_leader"] {
                 let _ = self.job_skipped.get_or_create(&JobReason {
-                    job: job.name.clone(),
+                    job_name: job.name.clone(),
                     reason: reason.into(),
                 });
             }

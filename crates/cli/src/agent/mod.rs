@@ -202,7 +202,7 @@ impl Agent {
                 self.metrics
                     .job_skipped
                     .get_or_create(&metrics::JobReason {
-                        job: job.name.clone(),
+                        job_name: job.name.clone(),
                         reason: "not_leader".into(),
                     })
                     .inc();
@@ -218,7 +218,7 @@ impl Agent {
                 self.metrics
                     .job_skipped
                     .get_or_create(&metrics::JobReason {
-                        job: job.name.clone(),
+                        job_name: job.name.clone(),
                         reason: "overlap".into(),
                     })
                     .inc_by(missed);
@@ -244,13 +244,13 @@ impl Agent {
                 Err(error) => crate::exit::one_line(error),
             };
             let label = metrics::Job {
-                job: job.name.clone(),
+                job_name: job.name.clone(),
             };
             self.metrics.job_duration.get_or_create(&label).observe(seconds);
             self.metrics
                 .job_runs
                 .get_or_create(&metrics::JobResult {
-                    job: job.name.clone(),
+                    job_name: job.name.clone(),
                     kind: job.kind.as_str().into(),
                     result: if ok { "success" } else { "failure" }.into(),
                 })

@@ -24,6 +24,10 @@ pub struct AgentArgs {
         required_unless_present = "check_config"
     )]
     config: Option<PathBuf>,
+    /// Serve HTTP here instead of the configuration's `listen` (e.g. the node's address from the
+    /// Kubernetes downward API).
+    #[arg(long, value_name = "ADDRESS:PORT")]
+    listen: Option<std::net::SocketAddr>,
     /// Check FILE and exit: 0 when valid, 2 with the line and field when not.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     check_config: Option<PathBuf>,
@@ -58,6 +62,9 @@ pub async fn run(args: AgentArgs, _format: OutputFormat) -> anyhow::Result<()> {
     let Some(path) = &args.config else {
         anyhow::bail!("give --config FILE");
     };
-    let config = load(path)?;
+    let mut config = load(path)?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
     crate::agent::run(config, cancel_on_signals()).await
 }

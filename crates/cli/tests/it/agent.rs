@@ -276,7 +276,7 @@ async fn an_agent_backs_up_copies_forgets_drills_and_shows_it_in_metrics_and_on_
         "lifeboat_rto_objective_seconds 300.0",
         "lifeboat_rpo_objective_seconds 3600.0",
         "lifeboat_build_info{version=",
-        "lifeboat_job_skipped_total{job=\"snap\",reason=\"not_leader\"} 0",
+        "lifeboat_job_skipped_total{job_name=\"snap\",reason=\"not_leader\"} 0",
         "lifeboat_backup_duration_seconds_bucket{",
     ] {
         assert!(metrics.contains(series), "{series} in\n{metrics}");
@@ -513,7 +513,7 @@ async fn in_a_three_member_cluster_only_the_leaders_agent_backs_up_and_a_new_lea
         assert!(
             sample(
                 &metrics,
-                "lifeboat_job_skipped_total{job=\"snap\",reason=\"not_leader\"}"
+                "lifeboat_job_skipped_total{job_name=\"snap\",reason=\"not_leader\"}"
             ) >= 1.0,
             "{metrics}"
         );
