@@ -5,6 +5,7 @@
 //! written, last; a rerun copies only what is still missing. Source manifests that do not belong
 //! where they were found are reported and never followed.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -14,6 +15,8 @@ use tokio::io::AsyncReadExt;
 
 use crate::backup::write_backup;
 use crate::backups::{ensure_sound, read_plain_into, temp_file};
+use crate::forget::decide;
+use crate::retention::Policy;
 use crate::{Cancel, Error, Progress, Result};
 
 /// What one target got.
@@ -26,6 +29,8 @@ pub struct CopyReport {
     /// Backups (by directory name in the source) that could not be copied, each with the
     /// reason; nothing of them is in the target.
     pub failed: Vec<(String, String)>,
+    /// Backups not copied because the target's retention policy would remove them at once.
+    pub left_out: usize,
     /// Whether artefacts were re-encrypted for the target's recipients.
     pub reencrypted: bool,
     /// Age in seconds of the target's newest backup after the copy (`None`: it has none).
@@ -33,24 +38,38 @@ pub struct CopyReport {
 }
 
 /// Copies into `target` every backup of `source` it lacks. `identities` open the source; they are
-/// needed only when the two repositories encrypt differently.
+/// needed only when the two repositories encrypt differently. With `target_keep`, the target's own
+/// retention, backups that policy would remove at once are left out: copying them only for a
+/// later forget to delete them would repeat on every run.
 pub async fn copy(
     source: &Repository,
     target: &Repository,
     identities: &[Identity],
     temp_dir: &Path,
+    target_keep: Option<&Policy>,
     progress: &dyn Progress,
     cancel: &Cancel,
 ) -> Result<CopyReport> {
-    let present: std::collections::BTreeSet<BackupId> = cancel
-        .run(async { Ok(target.list().await?) })
-        .await?
-        .backups
-        .into_iter()
-        .map(|m| m.id)
-        .collect();
+    let target_backups = cancel.run(async { Ok(target.list().await?) }).await?.backups;
+    let present: BTreeSet<BackupId> = target_backups.iter().map(|m| m.id.clone()).collect();
     let reencrypt = source.config().encryption != target.config().encryption;
     let listing = cancel.run(async { Ok(source.list().await?) }).await?;
+    let wanted: Option<BTreeSet<BackupId>> = target_keep.map(|policy| {
+        let mut union = target_backups.clone();
+        union.extend(
+            listing
+                .backups
+                .iter()
+                .filter(|m| !present.contains(&m.id))
+                .cloned(),
+        );
+        union.sort_by(|a, b| a.id.cmp(&b.id));
+        decide(policy, &union)
+            .into_iter()
+            .filter(|d| d.keep)
+            .map(|d| d.id)
+            .collect()
+    });
     let mut report = CopyReport {
         target: target.storage().repo().to_string(),
         copied: Vec::new(),
@@ -60,12 +79,17 @@ pub async fn copy(
             .iter()
             .map(|(name, error)| (name.clone(), error.to_string()))
             .collect(),
+        left_out: 0,
         reencrypted: reencrypt,
         lag_seconds: None,
     };
     for manifest in listing.backups {
         if present.contains(&manifest.id) {
             report.skipped += 1;
+            continue;
+        }
+        if wanted.as_ref().is_some_and(|ids| !ids.contains(&manifest.id)) {
+            report.left_out += 1;
             continue;
         }
         let copied = write_backup(target, manifest.id.clone(), cancel, async |backup| {

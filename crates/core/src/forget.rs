@@ -39,6 +39,28 @@ pub fn group(manifest: &Manifest) -> String {
     }
 }
 
+/// The verdict of `policy` on each of `backups` (oldest first), judged within their groups.
+pub fn decide(policy: &Policy, backups: &[Manifest]) -> Vec<Decision> {
+    let mut groups: std::collections::BTreeMap<String, Vec<&Manifest>> = Default::default();
+    for manifest in backups {
+        groups.entry(group(manifest)).or_default().push(manifest);
+    }
+    let mut decisions = Vec::new();
+    for (name, members) in groups {
+        let times: Vec<_> = members.iter().map(|m| m.id.time()).collect();
+        for (manifest, rules) in members.iter().zip(apply(policy, &times)) {
+            decisions.push(Decision {
+                id: manifest.id.clone(),
+                created: manifest.created.clone(),
+                group: name.clone(),
+                keep: !rules.is_empty(),
+                rules,
+            });
+        }
+    }
+    decisions
+}
+
 /// What `forget` decided and found.
 #[derive(Debug, Clone, Serialize)]
 pub struct ForgetReport {
@@ -70,23 +92,7 @@ pub async fn forget(repo: &Repository, options: &ForgetOptions, cancel: &Cancel)
         .into_iter()
         .filter(|m| options.tags.iter().all(|t| m.tags.contains(t)))
         .collect();
-    let mut groups: std::collections::BTreeMap<String, Vec<&Manifest>> = Default::default();
-    for manifest in &backups {
-        groups.entry(group(manifest)).or_default().push(manifest);
-    }
-    let mut decisions = Vec::new();
-    for (name, members) in groups {
-        let times: Vec<_> = members.iter().map(|m| m.id.time()).collect();
-        for (manifest, rules) in members.iter().zip(apply(&options.policy, &times)) {
-            decisions.push(Decision {
-                id: manifest.id.clone(),
-                created: manifest.created.clone(),
-                group: name.clone(),
-                keep: !rules.is_empty(),
-                rules,
-            });
-        }
-    }
+    let decisions = decide(&options.policy, &backups);
     if !options.dry_run {
         let forgotten: Vec<&BackupId> = decisions.iter().filter(|d| !d.keep).map(|d| &d.id).collect();
         let mut removed = Vec::new();

@@ -40,7 +40,7 @@ fn operations(
     send(backup_files(repo, files_options, labels, progress, cancel));
     send(fetch_files(repo, id, identities, cancel));
     send(restore_files(repo, id, identities, temp, cancel));
-    send(copy(repo, repo, identities, temp, progress, cancel));
+    send(copy(repo, repo, identities, temp, None, progress, cancel));
     send(verify_backup(
         repo,
         manifest,

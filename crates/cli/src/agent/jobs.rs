@@ -199,6 +199,7 @@ impl Agent {
                 &target,
                 &identities,
                 &self.temp_dir(),
+                keep,
                 &NoProgress,
                 cancel,
             )
@@ -258,6 +259,12 @@ impl Agent {
             report.skipped,
             report.failed.len()
         );
+        if report.left_out > 0 {
+            summary.push_str(&format!(
+                ", {} left out (the target's retention would remove them)",
+                report.left_out
+            ));
+        }
         if let Some(policy) = keep {
             summary.push_str("; ");
             summary.push_str(&self.forget(&target, policy, job, cancel).await?);

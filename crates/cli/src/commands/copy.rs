@@ -50,7 +50,7 @@ pub async fn run(args: CopyArgs, format: OutputFormat) -> anyhow::Result<()> {
     let cancel = cancel_on_signals();
     let mut reports = Vec::new();
     for target in &targets {
-        let report = copy(&source, target, &identities, &args.temp_dir, &bar, &cancel).await?;
+        let report = copy(&source, target, &identities, &args.temp_dir, None, &bar, &cancel).await?;
         if format == OutputFormat::Simple {
             print_simple(&report)?;
         }
