@@ -554,6 +554,16 @@ fn pinpoint(text: &str, error: &serde_yaml_ng::Error) -> String {
     }
 }
 
+/// Errors quote what they refused, which may span lines of the file: one line, and a short one.
+fn one_line(message: &str) -> String {
+    const LIMIT: usize = 300;
+    let flat: String = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(LIMIT) {
+        Some((cut, _)) => format!("{}...", &flat[..cut]),
+        None => flat,
+    }
+}
+
 impl Config {
     /// Parses and checks `text` read from `origin`; the error names the file, the line and the
     /// field.
@@ -561,7 +571,7 @@ impl Config {
         let config: Config = serde_yaml_ng::from_str(text).map_err(|e| {
             anyhow::anyhow!(
                 "{origin}: {}; see docs/agent.md for every key",
-                pinpoint(text, &e)
+                one_line(&pinpoint(text, &e))
             )
         })?;
         lifeboat_repo::Location::parse(&config.repository)
@@ -656,6 +666,26 @@ mod tests {
         assert!(message.contains("two jobs are named \"f\""), "{message}");
         let message = error("repository: /tmp/r\njobs:\n  - {name: b, kind: backup, every: 1h}\n");
         assert!(message.contains("etcd: no endpoints"), "{message}");
+    }
+
+    #[test]
+    fn no_prefix_or_mangled_copy_of_the_example_panics() {
+        // Every prefix (cut at each character), and copies with one character replaced by
+        // characters YAML and the error locator treat specially: each parses or is one error.
+        let chars: Vec<(usize, char)> = EXAMPLE.char_indices().collect();
+        for &(at, _) in &chars {
+            let _ = Config::parse("cut", &EXAMPLE[..at]);
+        }
+        for (index, &(at, c)) in chars.iter().enumerate().step_by(7) {
+            for replacement in ['"', ':', '{', '-', '\n', 'x', '\'', '#'] {
+                let mut text = EXAMPLE.to_string();
+                text.replace_range(at..at + c.len_utf8(), &replacement.to_string());
+                if let Err(error) = Config::parse("mangled", &text) {
+                    let line = format!("{error:#}");
+                    assert!(!line.contains('\n'), "one line at {index}: {line}");
+                }
+            }
+        }
     }
 
     #[test]
