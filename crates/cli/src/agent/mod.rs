@@ -43,6 +43,8 @@ pub struct Agent {
     /// Forget holds it alone; copies and drills share it: a backup must not be removed while
     /// this agent copies or drills it.
     repository_lock: tokio::sync::RwLock<()>,
+    /// Set once the repository has been looked at (listed, or found unreachable).
+    catalog_ready: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -70,6 +72,7 @@ impl Agent {
             target_s3,
             metrics,
             repository_lock: tokio::sync::RwLock::new(()),
+            catalog_ready: tokio::sync::watch::Sender::new(false),
             status: Mutex::new(Status {
                 leadership: status::Leadership {
                     leading: config.leader == LeaderMode::Always,
@@ -184,13 +187,50 @@ impl Agent {
                 self.status().repository_checked = Some(Err(line));
             }
         }
+        self.catalog_ready.send_replace(true);
+    }
+
+    /// When the job's output was last made, as the repository shows it (for the first firing).
+    fn last_output(&self, job: &Job) -> Option<SystemTime> {
+        let status = self.status();
+        let made = |kind: &str, host: Option<&str>, artefact: Option<&str>| {
+            status
+                .newest
+                .iter()
+                .filter(|n| n.kind == kind && host.is_none_or(|h| n.host == h))
+                .filter(|n| artefact.is_none_or(|a| n.artefacts.iter().any(|x| x == a)))
+                .map(|n| n.created)
+                .max()
+        };
+        match &job.action {
+            config::Action::Backup => made("etcd", None, None),
+            config::Action::Files { .. } => made("files", Some(&self.host), None),
+            config::Action::Stream { artefact, .. } => made("stream", Some(&self.host), Some(artefact)),
+            config::Action::Drill { .. } => status.last_drill.as_ref().and_then(|d| {
+                time::OffsetDateTime::parse(&d.timestamp, &time::format_description::well_known::Rfc3339)
+                    .ok()
+                    .map(SystemTime::from)
+            }),
+            _ => None,
+        }
     }
 
     /// One job's loop: wait for the schedule, run (with retries), count the ticks it let pass.
     async fn job_loop(self: Arc<Self>, job: Job, stop: Cancel) {
+        // The first firing depends on what the repository already holds.
+        let mut listed = self.catalog_ready.subscribe();
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::timeout(Duration::from_secs(60), listed.wait_for(|ready| *ready)) => {}
+        }
+        // A first drill waits one interval: right after a deployment there is nothing to drill.
+        let last = self
+            .last_output(&job)
+            .or_else(|| (job.kind == config::JobKind::Drill).then(SystemTime::now));
+        let mut first = Some(job.schedule.first(SystemTime::now(), last));
         loop {
             let now = SystemTime::now();
-            let next = job.schedule.next(now);
+            let next = first.take().unwrap_or_else(|| job.schedule.next(now));
             self.status().next_run.insert(job.name.clone(), next);
             let wait = next.duration_since(now).unwrap_or_default();
             tokio::select! {

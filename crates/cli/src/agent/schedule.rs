@@ -59,11 +59,26 @@ impl Schedule {
 
     /// When to fire next, jitter included.
     pub fn next(&self, now: SystemTime) -> SystemTime {
-        let jitter = match self.jitter.is_zero() {
+        self.next_nominal(now) + self.jitter_delay()
+    }
+
+    /// The first firing after a start at `now`, when the job's last output is from `last`: an
+    /// interval job catches up at once if its interval has passed since (or it never ran), so an
+    /// agent restarted more often than the interval still runs the job; a cron job keeps to its
+    /// times.
+    pub fn first(&self, now: SystemTime, last: Option<SystemTime>) -> SystemTime {
+        match (&self.rule, last) {
+            (Rule::Every(period), Some(last)) if last + *period > now => self.next(last),
+            (Rule::Every(_), _) => now + self.jitter_delay(),
+            (Rule::Cron(_), _) => self.next(now),
+        }
+    }
+
+    fn jitter_delay(&self) -> Duration {
+        match self.jitter.is_zero() {
             true => Duration::ZERO,
             false => rand::thread_rng().gen_range(Duration::ZERO..=self.jitter),
-        };
-        self.next_nominal(now) + jitter
+        }
     }
 
     /// How many times it would have fired in (from, to]: the ticks a run that lasted that long
@@ -119,6 +134,24 @@ mod tests {
         }
         assert_eq!(plain.ticks_between(at(1000), at(1179)), 2);
         assert_eq!(plain.interval(at(0)), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_restarted_interval_job_catches_up_or_waits_for_its_interval() {
+        let hourly = Schedule::every(Duration::from_secs(3600), Duration::ZERO);
+        assert_eq!(hourly.first(at(10_000), None), at(10_000), "never ran: now");
+        assert_eq!(
+            hourly.first(at(10_000), Some(at(9_000))),
+            at(12_600),
+            "ran 1000 s ago"
+        );
+        assert_eq!(
+            hourly.first(at(10_000), Some(at(5_000))),
+            at(10_000),
+            "overdue: now"
+        );
+        let cron = Schedule::cron("0 * * * *", Duration::ZERO).unwrap();
+        assert_eq!(cron.first(at(1_795_678_200), None), at(1_795_680_000));
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub struct Run {
 #[derive(Debug, Clone)]
 pub struct Newest {
     pub group: String,
+    pub kind: String,
+    pub host: String,
+    pub artefacts: Vec<String>,
     pub id: String,
     pub created: SystemTime,
     pub revision: Option<i64>,
@@ -129,6 +132,9 @@ pub fn created(manifest: &Manifest) -> SystemTime {
 fn summary(group: &str, manifest: &Manifest) -> Newest {
     Newest {
         group: group.to_string(),
+        kind: manifest.kind.clone(),
+        host: manifest.host.clone(),
+        artefacts: manifest.artefacts.iter().map(|a| a.name.clone()).collect(),
         id: manifest.id.to_string(),
         created: created(manifest),
         revision: manifest.etcd.as_ref().map(|e| e.revision),

@@ -372,6 +372,35 @@ async fn an_agent_backs_up_copies_forgets_drills_and_shows_it_in_metrics_and_on_
         Vec::<String>::new(),
         "drills and copies leave nothing in temp_dir"
     );
+
+    // Restarted with hourly jobs: what the repository already holds from the last seconds is not
+    // made again at once, while a job with no output to go by (certs) runs at the start.
+    let restarted = format!(
+        "repository: {repo}\nlisten: {address}\nleader: always\nhost: node-1\netcd: {{endpoints: [{endpoint}]}}\njobs:\n\
+         \x20 - {{name: snap, kind: backup, every: 1h}}\n\
+         \x20 - {{name: pki, kind: files, every: 1h, root: {node}}}\n\
+         \x20 - {{name: certs, kind: certs, every: 1h, root: {node}}}\n",
+        repo = repo.location(),
+        endpoint = server.endpoint,
+        node = node.display(),
+    );
+    let mut again = Agent::start(repo.lifeboat(), work.path(), "restarted", &restarted);
+    again.wait_for(
+        "the certificate check at the start",
+        Duration::from_secs(30),
+        |m| {
+            sample(
+                m,
+                "lifeboat_job_runs_total{job_name=\"certs\",kind=\"certs\",result=\"success\"}",
+            ) == 1.0
+        },
+    );
+    let metrics = again.metrics();
+    for kind in ["etcd", "files"] {
+        let series = format!("lifeboat_backups_total{{kind=\"{kind}\",result=\"success\"}}");
+        assert_eq!(sample(&metrics, &series), 0.0, "{series}: not due for an hour");
+    }
+    assert_eq!(again.terminate().0, Some(0));
 }
 
 #[tokio::test]
