@@ -120,7 +120,7 @@ impl Agent {
                 let _shared = self.repository_lock.read().await;
                 self.drill(&options, cancel).await
             }
-            Action::Certs { root, warn_days } => self.certs(root, *warn_days),
+            Action::Certs { root, warn_days } => self.certs(root, *warn_days).await,
         }
     }
 
@@ -401,10 +401,14 @@ impl Agent {
         }
     }
 
-    fn certs(&self, root: &std::path::Path, warn_days: i64) -> anyhow::Result<String> {
-        let files = read_tree(root);
-        let now = time::OffsetDateTime::from(SystemTime::now());
-        let (certificates, unreadable) = scan(&files, now, warn_days);
+    async fn certs(&self, root: &std::path::Path, warn_days: i64) -> anyhow::Result<String> {
+        let tree = root.to_path_buf();
+        // Reading the files blocks: off the async workers.
+        let (certificates, unreadable) = tokio::task::spawn_blocking(move || {
+            let now = time::OffsetDateTime::from(SystemTime::now());
+            scan(&read_tree(&tree), now, warn_days)
+        })
+        .await?;
         if certificates.is_empty() && unreadable.is_empty() {
             bail!(
                 "no certificates under {} (looked in etc/kubernetes: *.crt, *.pem, kubeconfigs); check the job's root",

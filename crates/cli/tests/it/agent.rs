@@ -574,6 +574,7 @@ async fn in_a_three_member_cluster_only_the_leaders_agent_backs_up_and_a_new_lea
         std::thread::sleep(Duration::from_millis(100));
     };
     let took = killed.elapsed();
+    eprintln!("a new leader's agent backed up {took:?} after the leader's member died");
     assert!(took <= interval + Duration::from_secs(3), "took over in {took:?}");
     let successor = (0..agents.len())
         .find(|&i| format!("agent-{}", members[i].name()) == new_host)
