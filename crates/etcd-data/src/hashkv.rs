@@ -27,7 +27,8 @@ pub struct HashKv {
 /// What etcd sees of a file's key space when it opens it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StoreFacts {
-    /// The store's current revision: the last `key` entry's, or the compact revision if higher.
+    /// The store's current revision: the last `key` entry's, or the compact revision if higher,
+    /// and at least 1.
     pub current: i64,
     /// The compaction etcd completes at startup (the scheduled one when it did not finish); -1
     /// when there was none, as etcd reports it.
@@ -111,7 +112,8 @@ fn walk_keys<S: Source + ?Sized>(
     }
     let compact = finished.max(scheduled);
     Ok(StoreFacts {
-        current: last_main.max(compact),
+        // etcd's store starts at revision 1: an empty key space is served at revision 1.
+        current: last_main.max(compact).max(1),
         compact,
         cluster_version,
     })

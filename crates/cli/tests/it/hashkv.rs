@@ -239,3 +239,38 @@ async fn a_backup_taken_under_writes_records_the_snapshots_revision_and_hash() {
         "the record is the member's answer"
     );
 }
+
+/// An etcd that was never written to is served at revision 1: HashKV of its snapshot equals
+/// etcd's, at revision 1 and at the current one, and a drill of it passes.
+#[tokio::test]
+async fn an_empty_key_space_hashes_and_drills_at_revision_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = EtcdServer::start(EtcdConfig::new(EtcdVersion::V3_5))
+        .await
+        .unwrap();
+    let mut client = server.member().await.unwrap().client();
+    assert_eq!(revision(&mut client).await, 1);
+    let file = dir.path().join("empty.db");
+    run_ok(&mut save_command(&server, &file));
+    assert_hashes_match(&mut client, &file, &[1], "empty").await;
+    let refused = run_failing(
+        lifeboat().args(["snapshot", "hashkv", "--revision=2"]).arg(&file),
+        1,
+    );
+    assert!(
+        refused.contains("current revision 1") || refused.contains("beyond"),
+        "{refused}"
+    );
+    let report = run(lifeboat()
+        .args(["drill", "--file"])
+        .arg(&file)
+        .arg("--etcd")
+        .arg(EtcdVersion::V3_5.etcd())
+        .arg("--work-dir")
+        .arg(dir.path())
+        .args(["-w", "json"]));
+    let stderr = String::from_utf8_lossy(&report.stderr);
+    assert_eq!(report.status.code(), Some(0), "{stderr}");
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["result"], "passed", "{report}");
+}
