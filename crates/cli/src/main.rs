@@ -36,7 +36,7 @@ fn main() -> std::process::ExitCode {
     // Everything lifeboat creates holds secrets: files 0600, directories 0700, whichever library
     // creates them (object_store's local store uses the process umask).
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
-    init_tracing();
+    init_tracing(cli.command.is_service());
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -53,15 +53,19 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Logs go to stderr; `LIFEBOAT_LOG` takes an `EnvFilter` (default: warnings).
-fn init_tracing() {
+/// Logs go to stderr; `LIFEBOAT_LOG` takes an `EnvFilter`. Commands log warnings; a service
+/// (the agent) logs what each job did (info), with the time, since its log is read later.
+fn init_tracing(service: bool) {
+    let default = if service { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .without_time()
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match service {
+        true => builder.init(),
+        false => builder.without_time().init(),
+    }
 }

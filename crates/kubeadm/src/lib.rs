@@ -21,9 +21,13 @@ const DEFAULT_DATA_DIR: &str = "/var/lib/etcd";
 pub enum Error {
     #[error("{origin} is not valid YAML: {message}")]
     Yaml { origin: String, message: String },
-    #[error("{origin} is not a Pod with a container named etcd; give the etcd static Pod manifest (kubeadm writes it as etcd.yaml)")]
+    #[error(
+        "{origin} is not a Pod with a container named etcd; give the etcd static Pod manifest (kubeadm writes it as etcd.yaml)"
+    )]
     NoEtcdContainer { origin: String },
-    #[error("{origin}: the etcd container has no {flag}; a kubeadm member always has it, so check the manifest")]
+    #[error(
+        "{origin}: the etcd container has no {flag}; a kubeadm member always has it, so check the manifest"
+    )]
     MissingFlag { origin: String, flag: &'static str },
     #[error("{origin}: {flag}={value:?} is not valid: {reason}")]
     BadFlag {
@@ -32,7 +36,9 @@ pub enum Error {
         value: String,
         reason: &'static str,
     },
-    #[error("{origin}: no hostPath volume of the etcd container holds its data directory {data_dir}; the restored data would not reach etcd")]
+    #[error(
+        "{origin}: no hostPath volume of the etcd container holds its data directory {data_dir}; the restored data would not reach etcd"
+    )]
     DataDirNotOnHost { origin: String, data_dir: String },
     #[error("{origin}: staticPodPath {path:?} is not an absolute path")]
     StaticPodPath { origin: String, path: String },
@@ -58,11 +64,9 @@ pub fn static_pod_path(origin: &str, text: Option<&str>) -> Result<PathBuf> {
     }
     let configured = match text {
         None => None,
-        Some(text) => {
-            serde_yaml_ng::from_str::<Option<KubeletConfiguration>>(text)
-                .map_err(|e| yaml_error(origin, e))?
-                .and_then(|c| c.static_pod_path)
-        }
+        Some(text) => serde_yaml_ng::from_str::<Option<KubeletConfiguration>>(text)
+            .map_err(|e| yaml_error(origin, e))?
+            .and_then(|c| c.static_pod_path),
     };
     match configured.filter(|p| !p.is_empty()) {
         None => Ok(PathBuf::from(DEFAULT_STATIC_POD_PATH)),
@@ -202,7 +206,13 @@ fn flags(tokens: &[String]) -> BTreeMap<String, String> {
 
 fn list(value: Option<&String>) -> Vec<String> {
     value
-        .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -215,7 +225,10 @@ fn image_version(image: &str) -> Option<String> {
     let version = tag.trim_start_matches('v');
     let version = version.split(['-', '+']).next().unwrap_or_default();
     let parts: Vec<&str> = version.split('.').collect();
-    let numeric = parts.len() >= 2 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let numeric = parts.len() >= 2
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
     numeric.then(|| version.to_string())
 }
 
@@ -248,13 +261,22 @@ pub fn parse_etcd_manifest(origin: &str, text: &str) -> Result<EtcdManifest> {
         origin: origin.to_string(),
     };
     let pod = pod.ok_or_else(no_etcd)?;
-    let container = pod.spec.containers.iter().find(|c| c.name == "etcd").ok_or_else(no_etcd)?;
+    let container = pod
+        .spec
+        .containers
+        .iter()
+        .find(|c| c.name == "etcd")
+        .ok_or_else(no_etcd)?;
     let tokens: Vec<String> = container.command.iter().chain(&container.args).cloned().collect();
     let flags = flags(&tokens);
-    let name = flags.get("name").filter(|n| !n.is_empty()).cloned().ok_or(Error::MissingFlag {
-        origin: origin.to_string(),
-        flag: "--name",
-    })?;
+    let name = flags
+        .get("name")
+        .filter(|n| !n.is_empty())
+        .cloned()
+        .ok_or(Error::MissingFlag {
+            origin: origin.to_string(),
+            flag: "--name",
+        })?;
     let bad = |flag: &'static str, value: &str, reason: &'static str| Error::BadFlag {
         origin: origin.to_string(),
         flag,
@@ -262,8 +284,8 @@ pub fn parse_etcd_manifest(origin: &str, text: &str) -> Result<EtcdManifest> {
         reason,
     };
     let data_dir_text = flags.get("data-dir").map_or(DEFAULT_DATA_DIR, String::as_str);
-    let data_dir =
-        normal(data_dir_text).ok_or_else(|| bad("--data-dir", data_dir_text, "an absolute path is needed"))?;
+    let data_dir = normal(data_dir_text)
+        .ok_or_else(|| bad("--data-dir", data_dir_text, "an absolute path is needed"))?;
     let mut initial_cluster = Vec::new();
     for entry in list(flags.get("initial-cluster")) {
         let Some((member, url)) = entry.split_once('=') else {
@@ -343,9 +365,18 @@ mod tests {
 
     #[test]
     fn image_tags_name_the_etcd_version() {
-        assert_eq!(image_version("registry.k8s.io/etcd:3.5.15-0").as_deref(), Some("3.5.15"));
-        assert_eq!(image_version("quay.io/coreos/etcd:v3.4.23").as_deref(), Some("3.4.23"));
-        assert_eq!(image_version("registry.local:5000/etcd:3.5.1-0").as_deref(), Some("3.5.1"));
+        assert_eq!(
+            image_version("registry.k8s.io/etcd:3.5.15-0").as_deref(),
+            Some("3.5.15")
+        );
+        assert_eq!(
+            image_version("quay.io/coreos/etcd:v3.4.23").as_deref(),
+            Some("3.4.23")
+        );
+        assert_eq!(
+            image_version("registry.local:5000/etcd:3.5.1-0").as_deref(),
+            Some("3.5.1")
+        );
         assert_eq!(image_version("registry.local:5000/etcd").as_deref(), None);
         assert_eq!(image_version("etcd@sha256:abcd").as_deref(), None);
         assert_eq!(image_version("etcd:latest").as_deref(), None);
@@ -353,7 +384,10 @@ mod tests {
 
     #[test]
     fn paths_are_normalised_and_never_climb_above_the_root() {
-        assert_eq!(normal("/var/lib/../lib/etcd/."), Some(PathBuf::from("/var/lib/etcd")));
+        assert_eq!(
+            normal("/var/lib/../lib/etcd/."),
+            Some(PathBuf::from("/var/lib/etcd"))
+        );
         assert_eq!(normal("/.."), None);
         assert_eq!(normal("var/lib/etcd"), None);
     }
@@ -364,15 +398,28 @@ mod tests {
         assert_eq!(static_pod_path("c", None).unwrap(), default);
         assert_eq!(static_pod_path("c", Some("")).unwrap(), default);
         assert_eq!(
-            static_pod_path("c", Some("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n")).unwrap(),
+            static_pod_path(
+                "c",
+                Some("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n")
+            )
+            .unwrap(),
             default
         );
         assert_eq!(
-            static_pod_path("c", Some("kind: KubeletConfiguration\nstaticPodPath: /srv/manifests\n")).unwrap(),
+            static_pod_path(
+                "c",
+                Some("kind: KubeletConfiguration\nstaticPodPath: /srv/manifests\n")
+            )
+            .unwrap(),
             PathBuf::from("/srv/manifests")
         );
         assert!(static_pod_path("c", Some("staticPodPath: manifests\n")).is_err());
-        let error = static_pod_path("config.yaml", Some("staticPodPath: [")).unwrap_err().to_string();
-        assert!(error.starts_with("config.yaml is not valid YAML") && !error.contains('\n'), "{error}");
+        let error = static_pod_path("config.yaml", Some("staticPodPath: ["))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("config.yaml is not valid YAML") && !error.contains('\n'),
+            "{error}"
+        );
     }
 }

@@ -8,7 +8,12 @@ use std::path::PathBuf;
 use lifeboat_kubeadm::{Error, InitialMember, parse_etcd_manifest};
 
 fn manifest(name: &str) -> String {
-    std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/manifests").join(name)).unwrap()
+    std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/manifests")
+            .join(name),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -26,9 +31,18 @@ fn a_first_control_plane_node() {
     );
     assert_eq!(etcd.initial_cluster_state, None);
     assert_eq!(etcd.initial_advertise_peer_urls, ["https://10.0.0.11:2380"]);
-    assert_eq!(etcd.listen_client_urls, ["https://127.0.0.1:2379", "https://10.0.0.11:2379"]);
-    assert_eq!(etcd.cert_file, Some(PathBuf::from("/etc/kubernetes/pki/etcd/server.crt")));
-    assert_eq!(etcd.trusted_ca_file, Some(PathBuf::from("/etc/kubernetes/pki/etcd/ca.crt")));
+    assert_eq!(
+        etcd.listen_client_urls,
+        ["https://127.0.0.1:2379", "https://10.0.0.11:2379"]
+    );
+    assert_eq!(
+        etcd.cert_file,
+        Some(PathBuf::from("/etc/kubernetes/pki/etcd/server.crt"))
+    );
+    assert_eq!(
+        etcd.trusted_ca_file,
+        Some(PathBuf::from("/etc/kubernetes/pki/etcd/ca.crt"))
+    );
     assert_eq!(etcd.image_version.as_deref(), Some("3.5.15"));
     assert_eq!((etcd.run_as_user, etcd.run_as_group), (None, None));
     assert_eq!(etcd.flags["client-cert-auth"], "true");
@@ -67,17 +81,29 @@ fn what_a_restore_cannot_work_from_is_refused_by_name() {
     let single = manifest("single.yaml");
     let cases: Vec<(String, &str)> = vec![
         (single.replace("    - --name=cp-1\n", ""), "has no --name"),
-        (single.replace("name: etcd\n    resources", "name: not-etcd\n    resources"), "container named etcd"),
+        (
+            single.replace("name: etcd\n    resources", "name: not-etcd\n    resources"),
+            "container named etcd",
+        ),
         (
             single.replace("--initial-cluster=cp-1=", "--initial-cluster=cp-9="),
             "does not name this member",
         ),
         (
-            single.replace("--initial-cluster=cp-1=https://10.0.0.11:2380", "--initial-cluster=cp-1"),
+            single.replace(
+                "--initial-cluster=cp-1=https://10.0.0.11:2380",
+                "--initial-cluster=cp-1",
+            ),
             "name=peer-url",
         ),
-        (single.replace("--data-dir=/var/lib/etcd", "--data-dir=etcd"), "absolute path"),
-        (single.replace("path: /var/lib/etcd,", "path: relative,"), "no hostPath volume"),
+        (
+            single.replace("--data-dir=/var/lib/etcd", "--data-dir=etcd"),
+            "absolute path",
+        ),
+        (
+            single.replace("path: /var/lib/etcd,", "path: relative,"),
+            "no hostPath volume",
+        ),
         ("kind: [".to_string(), "not valid YAML"),
         (String::new(), "container named etcd"),
         ("just a string".to_string(), "not valid YAML"),

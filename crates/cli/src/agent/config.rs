@@ -66,6 +66,15 @@ pub enum LeaderMode {
     Always,
 }
 
+impl std::fmt::Display for LeaderMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LeaderMode::Etcd => "etcd",
+            LeaderMode::Always => "always",
+        })
+    }
+}
+
 /// Recovery objectives of the cluster.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]

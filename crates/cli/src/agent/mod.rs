@@ -380,7 +380,7 @@ pub async fn run(config: Config, stop: Cancel) -> anyhow::Result<()> {
         anyhow::anyhow!("cannot listen on {listen}: {e}; change `listen:` or stop what uses it")
     })?;
     info!(
-        "agent on {} ({} jobs, leader: {:?}); status page http://{listen}/",
+        "agent on {} ({} jobs, leader: {}); status page http://{listen}/",
         agent.host,
         agent.config.jobs.len(),
         agent.config.leader

@@ -60,6 +60,11 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether this command runs as a long-lived service (its logs differ).
+    pub fn is_service(&self) -> bool {
+        matches!(self, Command::Agent(_))
+    }
+
     pub async fn run(self, format: OutputFormat) -> anyhow::Result<()> {
         match self {
             Command::Snapshot(command) => command.run(format).await,
