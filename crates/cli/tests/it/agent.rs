@@ -634,3 +634,72 @@ fn a_bad_configuration_is_refused_with_its_line_and_field() {
     let out = run_ok(lifeboat().arg("agent").arg("--check-config").arg(&example));
     assert!(out.contains("valid, 8 jobs"), "{out}");
 }
+
+/// Whether any process runs with exactly this command line.
+fn running(cmdline: &[&str]) -> bool {
+    let wanted: Vec<u8> = cmdline.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .any(|entry| std::fs::read(entry.path().join("cmdline")).is_ok_and(|c| c == wanted))
+}
+
+#[tokio::test]
+async fn a_job_past_its_timeout_is_stopped_retried_and_counted_and_its_ticks_are_skipped() {
+    let repo = Repo::initialised(Backend::Local);
+    let work = tempfile::tempdir().unwrap();
+    let config = format!(
+        "repository: {}\nlisten: {}\nleader: always\njobs:\n  - {{name: dump, kind: stream, every: 1s, timeout: 2s, retries: 1, retry_backoff: 1s, artifact: app.sql, command: [sleep, '29.75']}}\n",
+        repo.location(),
+        listen(),
+    );
+    let mut agent = Agent::start(repo.lifeboat(), work.path(), "agent", &config);
+    agent.wait_for("two timed-out attempts", Duration::from_secs(30), |m| {
+        sample(
+            m,
+            "lifeboat_job_runs_total{job_name=\"dump\",kind=\"stream\",result=\"failure\"}",
+        ) >= 2.0
+    });
+    let metrics = agent.metrics();
+    assert!(
+        sample(
+            &metrics,
+            "lifeboat_job_skipped_total{job_name=\"dump\",reason=\"overlap\"}"
+        ) >= 3.0,
+        "the ticks during two 2 s attempts and a 1 s backoff are skipped: {metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "lifeboat_job_runs_total{job_name=\"dump\",kind=\"stream\",result=\"success\"}"
+        ),
+        0.0
+    );
+    assert!(
+        sample(
+            &metrics,
+            "lifeboat_backups_total{kind=\"stream\",result=\"failure\"}"
+        ) >= 2.0
+    );
+    let log = agent.log_text();
+    assert!(
+        log.contains("failed (attempt 1): ") && log.contains("failed (attempt 2): "),
+        "{log}"
+    );
+    assert!(log.contains("interrupted by the job's timeout"), "{log}");
+    let (status, page) = agent.get("/");
+    assert_eq!(status, 200);
+    assert!(page.contains("failure (attempt 2)"), "{page}");
+    // Nothing of the cancelled runs is left: no backup, and the command was killed.
+    assert_eq!(backups_of(&repo), Vec::<Value>::new());
+    let (code, _) = agent.terminate();
+    assert_eq!(code, Some(0));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while running(&["sleep", "29.75"]) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !running(&["sleep", "29.75"]),
+        "the timed-out command was left running"
+    );
+}
