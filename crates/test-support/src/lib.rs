@@ -9,6 +9,7 @@ pub mod cloud;
 pub mod etcd;
 pub mod faulty;
 pub mod fill;
+pub mod kubelet;
 pub mod pki;
 pub mod postgres;
 pub mod s3;
@@ -19,6 +20,7 @@ pub use etcd::{
 };
 pub use faulty::FaultyProxy;
 pub use fill::{FillSpec, FillSummary, fill, fill_large_values, fill_small_keys};
+pub use kubelet::FakeKubelet;
 pub use pki::{Pki, control_plane_tree};
 pub use postgres::PostgresServer;
 pub use s3::S3Server;

@@ -1,0 +1,173 @@
+//! A fake kubelet for recovery tests: it watches a node tree's static Pod directory (the kubelet
+//! configuration's `staticPodPath` under the root) and runs the etcd static Pod it finds there as
+//! a real etcd, with the manifest's own flags and its paths taken under the root. When the
+//! manifest goes away it stops etcd after a random delay (as the kubelet notices a change only on
+//! its next look), and it restarts an etcd that exits while its manifest is there.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use lifeboat_kubeadm::{parse_etcd_manifest, static_pod_path};
+
+/// The flags whose values are paths on the node.
+const PATH_FLAGS: [&str; 8] = [
+    "data-dir",
+    "wal-dir",
+    "cert-file",
+    "key-file",
+    "trusted-ca-file",
+    "peer-cert-file",
+    "peer-key-file",
+    "peer-trusted-ca-file",
+];
+
+/// How often the directory is looked at.
+const LOOK_EVERY: Duration = Duration::from_millis(50);
+
+/// `path` (absolute on the node) inside `root`.
+pub fn under(root: &Path, path: &Path) -> PathBuf {
+    root.join(path.strip_prefix("/").unwrap_or(path))
+}
+
+#[derive(Debug)]
+pub struct FakeKubelet {
+    stop: Arc<AtomicBool>,
+    pid: Arc<Mutex<Option<u32>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakeKubelet {
+    /// Starts watching `root` (a node's `/`); etcd's output goes to `log`.
+    pub fn start(root: &Path, etcd_binary: &Path, log: &Path) -> anyhow::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let pid = Arc::new(Mutex::new(None));
+        let (root, binary, log) = (root.to_path_buf(), etcd_binary.to_path_buf(), log.to_path_buf());
+        let (stopping, shown) = (stop.clone(), pid.clone());
+        let thread = std::thread::Builder::new()
+            .name("fake-kubelet".into())
+            .spawn(move || watch(&root, &binary, &log, &stopping, &shown))
+            .context("cannot start the fake kubelet")?;
+        Ok(Self {
+            stop,
+            pid,
+            thread: Some(thread),
+        })
+    }
+
+    /// The running etcd's process ID.
+    pub fn etcd_pid(&self) -> Option<u32> {
+        *self.pid.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for FakeKubelet {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The etcd command line of the manifest in `manifests` (`None`: there is none, or it does not
+/// read as an etcd static Pod, which a kubelet would not run either).
+fn etcd_command(root: &Path, manifests: &Path, binary: &Path) -> Option<Command> {
+    let entries = std::fs::read_dir(manifests).ok()?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        // The kubelet loads every regular file whose name does not start with a dot.
+        if name.to_string_lossy().starts_with('.') || !entry.path().is_file() {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        let Ok(manifest) = parse_etcd_manifest(&entry.path().display().to_string(), &text) else {
+            continue;
+        };
+        let mut command = Command::new(binary);
+        crate::clear_etcd_env(&mut command);
+        for (flag, value) in &manifest.flags {
+            let value = match (flag.as_str(), PATH_FLAGS.contains(&flag.as_str())) {
+                ("data-dir", _) => under(root, &manifest.host_data_dir).display().to_string(),
+                (_, true) => under(root, Path::new(value)).display().to_string(),
+                _ => value.clone(),
+            };
+            command.arg(format!("--{flag}={value}"));
+        }
+        return Some(command);
+    }
+    None
+}
+
+fn stop_child(child: &mut Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn watch(root: &Path, binary: &Path, log: &Path, stop: &AtomicBool, shown: &Mutex<Option<u32>>) {
+    let mut child: Option<Child> = None;
+    let mut gone_since: Option<Instant> = None;
+    let mut delay = Duration::ZERO;
+    let set_pid = |pid: Option<u32>| *shown.lock().unwrap_or_else(|p| p.into_inner()) = pid;
+    while !stop.load(Ordering::SeqCst) {
+        let kubelet_config = std::fs::read_to_string(root.join("var/lib/kubelet/config.yaml")).ok();
+        let manifests = static_pod_path("kubelet config", kubelet_config.as_deref())
+            .map(|p| under(root, &p))
+            .unwrap_or_else(|_| root.join("etc/kubernetes/manifests"));
+        let command = etcd_command(root, &manifests, binary);
+        if let Some(running) = child.as_mut()
+            && let Ok(Some(_)) = running.try_wait()
+        {
+            // It exited on its own: restarted on the next look, as a static Pod is.
+            child = None;
+            set_pid(None);
+        }
+        match (command, child.as_mut()) {
+            (Some(mut command), None) => {
+                gone_since = None;
+                let output = std::fs::OpenOptions::new().create(true).append(true).open(log);
+                if let Ok(output) = output
+                    && let Ok(stderr) = output.try_clone()
+                    && let Ok(started) = command.stdin(Stdio::null()).stdout(output).stderr(stderr).spawn()
+                {
+                    set_pid(Some(started.id()));
+                    child = Some(started);
+                }
+            }
+            (None, Some(running)) => {
+                let since = *gone_since.get_or_insert_with(|| {
+                    // The kubelet notices within its check period; here up to one second.
+                    delay = Duration::from_millis(rand::Rng::gen_range(&mut rand::thread_rng(), 0..1000));
+                    Instant::now()
+                });
+                if since.elapsed() >= delay {
+                    stop_child(running);
+                    child = None;
+                    set_pid(None);
+                }
+            }
+            _ => gone_since = None,
+        }
+        std::thread::sleep(LOOK_EVERY);
+    }
+    if let Some(mut running) = child.take() {
+        stop_child(&mut running);
+    }
+    set_pid(None);
+}
