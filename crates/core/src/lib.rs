@@ -34,6 +34,8 @@ pub mod files;
 pub mod forget;
 pub mod fsio;
 mod progress;
+pub mod readyz;
+pub mod recover;
 pub mod repo_check;
 pub mod retention;
 pub mod snapshot_file;

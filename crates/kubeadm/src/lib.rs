@@ -312,7 +312,13 @@ pub fn parse_etcd_manifest(origin: &str, text: &str) -> Result<EtcdManifest> {
             let rest = data_dir.strip_prefix(&mount_path).ok()?;
             let volume = pod.spec.volumes.iter().find(|v| v.name == mount.name)?;
             let host = normal(&volume.host_path.as_ref()?.path)?;
-            Some((mount_path.components().count(), host.join(rest)))
+            // Joining an empty rest would add a trailing slash.
+            let on_host = if rest.as_os_str().is_empty() {
+                host
+            } else {
+                host.join(rest)
+            };
+            Some((mount_path.components().count(), on_host))
         })
         .max_by_key(|(depth, _)| *depth)
         .map(|(_, host)| host)

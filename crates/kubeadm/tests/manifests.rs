@@ -23,6 +23,11 @@ fn a_first_control_plane_node() {
     assert_eq!(etcd.data_dir, PathBuf::from("/var/lib/etcd"));
     assert_eq!(etcd.host_data_dir, PathBuf::from("/var/lib/etcd"));
     assert_eq!(
+        etcd.host_data_dir.as_os_str(),
+        "/var/lib/etcd",
+        "no trailing slash"
+    );
+    assert_eq!(
         etcd.initial_cluster,
         [InitialMember {
             name: "cp-1".into(),

@@ -9,6 +9,7 @@ pub(crate) mod drill;
 pub(crate) mod drills;
 mod dump;
 mod forget;
+mod recover;
 mod repo;
 mod repo_check;
 mod repo_prune;
@@ -54,6 +55,10 @@ pub enum Command {
     Drills(drills::DrillsCommand),
     /// Every control-plane certificate with its expiry; exit 1 if any needs renewing.
     Certs(Box<certs::CertsArgs>),
+    /// Recover a kubeadm control-plane node from a backup: the restore runbook as one resumable
+    /// command (plan, preflight, safety copies, stop, restore with a revision bump, start in
+    /// order; --abort rolls back; exit 3 when the API server is not confirmed).
+    Recover(Box<recover::RecoverArgs>),
     /// Run the agent: scheduled backups, copies, retention, drills and certificate checks, with
     /// Prometheus metrics and a status page (docs/agent.md).
     Agent(Box<agent::AgentArgs>),
@@ -80,6 +85,7 @@ impl Command {
             Command::Drill(args) => drill::run(*args, format).await,
             Command::Drills(command) => command.run(format).await,
             Command::Agent(args) => agent::run(*args, format).await,
+            Command::Recover(args) => recover::run_command(*args, format).await,
         }
     }
 }

@@ -6,6 +6,7 @@ mod common;
 mod drill;
 mod errors;
 mod hashkv;
+mod recover;
 mod repository;
 mod restore;
 mod robustness;

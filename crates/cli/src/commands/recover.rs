@@ -1,0 +1,392 @@
+//! `lifeboat recover --kubeadm (ID|latest|--file SNAPSHOT)`: the kubeadm restore runbook as one
+//! resumable command (docs/recover.md); `--abort` rolls a run back.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use lifeboat_core::recover::{
+    DEFAULT_BUMP, Journal, Narrator, Node, Outcome, RecoverOptions, STEPS, abort, discover, free_bytes, lock,
+    new_journal, plan, restore_file, run, under,
+};
+use lifeboat_core::snapshot_restore::RestoreOptions;
+use lifeboat_core::{Cancel, NoProgress};
+use lifeboat_etcd_proc::Version;
+use lifeboat_repo::{BackupId, Identity, Repository};
+
+use crate::exit::{Failure, cancel_on_signals};
+use crate::output::OutputFormat;
+use crate::repo_flags::{IdentityFlags, RepoFlags, resolve_id};
+
+/// etcd is recovered, the API server did not become ready in time.
+pub const APISERVER_NOT_READY: u8 = 3;
+
+/// Arguments of `recover`.
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// The backup to restore: its ID, or `latest` (the newest etcd backup).
+    #[arg(value_name = "ID", conflicts_with_all = ["file", "abort"])]
+    id: Option<String>,
+    /// Restore this snapshot file instead of a backup.
+    #[arg(long, value_name = "SNAPSHOT", conflicts_with = "abort")]
+    file: Option<PathBuf>,
+    /// Read the node as kubeadm set it up (required: the only kind of node supported).
+    #[arg(long, required = true)]
+    kubeadm: bool,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Go ahead without asking (required when not on a terminal).
+    #[arg(long)]
+    yes: bool,
+    /// Roll back the run in progress: the old data directory and every manifest as they were.
+    #[arg(long)]
+    abort: bool,
+    /// The node's root: every path is taken under it (another tree, a mounted disk).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    root: PathBuf,
+    /// Where the journal, the safety snapshot and the manifests taken out are kept (a node path).
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/lifeboat")]
+    journal_dir: PathBuf,
+    /// Add N to the restored revision, and mark it compacted [default: 1000000000].
+    #[arg(long, value_name = "N", conflicts_with = "no_bump")]
+    bump_revision: Option<u64>,
+    /// No revision bump and no compaction mark: only for a restore into an isolated cluster that
+    /// no client has seen.
+    #[arg(long)]
+    no_bump: bool,
+    /// How long the control plane may take to stop.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    stop_timeout: Duration,
+    /// How long the restored etcd may take to answer.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    etcd_timeout: Duration,
+    /// How long the API server may take to be ready (exit 3 when it is not).
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    apiserver_timeout: Duration,
+    #[command(flatten)]
+    identity: IdentityFlags,
+    #[command(flatten)]
+    repo: RepoFlags,
+}
+
+/// Steps and notes on stderr, as the run goes.
+struct Printed;
+
+impl Narrator for Printed {
+    #[allow(clippy::print_stderr)]
+    fn step(&self, number: usize, text: &str) {
+        eprintln!("[{number}/{}] {text}", STEPS.len());
+    }
+
+    #[allow(clippy::print_stderr)]
+    fn note(&self, text: &str) {
+        eprintln!("      {text}");
+    }
+}
+
+/// What is restored, and what it says about itself.
+enum Source {
+    Backup {
+        repo: Box<Repository>,
+        id: BackupId,
+        identities: Vec<Identity>,
+    },
+    File(PathBuf),
+}
+
+struct Resolved {
+    source: Source,
+    /// The backup ID or the file, as the plan shows it.
+    shown: String,
+    /// What names the data for the cluster token (the backup ID, the file's sha256 trailer).
+    identity: String,
+    revision: i64,
+    version: Option<String>,
+    bytes: u64,
+}
+
+async fn resolve(args: &RecoverArgs) -> anyhow::Result<Resolved> {
+    if let Some(file) = &args.file {
+        let report = lifeboat_core::snapshot_file::verify(file)?;
+        if !report.findings.is_empty() {
+            bail!(
+                "{} is damaged ({} findings; `lifeboat snapshot verify` lists them); restore another snapshot",
+                file.display(),
+                report.findings.len()
+            );
+        }
+        let facts = lifeboat_core::snapshot_file::store_facts(file)?;
+        let bytes = std::fs::metadata(file)?.len();
+        return Ok(Resolved {
+            shown: file.display().to_string(),
+            identity: trailer_hex(file)?,
+            revision: report.status.map_or(0, |s| s.revision),
+            version: facts.cluster_version,
+            bytes,
+            source: Source::File(file.clone()),
+        });
+    }
+    let Some(id) = &args.id else {
+        bail!("name the backup to restore (ID or latest) or give --file SNAPSHOT");
+    };
+    let repo = args.repo.open().await?;
+    let identities = args.identity.require_for(&repo)?;
+    let id = resolve_id(&repo, id, Some("etcd")).await?;
+    let manifest = repo.manifest(&id).await?;
+    let etcd = manifest
+        .etcd
+        .as_ref()
+        .with_context(|| format!("backup {id} holds no etcd snapshot; choose an etcd backup"))?;
+    Ok(Resolved {
+        shown: format!("backup {id}"),
+        identity: id.to_string(),
+        revision: etcd.revision,
+        version: Some(etcd.version.clone()),
+        bytes: manifest.artefacts.iter().map(|a| a.plain_size).sum(),
+        source: Source::Backup {
+            repo: Box::new(repo),
+            id,
+            identities,
+        },
+    })
+}
+
+/// The snapshot's own sha256 (its trailer): names it without reading it whole.
+fn trailer_hex(file: &Path) -> anyhow::Result<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut handle = std::fs::File::open(file)?;
+    handle.seek(SeekFrom::End(-32))?;
+    let mut trailer = [0u8; 32];
+    handle.read_exact(&mut trailer)?;
+    Ok(trailer.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn options(args: &RecoverArgs) -> RecoverOptions {
+    let (bump_revision, mark_compacted) = match args.no_bump {
+        true => (0, false),
+        false => (args.bump_revision.unwrap_or(DEFAULT_BUMP), true),
+    };
+    RecoverOptions {
+        root: args.root.clone(),
+        journal_dir: args.journal_dir.clone(),
+        bump_revision,
+        mark_compacted,
+        stop_timeout: args.stop_timeout,
+        etcd_timeout: args.etcd_timeout,
+        apiserver_timeout: args.apiserver_timeout,
+    }
+}
+
+/// Refuses what cannot work, before anything changes.
+fn preflight(node: &Node, resolved: &Resolved, options: &RecoverOptions) -> anyhow::Result<Vec<String>> {
+    let mut checks = Vec::new();
+    if !nix::unistd::geteuid().is_root() {
+        bail!("recover must run as root: it stops static Pods and writes etcd's data directory");
+    }
+    checks.push("running as root".to_string());
+    checks.push(format!(
+        "a control-plane node: {} runs etcd member {}",
+        node.static_pod_dir.join(&node.etcd_file).display(),
+        node.etcd.name
+    ));
+    match (&resolved.version, &node.etcd.image_version) {
+        (Some(data), Some(image)) => {
+            let (Some(data_version), Some(image_version)) = (Version::parse(data), Version::parse(image))
+            else {
+                bail!("cannot compare the snapshot's etcd version {data} with the image's {image}");
+            };
+            if (data_version.major, data_version.minor) > (image_version.major, image_version.minor) {
+                bail!(
+                    "{} was written by etcd {data}, newer than the node's etcd image ({}, {image}); etcd cannot downgrade data: restore on a node with etcd {}.{} or later",
+                    resolved.shown,
+                    node.etcd.image,
+                    data_version.major,
+                    data_version.minor
+                );
+            }
+            checks.push(format!("etcd {data} data on etcd {image} ({})", node.etcd.image));
+        }
+        _ => checks.push(format!(
+            "etcd version not compared (snapshot {}, image {})",
+            resolved.version.as_deref().unwrap_or("unknown"),
+            node.etcd.image
+        )),
+    }
+    let data = under(&options.root, &node.etcd.host_data_dir);
+    let free = free_bytes(&data)?;
+    // The restored directory is about the snapshot's size; the old one stays beside it.
+    let needed = resolved.bytes.saturating_add(resolved.bytes / 10);
+    if free < needed {
+        bail!(
+            "{} has {} free, the restore needs about {}; free space there (the old data directory is kept, not deleted)",
+            node.etcd.host_data_dir.display(),
+            crate::output::si_bytes(free),
+            crate::output::si_bytes(needed)
+        );
+    }
+    checks.push(format!(
+        "{} free beside {} (about {} needed)",
+        crate::output::si_bytes(free),
+        node.etcd.host_data_dir.display(),
+        crate::output::si_bytes(needed)
+    ));
+    Ok(checks)
+}
+
+fn confirm(yes: bool) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "recover stops the control plane and replaces etcd's data: pass --yes to go ahead (--dry-run shows the plan)"
+        );
+    }
+    #[allow(clippy::print_stderr)]
+    {
+        eprint!("Type yes to carry out this plan: ");
+    }
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if answer.trim() != "yes" {
+        bail!("not confirmed; nothing was changed");
+    }
+    Ok(())
+}
+
+fn restorer<'a>(source: &'a Source, cancel: &'a Cancel) -> lifeboat_core::recover::RestoreFn<'a> {
+    Box::new(move |options: RestoreOptions| {
+        Box::pin(async move {
+            match source {
+                Source::Backup { repo, id, identities } => lifeboat_core::backups::restore_backup(
+                    repo,
+                    id,
+                    identities,
+                    &options,
+                    &NoProgress,
+                    cancel,
+                )
+                .await
+                .map(|_| ()),
+                Source::File(file) => restore_file(file.clone(), options).await,
+            }
+        })
+    })
+}
+
+pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Result<()> {
+    let options = options(&args);
+    let mut out = std::io::stdout().lock();
+    if args.abort {
+        let _lock = lock(&options)?;
+        let Some(mut journal) = Journal::load(&options)? else {
+            bail!(
+                "no recovery in progress under {}; nothing to roll back",
+                options.journal_dir.display()
+            );
+        };
+        for line in abort(&mut journal, &options)? {
+            writeln!(out, "{line}")?;
+        }
+        writeln!(
+            out,
+            "Run {} rolled back: the node is as it was before it.",
+            journal.run
+        )?;
+        return Ok(());
+    }
+    let in_progress = Journal::load(&options)?;
+    let node = discover(
+        &options.root,
+        in_progress.as_ref().map(|j| j.manifests_aside.as_path()),
+    )?;
+    let resolved = resolve(&args).await?;
+    let (mut journal, resuming) = match in_progress {
+        Some(journal) if journal.source == resolved.shown => (journal, true),
+        Some(journal) => bail!(
+            "run {} restoring {} is in progress; rerun it with the same source to resume, or `lifeboat recover --kubeadm --abort` to roll it back",
+            journal.run,
+            journal.source
+        ),
+        None => (
+            new_journal(
+                &node,
+                &options,
+                &resolved.shown,
+                &resolved.identity,
+                resolved.revision,
+                SystemTime::now(),
+            ),
+            false,
+        ),
+    };
+    let checks = preflight(&node, &resolved, &options)?;
+    writeln!(
+        out,
+        "Recovery plan for {} on {}:",
+        resolved.shown,
+        options.root.display()
+    )?;
+    writeln!(out, "  0. preflight: {}", checks.join("; "))?;
+    for (number, step) in plan(&node, &journal, &options).iter().enumerate() {
+        let done = if journal.is_done(STEPS[number]) {
+            " (done)"
+        } else {
+            ""
+        };
+        writeln!(out, "  {}. {step}{done}", number + 1)?;
+    }
+    if args.dry_run {
+        writeln!(out, "Dry run: nothing was changed.")?;
+        return Ok(());
+    }
+    out.flush()?;
+    if resuming {
+        writeln!(out, "Resuming run {} after its last completed step.", journal.run)?;
+    } else {
+        confirm(args.yes)?;
+    }
+    let _lock = lock(&options)?;
+    let cancel = cancel_on_signals();
+    let outcome = run(
+        &node,
+        &mut journal,
+        &options,
+        restorer(&resolved.source, &cancel),
+        &Printed,
+        &cancel,
+    )
+    .await?;
+    writeln!(
+        out,
+        "etcd is recovered from {} on member {}.",
+        resolved.shown, node.etcd.name
+    )?;
+    writeln!(
+        out,
+        "The old data directory is kept as {}; remove it once the cluster is healthy.",
+        journal.data_aside.display()
+    )?;
+    writeln!(
+        out,
+        "Next: restart the kubelet on every other node (systemctl restart kubelet), so that its pods reconnect and relist;"
+    )?;
+    writeln!(
+        out,
+        "for a cluster of several members, run the same command with the same backup on every control-plane node."
+    )?;
+    match outcome {
+        Outcome::Recovered => Ok(()),
+        Outcome::ApiServerNotReady => Err(Failure {
+            code: APISERVER_NOT_READY,
+            message: format!(
+                "etcd is recovered but the API server was not ready within {} s; check its container log (crictl logs), it may need more time",
+                args.apiserver_timeout.as_secs()
+            ),
+        }
+        .into()),
+    }
+}

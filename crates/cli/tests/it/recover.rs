@@ -1,0 +1,338 @@
+//! `lifeboat recover --kubeadm` on a node tree whose static Pods a fake kubelet runs as real
+//! etcd 3.5: the plan and its refusals, a full recovery from a backup (data back to the backup,
+//! the revision bumped, the old data kept, every manifest back), a run killed with SIGKILL in the
+//! middle that a rerun resumes, one that `--abort` rolls back, and an API server that is not
+//! confirmed (exit 3).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lifeboat_test_support::{EtcdVersion, FakeKubelet, free_port};
+
+use crate::common::*;
+use crate::repository::{Backend, Repo};
+
+/// A kubeadm-like node tree with an etcd static Pod on loopback ports, run by a fake kubelet.
+struct NodeTree {
+    root: tempfile::TempDir,
+    client: String,
+    kubelet: Option<FakeKubelet>,
+}
+
+impl NodeTree {
+    fn new(with_apiserver: bool) -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let pods = root.path().join("etc/kubernetes/manifests");
+        std::fs::create_dir_all(&pods).unwrap();
+        let client = format!("http://127.0.0.1:{}", free_port().unwrap());
+        let peer = format!("http://127.0.0.1:{}", free_port().unwrap());
+        std::fs::write(
+            pods.join("etcd.yaml"),
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: etcd, namespace: kube-system}}\nspec:\n  containers:\n  - name: etcd\n    image: registry.k8s.io/etcd:3.5.1-0\n    command:\n    - etcd\n    - --name=cp-1\n    - --data-dir=/var/lib/etcd\n    - --listen-client-urls={client}\n    - --advertise-client-urls={client}\n    - --listen-peer-urls={peer}\n    - --initial-advertise-peer-urls={peer}\n    - --initial-cluster=cp-1={peer}\n    - --heartbeat-interval=10\n    - --election-timeout=100\n    volumeMounts:\n    - {{mountPath: /var/lib/etcd, name: etcd-data}}\n  volumes:\n  - {{name: etcd-data, hostPath: {{path: /var/lib/etcd}}}}\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            pods.join("kube-scheduler.yaml"),
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: kube-scheduler}\nspec:\n  containers:\n  - {name: kube-scheduler, image: registry.k8s.io/kube-scheduler:v1.33.0, command: [kube-scheduler]}\n",
+        )
+        .unwrap();
+        if with_apiserver {
+            std::fs::write(
+                pods.join("kube-apiserver.yaml"),
+                format!(
+                    "apiVersion: v1\nkind: Pod\nmetadata: {{name: kube-apiserver}}\nspec:\n  containers:\n  - name: kube-apiserver\n    image: registry.k8s.io/kube-apiserver:v1.33.0\n    command: [kube-apiserver, --secure-port={}, --etcd-servers={client}]\n",
+                    free_port().unwrap()
+                ),
+            )
+            .unwrap();
+        }
+        let kubelet = FakeKubelet::start(
+            root.path(),
+            &EtcdVersion::V3_5.etcd(),
+            &root.path().join("etcd.log"),
+        )
+        .unwrap();
+        Self {
+            root,
+            client,
+            kubelet: Some(kubelet),
+        }
+    }
+
+    fn path(&self, node_path: &str) -> PathBuf {
+        self.root.path().join(node_path.trim_start_matches('/'))
+    }
+
+    async fn client(&self) -> etcd_client::Client {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let options = etcd_client::ConnectOptions::new().with_connect_timeout(Duration::from_millis(300));
+            if let Ok(mut client) = etcd_client::Client::connect([self.client.as_str()], Some(options)).await
+                && client.status().await.is_ok()
+            {
+                return client;
+            }
+            assert!(Instant::now() < deadline, "etcd at {} answers", self.client);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn value(&self, key: &str) -> Option<Vec<u8>> {
+        let response = self.client().await.get(key, None).await.unwrap();
+        response.kvs().first().map(|kv| kv.value().to_vec())
+    }
+
+    fn manifests(&self) -> Vec<String> {
+        entries(&self.path("/etc/kubernetes/manifests"))
+    }
+
+    fn recover(&self, repo: &Repo) -> Command {
+        let mut command = repo.lifeboat();
+        command
+            .args(["recover", "--kubeadm", "latest", "--identity-file"])
+            .arg(repo.identity())
+            .arg("--root")
+            .arg(self.root.path())
+            .args([
+                "--stop-timeout",
+                "30s",
+                "--etcd-timeout",
+                "60s",
+                "--apiserver-timeout",
+                "3s",
+            ]);
+        command
+    }
+}
+
+impl Drop for NodeTree {
+    fn drop(&mut self) {
+        self.kubelet.take();
+    }
+}
+
+/// A node with key `before` in its etcd, backed up, then key `after` written.
+async fn backed_up_node(with_apiserver: bool) -> (NodeTree, Repo, i64) {
+    let node = NodeTree::new(with_apiserver);
+    let mut client = node.client().await;
+    client
+        .put("/registry/namespaces/before", "kept", None)
+        .await
+        .unwrap();
+    let repo = Repo::initialised(Backend::Local);
+    run_ok(repo.lifeboat().args(["backup", "--endpoints", &node.client]));
+    let revision = client.status().await.unwrap().header().unwrap().revision();
+    client
+        .put("/registry/namespaces/after", "lost", None)
+        .await
+        .unwrap();
+    (node, repo, revision)
+}
+
+fn aside_dirs(node: &NodeTree, suffix: &str) -> Vec<String> {
+    entries(&node.path("/var/lib"))
+        .into_iter()
+        .filter(|e| e.contains(suffix))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_node_recovers_from_a_backup_after_a_plan_that_changes_nothing() {
+    let (node, repo, revision) = backed_up_node(false).await;
+
+    // The plan: every step with its paths, and nothing changed.
+    let plan = run_ok(node.recover(&repo).arg("--dry-run"));
+    for needle in [
+        "0. preflight: running as root",
+        "etcd 3.5.1 data on etcd 3.5.1",
+        "2. stop: move the 2 static Pod manifests (etcd.yaml, kube-scheduler.yaml)",
+        "--bump-revision 1000000000 --mark-compacted",
+        "member cp-1",
+        "--initial-cluster-token lifeboat-",
+        "Dry run: nothing was changed.",
+    ] {
+        assert!(plan.contains(needle), "{needle:?} in\n{plan}");
+    }
+    assert_eq!(node.manifests(), ["etcd.yaml", "kube-scheduler.yaml"]);
+    assert!(!node.path("/var/lib/lifeboat/recover.json").exists());
+
+    // Not on a terminal and without --yes: refused, nothing changed.
+    let refused = run_failing(&mut node.recover(&repo), 1);
+    assert!(refused.contains("--yes"), "{refused}");
+    assert_eq!(node.manifests(), ["etcd.yaml", "kube-scheduler.yaml"]);
+
+    let output = run(node.recover(&repo).arg("--yes"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{stderr}\n{}",
+        std::fs::read_to_string(node.path("/etcd.log")).unwrap_or_default()
+    );
+    for step in [
+        "[1/7] safety-copy",
+        "[2/7] stop",
+        "[4/7] restore",
+        "[5/7] start-etcd",
+        "no kube-apiserver static Pod",
+    ] {
+        assert!(stderr.contains(step), "{step:?} in {stderr}");
+    }
+    assert!(
+        stdout.contains("restart the kubelet on every other node"),
+        "{stdout}"
+    );
+
+    // The data is the backup's, the revision jumped past anything a client saw.
+    assert_eq!(
+        node.value("/registry/namespaces/before").await.as_deref(),
+        Some(&b"kept"[..])
+    );
+    assert_eq!(node.value("/registry/namespaces/after").await, None);
+    let now = node
+        .client()
+        .await
+        .status()
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    assert!(
+        now >= revision + 1_000_000_000,
+        "revision {now} after a restore of {revision}"
+    );
+    // Every manifest is back, the old data and the running member's snapshot are kept.
+    assert_eq!(node.manifests(), ["etcd.yaml", "kube-scheduler.yaml"]);
+    assert_eq!(aside_dirs(&node, ".before-recover-").len(), 1);
+    let kept = entries(&node.path("/var/lib/lifeboat"));
+    let run_dir = kept
+        .iter()
+        .find(|e| e.starts_with("recover-"))
+        .expect("a run directory");
+    assert!(
+        node.path(&format!("/var/lib/lifeboat/{run_dir}/pre-recover.db"))
+            .exists()
+    );
+    assert_eq!(mode(&node.path(&format!("/var/lib/lifeboat/{run_dir}"))), 0o700);
+    let journal: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(node.path("/var/lib/lifeboat/recover.json")).unwrap()).unwrap();
+    assert_eq!(journal["finished"], true, "{journal}");
+}
+
+/// Starts a recovery and kills it (SIGKILL) once it has begun step `step`.
+fn killed_at(mut command: Command, step: &str) -> String {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child: Child = command
+        .arg("--yes")
+        .stdout(Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let marker = step.to_string();
+    assert!(
+        wait_until(&mut child, Duration::from_secs(60), || {
+            std::fs::read_to_string(log.path())
+                .unwrap_or_default()
+                .contains(&marker)
+        }),
+        "the run reached {step}: {}",
+        std::fs::read_to_string(log.path()).unwrap_or_default()
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::read_to_string(log.path()).unwrap()
+}
+
+#[tokio::test]
+async fn a_run_killed_in_the_middle_resumes_and_another_is_rolled_back() {
+    // Killed as the data directory goes aside: the rerun goes on from there.
+    let (node, repo, _) = backed_up_node(false).await;
+    killed_at(node.recover(&repo), "[3/7] data-aside");
+    let resumed = run(&mut node.recover(&repo));
+    let stdout = String::from_utf8_lossy(&resumed.stdout);
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert_eq!(resumed.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("Resuming run"), "{stdout}");
+    assert!(stderr.contains("(stop) was done before"), "{stderr}");
+    assert_eq!(node.value("/registry/namespaces/after").await, None);
+    assert_eq!(
+        node.value("/registry/namespaces/before").await.as_deref(),
+        Some(&b"kept"[..])
+    );
+    assert_eq!(node.manifests(), ["etcd.yaml", "kube-scheduler.yaml"]);
+
+    // Killed while it restores: --abort puts the node back as it was, data and manifests.
+    let (node, repo, _) = backed_up_node(false).await;
+    killed_at(node.recover(&repo), "[4/7] restore");
+    let other = run_failing(
+        repo.lifeboat()
+            .args(["recover", "--kubeadm", "--file", "/nonexistent.db", "--root"])
+            .arg(node.root.path()),
+        1,
+    );
+    assert!(other.contains("/nonexistent.db"), "{other}");
+    let aborted = run_ok(
+        repo.lifeboat()
+            .args(["recover", "--kubeadm", "--abort", "--root"])
+            .arg(node.root.path()),
+    );
+    assert!(aborted.contains("rolled back"), "{aborted}");
+    assert_eq!(node.manifests(), ["etcd.yaml", "kube-scheduler.yaml"]);
+    assert!(aside_dirs(&node, ".before-recover-").is_empty());
+    // The old member runs again, with what it held: the key written after the backup too.
+    assert_eq!(
+        node.value("/registry/namespaces/after").await.as_deref(),
+        Some(&b"lost"[..])
+    );
+    let again = run_failing(
+        repo.lifeboat()
+            .args(["recover", "--kubeadm", "--abort", "--root"])
+            .arg(node.root.path()),
+        1,
+    );
+    assert!(again.contains("no recovery in progress"), "{again}");
+}
+
+#[tokio::test]
+async fn an_api_server_that_does_not_come_back_is_exit_3_with_etcd_recovered() {
+    let (node, repo, _) = backed_up_node(true).await;
+    let output = run(node.recover(&repo).arg("--yes"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("the API server was not ready within 3 s"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.trim().lines().last().unwrap().matches("Error:").count(),
+        1,
+        "{stderr}"
+    );
+    // etcd is recovered and every manifest is back all the same.
+    assert_eq!(node.value("/registry/namespaces/after").await, None);
+    assert_eq!(
+        node.manifests(),
+        ["etcd.yaml", "kube-apiserver.yaml", "kube-scheduler.yaml"]
+    );
+}
+
+#[test]
+fn a_node_without_an_etcd_static_pod_is_refused_before_anything() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("etc/kubernetes/manifests")).unwrap();
+    let error = run_failing(
+        lifeboat()
+            .args(["recover", "--kubeadm", "--file", "/x.db", "--dry-run", "--root"])
+            .arg(root.path()),
+        1,
+    );
+    assert!(
+        error.contains("no etcd static Pod in /etc/kubernetes/manifests"),
+        "{error}"
+    );
+}

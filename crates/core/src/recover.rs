@@ -1,0 +1,917 @@
+//! `recover --kubeadm`: the kubeadm restore runbook as one resumable run (docs/recover.md).
+//!
+//! Everything is read from the node (under `root`): the kubelet's static Pod directory and the
+//! etcd static Pod. Every step is recorded in a journal before the next begins, and each step is
+//! safe to run again after a crash in its middle, so a rerun resumes and `abort` rolls back to the
+//! node as it was: manifests in place, the old data directory back.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use lifeboat_etcd_conn::{ConnectOptions, TlsFiles};
+use lifeboat_kubeadm::{EtcdManifest, parse_etcd_manifest, static_pod_path};
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use crate::{Cancel, Error, Result};
+
+/// What a step did wrong, as the error of the run.
+fn failed(step: &'static str, message: impl Into<String>) -> Error {
+    Error::Recovery {
+        step,
+        message: message.into(),
+    }
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::Io { action, path, source }
+}
+
+/// `path` (absolute on the node) inside `root`.
+pub fn under(root: &Path, path: &Path) -> PathBuf {
+    root.join(path.strip_prefix("/").unwrap_or(path))
+}
+
+/// The control-plane node as its files describe it.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// The kubelet's static Pod directory (a node path).
+    pub static_pod_dir: PathBuf,
+    /// The files the kubelet runs from it.
+    pub manifests: Vec<String>,
+    /// The etcd static Pod's file name and what it says.
+    pub etcd_file: String,
+    pub etcd: EtcdManifest,
+    /// The API server's static Pod file and its `/readyz` URL, when the node runs one.
+    pub apiserver: Option<(String, String)>,
+}
+
+/// The static Pod files in `dir` (the kubelet skips names that start with a dot).
+fn pod_files(dir: &Path) -> std::io::Result<Vec<String>> {
+    Ok(std::fs::read_dir(dir)?
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with('.'))
+        .collect())
+}
+
+/// Reads the node under `root`. A run in progress has taken manifests out to `aside` (a node
+/// path): they are read from there.
+pub fn discover(root: &Path, aside: Option<&Path>) -> Result<Node> {
+    let kubelet_config = Path::new("/var/lib/kubelet/config.yaml");
+    let config_text = std::fs::read_to_string(under(root, kubelet_config)).ok();
+    let static_pod_dir = static_pod_path(&kubelet_config.display().to_string(), config_text.as_deref())?;
+    let dir = under(root, &static_pod_dir);
+    let mut found: Vec<(String, PathBuf)> = pod_files(&dir)
+        .map_err(io("read", &dir))?
+        .into_iter()
+        .map(|name| (name, dir.clone()))
+        .collect();
+    if let Some(aside) = aside.map(|a| under(root, a)) {
+        found.extend(
+            pod_files(&aside)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|name| (name, aside.clone())),
+        );
+    }
+    found.sort();
+    found.dedup_by(|a, b| a.0 == b.0);
+    let manifests: Vec<String> = found.iter().map(|(name, _)| name.clone()).collect();
+    let mut etcd = None;
+    let mut apiserver = None;
+    for (name, holder) in &found {
+        let Ok(text) = std::fs::read_to_string(holder.join(name)) else {
+            continue;
+        };
+        let origin = static_pod_dir.join(name).display().to_string();
+        if text.contains("kube-apiserver") && apiserver.is_none() {
+            apiserver = apiserver_readyz(&text).map(|url| (name.clone(), url));
+        }
+        if let Ok(found) = parse_etcd_manifest(&origin, &text) {
+            etcd = Some((name.clone(), found));
+        }
+    }
+    let Some((etcd_file, etcd)) = etcd else {
+        return Err(failed(
+            "preflight",
+            format!(
+                "no etcd static Pod in {} (the kubelet's staticPodPath); run this on a control-plane node with a stacked etcd, or give --root",
+                static_pod_dir.display()
+            ),
+        ));
+    };
+    Ok(Node {
+        static_pod_dir,
+        manifests,
+        etcd_file,
+        etcd,
+        apiserver,
+    })
+}
+
+/// The API server's `/readyz` on this node: loopback at its `--secure-port` (6443 by default).
+fn apiserver_readyz(text: &str) -> Option<String> {
+    let pod: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).ok()?;
+    let container = pod["spec"]["containers"]
+        .as_sequence()?
+        .iter()
+        .find(|c| c["name"].as_str() == Some("kube-apiserver"))?;
+    let tokens = container["command"]
+        .as_sequence()
+        .into_iter()
+        .chain(container["args"].as_sequence())
+        .flatten()
+        .filter_map(|t| t.as_str());
+    let mut port = "6443".to_string();
+    let mut next_is_port = false;
+    for token in tokens {
+        if next_is_port {
+            port = token.to_string();
+            next_is_port = false;
+        } else if let Some(value) = token.strip_prefix("--secure-port=") {
+            port = value.to_string();
+        } else if token == "--secure-port" {
+            next_is_port = true;
+        }
+    }
+    port.parse::<u16>()
+        .ok()
+        .map(|port| format!("https://127.0.0.1:{port}/readyz"))
+}
+
+/// How the run goes.
+#[derive(Debug, Clone)]
+pub struct RecoverOptions {
+    /// The node's `/` (another tree for tests or a mounted disk).
+    pub root: PathBuf,
+    /// Where the journal, the safety copies and the manifests taken out live (a node path).
+    pub journal_dir: PathBuf,
+    /// Added to the restored revision (0: none); see docs/recover.md for its size.
+    pub bump_revision: u64,
+    pub mark_compacted: bool,
+    /// How long the control plane may take to stop once its manifests are gone.
+    pub stop_timeout: Duration,
+    /// How long the restored etcd may take to answer.
+    pub etcd_timeout: Duration,
+    /// How long the API server may take to be ready.
+    pub apiserver_timeout: Duration,
+}
+
+/// The revision bump when nothing says how far the cluster went past the backup (OpenShift's
+/// choice): far beyond any resourceVersion a client can have seen.
+pub const DEFAULT_BUMP: u64 = 1_000_000_000;
+
+/// The steps, in order; the journal records the ones done.
+pub const STEPS: [&str; 7] = [
+    "safety-copy",
+    "stop",
+    "data-aside",
+    "restore",
+    "start-etcd",
+    "start-apiserver",
+    "start-rest",
+];
+
+/// The journal of a run: its parameters and the steps done, rewritten after each step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Journal {
+    pub run: String,
+    /// The backup ID, or the snapshot file.
+    pub source: String,
+    pub token: String,
+    pub bump_revision: u64,
+    pub mark_compacted: bool,
+    /// The snapshot's revision; the restored member serves at least this plus the bump.
+    pub snapshot_revision: i64,
+    pub static_pod_dir: PathBuf,
+    pub etcd_file: String,
+    pub apiserver_file: Option<String>,
+    /// Where the manifests wait while the control plane is down (a node path).
+    pub manifests_aside: PathBuf,
+    pub data_dir: PathBuf,
+    pub data_aside: PathBuf,
+    pub done: Vec<String>,
+    pub finished: bool,
+}
+
+impl Journal {
+    fn path(options: &RecoverOptions) -> PathBuf {
+        under(&options.root, &options.journal_dir).join("recover.json")
+    }
+
+    /// The run in progress, if any.
+    pub fn load(options: &RecoverOptions) -> Result<Option<Journal>> {
+        let path = Self::path(options);
+        let Ok(bytes) = std::fs::read(&path) else {
+            return Ok(None);
+        };
+        let journal: Journal = serde_json::from_slice(&bytes).map_err(|e| {
+            failed(
+                "journal",
+                format!(
+                    "{} cannot be read ({e}); move it away to start afresh, after checking the node by hand",
+                    path.display()
+                ),
+            )
+        })?;
+        Ok((!journal.finished).then_some(journal))
+    }
+
+    /// Written atomically (temporary name, fsync, rename), 0600.
+    fn save(&self, options: &RecoverOptions) -> Result<()> {
+        let path = Self::path(options);
+        let mut pending = crate::fsio::PendingFile::create(&path)?;
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| failed("journal", e.to_string()))?;
+        pending.write_all(&bytes)?;
+        pending.commit()?;
+        Ok(())
+    }
+
+    pub fn is_done(&self, step: &str) -> bool {
+        self.done.iter().any(|d| d == step)
+    }
+
+    fn mark(&mut self, step: &str, options: &RecoverOptions) -> Result<()> {
+        if !self.is_done(step) {
+            self.done.push(step.to_string());
+        }
+        self.save(options)
+    }
+}
+
+/// The initial cluster token every member of one recovery uses, from what is restored: so each
+/// node, running the same command, joins the same new cluster and none an old one.
+pub fn token_for(source_identity: &str) -> String {
+    let digest = sha2::Sha256::digest(source_identity.as_bytes());
+    format!("lifeboat-{}", hex::encode(&digest[..8]))
+}
+
+/// A new journal for a run restoring `source` (of revision `snapshot_revision`) on `node`.
+pub fn new_journal(
+    node: &Node,
+    options: &RecoverOptions,
+    source: &str,
+    source_identity: &str,
+    snapshot_revision: i64,
+    now: SystemTime,
+) -> Journal {
+    let run = time::OffsetDateTime::from(now)
+        .format(&time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .unwrap_or_else(|_| "run".into());
+    let data_dir = node.etcd.host_data_dir.clone();
+    let mut aside = data_dir.clone().into_os_string();
+    aside.push(format!(".before-recover-{run}"));
+    Journal {
+        token: token_for(source_identity),
+        source: source.to_string(),
+        bump_revision: options.bump_revision,
+        mark_compacted: options.mark_compacted,
+        snapshot_revision,
+        static_pod_dir: node.static_pod_dir.clone(),
+        etcd_file: node.etcd_file.clone(),
+        apiserver_file: node.apiserver.as_ref().map(|(file, _)| file.clone()),
+        manifests_aside: options
+            .journal_dir
+            .join(format!("recover-{run}"))
+            .join("manifests"),
+        data_dir,
+        data_aside: PathBuf::from(aside),
+        done: Vec::new(),
+        finished: false,
+        run,
+    }
+}
+
+/// The numbered steps, with every path, URL and flag they use.
+pub fn plan(node: &Node, journal: &Journal, options: &RecoverOptions) -> Vec<String> {
+    let etcd = &node.etcd;
+    let initial: Vec<String> = etcd
+        .initial_cluster
+        .iter()
+        .map(|m| format!("{}={}", m.name, m.peer_url))
+        .collect();
+    let owner = match (etcd.run_as_user, etcd.run_as_group) {
+        (Some(user), group) => format!("owner {user}:{}", group.unwrap_or(user)),
+        (None, _) => "owner root".to_string(),
+    };
+    let bump = match journal.bump_revision {
+        0 => "no revision bump (--no-bump)".to_string(),
+        n => format!(
+            "--bump-revision {n}{}",
+            if journal.mark_compacted {
+                " --mark-compacted"
+            } else {
+                ""
+            }
+        ),
+    };
+    let others: Vec<&str> = node
+        .manifests
+        .iter()
+        .map(String::as_str)
+        .filter(|m| *m != journal.etcd_file && Some(*m) != journal.apiserver_file.as_deref())
+        .collect();
+    let mut steps = vec![
+        format!(
+            "safety copy: if etcd answers at {}, save a snapshot of it to {}",
+            client_url(etcd),
+            options
+                .journal_dir
+                .join(format!("recover-{}", journal.run))
+                .join("pre-recover.db")
+                .display()
+        ),
+        format!(
+            "stop: move the {} static Pod manifests ({}) from {} to {}, then wait up to {} s until etcd and the API server are gone (crictl when present, the ports {}, no process on {})",
+            node.manifests.len(),
+            node.manifests.join(", "),
+            journal.static_pod_dir.display(),
+            journal.manifests_aside.display(),
+            options.stop_timeout.as_secs(),
+            ports(etcd)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            journal.data_dir.display()
+        ),
+        format!(
+            "move the data directory {} aside to {} (never deleted)",
+            journal.data_dir.display(),
+            journal.data_aside.display()
+        ),
+        format!(
+            "restore {} (revision {}) into {}: member {}, --initial-cluster {}, --initial-advertise-peer-urls {}, --initial-cluster-token {}, {bump}, {owner}, mode 0700",
+            journal.source,
+            journal.snapshot_revision,
+            journal.data_dir.display(),
+            etcd.name,
+            initial.join(","),
+            etcd.initial_advertise_peer_urls.join(","),
+            journal.token,
+        ),
+        format!(
+            "start etcd: put {} back, wait up to {} s for {} to answer at revision {} or later",
+            journal.etcd_file,
+            options.etcd_timeout.as_secs(),
+            client_url(etcd),
+            expected_revision(journal)
+        ),
+    ];
+    steps.push(match (&journal.apiserver_file, &node.apiserver) {
+        (Some(file), Some((_, url))) => format!(
+            "start the API server: put {file} back, wait up to {} s for {url}",
+            options.apiserver_timeout.as_secs()
+        ),
+        _ => "start the API server: this node has no kube-apiserver static Pod".to_string(),
+    });
+    steps.push(match others.is_empty() {
+        true => "put the other manifests back: none".to_string(),
+        false => format!("put the other manifests back: {}", others.join(", ")),
+    });
+    steps
+}
+
+fn expected_revision(journal: &Journal) -> i64 {
+    journal
+        .snapshot_revision
+        .max(1)
+        .saturating_add(i64::try_from(journal.bump_revision).unwrap_or(i64::MAX))
+}
+
+/// The URL the restored member is asked at: its loopback client URL if it has one.
+fn client_url(etcd: &EtcdManifest) -> String {
+    etcd.listen_client_urls
+        .iter()
+        .chain(&etcd.advertise_client_urls)
+        .find(|u| u.contains("127.0.0.1") || u.contains("[::1]") || u.contains("localhost"))
+        .or_else(|| etcd.advertise_client_urls.first())
+        .cloned()
+        .unwrap_or_else(|| "https://127.0.0.1:2379".into())
+}
+
+/// The ports etcd listens on (clients and peers).
+fn ports(etcd: &EtcdManifest) -> Vec<u16> {
+    let mut found: Vec<u16> = etcd
+        .listen_client_urls
+        .iter()
+        .chain(&etcd.initial_advertise_peer_urls)
+        .cloned()
+        .chain(etcd.flags.get("listen-peer-urls").cloned())
+        .flat_map(|list| list.split(',').map(str::to_string).collect::<Vec<_>>())
+        .filter_map(|url| {
+            url.rsplit(':')
+                .next()
+                .and_then(|p| p.trim_end_matches('/').parse().ok())
+        })
+        .collect();
+    found.sort_unstable();
+    found.dedup();
+    found
+}
+
+/// How to reach the restored member: over mTLS with kubeadm's health-check client certificate
+/// when its URL is https.
+pub fn member_connection(root: &Path, etcd: &EtcdManifest) -> ConnectOptions {
+    let url = client_url(etcd);
+    let pki = etcd
+        .trusted_ca_file
+        .as_deref()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/etc/kubernetes/pki/etcd"));
+    let tls = match url.starts_with("https") {
+        true => TlsFiles {
+            ca: etcd.trusted_ca_file.as_deref().map(|p| under(root, p)),
+            cert: Some(under(root, &pki.join("healthcheck-client.crt"))),
+            key: Some(under(root, &pki.join("healthcheck-client.key"))),
+        },
+        false => TlsFiles::default(),
+    };
+    ConnectOptions {
+        endpoints: vec![url],
+        tls,
+        insecure_skip_tls_verify: false,
+        credentials: None,
+        dial_timeout: Duration::from_secs(2),
+        command_timeout: Duration::from_secs(5),
+    }
+}
+
+/// Whether anything of the stopped control plane still runs: the reason, or `None`.
+fn still_running(root: &Path, node: &Node) -> Option<String> {
+    let etcd = &node.etcd;
+    for port in ports(etcd) {
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        if std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
+            return Some(format!("port {port} still accepts connections"));
+        }
+    }
+    let data_dirs = [etcd.data_dir.clone(), under(root, &etcd.host_data_dir)];
+    if let Some(pid) = process_on(&data_dirs) {
+        return Some(format!("process {pid} still uses the data directory"));
+    }
+    if let Ok(output) = std::process::Command::new("crictl")
+        .args(["ps", "-q", "--label", "io.kubernetes.container.name=etcd"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        && output.status.success()
+        && !output.stdout.trim_ascii().is_empty()
+    {
+        return Some("crictl still lists the etcd container".into());
+    }
+    None
+}
+
+/// A process (other than this one) that runs etcd on one of `data_dirs`, or holds a file there.
+fn process_on(data_dirs: &[PathBuf]) -> Option<u32> {
+    let me = std::process::id();
+    let entries = std::fs::read_dir("/proc").ok()?;
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let is_etcd = args
+            .first()
+            .is_some_and(|a| a.rsplit('/').next().is_some_and(|n| n.starts_with("etcd")));
+        let on_dir = |text: &str| data_dirs.iter().any(|d| Path::new(text).starts_with(d));
+        if is_etcd
+            && args
+                .iter()
+                .any(|a| a.strip_prefix("--data-dir=").is_some_and(on_dir) || on_dir(a))
+        {
+            return Some(pid);
+        }
+        if let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) {
+            for fd in fds.flatten() {
+                if let Ok(target) = std::fs::read_link(fd.path())
+                    && data_dirs.iter().any(|d| target.starts_with(d))
+                {
+                    return Some(pid);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Moves `name` between two directories of the node (rename; a copy when they are on
+/// different file systems, then the original removed), and syncs both directories.
+fn move_file(from_dir: &Path, to_dir: &Path, name: &str) -> Result<()> {
+    let (from, to) = (from_dir.join(name), to_dir.join(name));
+    if !from.exists() {
+        // Moved before a crash: nothing left to do.
+        return Ok(());
+    }
+    std::fs::create_dir_all(to_dir).map_err(io("create", to_dir))?;
+    if std::fs::rename(&from, &to).is_err() {
+        std::fs::copy(&from, &to).map_err(io("copy", &from))?;
+        std::fs::File::open(&to)
+            .and_then(|f| f.sync_all())
+            .map_err(io("fsync", &to))?;
+        std::fs::remove_file(&from).map_err(io("remove", &from))?;
+    }
+    crate::fsio::sync_dir(to_dir)?;
+    crate::fsio::sync_dir(from_dir)?;
+    Ok(())
+}
+
+/// Every manifest taken out goes back into the static Pod directory.
+fn put_back(root: &Path, journal: &Journal, names: &[String]) -> Result<()> {
+    let (aside, pods) = (
+        under(root, &journal.manifests_aside),
+        under(root, &journal.static_pod_dir),
+    );
+    for name in names {
+        move_file(&aside, &pods, name)?;
+    }
+    Ok(())
+}
+
+fn aside_names(root: &Path, journal: &Journal) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(under(root, &journal.manifests_aside))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// What the caller hears as the run goes.
+pub trait Narrator: Send + Sync {
+    fn step(&self, number: usize, text: &str);
+    fn note(&self, text: &str);
+}
+
+/// How the run ended when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// etcd and the API server (when the node runs one) are back.
+    Recovered,
+    /// etcd is recovered; the API server did not become ready in time.
+    ApiServerNotReady,
+}
+
+/// What restores the snapshot: called with the data directory to create and the restore
+/// settings; returns nothing but success (the caller fetches from a repository or a file).
+pub type RestoreFn<'a> = Box<
+    dyn FnOnce(
+            crate::snapshot_restore::RestoreOptions,
+        ) -> std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>
+        + Send
+        + 'a,
+>;
+
+/// Restores snapshot `file` with `options`, off the async workers: the restore of a `--file` run.
+pub async fn restore_file(file: PathBuf, options: crate::snapshot_restore::RestoreOptions) -> Result<()> {
+    let options = crate::snapshot_restore::RestoreOptions {
+        snapshot: file,
+        ..options
+    };
+    crate::blocking::blocking(move || crate::snapshot_restore::restore(&options).map(|_| ())).await
+}
+
+/// Carries out (or resumes) the run of `journal` on `node`.
+pub async fn run(
+    node: &Node,
+    journal: &mut Journal,
+    options: &RecoverOptions,
+    restore: RestoreFn<'_>,
+    narrator: &dyn Narrator,
+    cancel: &Cancel,
+) -> Result<Outcome> {
+    let root = options.root.as_path();
+    journal.save(options)?;
+    let mut restore = Some(restore);
+    for (index, step) in STEPS.iter().enumerate() {
+        if journal.is_done(step) {
+            narrator.note(&format!("step {} ({step}) was done before; skipped", index + 1));
+            continue;
+        }
+        // Between steps, never inside one: every step must finish once begun.
+        if *step != "start-apiserver" {
+            cancel.check()?;
+        }
+        narrator.step(index + 1, step);
+        match *step {
+            "safety-copy" => safety_copy(node, journal, options, narrator, cancel).await?,
+            "stop" => stop(node, journal, options, narrator).await?,
+            "data-aside" => data_aside(journal, root)?,
+            "restore" => {
+                let restore = restore
+                    .take()
+                    .ok_or_else(|| failed("restore", "the restore ran once already"))?;
+                restore_step(node, journal, root, restore).await?;
+            }
+            "start-etcd" => start_etcd(node, journal, options, narrator).await?,
+            "start-apiserver" if !start_apiserver(node, journal, options, narrator).await? => {
+                // The rest goes back all the same: the node is left as the kubelet expects.
+                put_back(root, journal, &aside_names(root, journal))?;
+                journal.mark("start-apiserver", options)?;
+                journal.mark("start-rest", options)?;
+                journal.finished = true;
+                journal.save(options)?;
+                return Ok(Outcome::ApiServerNotReady);
+            }
+            "start-rest" => put_back(root, journal, &aside_names(root, journal))?,
+            _ => {}
+        }
+        journal.mark(step, options)?;
+    }
+    journal.finished = true;
+    journal.save(options)?;
+    Ok(Outcome::Recovered)
+}
+
+async fn safety_copy(
+    node: &Node,
+    journal: &Journal,
+    options: &RecoverOptions,
+    narrator: &dyn Narrator,
+    cancel: &Cancel,
+) -> Result<()> {
+    let run_dir = under(
+        &options.root,
+        &options.journal_dir.join(format!("recover-{}", journal.run)),
+    );
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&run_dir)
+        .map_err(io("create", &run_dir))?;
+    let save = crate::snapshot_save::SaveOptions {
+        connect: member_connection(&options.root, &node.etcd),
+        path: run_dir.join("pre-recover.db"),
+        force: true,
+    };
+    match crate::snapshot_save::save(&save, &crate::NoProgress, cancel).await {
+        Ok(report) => narrator.note(&format!(
+            "the running member's data is saved in {} (revision {})",
+            report.file.display(),
+            report.revision
+        )),
+        Err(Error::Interrupted { signal }) => return Err(Error::Interrupted { signal }),
+        Err(error) => narrator.note(&format!("no safety snapshot: etcd does not answer ({error})")),
+    }
+    Ok(())
+}
+
+async fn stop(
+    node: &Node,
+    journal: &Journal,
+    options: &RecoverOptions,
+    narrator: &dyn Narrator,
+) -> Result<()> {
+    let root = options.root.as_path();
+    let (pods, aside) = (
+        under(root, &journal.static_pod_dir),
+        under(root, &journal.manifests_aside),
+    );
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&aside)
+        .map_err(io("create", &aside))?;
+    for name in &node.manifests {
+        move_file(&pods, &aside, name)?;
+    }
+    let deadline = Instant::now() + options.stop_timeout;
+    loop {
+        match still_running(root, node) {
+            None => return Ok(()),
+            Some(reason) if Instant::now() >= deadline => {
+                // Back as it was: the manifests return, and the run can be retried.
+                put_back(root, journal, &aside_names(root, journal))?;
+                return Err(failed(
+                    "stop",
+                    format!(
+                        "the control plane did not stop within {} s ({reason}); its manifests are back in {}; find what keeps it running and retry",
+                        options.stop_timeout.as_secs(),
+                        journal.static_pod_dir.display()
+                    ),
+                ));
+            }
+            Some(reason) => {
+                narrator.note(&format!("waiting: {reason}"));
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+fn data_aside(journal: &Journal, root: &Path) -> Result<()> {
+    let (data, aside) = (under(root, &journal.data_dir), under(root, &journal.data_aside));
+    if data.exists() && !aside.exists() {
+        std::fs::rename(&data, &aside).map_err(io("rename", &data))?;
+        if let Some(parent) = data.parent() {
+            crate::fsio::sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+async fn restore_step(node: &Node, journal: &Journal, root: &Path, restore: RestoreFn<'_>) -> Result<()> {
+    let data = under(root, &journal.data_dir);
+    if data.join("member").exists() {
+        // Restored and renamed into place before a crash.
+        return Ok(());
+    }
+    if data.exists() {
+        // An empty or partial directory left by a crash in the middle: restore refuses a
+        // non-empty target, and nothing in it is the old data (that is aside).
+        std::fs::remove_dir_all(&data).map_err(io("remove", &data))?;
+    }
+    let etcd = &node.etcd;
+    let options = crate::snapshot_restore::RestoreOptions {
+        snapshot: PathBuf::new(),
+        data_dir: data.clone(),
+        wal_dir: None,
+        name: etcd.name.clone(),
+        initial_cluster: etcd
+            .initial_cluster
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect::<Vec<_>>()
+            .join(","),
+        initial_cluster_token: journal.token.clone(),
+        initial_advertise_peer_urls: etcd.initial_advertise_peer_urls.clone(),
+        skip_hash_check: false,
+        bump_revision: journal.bump_revision,
+        mark_compacted: journal.mark_compacted,
+    };
+    restore(options).await?;
+    if let Some(user) = etcd.run_as_user {
+        let group = etcd.run_as_group.unwrap_or(user);
+        chown_tree(&data, user, group)?;
+    }
+    Ok(())
+}
+
+fn chown_tree(path: &Path, user: u32, group: u32) -> Result<()> {
+    nix::unistd::chown(
+        path,
+        Some(nix::unistd::Uid::from_raw(user)),
+        Some(nix::unistd::Gid::from_raw(group)),
+    )
+    .map_err(|e| io("chown", path)(std::io::Error::from(e)))?;
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).map_err(io("read", path))?.flatten() {
+            chown_tree(&entry.path(), user, group)?;
+        }
+    }
+    Ok(())
+}
+
+async fn start_etcd(
+    node: &Node,
+    journal: &Journal,
+    options: &RecoverOptions,
+    narrator: &dyn Narrator,
+) -> Result<()> {
+    put_back(&options.root, journal, std::slice::from_ref(&journal.etcd_file))?;
+    let connect = member_connection(&options.root, &node.etcd);
+    let wanted = expected_revision(journal);
+    let deadline = Instant::now() + options.etcd_timeout;
+    let mut last = String::from("not asked yet");
+    while Instant::now() < deadline {
+        match lifeboat_etcd_conn::connect(&connect, &connect.endpoints[0]).await {
+            Ok(member) if member.status().revision >= wanted => {
+                narrator.note(&format!(
+                    "etcd answers at revision {} (restored {} + bump {})",
+                    member.status().revision,
+                    journal.snapshot_revision,
+                    journal.bump_revision
+                ));
+                return Ok(());
+            }
+            Ok(member) => {
+                last = format!(
+                    "it answers at revision {}, below {wanted}",
+                    member.status().revision
+                )
+            }
+            Err(error) => last = error.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(failed(
+        "start-etcd",
+        format!(
+            "the restored etcd did not answer within {} s ({last}); look at its container log, then rerun to resume or `lifeboat recover --abort` to roll back",
+            options.etcd_timeout.as_secs()
+        ),
+    ))
+}
+
+/// Puts the API server back and waits for `/readyz`; `false` when it is not ready in time.
+async fn start_apiserver(
+    node: &Node,
+    journal: &Journal,
+    options: &RecoverOptions,
+    narrator: &dyn Narrator,
+) -> Result<bool> {
+    let (Some(file), Some((_, url))) = (&journal.apiserver_file, &node.apiserver) else {
+        narrator.note("no kube-apiserver static Pod on this node");
+        return Ok(true);
+    };
+    put_back(&options.root, journal, std::slice::from_ref(file))?;
+    let ca = under(&options.root, Path::new("/etc/kubernetes/pki/ca.crt"));
+    let deadline = Instant::now() + options.apiserver_timeout;
+    while Instant::now() < deadline {
+        if crate::readyz::ready(url, &ca).await {
+            narrator.note(&format!("{url} is ready"));
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    narrator.note(&format!(
+        "{url} was not ready within {} s: etcd is recovered, the API server is not confirmed",
+        options.apiserver_timeout.as_secs()
+    ));
+    Ok(false)
+}
+
+/// Rolls the run of `journal` back: the restored data directory goes aside, the old one returns,
+/// every manifest goes back. Returns what was done, for the caller to show.
+pub fn abort(journal: &mut Journal, options: &RecoverOptions) -> Result<Vec<String>> {
+    let root = options.root.as_path();
+    let mut done = Vec::new();
+    let (data, old) = (under(root, &journal.data_dir), under(root, &journal.data_aside));
+    if old.exists() {
+        if data.exists() {
+            let mut restored = data.clone().into_os_string();
+            restored.push(format!(".aborted-recover-{}", journal.run));
+            let restored = PathBuf::from(restored);
+            std::fs::rename(&data, &restored).map_err(io("rename", &data))?;
+            done.push(format!(
+                "the restored data directory is kept aside as {}",
+                restored.display()
+            ));
+        }
+        std::fs::rename(&old, &data).map_err(io("rename", &old))?;
+        if let Some(parent) = data.parent() {
+            crate::fsio::sync_dir(parent)?;
+        }
+        done.push(format!("{} is back", journal.data_dir.display()));
+    }
+    let names = aside_names(root, journal);
+    put_back(root, journal, &names)?;
+    if !names.is_empty() {
+        done.push(format!(
+            "{} manifests are back in {}",
+            names.len(),
+            journal.static_pod_dir.display()
+        ));
+    }
+    journal.finished = true;
+    journal.done.push("aborted".into());
+    journal.save(options)?;
+    Ok(done)
+}
+
+/// Only one recovery at a time on a node: an exclusive lock held for the run.
+pub fn lock(options: &RecoverOptions) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    let dir = under(&options.root, &options.journal_dir);
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&dir)
+        .map_err(io("create", &dir))?;
+    let path = dir.join("recover.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io("open", &path))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
+        failed(
+            "preflight",
+            format!(
+                "another lifeboat recover holds {}; wait for it to end",
+                path.display()
+            ),
+        )
+    })
+}
+
+/// Free bytes on the file system that holds `path` (or its nearest existing parent).
+pub fn free_bytes(path: &Path) -> Result<u64> {
+    let mut at = path;
+    while !at.exists() {
+        at = at.parent().unwrap_or(Path::new("/"));
+    }
+    let stat = nix::sys::statvfs::statvfs(at).map_err(|e| io("statvfs", at)(std::io::Error::from(e)))?;
+    Ok(stat.blocks_available().saturating_mul(stat.fragment_size()))
+}
