@@ -85,6 +85,44 @@ pub(crate) fn ensure_sound(repo: &Repository, artefact: &Artefact, findings: &[S
     }
 }
 
+/// The etcd snapshot artefact of `manifest`, or a usage error naming the backup's kind.
+pub(crate) fn etcd_artefact(manifest: &Manifest) -> Result<&Artefact> {
+    manifest
+        .artefacts
+        .iter()
+        .find(|a| a.name == ETCD_ARTEFACT)
+        .ok_or_else(|| Error::Usage {
+            message: format!(
+                "backup {} holds no etcd snapshot (kind {}); choose an etcd backup",
+                manifest.id, manifest.kind
+            ),
+        })
+}
+
+/// Fetches the etcd snapshot of `manifest` into the new private file `path`, decrypted and checked
+/// against the manifest: a mismatch is [`Error::BackupDamaged`]. Cancelled, the file is left for
+/// the caller to remove.
+pub async fn fetch_snapshot(
+    repo: &Repository,
+    manifest: &Manifest,
+    identities: &[Identity],
+    path: &Path,
+    progress: &dyn Progress,
+    cancel: &Cancel,
+) -> Result<()> {
+    let artefact = etcd_artefact(manifest)?;
+    let file = crate::snapshot_restore::create_private(path)?;
+    progress.start(Some(artefact.stored_size));
+    let read = cancel
+        .run(read_plain_into(repo, artefact, identities, (file, path), &|n| {
+            progress.advance(n)
+        }))
+        .await;
+    progress.finish();
+    let (_, findings) = read?;
+    ensure_sound(repo, artefact, &findings)
+}
+
 /// Reads an artefact whole into `sink`, decrypted, and checks it against its manifest entry.
 pub(crate) async fn read_checked<W: std::io::Write + Send + 'static>(
     repo: &Repository,
@@ -307,14 +345,7 @@ async fn restore_uncancelled(
 ) -> Result<(Manifest, RestoreReport)> {
     preflight(options)?;
     let manifest = repo.manifest(id).await?;
-    let Some(artefact) = manifest.artefacts.iter().find(|a| a.name == ETCD_ARTEFACT) else {
-        return Err(Error::Usage {
-            message: format!(
-                "backup {id} holds no etcd snapshot (kind {}); choose an etcd backup",
-                manifest.kind
-            ),
-        });
-    };
+    let artefact = etcd_artefact(&manifest)?;
     let parent = match options.data_dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

@@ -14,10 +14,9 @@ use lifeboat_etcd_proc::{EtcdBinary, EtcdProcess, InitialCluster, Launch, free_p
 use lifeboat_repo::{BackupId, EtcdFacts, Identity, Manifest, Repository, timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::backup::ETCD_ARTEFACT;
-use crate::backups::{HashKvComparison, hash_kv_comparison, read_plain_into};
+use crate::backups::{HashKvComparison, hash_kv_comparison};
 use crate::blocking::{blocking, joined, start_blocking};
-use crate::snapshot_restore::{RestoreOptions, create_private, restore};
+use crate::snapshot_restore::{RestoreOptions, restore};
 use crate::{Cancel, Error, Progress, Result};
 
 /// How a drill runs.
@@ -476,28 +475,16 @@ async fn fetch(
         }
         DrillSource::Backup { repo, id, identities } => {
             let manifest = repo.manifest(id).await?;
-            let Some(artefact) = manifest.artefacts.iter().find(|a| a.name == ETCD_ARTEFACT) else {
-                return Err(Error::Usage {
-                    message: format!(
-                        "backup {id} holds no etcd snapshot (kind {}); drill an etcd backup",
-                        manifest.kind
-                    ),
-                });
-            };
+            let artefact = crate::backups::etcd_artefact(&manifest)?;
             if let Some(facts) = &manifest.etcd {
                 options.binary.check_runs(&facts.version)?;
             }
             let path = dir.join("snapshot.db");
-            let file = create_private(&path)?;
-            progress.start(Some(artefact.stored_size));
-            let read = read_plain_into(repo, artefact, identities, (file, &path), &|n| {
-                progress.advance(n)
-            })
-            .await;
-            progress.finish();
-            let damage = match read {
-                Ok((_, findings)) if findings.is_empty() => None,
-                Ok((_, findings)) => Some(format!("{}: {}", artefact.key, findings.join("; "))),
+            let fetched =
+                crate::backups::fetch_snapshot(repo, &manifest, identities, &path, progress, &Cancel::new())
+                    .await;
+            let damage = match fetched {
+                Ok(()) => None,
                 Err(Error::BackupDamaged { object, finding, .. }) => Some(format!("{object}: {finding}")),
                 Err(error) => return Err(error),
             };

@@ -7,12 +7,13 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use lifeboat_core::Cancel;
+use lifeboat_core::backups::fetch_snapshot;
 use lifeboat_core::recover::{
     DEFAULT_BUMP, Journal, Narrator, Node, Outcome, RecoverOptions, STEPS, abort, discover, free_bytes, lock,
     new_journal, plan, restore_file, run, under,
 };
 use lifeboat_core::snapshot_restore::RestoreOptions;
-use lifeboat_core::{Cancel, NoProgress};
 use lifeboat_etcd_proc::Version;
 use lifeboat_repo::{BackupId, Identity, Repository};
 
@@ -257,24 +258,54 @@ fn confirm(yes: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn restorer<'a>(source: &'a Source, cancel: &'a Cancel) -> lifeboat_core::recover::RestoreFn<'a> {
-    Box::new(move |options: RestoreOptions| {
-        Box::pin(async move {
-            match source {
-                Source::Backup { repo, id, identities } => lifeboat_core::backups::restore_backup(
-                    repo,
-                    id,
-                    identities,
-                    &options,
-                    &NoProgress,
-                    cancel,
-                )
-                .await
-                .map(|_| ()),
-                Source::File(file) => restore_file(file.clone(), options).await,
+fn restorer(snapshot: PathBuf) -> lifeboat_core::recover::RestoreFn<'static> {
+    Box::new(move |options: RestoreOptions| Box::pin(restore_file(snapshot, options)))
+}
+
+/// The snapshot the run restores, on the node and verified natively before anything changes: the
+/// file given, or the backup fetched (decrypted, checked against its manifest) into the run's
+/// private directory (kept there until the run ends, so a resumed run does not fetch again).
+async fn snapshot_for(
+    resolved: &Resolved,
+    journal: &Journal,
+    options: &RecoverOptions,
+    cancel: &Cancel,
+) -> anyhow::Result<PathBuf> {
+    let path = match &resolved.source {
+        // Verified when it was resolved.
+        Source::File(file) => return Ok(file.clone()),
+        Source::Backup { repo, id, identities } => {
+            let run_dir = under(
+                &options.root,
+                &options.journal_dir.join(format!("recover-{}", journal.run)),
+            );
+            let path = run_dir.join("snapshot.db");
+            if !path.exists() {
+                std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+                    .create(&run_dir)
+                    .with_context(|| format!("cannot create {}", run_dir.display()))?;
+                let part = run_dir.join("snapshot.db.part");
+                let _ = std::fs::remove_file(&part);
+                let manifest = repo.manifest(id).await?;
+                let bar = crate::progress::TerminalBar::new("fetch");
+                if let Err(error) = fetch_snapshot(repo, &manifest, identities, &part, &bar, cancel).await {
+                    let _ = std::fs::remove_file(&part);
+                    return Err(error.into());
+                }
+                std::fs::rename(&part, &path).with_context(|| format!("cannot rename {}", part.display()))?;
             }
-        })
-    })
+            path
+        }
+    };
+    let report = lifeboat_core::snapshot_file::verify(&path)?;
+    if !report.findings.is_empty() {
+        bail!(
+            "{} is damaged ({} findings; `lifeboat snapshot verify` lists them); nothing on the node was changed, restore another backup",
+            resolved.shown,
+            report.findings.len()
+        );
+    }
+    Ok(path)
 }
 
 pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Result<()> {
@@ -351,15 +382,20 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
     }
     let _lock = lock(&options)?;
     let cancel = cancel_on_signals();
+    let snapshot = snapshot_for(&resolved, &journal, &options, &cancel).await?;
     let outcome = run(
         &node,
         &mut journal,
         &options,
-        restorer(&resolved.source, &cancel),
+        restorer(snapshot.clone()),
         &Printed,
         &cancel,
     )
     .await?;
+    if matches!(resolved.source, Source::Backup { .. }) {
+        // The fetched copy holds every Secret of the cluster in the clear: not kept past the run.
+        let _ = std::fs::remove_file(&snapshot);
+    }
     writeln!(
         out,
         "etcd is recovered from {} on member {}.",

@@ -218,6 +218,12 @@ async fn a_node_recovers_from_a_backup_after_a_plan_that_changes_nothing() {
         node.path(&format!("/var/lib/lifeboat/{run_dir}/pre-recover.db"))
             .exists()
     );
+    assert!(
+        !node
+            .path(&format!("/var/lib/lifeboat/{run_dir}/snapshot.db"))
+            .exists(),
+        "the fetched plain snapshot is not kept"
+    );
     assert_eq!(mode(&node.path(&format!("/var/lib/lifeboat/{run_dir}"))), 0o700);
     let journal: serde_json::Value =
         serde_json::from_slice(&std::fs::read(node.path("/var/lib/lifeboat/recover.json")).unwrap()).unwrap();
@@ -334,5 +340,31 @@ fn a_node_without_an_etcd_static_pod_is_refused_before_anything() {
     assert!(
         error.contains("no etcd static Pod in /etc/kubernetes/manifests"),
         "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_damaged_backup_is_refused_before_the_node_is_touched() {
+    let (node, repo, _) = backed_up_node(false).await;
+    let object = files_under(&repo.root())
+        .into_iter()
+        .find(|f| f.ends_with("etcd-snapshot.db"))
+        .unwrap();
+    let path = repo.root().join(object);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&path, bytes).unwrap();
+    let error = run_failing(node.recover(&repo).arg("--yes"), 1);
+    assert!(error.contains("damaged"), "{error}");
+    assert_eq!(node.manifests(), ["etcd.yaml", "kube-scheduler.yaml"]);
+    assert!(aside_dirs(&node, ".before-recover-").is_empty());
+    assert!(
+        !node.path("/var/lib/lifeboat/recover.json").exists(),
+        "no run was started"
+    );
+    assert_eq!(
+        node.value("/registry/namespaces/after").await.as_deref(),
+        Some(&b"lost"[..])
     );
 }
