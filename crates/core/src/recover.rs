@@ -567,6 +567,9 @@ pub enum Outcome {
     Recovered,
     /// etcd is recovered; the API server did not become ready in time.
     ApiServerNotReady,
+    /// This member is restored and started; its cluster serves once enough of the other members
+    /// are restored the same way.
+    QuorumPending,
 }
 
 /// What restores the snapshot: called with the data directory to create and the restore
@@ -620,7 +623,16 @@ pub async fn run(
                     .ok_or_else(|| failed("restore", "the restore ran once already"))?;
                 restore_step(node, journal, root, restore).await?;
             }
-            "start-etcd" => start_etcd(node, journal, options, narrator).await?,
+            "start-etcd" if !start_etcd(node, journal, options, narrator).await? => {
+                // Its cluster needs the other members: the rest goes back, nothing more to wait for.
+                put_back(root, journal, &aside_names(root, journal))?;
+                for step in ["start-etcd", "start-apiserver", "start-rest"] {
+                    journal.mark(step, options)?;
+                }
+                journal.finished = true;
+                journal.save(options)?;
+                return Ok(Outcome::QuorumPending);
+            }
             "start-apiserver" if !start_apiserver(node, journal, options, narrator).await? => {
                 // The rest goes back all the same: the node is left as the kubelet expects.
                 put_back(root, journal, &aside_names(root, journal))?;
@@ -775,16 +787,27 @@ fn chown_tree(path: &Path, user: u32, group: u32) -> Result<()> {
     Ok(())
 }
 
+/// How long a member of a cluster of several waits to answer before the run concludes that
+/// the other members are not restored yet (a member serves only once a quorum is up).
+const QUORUM_WAIT: Duration = Duration::from_secs(10);
+
+/// Puts etcd back and waits until it answers at the bumped revision. `false` when a member of a
+/// cluster of several does not answer yet: the others still have to be restored.
 async fn start_etcd(
     node: &Node,
     journal: &Journal,
     options: &RecoverOptions,
     narrator: &dyn Narrator,
-) -> Result<()> {
+) -> Result<bool> {
     put_back(&options.root, journal, std::slice::from_ref(&journal.etcd_file))?;
     let connect = member_connection(&options.root, &node.etcd);
     let wanted = expected_revision(journal);
-    let deadline = Instant::now() + options.etcd_timeout;
+    let several = node.etcd.initial_cluster.len() > 1;
+    let limit = match several {
+        true => options.etcd_timeout.min(QUORUM_WAIT),
+        false => options.etcd_timeout,
+    };
+    let deadline = Instant::now() + limit;
     let mut last = String::from("not asked yet");
     while Instant::now() < deadline {
         match lifeboat_etcd_conn::connect(&connect, &connect.endpoints[0]).await {
@@ -795,7 +818,7 @@ async fn start_etcd(
                     journal.snapshot_revision,
                     journal.bump_revision
                 ));
-                return Ok(());
+                return Ok(true);
             }
             Ok(member) => {
                 last = format!(
@@ -806,6 +829,14 @@ async fn start_etcd(
             Err(error) => last = error.to_string(),
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if several {
+        narrator.note(&format!(
+            "member {} is restored and started; it serves once a quorum of the {} members is restored: run the same command on the others",
+            node.etcd.name,
+            node.etcd.initial_cluster.len()
+        ));
+        return Ok(false);
     }
     Err(failed(
         "start-etcd",

@@ -21,7 +21,8 @@ use crate::exit::{Failure, cancel_on_signals};
 use crate::output::OutputFormat;
 use crate::repo_flags::{IdentityFlags, RepoFlags, resolve_id};
 
-/// etcd is recovered, the API server did not become ready in time.
+/// etcd is restored but not confirmed serving with the API server: the API server did not
+/// become ready in time, or the member waits for the other members of its cluster.
 pub const APISERVER_NOT_READY: u8 = 3;
 
 /// Arguments of `recover`.
@@ -416,6 +417,21 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
     )?;
     match outcome {
         Outcome::Recovered => Ok(()),
+        Outcome::QuorumPending => Err(Failure {
+            code: APISERVER_NOT_READY,
+            message: format!(
+                "member {} is restored but its cluster has no quorum yet: run the same command on the other members ({})",
+                node.etcd.name,
+                node.etcd
+                    .initial_cluster
+                    .iter()
+                    .filter(|m| m.name != node.etcd.name)
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+        .into()),
         Outcome::ApiServerNotReady => Err(Failure {
             code: APISERVER_NOT_READY,
             message: format!(

@@ -20,17 +20,45 @@ struct NodeTree {
     kubelet: Option<FakeKubelet>,
 }
 
+/// A member's name and its client and peer URLs on loopback.
+#[derive(Clone)]
+struct Member {
+    name: String,
+    client: String,
+    peer: String,
+}
+
+impl Member {
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            client: format!("http://127.0.0.1:{}", free_port().unwrap()),
+            peer: format!("http://127.0.0.1:{}", free_port().unwrap()),
+        }
+    }
+}
+
 impl NodeTree {
     fn new(with_apiserver: bool) -> Self {
+        let member = Member::new("cp-1");
+        Self::member(&member, std::slice::from_ref(&member), with_apiserver)
+    }
+
+    /// The node of `member` in a cluster of `all`.
+    fn member(member: &Member, all: &[Member], with_apiserver: bool) -> Self {
         let root = tempfile::tempdir().unwrap();
         let pods = root.path().join("etc/kubernetes/manifests");
         std::fs::create_dir_all(&pods).unwrap();
-        let client = format!("http://127.0.0.1:{}", free_port().unwrap());
-        let peer = format!("http://127.0.0.1:{}", free_port().unwrap());
+        let (name, client, peer) = (&member.name, member.client.clone(), &member.peer);
+        let initial = all
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer))
+            .collect::<Vec<_>>()
+            .join(",");
         std::fs::write(
             pods.join("etcd.yaml"),
             format!(
-                "apiVersion: v1\nkind: Pod\nmetadata: {{name: etcd, namespace: kube-system}}\nspec:\n  containers:\n  - name: etcd\n    image: registry.k8s.io/etcd:3.5.1-0\n    command:\n    - etcd\n    - --name=cp-1\n    - --data-dir=/var/lib/etcd\n    - --listen-client-urls={client}\n    - --advertise-client-urls={client}\n    - --listen-peer-urls={peer}\n    - --initial-advertise-peer-urls={peer}\n    - --initial-cluster=cp-1={peer}\n    - --heartbeat-interval=10\n    - --election-timeout=100\n    volumeMounts:\n    - {{mountPath: /var/lib/etcd, name: etcd-data}}\n  volumes:\n  - {{name: etcd-data, hostPath: {{path: /var/lib/etcd}}}}\n"
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: etcd, namespace: kube-system}}\nspec:\n  containers:\n  - name: etcd\n    image: registry.k8s.io/etcd:3.5.1-0\n    command:\n    - etcd\n    - --name={name}\n    - --data-dir=/var/lib/etcd\n    - --listen-client-urls={client}\n    - --advertise-client-urls={client}\n    - --listen-peer-urls={peer}\n    - --initial-advertise-peer-urls={peer}\n    - --initial-cluster={initial}\n    - --initial-cluster-token=original\n    - --heartbeat-interval=10\n    - --election-timeout=100\n    volumeMounts:\n    - {{mountPath: /var/lib/etcd, name: etcd-data}}\n  volumes:\n  - {{name: etcd-data, hostPath: {{path: /var/lib/etcd}}}}\n"
             ),
         )
         .unwrap();
@@ -366,5 +394,89 @@ async fn a_damaged_backup_is_refused_before_the_node_is_touched() {
     assert_eq!(
         node.value("/registry/namespaces/after").await.as_deref(),
         Some(&b"lost"[..])
+    );
+}
+
+#[tokio::test]
+async fn every_member_running_the_same_command_makes_one_new_cluster() {
+    let members: Vec<Member> = ["cp-1", "cp-2", "cp-3"].iter().map(|n| Member::new(n)).collect();
+    let nodes: Vec<NodeTree> = members
+        .iter()
+        .map(|m| NodeTree::member(m, &members, false))
+        .collect();
+    let mut client = nodes[0].client().await;
+    client
+        .put("/registry/namespaces/before", "kept", None)
+        .await
+        .unwrap();
+    let repo = Repo::initialised(Backend::Local);
+    run_ok(repo.lifeboat().args(["backup", "--endpoints", &nodes[0].client]));
+    client
+        .put("/registry/namespaces/after", "lost", None)
+        .await
+        .unwrap();
+    let old_cluster = client.status().await.unwrap().header().unwrap().cluster_id();
+
+    // One node after the other, as an operator goes round; each takes its flags from its own
+    // etcd.yaml and the same token from the backup.
+    // The first member waits for a quorum (exit 3, nothing more to do there); with the second, a
+    // quorum of the new cluster is up and the rest confirm it.
+    let mut tokens = Vec::new();
+    for (index, node) in nodes.iter().enumerate() {
+        let output = run(node.recover(&repo).arg("--yes"));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let expected = if index == 0 { 3 } else { 0 };
+        assert_eq!(
+            output.status.code(),
+            Some(expected),
+            "node {index}: {stdout}\n{stderr}"
+        );
+        if index == 0 {
+            assert!(
+                stderr.contains("run the same command on the other members (cp-2, cp-3)"),
+                "{stderr}"
+            );
+        }
+        let token = stdout
+            .split("--initial-cluster-token ")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .unwrap()
+            .to_string();
+        tokens.push(token);
+    }
+    assert!(
+        tokens
+            .iter()
+            .all(|t| *t == tokens[0] && t.starts_with("lifeboat-")),
+        "{tokens:?}"
+    );
+
+    // One cluster: three members, one new cluster ID, the backup's data on each (linearizable).
+    let mut clusters = Vec::new();
+    for node in &nodes {
+        let mut client = node.client().await;
+        let members = client.member_list().await.unwrap();
+        assert_eq!(members.members().len(), 3);
+        clusters.push(members.header().unwrap().cluster_id());
+        assert_eq!(
+            node.value("/registry/namespaces/before").await.as_deref(),
+            Some(&b"kept"[..])
+        );
+        assert_eq!(node.value("/registry/namespaces/after").await, None);
+    }
+    assert!(clusters.iter().all(|c| *c == clusters[0]), "{clusters:?}");
+    assert_ne!(clusters[0], old_cluster, "a new cluster, not the old one");
+    // It takes writes: a leader was elected.
+    nodes[2]
+        .client()
+        .await
+        .put("/registry/namespaces/new", "v", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        nodes[0].value("/registry/namespaces/new").await.as_deref(),
+        Some(&b"v"[..])
     );
 }
