@@ -164,11 +164,13 @@ pub struct RecoverOptions {
 /// choice): far beyond any resourceVersion a client can have seen.
 pub const DEFAULT_BUMP: u64 = 1_000_000_000;
 
-/// The steps, in order; the journal records the ones done.
-pub const STEPS: [&str; 7] = [
+/// The steps, in order; the journal records the ones done. `files` runs only with a files
+/// backup to put in place.
+const ALL_STEPS: [&str; 8] = [
     "safety-copy",
     "stop",
     "data-aside",
+    "files",
     "restore",
     "start-etcd",
     "start-apiserver",
@@ -193,11 +195,27 @@ pub struct Journal {
     pub manifests_aside: PathBuf,
     pub data_dir: PathBuf,
     pub data_aside: PathBuf,
+    /// The files backup put in place first (`--with-files`), by ID.
+    #[serde(default)]
+    pub with_files: Option<String>,
     pub done: Vec<String>,
     pub finished: bool,
 }
 
 impl Journal {
+    /// The steps of this run, in order.
+    pub fn steps(&self) -> Vec<&'static str> {
+        ALL_STEPS
+            .into_iter()
+            .filter(|step| *step != "files" || self.with_files.is_some())
+            .collect()
+    }
+
+    /// The run's private directory (a node path): safety copies, the manifests taken out.
+    pub fn run_dir(&self, options: &RecoverOptions) -> PathBuf {
+        options.journal_dir.join(format!("recover-{}", self.run))
+    }
+
     fn path(options: &RecoverOptions) -> PathBuf {
         under(&options.root, &options.journal_dir).join("recover.json")
     }
@@ -256,6 +274,7 @@ pub fn new_journal(
     source: &str,
     source_identity: &str,
     snapshot_revision: i64,
+    with_files: Option<String>,
     now: SystemTime,
 ) -> Journal {
     let run = time::OffsetDateTime::from(now)
@@ -281,6 +300,7 @@ pub fn new_journal(
             .join("manifests"),
         data_dir,
         data_aside: PathBuf::from(aside),
+        with_files,
         done: Vec::new(),
         finished: false,
         run,
@@ -345,6 +365,15 @@ pub fn plan(node: &Node, journal: &Journal, options: &RecoverOptions) -> Vec<Str
             journal.data_dir.display(),
             journal.data_aside.display()
         ),
+    ];
+    if let Some(files) = &journal.with_files {
+        steps.push(format!(
+            "put the files of backup {files} in place under {} (PKI, kubeconfigs, kubelet configuration; its static Pod manifests go where the ones taken out wait), all or nothing: the current ones are saved to {} first",
+            options.root.display(),
+            journal.run_dir(options).join("before-files.tar").display()
+        ));
+    }
+    steps.extend([
         format!(
             "restore {} (revision {}) into {}: member {}, --initial-cluster {}, --initial-advertise-peer-urls {}, --initial-cluster-token {}, {bump}, {owner}, mode 0700",
             journal.source,
@@ -362,7 +391,7 @@ pub fn plan(node: &Node, journal: &Journal, options: &RecoverOptions) -> Vec<Str
             client_url(etcd),
             expected_revision(journal)
         ),
-    ];
+    ]);
     steps.push(match (&journal.apiserver_file, &node.apiserver) {
         (Some(file), Some((_, url))) => format!(
             "start the API server: put {file} back, wait up to {} s for {url}",
@@ -597,26 +626,35 @@ pub async fn run(
     journal: &mut Journal,
     options: &RecoverOptions,
     restore: RestoreFn<'_>,
+    files: Option<&[u8]>,
     narrator: &dyn Narrator,
     cancel: &Cancel,
 ) -> Result<Outcome> {
     let root = options.root.as_path();
     journal.save(options)?;
     let mut restore = Some(restore);
-    for (index, step) in STEPS.iter().enumerate() {
+    let mut node = node.clone();
+    let node = &mut node;
+    for (index, step) in journal.steps().into_iter().enumerate() {
         if journal.is_done(step) {
             narrator.note(&format!("step {} ({step}) was done before; skipped", index + 1));
             continue;
         }
         // Between steps, never inside one: every step must finish once begun.
-        if *step != "start-apiserver" {
+        if step != "start-apiserver" {
             cancel.check()?;
         }
         narrator.step(index + 1, step);
-        match *step {
+        match step {
             "safety-copy" => safety_copy(node, journal, options, narrator, cancel).await?,
             "stop" => stop(node, journal, options, narrator).await?,
             "data-aside" => data_aside(journal, root)?,
+            "files" => {
+                let tar = files.ok_or_else(|| failed("files", "the files backup was not fetched"))?;
+                put_files(journal, options, tar)?;
+                // The restore follows the etcd.yaml that came with the files.
+                *node = discover(root, Some(&journal.manifests_aside))?;
+            }
             "restore" => {
                 let restore = restore
                     .take()
@@ -679,6 +717,71 @@ async fn safety_copy(
         )),
         Err(Error::Interrupted { signal }) => return Err(Error::Interrupted { signal }),
         Err(error) => narrator.note(&format!("no safety snapshot: etcd does not answer ({error})")),
+    }
+    if journal.with_files.is_some() {
+        // The files the backup's will replace, kept to put back on --abort.
+        let current = crate::files::FilesOptions {
+            root: options.root.clone(),
+            include: crate::files::KUBEADM_SET.iter().map(|p| p.to_string()).collect(),
+            exclude: Vec::new(),
+        };
+        let tar = crate::files::archive(&options.root, &crate::files::collect(&current)?)?;
+        let path = run_dir.join("before-files.tar");
+        let mut pending = crate::fsio::PendingFile::create(&path)?;
+        pending.write_all(&tar)?;
+        pending.commit()?;
+        narrator.note(&format!(
+            "the node's current files are saved in {}",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Puts the files of `tar` in place under the root, all or nothing: unpacked (and so checked)
+/// into a staging directory first, then moved; static Pod manifests go to where the ones taken
+/// out wait, so the kubelet sees them only when the run puts them back.
+fn put_files(journal: &Journal, options: &RecoverOptions, tar: &[u8]) -> Result<()> {
+    let root = options.root.as_path();
+    let staging = under(root, &journal.run_dir(options)).join("files-staging");
+    if staging.exists() {
+        // Left by a crash in the middle of this step: unpacked again from the archive.
+        std::fs::remove_dir_all(&staging).map_err(io("remove", &staging))?;
+    }
+    crate::files::unpack(tar, &staging)?;
+    let pods = journal
+        .static_pod_dir
+        .strip_prefix("/")
+        .unwrap_or(&journal.static_pod_dir)
+        .to_path_buf();
+    let aside = under(root, &journal.manifests_aside);
+    place(&staging, &staging, root, &pods, &aside)?;
+    std::fs::remove_dir_all(&staging).map_err(io("remove", &staging))?;
+    Ok(())
+}
+
+/// Moves every file under `dir` (relative to `staging`) to the same place under `root`, or into
+/// `aside` for those in the static Pod directory `pods` (relative).
+fn place(staging: &Path, dir: &Path, root: &Path, pods: &Path, aside: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(io("read", dir))?.flatten() {
+        let path = entry.path();
+        let file_type = entry.file_type().map_err(io("read", &path))?;
+        if file_type.is_dir() {
+            place(staging, &path, root, pods, aside)?;
+            continue;
+        }
+        let relative = path.strip_prefix(staging).unwrap_or(&path);
+        let target_dir = match relative.parent() {
+            Some(parent) if parent == pods => aside.to_path_buf(),
+            Some(parent) => root.join(parent),
+            None => root.to_path_buf(),
+        };
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let target = target_dir.join(&name);
+        if target.exists() && !target.is_dir() {
+            std::fs::remove_file(&target).map_err(io("replace", &target))?;
+        }
+        move_file(dir, &target_dir, &name)?;
     }
     Ok(())
 }
@@ -897,6 +1000,18 @@ pub fn abort(journal: &mut Journal, options: &RecoverOptions) -> Result<Vec<Stri
             crate::fsio::sync_dir(parent)?;
         }
         done.push(format!("{} is back", journal.data_dir.display()));
+    }
+    let before = under(root, &journal.run_dir(options)).join("before-files.tar");
+    if journal.with_files.is_some()
+        && before.exists()
+        && (journal.is_done("files") || journal.is_done("data-aside"))
+    {
+        let tar = std::fs::read(&before).map_err(io("read", &before))?;
+        put_files(journal, options, &tar)?;
+        done.push(format!(
+            "the node's files are back as they were (from {})",
+            before.display()
+        ));
     }
     let names = aside_names(root, journal);
     put_back(root, journal, &names)?;

@@ -9,8 +9,9 @@ use anyhow::{Context, bail};
 use clap::Args;
 use lifeboat_core::Cancel;
 use lifeboat_core::backups::fetch_snapshot;
+use lifeboat_core::files::fetch_files;
 use lifeboat_core::recover::{
-    DEFAULT_BUMP, Journal, Narrator, Node, Outcome, RecoverOptions, STEPS, abort, discover, free_bytes, lock,
+    DEFAULT_BUMP, Journal, Narrator, Node, Outcome, RecoverOptions, abort, discover, free_bytes, lock,
     new_journal, plan, restore_file, run, under,
 };
 use lifeboat_core::snapshot_restore::RestoreOptions;
@@ -31,6 +32,10 @@ pub struct RecoverArgs {
     /// The backup to restore: its ID, or `latest` (the newest etcd backup).
     #[arg(value_name = "ID", conflicts_with_all = ["file", "abort"])]
     id: Option<String>,
+    /// Put this files backup (ID or `latest`) in place first: PKI, kubeconfigs, static Pod
+    /// manifests, kubelet configuration, all or nothing (the current ones are saved first).
+    #[arg(long, value_name = "ID", conflicts_with = "abort")]
+    with_files: Option<String>,
     /// Restore this snapshot file instead of a backup.
     #[arg(long, value_name = "SNAPSHOT", conflicts_with = "abort")]
     file: Option<PathBuf>,
@@ -75,12 +80,14 @@ pub struct RecoverArgs {
 }
 
 /// Steps and notes on stderr, as the run goes.
-struct Printed;
+struct Printed {
+    steps: usize,
+}
 
 impl Narrator for Printed {
     #[allow(clippy::print_stderr)]
     fn step(&self, number: usize, text: &str) {
-        eprintln!("[{number}/{}] {text}", STEPS.len());
+        eprintln!("[{number}/{}] {text}", self.steps);
     }
 
     #[allow(clippy::print_stderr)]
@@ -336,6 +343,13 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
         in_progress.as_ref().map(|j| j.manifests_aside.as_path()),
     )?;
     let resolved = resolve(&args).await?;
+    let files_id = match &args.with_files {
+        None => None,
+        Some(text) => {
+            let repo = args.repo.open().await?;
+            Some(resolve_id(&repo, text, Some("files")).await?.to_string())
+        }
+    };
     let (mut journal, resuming) = match in_progress {
         Some(journal) if journal.source == resolved.shown => (journal, true),
         Some(journal) => bail!(
@@ -350,6 +364,7 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
                 &resolved.shown,
                 &resolved.identity,
                 resolved.revision,
+                files_id.clone(),
                 SystemTime::now(),
             ),
             false,
@@ -364,7 +379,11 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
     )?;
     writeln!(out, "  0. preflight: {}", checks.join("; "))?;
     for (number, step) in plan(&node, &journal, &options).iter().enumerate() {
-        let done = if journal.is_done(STEPS[number]) {
+        let done = if journal
+            .steps()
+            .get(number)
+            .is_some_and(|step| journal.is_done(step))
+        {
             " (done)"
         } else {
             ""
@@ -384,12 +403,28 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
     let _lock = lock(&options)?;
     let cancel = cancel_on_signals();
     let snapshot = snapshot_for(&resolved, &journal, &options, &cancel).await?;
+    // The files backup, checked against its manifest before anything on the node changes.
+    let files = match (&journal.with_files, journal.is_done("files")) {
+        (Some(id), false) => {
+            let repo = args.repo.open().await?;
+            let identities = args.identity.require_for(&repo)?;
+            let id = lifeboat_repo::BackupId::parse(id).with_context(|| {
+                format!("the journal names files backup {id:?}, which is not a backup ID")
+            })?;
+            Some(fetch_files(&repo, &id, &identities, &cancel).await?)
+        }
+        _ => None,
+    };
+    let narrator = Printed {
+        steps: journal.steps().len(),
+    };
     let outcome = run(
         &node,
         &mut journal,
         &options,
         restorer(snapshot.clone()),
-        &Printed,
+        files.as_deref(),
+        &narrator,
         &cancel,
     )
     .await?;

@@ -480,3 +480,53 @@ async fn every_member_running_the_same_command_makes_one_new_cluster() {
         Some(&b"v"[..])
     );
 }
+
+#[tokio::test]
+async fn with_files_the_control_plane_files_come_back_first_and_abort_would_have_them() {
+    let (node, repo, _) = backed_up_node(false).await;
+    // The node's PKI and admin kubeconfig, as kubeadm leaves them.
+    let tree = tempfile::tempdir().unwrap();
+    lifeboat_test_support::control_plane_tree(tree.path(), true).unwrap();
+    let copy = |relative: &str| {
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(tree.path().join(relative))
+            .arg(node.path(&format!("/{relative}")))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    copy("etc/kubernetes/pki");
+    copy("etc/kubernetes/admin.conf");
+    run_ok(
+        repo.lifeboat()
+            .args(["backup", "--files", "--root"])
+            .arg(node.root.path()),
+    );
+    let admin = node.path("/etc/kubernetes/admin.conf");
+    let original = std::fs::read(&admin).unwrap();
+    // The node loses its CA and its admin kubeconfig is overwritten.
+    std::fs::write(&admin, "broken\n").unwrap();
+    std::fs::remove_file(node.path("/etc/kubernetes/pki/ca.crt")).unwrap();
+
+    let plan = run_ok(node.recover(&repo).args(["--with-files", "latest", "--dry-run"]));
+    assert!(plan.contains("4. put the files of backup"), "{plan}");
+    let output = run(node.recover(&repo).args(["--with-files", "latest", "--yes"]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("[4/8] files"), "{stderr}");
+    assert_eq!(std::fs::read(&admin).unwrap(), original);
+    assert!(node.path("/etc/kubernetes/pki/ca.crt").exists());
+    assert_eq!(node.manifests(), ["etcd.yaml", "kube-scheduler.yaml"]);
+    assert_eq!(node.value("/registry/namespaces/after").await, None);
+    // What was there before is kept, to put back on --abort.
+    let run_dir = entries(&node.path("/var/lib/lifeboat"))
+        .into_iter()
+        .find(|e| e.starts_with("recover-"))
+        .unwrap();
+    let before = std::fs::read(node.path(&format!("/var/lib/lifeboat/{run_dir}/before-files.tar"))).unwrap();
+    assert!(
+        before.windows(7).any(|w| w == b"broken\n"),
+        "the overwritten kubeconfig is in the saved set"
+    );
+}
