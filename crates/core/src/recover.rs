@@ -485,14 +485,22 @@ fn still_running(root: &Path, node: &Node) -> Option<String> {
     if let Some(pid) = process_on(&data_dirs) {
         return Some(format!("process {pid} still uses the data directory"));
     }
-    if let Ok(output) = std::process::Command::new("crictl")
-        .args(["ps", "-q", "--label", "io.kubernetes.container.name=etcd"])
-        .stderr(std::process::Stdio::null())
-        .output()
-        && output.status.success()
-        && !output.stdout.trim_ascii().is_empty()
-    {
-        return Some("crictl still lists the etcd container".into());
+    for container in ["etcd", "kube-apiserver"] {
+        // Without crictl (or a runtime it reaches) the checks above stand alone.
+        if let Ok(output) = std::process::Command::new("crictl")
+            .args([
+                "ps",
+                "-q",
+                "--label",
+                &format!("io.kubernetes.container.name={container}"),
+            ])
+            .stderr(std::process::Stdio::null())
+            .output()
+            && output.status.success()
+            && !output.stdout.trim_ascii().is_empty()
+        {
+            return Some(format!("crictl still lists the {container} container"));
+        }
     }
     None
 }

@@ -118,6 +118,10 @@ impl NodeTree {
     }
 
     fn recover(&self, repo: &Repo) -> Command {
+        self.recover_stopping_within(repo, "30s")
+    }
+
+    fn recover_stopping_within(&self, repo: &Repo, stop_timeout: &str) -> Command {
         let mut command = repo.lifeboat();
         command
             .args(["recover", "--kubeadm", "latest", "--identity-file"])
@@ -126,7 +130,7 @@ impl NodeTree {
             .arg(self.root.path())
             .args([
                 "--stop-timeout",
-                "30s",
+                stop_timeout,
                 "--etcd-timeout",
                 "60s",
                 "--apiserver-timeout",
@@ -528,5 +532,34 @@ async fn with_files_the_control_plane_files_come_back_first_and_abort_would_have
     assert!(
         before.windows(7).any(|w| w == b"broken\n"),
         "the overwritten kubeconfig is in the saved set"
+    );
+}
+
+#[tokio::test]
+async fn a_control_plane_that_does_not_stop_is_rolled_back_at_the_stop_timeout() {
+    let (node, repo, _) = backed_up_node(false).await;
+    // Something else holds a file in the data directory and never lets go.
+    let held = node.path("/var/lib/etcd/member/snap/db");
+    let mut holder = Command::new("sh")
+        .arg("-c")
+        .arg("exec 3<\"$0\"; exec sleep 60")
+        .arg(&held)
+        .spawn()
+        .unwrap();
+    let output = run(node.recover_stopping_within(&repo, "2s").arg("--yes"));
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let error = stderr.trim().lines().last().unwrap();
+    assert!(error.starts_with("Error: recover: stop: "), "{stderr}");
+    assert!(error.contains("did not stop within 2 s"), "{error}");
+    assert!(error.contains("still uses the data directory"), "{error}");
+    // Back as it was: manifests in place, the old member serving, the data directory untouched.
+    assert_eq!(node.manifests(), ["etcd.yaml", "kube-scheduler.yaml"]);
+    assert!(aside_dirs(&node, ".before-recover-").is_empty());
+    assert_eq!(
+        node.value("/registry/namespaces/after").await.as_deref(),
+        Some(&b"lost"[..])
     );
 }
