@@ -475,7 +475,11 @@ pub fn member_connection(root: &Path, etcd: &EtcdManifest) -> ConnectOptions {
 /// Whether anything of the stopped control plane still runs: the reason, or `None`.
 fn still_running(root: &Path, node: &Node) -> Option<String> {
     let etcd = &node.etcd;
-    for port in ports(etcd) {
+    let apiserver_port = node
+        .apiserver
+        .as_ref()
+        .and_then(|(_, url)| url.rsplit(':').next()?.split('/').next()?.parse::<u16>().ok());
+    for port in ports(etcd).into_iter().chain(apiserver_port) {
         let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         if std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
             return Some(format!("port {port} still accepts connections"));

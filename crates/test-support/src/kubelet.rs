@@ -2,7 +2,10 @@
 //! configuration's `staticPodPath` under the root) and runs the etcd static Pod it finds there as
 //! a real etcd, with the manifest's own flags and its paths taken under the root. When the
 //! manifest goes away it stops etcd after a random delay (as the kubelet notices a change only on
-//! its next look), and it restarts an etcd that exits while its manifest is there.
+//! its next look), and it restarts an etcd that exits while its manifest is there. A
+//! kube-apiserver static Pod is served as a fake API server: `/readyz` answers 200 over TLS on its
+//! `--secure-port`, with its `--tls-cert-file` and `--tls-private-key-file`, while its manifest
+//! is there.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -105,6 +108,90 @@ fn etcd_command(root: &Path, manifests: &Path, binary: &Path) -> Option<Command>
     None
 }
 
+/// The API server static Pod in `manifests`: (port, certificate, key) under the root.
+fn apiserver_of(root: &Path, manifests: &Path) -> Option<(u16, PathBuf, PathBuf)> {
+    for entry in std::fs::read_dir(manifests).ok()?.flatten() {
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        let Ok(pod) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text) else {
+            continue;
+        };
+        let containers = pod["spec"]["containers"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default();
+        let Some(container) = containers
+            .iter()
+            .find(|c| c["name"].as_str() == Some("kube-apiserver"))
+        else {
+            continue;
+        };
+        let flag = |name: &str| {
+            container["command"]
+                .as_sequence()?
+                .iter()
+                .filter_map(|t| t.as_str())
+                .find_map(|t| t.strip_prefix(&format!("--{name}=")).map(str::to_string))
+        };
+        let port = flag("secure-port").and_then(|p| p.parse().ok()).unwrap_or(6443);
+        let cert = under(root, Path::new(&flag("tls-cert-file")?));
+        let key = under(root, Path::new(&flag("tls-private-key-file")?));
+        return Some((port, cert, key));
+    }
+    None
+}
+
+/// A fake API server: `/readyz` (anything, in fact) answers 200 over TLS until `stop`.
+fn serve_apiserver(port: u16, cert: &Path, key: &Path, stop: &AtomicBool) -> anyhow::Result<()> {
+    use rustls_pki_types::pem::PemObject;
+    use std::io::{Read, Write};
+    let certs = rustls_pki_types::CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key)?;
+    let config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)?;
+    let config = Arc::new(config);
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+    listener.set_nonblocking(true)?;
+    while !stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((tcp, _)) => {
+                tcp.set_nonblocking(false)?;
+                tcp.set_read_timeout(Some(Duration::from_secs(2)))?;
+                let connection = rustls::ServerConnection::new(config.clone())?;
+                let mut tls = rustls::StreamOwned::new(connection, tcp);
+                let mut request = [0u8; 1024];
+                if tls.read(&mut request).is_ok() {
+                    let _ =
+                        tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+                    let _ = tls.flush();
+                    tls.conn.send_close_notify();
+                    let _ = tls.flush();
+                }
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(LOOK_EVERY),
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(())
+}
+
+/// The fake API server's thread and its stop flag.
+type Served = (Arc<AtomicBool>, JoinHandle<()>);
+
+fn stop_apiserver(served: &mut Option<Served>) {
+    if let Some((stop, thread)) = served.take() {
+        stop.store(true, Ordering::SeqCst);
+        let _ = thread.join();
+    }
+}
+
 fn stop_child(child: &mut Child) {
     if let Ok(pid) = i32::try_from(child.id()) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
@@ -122,6 +209,7 @@ fn stop_child(child: &mut Child) {
 
 fn watch(root: &Path, binary: &Path, log: &Path, stop: &AtomicBool, shown: &Mutex<Option<u32>>) {
     let mut child: Option<Child> = None;
+    let mut apiserver: Option<Served> = None;
     let mut gone_since: Option<Instant> = None;
     let mut delay = Duration::ZERO;
     let set_pid = |pid: Option<u32>| *shown.lock().unwrap_or_else(|p| p.into_inner()) = pid;
@@ -131,6 +219,18 @@ fn watch(root: &Path, binary: &Path, log: &Path, stop: &AtomicBool, shown: &Mute
             .map(|p| under(root, &p))
             .unwrap_or_else(|_| root.join("etc/kubernetes/manifests"));
         let command = etcd_command(root, &manifests, binary);
+        match (apiserver_of(root, &manifests), apiserver.is_some()) {
+            (Some((port, cert, key)), false) => {
+                let stop = Arc::new(AtomicBool::new(false));
+                let flag = stop.clone();
+                let thread = std::thread::spawn(move || {
+                    let _ = serve_apiserver(port, &cert, &key, &flag);
+                });
+                apiserver = Some((stop, thread));
+            }
+            (None, true) => stop_apiserver(&mut apiserver),
+            _ => {}
+        }
         if let Some(running) = child.as_mut()
             && let Ok(Some(_)) = running.try_wait()
         {
@@ -169,5 +269,6 @@ fn watch(root: &Path, binary: &Path, log: &Path, stop: &AtomicBool, shown: &Mute
     if let Some(mut running) = child.take() {
         stop_child(&mut running);
     }
+    stop_apiserver(&mut apiserver);
     set_pid(None);
 }

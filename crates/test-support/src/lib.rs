@@ -21,6 +21,6 @@ pub use etcd::{
 pub use faulty::FaultyProxy;
 pub use fill::{FillSpec, FillSummary, fill, fill_large_values, fill_small_keys};
 pub use kubelet::FakeKubelet;
-pub use pki::{Pki, control_plane_tree};
+pub use pki::{Pki, apiserver_pki, control_plane_tree};
 pub use postgres::PostgresServer;
 pub use s3::S3Server;

@@ -142,6 +142,27 @@ impl Pki {
     }
 }
 
+/// The cluster CA (`<pki>/ca.crt`) and an API server serving certificate signed by it
+/// (`<pki>/apiserver.{crt,key}`, SANs `kubernetes`, `localhost`, `127.0.0.1`), as kubeadm lays
+/// them out, for a fake API server.
+pub fn apiserver_pki(pki: &Path) -> anyhow::Result<CertFiles> {
+    std::fs::create_dir_all(pki)?;
+    let now = OffsetDateTime::now_utc();
+    let (ca_pem, issuer) = new_ca("kubernetes")?;
+    write_private(&pki.join("ca.crt"), &ca_pem)?;
+    leaf(
+        pki,
+        "apiserver",
+        Leaf {
+            common_name: "kube-apiserver",
+            sans: &["kubernetes", "localhost", "127.0.0.1"],
+            usage: ExtendedKeyUsagePurpose::ServerAuth,
+            valid: (now - Duration::hours(1), now + Duration::days(365)),
+        },
+        &issuer,
+    )
+}
+
 /// Writes a kubeadm control-plane tree under `root` (`etc/kubernetes/pki`, kubeconfigs, static
 /// Pod manifests, kubelet configuration and drop-in, plus a file outside kubeadm's set), with
 /// certificates of chosen expiries. Unless `healthy`, `pki/apiserver.crt` expires in 10 days and

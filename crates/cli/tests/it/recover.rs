@@ -39,13 +39,15 @@ impl Member {
 }
 
 impl NodeTree {
-    fn new(with_apiserver: bool) -> Self {
+    /// A single-member node; `apiserver`: none, or a kube-apiserver Pod that serves `/readyz`
+    /// (`Some(true)`) or never comes up (`Some(false)`).
+    fn new(apiserver: Option<bool>) -> Self {
         let member = Member::new("cp-1");
-        Self::member(&member, std::slice::from_ref(&member), with_apiserver)
+        Self::member(&member, std::slice::from_ref(&member), apiserver)
     }
 
     /// The node of `member` in a cluster of `all`.
-    fn member(member: &Member, all: &[Member], with_apiserver: bool) -> Self {
+    fn member(member: &Member, all: &[Member], apiserver: Option<bool>) -> Self {
         let root = tempfile::tempdir().unwrap();
         let pods = root.path().join("etc/kubernetes/manifests");
         std::fs::create_dir_all(&pods).unwrap();
@@ -67,11 +69,18 @@ impl NodeTree {
             "apiVersion: v1\nkind: Pod\nmetadata: {name: kube-scheduler}\nspec:\n  containers:\n  - {name: kube-scheduler, image: registry.k8s.io/kube-scheduler:v1.33.0, command: [kube-scheduler]}\n",
         )
         .unwrap();
-        if with_apiserver {
+        if let Some(serving) = apiserver {
+            let tls = match serving {
+                true => {
+                    lifeboat_test_support::apiserver_pki(&root.path().join("etc/kubernetes/pki")).unwrap();
+                    ", --tls-cert-file=/etc/kubernetes/pki/apiserver.crt, --tls-private-key-file=/etc/kubernetes/pki/apiserver.key"
+                }
+                false => "",
+            };
             std::fs::write(
                 pods.join("kube-apiserver.yaml"),
                 format!(
-                    "apiVersion: v1\nkind: Pod\nmetadata: {{name: kube-apiserver}}\nspec:\n  containers:\n  - name: kube-apiserver\n    image: registry.k8s.io/kube-apiserver:v1.33.0\n    command: [kube-apiserver, --secure-port={}, --etcd-servers={client}]\n",
+                    "apiVersion: v1\nkind: Pod\nmetadata: {{name: kube-apiserver}}\nspec:\n  containers:\n  - name: kube-apiserver\n    image: registry.k8s.io/kube-apiserver:v1.33.0\n    command: [kube-apiserver, --secure-port={}, --etcd-servers={client}{tls}]\n",
                     free_port().unwrap()
                 ),
             )
@@ -147,8 +156,8 @@ impl Drop for NodeTree {
 }
 
 /// A node with key `before` in its etcd, backed up, then key `after` written.
-async fn backed_up_node(with_apiserver: bool) -> (NodeTree, Repo, i64) {
-    let node = NodeTree::new(with_apiserver);
+async fn backed_up_node(apiserver: Option<bool>) -> (NodeTree, Repo, i64) {
+    let node = NodeTree::new(apiserver);
     let mut client = node.client().await;
     client
         .put("/registry/namespaces/before", "kept", None)
@@ -173,7 +182,7 @@ fn aside_dirs(node: &NodeTree, suffix: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_node_recovers_from_a_backup_after_a_plan_that_changes_nothing() {
-    let (node, repo, revision) = backed_up_node(false).await;
+    let (node, repo, revision) = backed_up_node(None).await;
 
     // The plan: every step with its paths, and nothing changed.
     let plan = run_ok(node.recover(&repo).arg("--dry-run"));
@@ -289,7 +298,7 @@ fn killed_at(mut command: Command, step: &str) -> String {
 #[tokio::test]
 async fn a_run_killed_in_the_middle_resumes_and_another_is_rolled_back() {
     // Killed as the data directory goes aside: the rerun goes on from there.
-    let (node, repo, _) = backed_up_node(false).await;
+    let (node, repo, _) = backed_up_node(None).await;
     killed_at(node.recover(&repo), "[3/7] data-aside");
     let resumed = run(&mut node.recover(&repo));
     let stdout = String::from_utf8_lossy(&resumed.stdout);
@@ -305,7 +314,7 @@ async fn a_run_killed_in_the_middle_resumes_and_another_is_rolled_back() {
     assert_eq!(node.manifests(), ["etcd.yaml", "kube-scheduler.yaml"]);
 
     // Killed while it restores: --abort puts the node back as it was, data and manifests.
-    let (node, repo, _) = backed_up_node(false).await;
+    let (node, repo, _) = backed_up_node(None).await;
     killed_at(node.recover(&repo), "[4/7] restore");
     let other = run_failing(
         repo.lifeboat()
@@ -338,7 +347,7 @@ async fn a_run_killed_in_the_middle_resumes_and_another_is_rolled_back() {
 
 #[tokio::test]
 async fn an_api_server_that_does_not_come_back_is_exit_3_with_etcd_recovered() {
-    let (node, repo, _) = backed_up_node(true).await;
+    let (node, repo, _) = backed_up_node(Some(false)).await;
     let output = run(node.recover(&repo).arg("--yes"));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(3), "{stderr}");
@@ -377,7 +386,7 @@ fn a_node_without_an_etcd_static_pod_is_refused_before_anything() {
 
 #[tokio::test]
 async fn a_damaged_backup_is_refused_before_the_node_is_touched() {
-    let (node, repo, _) = backed_up_node(false).await;
+    let (node, repo, _) = backed_up_node(None).await;
     let object = files_under(&repo.root())
         .into_iter()
         .find(|f| f.ends_with("etcd-snapshot.db"))
@@ -406,7 +415,7 @@ async fn every_member_running_the_same_command_makes_one_new_cluster() {
     let members: Vec<Member> = ["cp-1", "cp-2", "cp-3"].iter().map(|n| Member::new(n)).collect();
     let nodes: Vec<NodeTree> = members
         .iter()
-        .map(|m| NodeTree::member(m, &members, false))
+        .map(|m| NodeTree::member(m, &members, None))
         .collect();
     let mut client = nodes[0].client().await;
     client
@@ -487,7 +496,7 @@ async fn every_member_running_the_same_command_makes_one_new_cluster() {
 
 #[tokio::test]
 async fn with_files_the_control_plane_files_come_back_first_and_abort_would_have_them() {
-    let (node, repo, _) = backed_up_node(false).await;
+    let (node, repo, _) = backed_up_node(None).await;
     // The node's PKI and admin kubeconfig, as kubeadm leaves them.
     let tree = tempfile::tempdir().unwrap();
     lifeboat_test_support::control_plane_tree(tree.path(), true).unwrap();
@@ -537,7 +546,7 @@ async fn with_files_the_control_plane_files_come_back_first_and_abort_would_have
 
 #[tokio::test]
 async fn a_control_plane_that_does_not_stop_is_rolled_back_at_the_stop_timeout() {
-    let (node, repo, _) = backed_up_node(false).await;
+    let (node, repo, _) = backed_up_node(None).await;
     // Something else holds a file in the data directory and never lets go.
     let held = node.path("/var/lib/etcd/member/snap/db");
     let mut holder = Command::new("sh")
@@ -561,5 +570,21 @@ async fn a_control_plane_that_does_not_stop_is_rolled_back_at_the_stop_timeout()
     assert_eq!(
         node.value("/registry/namespaces/after").await.as_deref(),
         Some(&b"lost"[..])
+    );
+}
+
+#[tokio::test]
+async fn the_api_server_comes_back_after_etcd_and_before_the_rest() {
+    let (node, repo, _) = backed_up_node(Some(true)).await;
+    let output = run(node.recover(&repo).arg("--yes"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let etcd = stderr.find("etcd answers at revision").expect("etcd confirmed");
+    let ready = stderr.find("/readyz is ready").expect("the API server confirmed");
+    let rest = stderr.find("[7/7] start-rest").expect("the rest put back");
+    assert!(etcd < ready && ready < rest, "{stderr}");
+    assert_eq!(
+        node.manifests(),
+        ["etcd.yaml", "kube-apiserver.yaml", "kube-scheduler.yaml"]
     );
 }
