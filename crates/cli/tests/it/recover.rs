@@ -60,7 +60,7 @@ impl NodeTree {
         std::fs::write(
             pods.join("etcd.yaml"),
             format!(
-                "apiVersion: v1\nkind: Pod\nmetadata: {{name: etcd, namespace: kube-system}}\nspec:\n  containers:\n  - name: etcd\n    image: registry.k8s.io/etcd:3.5.1-0\n    command:\n    - etcd\n    - --name={name}\n    - --data-dir=/var/lib/etcd\n    - --listen-client-urls={client}\n    - --advertise-client-urls={client}\n    - --listen-peer-urls={peer}\n    - --initial-advertise-peer-urls={peer}\n    - --initial-cluster={initial}\n    - --initial-cluster-token=original\n    - --heartbeat-interval=10\n    - --election-timeout=100\n    volumeMounts:\n    - {{mountPath: /var/lib/etcd, name: etcd-data}}\n  volumes:\n  - {{name: etcd-data, hostPath: {{path: /var/lib/etcd}}}}\n"
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: etcd, namespace: kube-system}}\nspec:\n  containers:\n  - name: etcd\n    image: registry.k8s.io/etcd:3.5.1-0\n    command:\n    - etcd\n    - --name={name}\n    - --data-dir=/var/lib/etcd\n    - --listen-client-urls={client}\n    - --advertise-client-urls={client}\n    - --listen-peer-urls={peer}\n    - --initial-advertise-peer-urls={peer}\n    - --initial-cluster={initial}\n    - --initial-cluster-token=original\n    - --heartbeat-interval=10\n    - --election-timeout=100\n    securityContext: {{runAsUser: 2000, runAsGroup: 2001}}\n    volumeMounts:\n    - {{mountPath: /var/lib/etcd, name: etcd-data}}\n  volumes:\n  - {{name: etcd-data, hostPath: {{path: /var/lib/etcd}}}}\n"
             ),
         )
         .unwrap();
@@ -200,6 +200,16 @@ async fn a_node_recovers_from_a_backup_after_a_plan_that_changes_nothing() {
     assert_eq!(node.manifests(), ["etcd.yaml", "kube-scheduler.yaml"]);
     assert!(!node.path("/var/lib/lifeboat/recover.json").exists());
 
+    // Another recovery holds the lock: refused, nothing changed.
+    let lock_dir = node.path("/var/lib/lifeboat");
+    std::fs::create_dir_all(&lock_dir).unwrap();
+    let file = std::fs::File::create(lock_dir.join("recover.lock")).unwrap();
+    let held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
+    let locked = run_failing(node.recover(&repo).arg("--yes"), 1);
+    drop(held);
+    assert!(locked.contains("another lifeboat recover holds"), "{locked}");
+    assert_eq!(node.manifests(), ["etcd.yaml", "kube-scheduler.yaml"]);
+
     // Not on a terminal and without --yes: refused, nothing changed.
     let refused = run_failing(&mut node.recover(&repo), 1);
     assert!(refused.contains("--yes"), "{refused}");
@@ -250,6 +260,18 @@ async fn a_node_recovers_from_a_backup_after_a_plan_that_changes_nothing() {
     // Every manifest is back, the old data and the running member's snapshot are kept.
     assert_eq!(node.manifests(), ["etcd.yaml", "kube-scheduler.yaml"]);
     assert_eq!(aside_dirs(&node, ".before-recover-").len(), 1);
+    // Owned as the Pod's security context runs etcd (kubeadm's rootless control plane), 0700.
+    let data = node.path("/var/lib/etcd");
+    let owner = |path: &std::path::Path| {
+        let metadata = std::fs::metadata(path).unwrap();
+        (
+            std::os::unix::fs::MetadataExt::uid(&metadata),
+            std::os::unix::fs::MetadataExt::gid(&metadata),
+        )
+    };
+    assert_eq!(owner(&data), (2000, 2001));
+    assert_eq!(owner(&data.join("member/snap/db")), (2000, 2001));
+    assert_eq!(mode(&data), 0o700);
     let kept = entries(&node.path("/var/lib/lifeboat"));
     let run_dir = kept
         .iter()
