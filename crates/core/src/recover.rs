@@ -91,6 +91,17 @@ pub fn discover(root: &Path, aside: Option<&Path>) -> Result<Node> {
             apiserver = apiserver_readyz(&text).map(|url| (name.clone(), url));
         }
         if let Ok(found) = parse_etcd_manifest(&origin, &text) {
+            if let Some((first, _)) = &etcd {
+                // A leftover copy (etcd.yaml.bak) is a second etcd Pod to the kubelet, which
+                // runs every file there: which one is the member is not for us to guess.
+                return Err(failed(
+                    "preflight",
+                    format!(
+                        "{first} and {name} in {} both define an etcd Pod, and the kubelet runs every file there; move the one that is not the member out of the directory",
+                        static_pod_dir.display()
+                    ),
+                ));
+            }
             etcd = Some((name.clone(), found));
         }
     }
@@ -990,11 +1001,18 @@ async fn start_apiserver(
     Ok(false)
 }
 
-/// Rolls the run of `journal` back: the restored data directory goes aside, the old one returns,
-/// every manifest goes back. Returns what was done, for the caller to show.
-pub fn abort(journal: &mut Journal, options: &RecoverOptions) -> Result<Vec<String>> {
+/// Rolls the run of `journal` back: the control plane is stopped again (a restored etcd may
+/// already run), the restored data directory goes aside, the old one returns, every manifest
+/// goes back. Returns what was done, for the caller to show.
+pub async fn abort(
+    node: &Node,
+    journal: &mut Journal,
+    options: &RecoverOptions,
+    narrator: &dyn Narrator,
+) -> Result<Vec<String>> {
     let root = options.root.as_path();
     let mut done = Vec::new();
+    stop(node, journal, options, narrator).await?;
     let (data, old) = (under(root, &journal.data_dir), under(root, &journal.data_aside));
     if old.exists() {
         if data.exists() {

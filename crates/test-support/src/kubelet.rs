@@ -1,8 +1,8 @@
 //! A fake kubelet for recovery tests: it watches a node tree's static Pod directory (the kubelet
 //! configuration's `staticPodPath` under the root) and runs the etcd static Pod it finds there as
 //! a real etcd, with the manifest's own flags and its paths taken under the root. When the
-//! manifest goes away it stops etcd after a random delay (as the kubelet notices a change only on
-//! its next look), and it restarts an etcd that exits while its manifest is there. A
+//! manifest goes away it stops etcd after a random delay of up to 5 s (as the kubelet notices a
+//! change only on its next look), and it restarts an etcd that exits while its manifest is there. A
 //! kube-apiserver static Pod is served as a fake API server: `/readyz` answers 200 over TLS on its
 //! `--secure-port`, with its `--tls-cert-file` and `--tls-private-key-file`, while its manifest
 //! is there.
@@ -252,8 +252,8 @@ fn watch(root: &Path, binary: &Path, log: &Path, stop: &AtomicBool, shown: &Mute
             }
             (None, Some(running)) => {
                 let since = *gone_since.get_or_insert_with(|| {
-                    // The kubelet notices within its check period; here up to one second.
-                    delay = Duration::from_millis(rand::Rng::gen_range(&mut rand::thread_rng(), 0..1000));
+                    // The kubelet notices within its check period; here up to five seconds.
+                    delay = Duration::from_millis(rand::Rng::gen_range(&mut rand::thread_rng(), 0..5000));
                     Instant::now()
                 });
                 if since.elapsed() >= delay {

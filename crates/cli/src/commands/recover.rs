@@ -327,7 +327,11 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
                 options.journal_dir.display()
             );
         };
-        for line in abort(&mut journal, &options)? {
+        let node = discover(&options.root, Some(&journal.manifests_aside))?;
+        let narrator = Printed {
+            steps: journal.steps().len(),
+        };
+        for line in abort(&node, &mut journal, &options, &narrator).await? {
             writeln!(out, "{line}")?;
         }
         writeln!(

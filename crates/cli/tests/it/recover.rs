@@ -41,13 +41,13 @@ impl Member {
 impl NodeTree {
     /// A single-member node; `apiserver`: none, or a kube-apiserver Pod that serves `/readyz`
     /// (`Some(true)`) or never comes up (`Some(false)`).
-    fn new(apiserver: Option<bool>) -> Self {
+    fn of_version(version: EtcdVersion, apiserver: Option<bool>) -> Self {
         let member = Member::new("cp-1");
-        Self::member(&member, std::slice::from_ref(&member), apiserver)
+        Self::member(version, &member, std::slice::from_ref(&member), apiserver)
     }
 
     /// The node of `member` in a cluster of `all`.
-    fn member(member: &Member, all: &[Member], apiserver: Option<bool>) -> Self {
+    fn member(version: EtcdVersion, member: &Member, all: &[Member], apiserver: Option<bool>) -> Self {
         let root = tempfile::tempdir().unwrap();
         let pods = root.path().join("etc/kubernetes/manifests");
         std::fs::create_dir_all(&pods).unwrap();
@@ -57,10 +57,14 @@ impl NodeTree {
             .map(|m| format!("{}={}", m.name, m.peer))
             .collect::<Vec<_>>()
             .join(",");
+        let tag = match version {
+            EtcdVersion::V3_4 => "3.4.23-0",
+            EtcdVersion::V3_5 => "3.5.1-0",
+        };
         std::fs::write(
             pods.join("etcd.yaml"),
             format!(
-                "apiVersion: v1\nkind: Pod\nmetadata: {{name: etcd, namespace: kube-system}}\nspec:\n  containers:\n  - name: etcd\n    image: registry.k8s.io/etcd:3.5.1-0\n    command:\n    - etcd\n    - --name={name}\n    - --data-dir=/var/lib/etcd\n    - --listen-client-urls={client}\n    - --advertise-client-urls={client}\n    - --listen-peer-urls={peer}\n    - --initial-advertise-peer-urls={peer}\n    - --initial-cluster={initial}\n    - --initial-cluster-token=original\n    - --heartbeat-interval=10\n    - --election-timeout=100\n    securityContext: {{runAsUser: 2000, runAsGroup: 2001}}\n    volumeMounts:\n    - {{mountPath: /var/lib/etcd, name: etcd-data}}\n  volumes:\n  - {{name: etcd-data, hostPath: {{path: /var/lib/etcd}}}}\n"
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: etcd, namespace: kube-system}}\nspec:\n  containers:\n  - name: etcd\n    image: registry.k8s.io/etcd:{tag}\n    command:\n    - etcd\n    - --name={name}\n    - --data-dir=/var/lib/etcd\n    - --listen-client-urls={client}\n    - --advertise-client-urls={client}\n    - --listen-peer-urls={peer}\n    - --initial-advertise-peer-urls={peer}\n    - --initial-cluster={initial}\n    - --initial-cluster-token=original\n    - --heartbeat-interval=10\n    - --election-timeout=100\n    securityContext: {{runAsUser: 2000, runAsGroup: 2001}}\n    volumeMounts:\n    - {{mountPath: /var/lib/etcd, name: etcd-data}}\n  volumes:\n  - {{name: etcd-data, hostPath: {{path: /var/lib/etcd}}}}\n"
             ),
         )
         .unwrap();
@@ -86,12 +90,8 @@ impl NodeTree {
             )
             .unwrap();
         }
-        let kubelet = FakeKubelet::start(
-            root.path(),
-            &EtcdVersion::V3_5.etcd(),
-            &root.path().join("etcd.log"),
-        )
-        .unwrap();
+        let kubelet =
+            FakeKubelet::start(root.path(), &version.etcd(), &root.path().join("etcd.log")).unwrap();
         Self {
             root,
             client,
@@ -157,7 +157,11 @@ impl Drop for NodeTree {
 
 /// A node with key `before` in its etcd, backed up, then key `after` written.
 async fn backed_up_node(apiserver: Option<bool>) -> (NodeTree, Repo, i64) {
-    let node = NodeTree::new(apiserver);
+    backed_up_node_of(EtcdVersion::V3_5, apiserver).await
+}
+
+async fn backed_up_node_of(version: EtcdVersion, apiserver: Option<bool>) -> (NodeTree, Repo, i64) {
+    let node = NodeTree::of_version(version, apiserver);
     let mut client = node.client().await;
     client
         .put("/registry/namespaces/before", "kept", None)
@@ -173,6 +177,32 @@ async fn backed_up_node(apiserver: Option<bool>) -> (NodeTree, Repo, i64) {
     (node, repo, revision)
 }
 
+/// Every file and directory under `root` with its mode and a hash of its content, but for etcd's
+/// data directory (the running member writes it) and its log.
+fn tree_hash(root: &std::path::Path) -> Vec<(String, u32, String)> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            let relative = path.strip_prefix(root).unwrap().display().to_string();
+            if relative == "var/lib/etcd" || relative == "etcd.log" {
+                continue;
+            }
+            let content = match path.is_dir() {
+                true => {
+                    stack.push(path.clone());
+                    String::new()
+                }
+                false => sha256_hex(&path),
+            };
+            found.push((relative, mode(&path), content));
+        }
+    }
+    found.sort();
+    found
+}
+
 fn aside_dirs(node: &NodeTree, suffix: &str) -> Vec<String> {
     entries(&node.path("/var/lib"))
         .into_iter()
@@ -184,8 +214,11 @@ fn aside_dirs(node: &NodeTree, suffix: &str) -> Vec<String> {
 async fn a_node_recovers_from_a_backup_after_a_plan_that_changes_nothing() {
     let (node, repo, revision) = backed_up_node(None).await;
 
-    // The plan: every step with its paths, and nothing changed.
+    // The plan: every step with its paths, and nothing changed (the tree hashed before and
+    // after, but for the running member's own data).
+    let before = tree_hash(node.root.path());
     let plan = run_ok(node.recover(&repo).arg("--dry-run"));
+    assert_eq!(tree_hash(node.root.path()), before, "a dry run changes nothing");
     for needle in [
         "0. preflight: running as root",
         "etcd 3.5.1 data on etcd 3.5.1",
@@ -437,7 +470,7 @@ async fn every_member_running_the_same_command_makes_one_new_cluster() {
     let members: Vec<Member> = ["cp-1", "cp-2", "cp-3"].iter().map(|n| Member::new(n)).collect();
     let nodes: Vec<NodeTree> = members
         .iter()
-        .map(|m| NodeTree::member(m, &members, None))
+        .map(|m| NodeTree::member(EtcdVersion::V3_5, m, &members, None))
         .collect();
     let mut client = nodes[0].client().await;
     client
@@ -569,7 +602,8 @@ async fn with_files_the_control_plane_files_come_back_first_and_abort_would_have
 #[tokio::test]
 async fn a_control_plane_that_does_not_stop_is_rolled_back_at_the_stop_timeout() {
     let (node, repo, _) = backed_up_node(None).await;
-    // Something else holds a file in the data directory and never lets go.
+    // Something else holds a file in the data directory and never lets go (the wait outlasts
+    // the kubelet's up to 5 s to stop etcd, so the holder is what remains).
     let held = node.path("/var/lib/etcd/member/snap/db");
     let mut holder = Command::new("sh")
         .arg("-c")
@@ -577,14 +611,14 @@ async fn a_control_plane_that_does_not_stop_is_rolled_back_at_the_stop_timeout()
         .arg(&held)
         .spawn()
         .unwrap();
-    let output = run(node.recover_stopping_within(&repo, "2s").arg("--yes"));
+    let output = run(node.recover_stopping_within(&repo, "9s").arg("--yes"));
     let _ = holder.kill();
     let _ = holder.wait();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     let error = stderr.trim().lines().last().unwrap();
     assert!(error.starts_with("Error: recover: stop: "), "{stderr}");
-    assert!(error.contains("did not stop within 2 s"), "{error}");
+    assert!(error.contains("did not stop within 9 s"), "{error}");
     assert!(error.contains("still uses the data directory"), "{error}");
     // Back as it was: manifests in place, the old member serving, the data directory untouched.
     assert_eq!(node.manifests(), ["etcd.yaml", "kube-scheduler.yaml"]);
@@ -609,4 +643,107 @@ async fn the_api_server_comes_back_after_etcd_and_before_the_rest() {
         node.manifests(),
         ["etcd.yaml", "kube-apiserver.yaml", "kube-scheduler.yaml"]
     );
+}
+
+#[tokio::test]
+async fn a_leftover_copy_of_etcd_yaml_in_the_manifests_directory_is_reported() {
+    let (node, repo, _) = backed_up_node(None).await;
+    let pods = node.path("/etc/kubernetes/manifests");
+    let text = std::fs::read_to_string(pods.join("etcd.yaml")).unwrap();
+    // Not runnable (its ports clash), but the kubelet would try: a second etcd Pod.
+    std::fs::write(
+        pods.join("etcd.yaml.bak"),
+        text.replace("name: etcd\n    image", "name: etcd\n    image"),
+    )
+    .unwrap();
+    let error = run_failing(node.recover(&repo).arg("--dry-run"), 1);
+    assert!(
+        error.contains("etcd.yaml and etcd.yaml.bak") && error.contains("both define an etcd Pod"),
+        "{error}"
+    );
+    std::fs::remove_file(pods.join("etcd.yaml.bak")).unwrap();
+}
+
+#[tokio::test]
+async fn a_node_running_etcd_3_4_recovers_the_same_way() {
+    let (node, repo, revision) = backed_up_node_of(EtcdVersion::V3_4, None).await;
+    let output = run(node.recover(&repo).arg("--yes"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("etcd 3.4.23 data on etcd 3.4.23"), "{stdout}");
+    assert_eq!(
+        node.value("/registry/namespaces/before").await.as_deref(),
+        Some(&b"kept"[..])
+    );
+    assert_eq!(node.value("/registry/namespaces/after").await, None);
+    let now = node
+        .client()
+        .await
+        .status()
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    assert!(
+        now >= revision + 1_000_000_000,
+        "revision {now} after a restore of {revision}"
+    );
+    assert_eq!(aside_dirs(&node, ".before-recover-").len(), 1);
+}
+
+#[tokio::test]
+async fn killed_at_any_step_a_run_resumes_or_rolls_back() {
+    let steps = [
+        "safety-copy",
+        "stop",
+        "data-aside",
+        "restore",
+        "start-etcd",
+        "start-apiserver",
+        "start-rest",
+    ];
+    for (index, step) in steps.iter().enumerate() {
+        let marker = format!("[{}/7] {step}", index + 1);
+        // Resumed: the backup's data, every manifest back.
+        let (node, repo, _) = backed_up_node(None).await;
+        killed_at(node.recover(&repo), &marker);
+        let resumed = run(&mut node.recover(&repo));
+        let stderr = String::from_utf8_lossy(&resumed.stderr);
+        assert_eq!(resumed.status.code(), Some(0), "resumed after {marker}: {stderr}");
+        assert_eq!(
+            node.value("/registry/namespaces/after").await,
+            None,
+            "after {marker}"
+        );
+        assert_eq!(
+            node.manifests(),
+            ["etcd.yaml", "kube-scheduler.yaml"],
+            "after {marker}"
+        );
+        // Rolled back: the old member serves what it held, the data directory is the old one.
+        let (node, repo, _) = backed_up_node(None).await;
+        killed_at(node.recover(&repo), &marker);
+        let aborted = run(repo
+            .lifeboat()
+            .args(["recover", "--kubeadm", "--abort", "--root"])
+            .arg(node.root.path()));
+        let stderr = String::from_utf8_lossy(&aborted.stderr);
+        assert_eq!(aborted.status.code(), Some(0), "aborted after {marker}: {stderr}");
+        assert_eq!(
+            node.manifests(),
+            ["etcd.yaml", "kube-scheduler.yaml"],
+            "after {marker}"
+        );
+        assert_eq!(
+            node.value("/registry/namespaces/after").await.as_deref(),
+            Some(&b"lost"[..]),
+            "the old data after {marker}"
+        );
+    }
 }
