@@ -246,7 +246,45 @@ impl Journal {
                 ),
             )
         })?;
-        Ok((!journal.finished).then_some(journal))
+        if journal.finished {
+            return Ok(None);
+        }
+        // What the journal names is renamed and removed: it must be what this run would have
+        // written, not whatever the file says.
+        let mut aside = journal.data_dir.clone().into_os_string();
+        aside.push(format!(".before-recover-{}", journal.run));
+        let sound = !journal.run.is_empty()
+            && journal.run.bytes().all(|b| b.is_ascii_alphanumeric())
+            && journal.manifests_aside == journal.run_dir(options).join("manifests")
+            && journal.data_aside.as_os_str() == aside;
+        if !sound {
+            return Err(failed(
+                "journal",
+                format!(
+                    "{} names paths a run does not write; check the node by hand and move the journal away",
+                    path.display()
+                ),
+            ));
+        }
+        Ok(Some(journal))
+    }
+
+    /// Refuses a journal whose data directory or static Pod directory is not this node's.
+    pub fn check_node(&self, node: &Node) -> Result<()> {
+        if self.data_dir == node.etcd.host_data_dir && self.static_pod_dir == node.static_pod_dir {
+            return Ok(());
+        }
+        Err(failed(
+            "journal",
+            format!(
+                "run {} recorded data directory {} and static Pod directory {}, but this node has {} and {}; check the node by hand",
+                self.run,
+                self.data_dir.display(),
+                self.static_pod_dir.display(),
+                node.etcd.host_data_dir.display(),
+                node.static_pod_dir.display()
+            ),
+        ))
     }
 
     /// Written atomically (temporary name, fsync, rename), 0600.

@@ -328,6 +328,7 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
             );
         };
         let node = discover(&options.root, Some(&journal.manifests_aside))?;
+        journal.check_node(&node)?;
         let narrator = Printed {
             steps: journal.steps().len(),
         };
@@ -355,7 +356,10 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
         }
     };
     let (mut journal, resuming) = match in_progress {
-        Some(journal) if journal.source == resolved.shown => (journal, true),
+        Some(journal) if journal.source == resolved.shown => {
+            journal.check_node(&node)?;
+            (journal, true)
+        }
         Some(journal) => bail!(
             "run {} restoring {} is in progress; rerun it with the same source to resume, or `lifeboat recover --kubeadm --abort` to roll it back",
             journal.run,

@@ -396,6 +396,29 @@ async fn a_run_killed_in_the_middle_resumes_and_another_is_rolled_back() {
         node.value("/registry/namespaces/after").await.as_deref(),
         Some(&b"lost"[..])
     );
+    // A journal that names other paths than a run writes is refused, not followed.
+    let journal = node.path("/var/lib/lifeboat/recover.json");
+    let (node2, repo2, _) = backed_up_node(None).await;
+    killed_at(node2.recover(&repo2), "[3/7] data-aside");
+    let journal2 = node2.path("/var/lib/lifeboat/recover.json");
+    let text = std::fs::read_to_string(&journal2).unwrap();
+    std::fs::write(&journal2, text.replace(".before-recover-", ".elsewhere-")).unwrap();
+    let forged = run_failing(
+        repo2
+            .lifeboat()
+            .args(["recover", "--kubeadm", "--abort", "--root"])
+            .arg(node2.root.path()),
+        1,
+    );
+    assert!(forged.contains("names paths a run does not write"), "{forged}");
+    std::fs::write(&journal2, text).unwrap();
+    run_ok(
+        repo2
+            .lifeboat()
+            .args(["recover", "--kubeadm", "--abort", "--root"])
+            .arg(node2.root.path()),
+    );
+    assert!(journal.exists());
     let again = run_failing(
         repo.lifeboat()
             .args(["recover", "--kubeadm", "--abort", "--root"])
