@@ -646,7 +646,10 @@ fn aside_names(root: &Path, journal: &Journal) -> Vec<String> {
 
 /// What the caller hears as the run goes.
 pub trait Narrator: Send + Sync {
+    /// Step `number` begins.
     fn step(&self, number: usize, text: &str);
+    /// Step `number` did its work; the journal does not record it yet.
+    fn step_worked(&self, number: usize, text: &str);
     fn note(&self, text: &str);
 }
 
@@ -744,6 +747,7 @@ pub async fn run(
             "start-rest" => put_back(root, journal, &aside_names(root, journal))?,
             _ => {}
         }
+        narrator.step_worked(index + 1, step);
         journal.mark(step, options)?;
     }
     journal.finished = true;

@@ -82,12 +82,35 @@ pub struct RecoverArgs {
 /// Steps and notes on stderr, as the run goes.
 struct Printed {
     steps: usize,
+    /// `LIFEBOAT_FAILPOINT=recover:STEP:begin|worked`: the process kills itself (SIGKILL) there,
+    /// so tests crash a run at an exact point, as etcd's gofail failpoints do.
+    failpoint: Option<String>,
+}
+
+impl Printed {
+    fn new(steps: usize) -> Self {
+        Self {
+            steps,
+            failpoint: std::env::var("LIFEBOAT_FAILPOINT").ok(),
+        }
+    }
+
+    fn failpoint(&self, step: &str, point: &str) {
+        if self.failpoint.as_deref() == Some(&format!("recover:{step}:{point}")) {
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+        }
+    }
 }
 
 impl Narrator for Printed {
     #[allow(clippy::print_stderr)]
     fn step(&self, number: usize, text: &str) {
         eprintln!("[{number}/{}] {text}", self.steps);
+        self.failpoint(text, "begin");
+    }
+
+    fn step_worked(&self, _number: usize, text: &str) {
+        self.failpoint(text, "worked");
     }
 
     #[allow(clippy::print_stderr)]
@@ -329,9 +352,7 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
         };
         let node = discover(&options.root, Some(&journal.manifests_aside))?;
         journal.check_node(&node)?;
-        let narrator = Printed {
-            steps: journal.steps().len(),
-        };
+        let narrator = Printed::new(journal.steps().len());
         for line in abort(&node, &mut journal, &options, &narrator).await? {
             writeln!(out, "{line}")?;
         }
@@ -423,9 +444,7 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
         }
         _ => None,
     };
-    let narrator = Printed {
-        steps: journal.steps().len(),
-    };
+    let narrator = Printed::new(journal.steps().len());
     let outcome = run(
         &node,
         &mut journal,

@@ -355,6 +355,22 @@ fn killed_at(mut command: Command, step: &str) -> String {
     std::fs::read_to_string(log.path()).unwrap()
 }
 
+/// Runs `command` until it kills itself (SIGKILL) at `point` (`begin`, or `worked`: its work
+/// done, not yet in the journal) of `step`, through the recover failpoint.
+fn crashed_at(mut command: Command, step: &str, point: &str) {
+    let output = command
+        .arg("--yes")
+        .env("LIFEBOAT_FAILPOINT", format!("recover:{step}:{point}"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&output.status),
+        Some(9),
+        "killed at {step}:{point}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[tokio::test]
 async fn a_run_killed_in_the_middle_resumes_and_another_is_rolled_back() {
     // Killed as the data directory goes aside: the rerun goes on from there.
@@ -715,42 +731,40 @@ async fn killed_at_any_step_a_run_resumes_or_rolls_back() {
         "start-apiserver",
         "start-rest",
     ];
-    for (index, step) in steps.iter().enumerate() {
-        let marker = format!("[{}/7] {step}", index + 1);
-        // Resumed: the backup's data, every manifest back.
-        let (node, repo, _) = backed_up_node(None).await;
-        killed_at(node.recover(&repo), &marker);
-        let resumed = run(&mut node.recover(&repo));
-        let stderr = String::from_utf8_lossy(&resumed.stderr);
-        assert_eq!(resumed.status.code(), Some(0), "resumed after {marker}: {stderr}");
-        assert_eq!(
-            node.value("/registry/namespaces/after").await,
-            None,
-            "after {marker}"
-        );
-        assert_eq!(
-            node.manifests(),
-            ["etcd.yaml", "kube-scheduler.yaml"],
-            "after {marker}"
-        );
-        // Rolled back: the old member serves what it held, the data directory is the old one.
-        let (node, repo, _) = backed_up_node(None).await;
-        killed_at(node.recover(&repo), &marker);
-        let aborted = run(repo
-            .lifeboat()
-            .args(["recover", "--kubeadm", "--abort", "--root"])
-            .arg(node.root.path()));
-        let stderr = String::from_utf8_lossy(&aborted.stderr);
-        assert_eq!(aborted.status.code(), Some(0), "aborted after {marker}: {stderr}");
-        assert_eq!(
-            node.manifests(),
-            ["etcd.yaml", "kube-scheduler.yaml"],
-            "after {marker}"
-        );
-        assert_eq!(
-            node.value("/registry/namespaces/after").await.as_deref(),
-            Some(&b"lost"[..]),
-            "the old data after {marker}"
-        );
+    for step in steps {
+        for point in ["begin", "worked"] {
+            let at = format!("{step}:{point}");
+            // Resumed: the backup's data, every manifest back.
+            let (node, repo, _) = backed_up_node(None).await;
+            crashed_at(node.recover(&repo), step, point);
+            let resumed = run(&mut node.recover(&repo));
+            let stderr = String::from_utf8_lossy(&resumed.stderr);
+            assert_eq!(resumed.status.code(), Some(0), "resumed after {at}: {stderr}");
+            assert_eq!(node.value("/registry/namespaces/after").await, None, "after {at}");
+            assert_eq!(
+                node.manifests(),
+                ["etcd.yaml", "kube-scheduler.yaml"],
+                "after {at}"
+            );
+            // Rolled back: the old member serves what it held, from the old data directory.
+            let (node, repo, _) = backed_up_node(None).await;
+            crashed_at(node.recover(&repo), step, point);
+            let aborted = run(repo
+                .lifeboat()
+                .args(["recover", "--kubeadm", "--abort", "--root"])
+                .arg(node.root.path()));
+            let stderr = String::from_utf8_lossy(&aborted.stderr);
+            assert_eq!(aborted.status.code(), Some(0), "aborted after {at}: {stderr}");
+            assert_eq!(
+                node.manifests(),
+                ["etcd.yaml", "kube-scheduler.yaml"],
+                "after {at}"
+            );
+            assert_eq!(
+                node.value("/registry/namespaces/after").await.as_deref(),
+                Some(&b"lost"[..]),
+                "the old data after {at}"
+            );
+        }
     }
 }
