@@ -30,7 +30,12 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error
 
 /// `path` (absolute on the node) inside `root`.
 pub fn under(root: &Path, path: &Path) -> PathBuf {
-    root.join(path.strip_prefix("/").unwrap_or(path))
+    root.join(relative_to_root(path))
+}
+
+/// A node path as the files backup names it: relative to `/`.
+fn relative_to_root(path: &Path) -> PathBuf {
+    path.strip_prefix("/").unwrap_or(path).to_path_buf()
 }
 
 /// The control-plane node as its files describe it.
@@ -45,52 +50,123 @@ pub struct Node {
     pub etcd: EtcdManifest,
     /// The API server's static Pod file and its `/readyz` URL, when the node runs one.
     pub apiserver: Option<(String, String)>,
+    /// Read from the files backup: the node has lost its static Pods.
+    pub from_files: bool,
 }
 
-/// The static Pod files in `dir` (the kubelet skips names that start with a dot).
-fn pod_files(dir: &Path) -> std::io::Result<Vec<String>> {
-    Ok(std::fs::read_dir(dir)?
+/// The static Pod files in `dir` with their text (the kubelet skips names that start with a
+/// dot); none when the directory is absent.
+fn pod_files(dir: &Path) -> Result<Vec<(String, String)>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io("read", dir)(e)),
+    };
+    Ok(entries
         .flatten()
         .filter(|e| e.path().is_file())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|name| !name.starts_with('.'))
+        .filter_map(|name| {
+            let text = std::fs::read_to_string(dir.join(&name)).ok()?;
+            Some((name, text))
+        })
         .collect())
 }
 
-/// Reads the node under `root`. A run in progress has taken manifests out to `aside` (a node
-/// path): they are read from there.
-pub fn discover(root: &Path, aside: Option<&Path>) -> Result<Node> {
-    let kubelet_config = Path::new("/var/lib/kubelet/config.yaml");
-    let config_text = std::fs::read_to_string(under(root, kubelet_config)).ok();
-    let static_pod_dir = static_pod_path(&kubelet_config.display().to_string(), config_text.as_deref())?;
-    let dir = under(root, &static_pod_dir);
-    let mut found: Vec<(String, PathBuf)> = pod_files(&dir)
-        .map_err(io("read", &dir))?
-        .into_iter()
-        .map(|name| (name, dir.clone()))
-        .collect();
-    if let Some(aside) = aside.map(|a| under(root, a)) {
-        found.extend(
-            pod_files(&aside)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|name| (name, aside.clone())),
-        );
+const KUBELET_CONFIG: &str = "/var/lib/kubelet/config.yaml";
+
+/// Every entry of a files backup, by relative path, in its order (parents first), with the
+/// contents of regular files; `None` for a directory.
+fn archive_entries(tar: &[u8]) -> Result<Vec<(PathBuf, Option<Vec<u8>>)>> {
+    let unreadable = |e: std::io::Error| failed("files", format!("the files backup cannot be read: {e}"));
+    let mut archive = tar::Archive::new(tar);
+    let mut found = Vec::new();
+    for entry in archive.entries().map_err(unreadable)? {
+        let mut entry = entry.map_err(unreadable)?;
+        let path = entry.path().map_err(unreadable)?.into_owned();
+        let kind = entry.header().entry_type();
+        let mut contents = Vec::new();
+        if kind.is_file() {
+            std::io::Read::read_to_end(&mut entry, &mut contents).map_err(unreadable)?;
+        }
+        found.push((path, (!kind.is_dir()).then_some(contents)));
     }
-    found.sort();
+    Ok(found)
+}
+
+/// Reads the node under `root`. A run in progress has taken manifests out to `aside` (a node
+/// path): they are read from there. A node without its etcd static Pod (its /etc/kubernetes
+/// lost) is read from `files`, the files backup that the run puts in place.
+pub fn discover(root: &Path, aside: Option<&Path>, files: Option<&[u8]>) -> Result<Node> {
+    let config_text = std::fs::read_to_string(under(root, Path::new(KUBELET_CONFIG))).ok();
+    let static_pod_dir = static_pod_path(KUBELET_CONFIG, config_text.as_deref())?;
+    let mut found = pod_files(&under(root, &static_pod_dir))?;
+    if let Some(aside) = aside {
+        found.extend(pod_files(&under(root, aside))?);
+    }
+    let on_node = node_from(static_pod_dir, found);
+    match (on_node, files) {
+        (Err(Error::Recovery { step: "discover", .. }), Some(tar)) => {
+            let texts: Vec<(PathBuf, String)> = archive_entries(tar)?
+                .into_iter()
+                .filter_map(|(path, contents)| Some((path, String::from_utf8(contents?).ok()?)))
+                .collect();
+            let kubelet_config = relative_to_root(Path::new(KUBELET_CONFIG));
+            let static_pod_dir = match texts.iter().find(|(path, _)| *path == kubelet_config) {
+                Some((_, text)) => {
+                    static_pod_path(&format!("{KUBELET_CONFIG} in the files backup"), Some(text))?
+                }
+                None => static_pod_path(KUBELET_CONFIG, config_text.as_deref())?,
+            };
+            let pods = relative_to_root(&static_pod_dir);
+            let manifests = texts
+                .into_iter()
+                .filter(|(path, _)| path.parent() == Some(pods.as_path()))
+                .filter_map(|(path, text)| Some((path.file_name()?.to_string_lossy().into_owned(), text)))
+                .filter(|(name, _)| !name.starts_with('.'))
+                .collect();
+            let node = node_from(static_pod_dir, manifests).map_err(|error| match error {
+                Error::Recovery { step: "discover", message } => failed(
+                    "preflight",
+                    format!("{message}, on the node or in the files backup; choose a files backup of a control-plane node"),
+                ),
+                other => other,
+            })?;
+            Ok(Node {
+                from_files: true,
+                ..node
+            })
+        }
+        (
+            Err(Error::Recovery {
+                step: "discover",
+                message,
+            }),
+            None,
+        ) => Err(failed(
+            "preflight",
+            format!(
+                "{message}; run this on a control-plane node with a stacked etcd, give --root, or --with-files to put a files backup's manifests in place"
+            ),
+        )),
+        (result, _) => result,
+    }
+}
+
+/// The node its static Pods describe: `found` holds each file's name and text.
+fn node_from(static_pod_dir: PathBuf, mut found: Vec<(String, String)>) -> Result<Node> {
+    found.sort_by(|a, b| a.0.cmp(&b.0));
     found.dedup_by(|a, b| a.0 == b.0);
     let manifests: Vec<String> = found.iter().map(|(name, _)| name.clone()).collect();
     let mut etcd = None;
     let mut apiserver = None;
-    for (name, holder) in &found {
-        let Ok(text) = std::fs::read_to_string(holder.join(name)) else {
-            continue;
-        };
+    for (name, text) in &found {
         let origin = static_pod_dir.join(name).display().to_string();
         if text.contains("kube-apiserver") && apiserver.is_none() {
-            apiserver = apiserver_readyz(&text).map(|url| (name.clone(), url));
+            apiserver = apiserver_readyz(text).map(|url| (name.clone(), url));
         }
-        if let Ok(found) = parse_etcd_manifest(&origin, &text) {
+        if let Ok(found) = parse_etcd_manifest(&origin, text) {
             if let Some((first, _)) = &etcd {
                 // A leftover copy (etcd.yaml.bak) is a second etcd Pod to the kubelet, which
                 // runs every file there: which one is the member is not for us to guess.
@@ -107,9 +183,9 @@ pub fn discover(root: &Path, aside: Option<&Path>) -> Result<Node> {
     }
     let Some((etcd_file, etcd)) = etcd else {
         return Err(failed(
-            "preflight",
+            "discover",
             format!(
-                "no etcd static Pod in {} (the kubelet's staticPodPath); run this on a control-plane node with a stacked etcd, or give --root",
+                "no etcd static Pod in {} (the kubelet's staticPodPath)",
                 static_pod_dir.display()
             ),
         ));
@@ -120,6 +196,7 @@ pub fn discover(root: &Path, aside: Option<&Path>) -> Result<Node> {
         etcd_file,
         etcd,
         apiserver,
+        from_files: false,
     })
 }
 
@@ -209,6 +286,10 @@ pub struct Journal {
     /// The files backup put in place first (`--with-files`), by ID.
     #[serde(default)]
     pub with_files: Option<String>,
+    /// What the files backup adds to the node (relative to `/`; what it replaces is in
+    /// `before-files.tar`), recorded before it is placed: `abort` removes it.
+    #[serde(default)]
+    pub added_files: Option<Vec<PathBuf>>,
     pub done: Vec<String>,
     pub finished: bool,
 }
@@ -256,7 +337,11 @@ impl Journal {
         let sound = !journal.run.is_empty()
             && journal.run.bytes().all(|b| b.is_ascii_alphanumeric())
             && journal.manifests_aside == journal.run_dir(options).join("manifests")
-            && journal.data_aside.as_os_str() == aside;
+            && journal.data_aside.as_os_str() == aside
+            && journal.added_files.iter().flatten().all(|path| {
+                path.components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+            });
         if !sound {
             return Err(failed(
                 "journal",
@@ -350,6 +435,7 @@ pub fn new_journal(
         data_dir,
         data_aside: PathBuf::from(aside),
         with_files,
+        added_files: None,
         done: Vec::new(),
         finished: false,
         run,
@@ -385,6 +471,19 @@ pub fn plan(node: &Node, journal: &Journal, options: &RecoverOptions) -> Vec<Str
         .map(String::as_str)
         .filter(|m| *m != journal.etcd_file && Some(*m) != journal.apiserver_file.as_deref())
         .collect();
+    let manifests_out = match node.from_files {
+        true => format!(
+            "no static Pod manifests to move from {} (the node has lost them)",
+            journal.static_pod_dir.display()
+        ),
+        false => format!(
+            "move the {} static Pod manifests ({}) from {} to {}",
+            node.manifests.len(),
+            node.manifests.join(", "),
+            journal.static_pod_dir.display(),
+            journal.manifests_aside.display()
+        ),
+    };
     let mut steps = vec![
         format!(
             "safety copy: if etcd answers at {}, save a snapshot of it to {}",
@@ -396,11 +495,7 @@ pub fn plan(node: &Node, journal: &Journal, options: &RecoverOptions) -> Vec<Str
                 .display()
         ),
         format!(
-            "stop: move the {} static Pod manifests ({}) from {} to {}, then wait up to {} s until etcd and the API server are gone (crictl when present, the ports {}, no process on {})",
-            node.manifests.len(),
-            node.manifests.join(", "),
-            journal.static_pod_dir.display(),
-            journal.manifests_aside.display(),
+            "stop: {manifests_out}, then wait up to {} s until etcd and the API server are gone (crictl when present, the ports {}, no process on {})",
             options.stop_timeout.as_secs(),
             ports(etcd)
                 .iter()
@@ -715,9 +810,14 @@ pub async fn run(
             "data-aside" => data_aside(journal, root)?,
             "files" => {
                 let tar = files.ok_or_else(|| failed("files", "the files backup was not fetched"))?;
+                if journal.added_files.is_none() {
+                    // Once, before anything is placed: a rerun would find its own additions.
+                    journal.added_files = Some(added_files(journal, options, tar)?);
+                    journal.save(options)?;
+                }
                 put_files(journal, options, tar)?;
                 // The restore follows the etcd.yaml that came with the files.
-                *node = discover(root, Some(&journal.manifests_aside))?;
+                *node = discover(root, Some(&journal.manifests_aside), None)?;
             }
             "restore" => {
                 let restore = restore
@@ -814,39 +914,63 @@ fn put_files(journal: &Journal, options: &RecoverOptions, tar: &[u8]) -> Result<
         std::fs::remove_dir_all(&staging).map_err(io("remove", &staging))?;
     }
     crate::files::unpack(tar, &staging)?;
-    let pods = journal
-        .static_pod_dir
-        .strip_prefix("/")
-        .unwrap_or(&journal.static_pod_dir)
-        .to_path_buf();
-    let aside = under(root, &journal.manifests_aside);
-    place(&staging, &staging, root, &pods, &aside)?;
+    place(journal, options, &staging, &staging)?;
     std::fs::remove_dir_all(&staging).map_err(io("remove", &staging))?;
     Ok(())
 }
 
-/// Moves every file under `dir` (relative to `staging`) to the same place under `root`, or into
-/// `aside` for those in the static Pod directory `pods` (relative).
-fn place(staging: &Path, dir: &Path, root: &Path, pods: &Path, aside: &Path) -> Result<()> {
+/// Where an entry of a files backup goes on the node: static Pod manifests to where the ones
+/// taken out wait.
+fn placed_at(journal: &Journal, options: &RecoverOptions, entry: &Path) -> PathBuf {
+    let pods = relative_to_root(&journal.static_pod_dir);
+    match (entry.parent(), entry.file_name()) {
+        (Some(parent), Some(name)) if parent == pods => {
+            under(&options.root, &journal.manifests_aside).join(name)
+        }
+        _ => options.root.join(entry),
+    }
+}
+
+/// The entries of `tar` the node does not have (parents before children).
+fn added_files(journal: &Journal, options: &RecoverOptions, tar: &[u8]) -> Result<Vec<PathBuf>> {
+    Ok(archive_entries(tar)?
+        .into_iter()
+        .map(|(path, _)| path)
+        .filter(|path| std::fs::symlink_metadata(placed_at(journal, options, path)).is_err())
+        .collect())
+}
+
+/// Removes what the files backup added to the node: a manifest among them would start on the
+/// next kubelet sync. A directory it added stays if something else is in it now.
+fn remove_added_files(journal: &Journal, options: &RecoverOptions) -> Result<()> {
+    for path in journal.added_files.iter().flatten().rev() {
+        let target = placed_at(journal, options, path);
+        match std::fs::symlink_metadata(&target) {
+            Ok(meta) if meta.is_dir() => {
+                let _ = std::fs::remove_dir(&target);
+            }
+            Ok(_) => std::fs::remove_file(&target).map_err(io("remove", &target))?,
+            Err(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Moves every file under `dir` (relative to `staging`) to where it goes on the node.
+fn place(journal: &Journal, options: &RecoverOptions, staging: &Path, dir: &Path) -> Result<()> {
     for entry in std::fs::read_dir(dir).map_err(io("read", dir))?.flatten() {
         let path = entry.path();
         let file_type = entry.file_type().map_err(io("read", &path))?;
         if file_type.is_dir() {
-            place(staging, &path, root, pods, aside)?;
+            place(journal, options, staging, &path)?;
             continue;
         }
-        let relative = path.strip_prefix(staging).unwrap_or(&path);
-        let target_dir = match relative.parent() {
-            Some(parent) if parent == pods => aside.to_path_buf(),
-            Some(parent) => root.join(parent),
-            None => root.to_path_buf(),
-        };
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let target = target_dir.join(&name);
+        let target = placed_at(journal, options, path.strip_prefix(staging).unwrap_or(&path));
         if target.exists() && !target.is_dir() {
             std::fs::remove_file(&target).map_err(io("replace", &target))?;
         }
-        move_file(dir, &target_dir, &name)?;
+        let target_dir = target.parent().unwrap_or(&options.root);
+        move_file(dir, target_dir, &entry.file_name().to_string_lossy())?;
     }
     Ok(())
 }
@@ -1047,14 +1171,28 @@ async fn start_apiserver(
 /// already run), the restored data directory goes aside, the old one returns, every manifest
 /// goes back. Returns what was done, for the caller to show.
 pub async fn abort(
-    node: &Node,
+    node: Option<&Node>,
     journal: &mut Journal,
     options: &RecoverOptions,
     narrator: &dyn Narrator,
 ) -> Result<Vec<String>> {
     let root = options.root.as_path();
     let mut done = Vec::new();
-    stop(node, journal, options, narrator).await?;
+    match node {
+        Some(node) => stop(node, journal, options, narrator).await?,
+        // A node without static Pods: only the files backup's could have started anything.
+        None if journal.with_files.is_some() && !journal.is_done("files") => {}
+        None => {
+            return Err(failed(
+                "abort",
+                format!(
+                    "the node has no etcd static Pod in {} or {}; check the node by hand",
+                    journal.static_pod_dir.display(),
+                    journal.manifests_aside.display()
+                ),
+            ));
+        }
+    }
     let (data, old) = (under(root, &journal.data_dir), under(root, &journal.data_aside));
     if old.exists() {
         if data.exists() {
@@ -1079,6 +1217,7 @@ pub async fn abort(
         && (journal.is_done("files") || journal.is_done("data-aside"))
     {
         let tar = std::fs::read(&before).map_err(io("read", &before))?;
+        remove_added_files(journal, options)?;
         put_files(journal, options, &tar)?;
         done.push(format!(
             "the node's files are back as they were (from {})",

@@ -220,9 +220,14 @@ fn preflight(node: &Node, resolved: &Resolved, options: &RecoverOptions) -> anyh
     }
     checks.push("running as root".to_string());
     checks.push(format!(
-        "a control-plane node: {} runs etcd member {}",
+        "a control-plane node: {} runs etcd member {}{}",
         node.static_pod_dir.join(&node.etcd_file).display(),
-        node.etcd.name
+        node.etcd.name,
+        if node.from_files {
+            " (from the files backup)"
+        } else {
+            ""
+        }
     ));
     match (&resolved.version, &node.etcd.image_version) {
         (Some(data), Some(image)) => {
@@ -350,10 +355,13 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
                 options.journal_dir.display()
             );
         };
-        let node = discover(&options.root, Some(&journal.manifests_aside))?;
-        journal.check_node(&node)?;
+        // A node that lost its static Pods has none until the files backup's are in place.
+        let node = discover(&options.root, Some(&journal.manifests_aside), None).ok();
+        if let Some(node) = &node {
+            journal.check_node(node)?;
+        }
         let narrator = Printed::new(journal.steps().len());
-        for line in abort(&node, &mut journal, &options, &narrator).await? {
+        for line in abort(node.as_ref(), &mut journal, &options, &narrator).await? {
             writeln!(out, "{line}")?;
         }
         writeln!(
@@ -364,17 +372,45 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
         return Ok(());
     }
     let in_progress = Journal::load(&options)?;
-    let node = discover(
-        &options.root,
-        in_progress.as_ref().map(|j| j.manifests_aside.as_path()),
-    )?;
+    let aside = in_progress.as_ref().map(|j| j.manifests_aside.clone());
+    let on_node = discover(&options.root, aside.as_deref(), None);
+    let files_given = match &in_progress {
+        Some(journal) => journal.with_files.is_some(),
+        None => args.with_files.is_some(),
+    };
+    // The node is checked first; only a files backup can stand in for its static Pods.
+    let on_node = match (on_node, files_given) {
+        (Err(error), false) => return Err(error.into()),
+        (on_node, _) => on_node,
+    };
     let resolved = resolve(&args).await?;
-    let files_id = match &args.with_files {
-        None => None,
-        Some(text) => {
+    let files_id = match (&in_progress, &args.with_files) {
+        (Some(journal), _) => journal.with_files.clone(),
+        (None, None) => None,
+        (None, Some(text)) => {
             let repo = args.repo.open().await?;
             Some(resolve_id(&repo, text, Some("files")).await?.to_string())
         }
+    };
+    // The files backup, checked against its manifest before anything on the node changes; a
+    // node that lost its /etc/kubernetes is read from it.
+    let cancel = cancel_on_signals();
+    let files_pending = files_id.is_some() && !in_progress.as_ref().is_some_and(|j| j.is_done("files"));
+    let files = match (&files_id, files_pending) {
+        (Some(id), true) => {
+            let repo = args.repo.open().await?;
+            let identities = args.identity.require_for(&repo)?;
+            let id = lifeboat_repo::BackupId::parse(id).with_context(|| {
+                format!("the journal names files backup {id:?}, which is not a backup ID")
+            })?;
+            Some(fetch_files(&repo, &id, &identities, &cancel).await?)
+        }
+        _ => None,
+    };
+    let node = match (on_node, &files) {
+        (Ok(node), _) => node,
+        (Err(_), Some(tar)) => discover(&options.root, aside.as_deref(), Some(tar))?,
+        (Err(error), None) => return Err(error.into()),
     };
     let (mut journal, resuming) = match in_progress {
         Some(journal) if journal.source == resolved.shown => {
@@ -430,20 +466,7 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
         confirm(args.yes)?;
     }
     let _lock = lock(&options)?;
-    let cancel = cancel_on_signals();
     let snapshot = snapshot_for(&resolved, &journal, &options, &cancel).await?;
-    // The files backup, checked against its manifest before anything on the node changes.
-    let files = match (&journal.with_files, journal.is_done("files")) {
-        (Some(id), false) => {
-            let repo = args.repo.open().await?;
-            let identities = args.identity.require_for(&repo)?;
-            let id = lifeboat_repo::BackupId::parse(id).with_context(|| {
-                format!("the journal names files backup {id:?}, which is not a backup ID")
-            })?;
-            Some(fetch_files(&repo, &id, &identities, &cancel).await?)
-        }
-        _ => None,
-    };
     let narrator = Printed::new(journal.steps().len());
     let outcome = run(
         &node,

@@ -357,7 +357,7 @@ fn killed_at(mut command: Command, step: &str) -> String {
 
 /// Runs `command` until it kills itself (SIGKILL) at `point` (`begin`, or `worked`: its work
 /// done, not yet in the journal) of `step`, through the recover failpoint.
-fn crashed_at(mut command: Command, step: &str, point: &str) {
+fn crashed_at(command: &mut Command, step: &str, point: &str) {
     let output = command
         .arg("--yes")
         .env("LIFEBOAT_FAILPOINT", format!("recover:{step}:{point}"))
@@ -597,24 +597,7 @@ async fn every_member_running_the_same_command_makes_one_new_cluster() {
 async fn with_files_the_control_plane_files_come_back_first_and_abort_would_have_them() {
     let (node, repo, _) = backed_up_node(None).await;
     // The node's PKI and admin kubeconfig, as kubeadm leaves them.
-    let tree = tempfile::tempdir().unwrap();
-    lifeboat_test_support::control_plane_tree(tree.path(), true).unwrap();
-    let copy = |relative: &str| {
-        let status = Command::new("cp")
-            .arg("-a")
-            .arg(tree.path().join(relative))
-            .arg(node.path(&format!("/{relative}")))
-            .status()
-            .unwrap();
-        assert!(status.success());
-    };
-    copy("etc/kubernetes/pki");
-    copy("etc/kubernetes/admin.conf");
-    run_ok(
-        repo.lifeboat()
-            .args(["backup", "--files", "--root"])
-            .arg(node.root.path()),
-    );
+    back_up_the_files(&node, &repo);
     let admin = node.path("/etc/kubernetes/admin.conf");
     let original = std::fs::read(&admin).unwrap();
     // The node loses its CA and its admin kubeconfig is overwritten.
@@ -640,6 +623,90 @@ async fn with_files_the_control_plane_files_come_back_first_and_abort_would_have
     assert!(
         before.windows(7).any(|w| w == b"broken\n"),
         "the overwritten kubeconfig is in the saved set"
+    );
+}
+
+/// Copies kubeadm's PKI and admin kubeconfig into the node and takes a files backup of it.
+fn back_up_the_files(node: &NodeTree, repo: &Repo) {
+    let tree = tempfile::tempdir().unwrap();
+    lifeboat_test_support::control_plane_tree(tree.path(), true).unwrap();
+    for relative in ["etc/kubernetes/pki", "etc/kubernetes/admin.conf"] {
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(tree.path().join(relative))
+            .arg(node.path(&format!("/{relative}")))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    run_ok(
+        repo.lifeboat()
+            .args(["backup", "--files", "--root"])
+            .arg(node.root.path()),
+    );
+}
+
+#[tokio::test]
+async fn a_node_that_lost_etc_kubernetes_and_its_data_is_rebuilt_from_the_files_backup() {
+    let (node, repo, _) = backed_up_node(None).await;
+    back_up_the_files(&node, &repo);
+    let admin = std::fs::read(node.path("/etc/kubernetes/admin.conf")).unwrap();
+    // A rebuilt node: no /etc/kubernetes, no etcd data (the kubelet config remains or not).
+    std::fs::remove_dir_all(node.path("/etc/kubernetes")).unwrap();
+    std::fs::remove_dir_all(node.path("/var/lib/etcd")).unwrap();
+    let refused = run_failing(node.recover(&repo).arg("--dry-run"), 1);
+    assert!(
+        refused.contains("no etcd static Pod in /etc/kubernetes/manifests")
+            && refused.contains("--with-files"),
+        "{refused}"
+    );
+    let plan = run_ok(node.recover(&repo).args(["--with-files", "latest", "--dry-run"]));
+    assert!(
+        plan.contains("etcd member cp-1 (from the files backup)"),
+        "{plan}"
+    );
+    assert!(
+        !node.path("/etc/kubernetes").exists(),
+        "a dry run changes nothing"
+    );
+
+    // Crashed before or once the files are in place, then rolled back: the node is empty again.
+    for (step, point) in [("stop", "worked"), ("files", "worked")] {
+        crashed_at(node.recover(&repo).args(["--with-files", "latest"]), step, point);
+        run_ok(
+            repo.lifeboat()
+                .args(["recover", "--kubeadm", "--abort", "--root"])
+                .arg(node.root.path()),
+        );
+        assert_eq!(
+            files_under(&node.path("/etc/kubernetes")),
+            Vec::<String>::new(),
+            "after {step}:{point}"
+        );
+        assert!(!node.path("/etc/kubernetes/pki").exists(), "after {step}:{point}");
+        assert!(!node.path("/var/lib/etcd").exists(), "after {step}:{point}");
+    }
+
+    // Crashed before the files are in place, then resumed.
+    crashed_at(
+        node.recover(&repo).args(["--with-files", "latest"]),
+        "data-aside",
+        "begin",
+    );
+    assert!(!node.path("/etc/kubernetes/admin.conf").exists());
+    let output = run(node.recover(&repo).args(["--with-files", "latest", "--yes"]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        std::fs::read(node.path("/etc/kubernetes/admin.conf")).unwrap(),
+        admin
+    );
+    assert!(node.path("/etc/kubernetes/pki/ca.crt").exists());
+    assert_eq!(node.manifests(), ["etcd.yaml", "kube-scheduler.yaml"]);
+    assert_eq!(node.value("/registry/namespaces/after").await, None);
+    assert_eq!(
+        node.value("/registry/namespaces/before").await.as_deref(),
+        Some(&b"kept"[..])
     );
 }
 
@@ -736,7 +803,7 @@ async fn killed_at_any_step_a_run_resumes_or_rolls_back() {
             let at = format!("{step}:{point}");
             // Resumed: the backup's data, every manifest back.
             let (node, repo, _) = backed_up_node(None).await;
-            crashed_at(node.recover(&repo), step, point);
+            crashed_at(&mut node.recover(&repo), step, point);
             let resumed = run(&mut node.recover(&repo));
             let stderr = String::from_utf8_lossy(&resumed.stderr);
             assert_eq!(resumed.status.code(), Some(0), "resumed after {at}: {stderr}");
@@ -748,7 +815,7 @@ async fn killed_at_any_step_a_run_resumes_or_rolls_back() {
             );
             // Rolled back: the old member serves what it held, from the old data directory.
             let (node, repo, _) = backed_up_node(None).await;
-            crashed_at(node.recover(&repo), step, point);
+            crashed_at(&mut node.recover(&repo), step, point);
             let aborted = run(repo
                 .lifeboat()
                 .args(["recover", "--kubeadm", "--abort", "--root"])
