@@ -993,6 +993,7 @@ async fn stop(
         move_file(&pods, &aside, name)?;
     }
     let deadline = Instant::now() + options.stop_timeout;
+    let mut told = None;
     loop {
         match still_running(root, node) {
             None => return Ok(()),
@@ -1009,7 +1010,11 @@ async fn stop(
                 ));
             }
             Some(reason) => {
-                narrator.note(&format!("waiting: {reason}"));
+                // Each reason once, not every half second.
+                if told.as_ref() != Some(&reason) {
+                    narrator.note(&format!("waiting: {reason}"));
+                    told = Some(reason);
+                }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }

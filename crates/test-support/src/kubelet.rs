@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use lifeboat_kubeadm::{parse_etcd_manifest, static_pod_path};
 
+use crate::{EtcdVersion, free_port};
+
 /// The flags whose values are paths on the node.
 const PATH_FLAGS: [&str; 8] = [
     "data-dir",
@@ -35,6 +37,77 @@ const LOOK_EVERY: Duration = Duration::from_millis(50);
 /// `path` (absolute on the node) inside `root`.
 pub fn under(root: &Path, path: &Path) -> PathBuf {
     root.join(path.strip_prefix("/").unwrap_or(path))
+}
+
+/// An etcd member of a kubeadm-like node: its name and its client and peer URLs on loopback.
+#[derive(Debug, Clone)]
+pub struct StaticMember {
+    pub name: String,
+    pub client: String,
+    pub peer: String,
+}
+
+impl StaticMember {
+    /// A member on free loopback ports.
+    pub fn on_free_ports(name: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            name: name.into(),
+            client: format!("http://127.0.0.1:{}", free_port()?),
+            peer: format!("http://127.0.0.1:{}", free_port()?),
+        })
+    }
+}
+
+/// Writes a kubeadm-like control-plane node under `root`: the etcd static Pod of `member` in a
+/// cluster of `all` (data in /var/lib/etcd, run as 2000:2001), a kube-scheduler Pod, and with
+/// `apiserver` a kube-apiserver Pod that serves `/readyz` with a certificate of the node's CA
+/// (`Some(true)`) or never comes up (`Some(false)`).
+pub fn write_control_plane_node(
+    root: &Path,
+    version: EtcdVersion,
+    member: &StaticMember,
+    all: &[StaticMember],
+    apiserver: Option<bool>,
+) -> anyhow::Result<()> {
+    let pods = root.join("etc/kubernetes/manifests");
+    std::fs::create_dir_all(&pods)?;
+    let (name, client, peer) = (&member.name, &member.client, &member.peer);
+    let initial = all
+        .iter()
+        .map(|m| format!("{}={}", m.name, m.peer))
+        .collect::<Vec<_>>()
+        .join(",");
+    let tag = match version {
+        EtcdVersion::V3_4 => "3.4.23-0",
+        EtcdVersion::V3_5 => "3.5.1-0",
+    };
+    std::fs::write(
+        pods.join("etcd.yaml"),
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: etcd, namespace: kube-system}}\nspec:\n  containers:\n  - name: etcd\n    image: registry.k8s.io/etcd:{tag}\n    command:\n    - etcd\n    - --name={name}\n    - --data-dir=/var/lib/etcd\n    - --listen-client-urls={client}\n    - --advertise-client-urls={client}\n    - --listen-peer-urls={peer}\n    - --initial-advertise-peer-urls={peer}\n    - --initial-cluster={initial}\n    - --initial-cluster-token=original\n    - --heartbeat-interval=10\n    - --election-timeout=100\n    securityContext: {{runAsUser: 2000, runAsGroup: 2001}}\n    volumeMounts:\n    - {{mountPath: /var/lib/etcd, name: etcd-data}}\n  volumes:\n  - {{name: etcd-data, hostPath: {{path: /var/lib/etcd}}}}\n"
+        ),
+    )?;
+    std::fs::write(
+        pods.join("kube-scheduler.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: kube-scheduler}\nspec:\n  containers:\n  - {name: kube-scheduler, image: registry.k8s.io/kube-scheduler:v1.33.0, command: [kube-scheduler]}\n",
+    )?;
+    if let Some(serving) = apiserver {
+        let tls = match serving {
+            true => {
+                crate::apiserver_pki(&root.join("etc/kubernetes/pki"))?;
+                ", --tls-cert-file=/etc/kubernetes/pki/apiserver.crt, --tls-private-key-file=/etc/kubernetes/pki/apiserver.key"
+            }
+            false => "",
+        };
+        std::fs::write(
+            pods.join("kube-apiserver.yaml"),
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: kube-apiserver}}\nspec:\n  containers:\n  - name: kube-apiserver\n    image: registry.k8s.io/kube-apiserver:v1.33.0\n    command: [kube-apiserver, --secure-port={}, --etcd-servers={client}{tls}]\n",
+                free_port()?
+            ),
+        )?;
+    }
+    Ok(())
 }
 
 #[derive(Debug)]

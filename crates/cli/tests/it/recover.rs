@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lifeboat_test_support::{EtcdVersion, FakeKubelet, free_port};
+use lifeboat_test_support::kubelet::{StaticMember as Member, write_control_plane_node};
+use lifeboat_test_support::{EtcdVersion, FakeKubelet};
 
 use crate::common::*;
 use crate::repository::{Backend, Repo};
@@ -20,81 +21,23 @@ struct NodeTree {
     kubelet: Option<FakeKubelet>,
 }
 
-/// A member's name and its client and peer URLs on loopback.
-#[derive(Clone)]
-struct Member {
-    name: String,
-    client: String,
-    peer: String,
-}
-
-impl Member {
-    fn new(name: &str) -> Self {
-        Self {
-            name: name.into(),
-            client: format!("http://127.0.0.1:{}", free_port().unwrap()),
-            peer: format!("http://127.0.0.1:{}", free_port().unwrap()),
-        }
-    }
-}
-
 impl NodeTree {
     /// A single-member node; `apiserver`: none, or a kube-apiserver Pod that serves `/readyz`
     /// (`Some(true)`) or never comes up (`Some(false)`).
     fn of_version(version: EtcdVersion, apiserver: Option<bool>) -> Self {
-        let member = Member::new("cp-1");
+        let member = Member::on_free_ports("cp-1").unwrap();
         Self::member(version, &member, std::slice::from_ref(&member), apiserver)
     }
 
     /// The node of `member` in a cluster of `all`.
     fn member(version: EtcdVersion, member: &Member, all: &[Member], apiserver: Option<bool>) -> Self {
         let root = tempfile::tempdir().unwrap();
-        let pods = root.path().join("etc/kubernetes/manifests");
-        std::fs::create_dir_all(&pods).unwrap();
-        let (name, client, peer) = (&member.name, member.client.clone(), &member.peer);
-        let initial = all
-            .iter()
-            .map(|m| format!("{}={}", m.name, m.peer))
-            .collect::<Vec<_>>()
-            .join(",");
-        let tag = match version {
-            EtcdVersion::V3_4 => "3.4.23-0",
-            EtcdVersion::V3_5 => "3.5.1-0",
-        };
-        std::fs::write(
-            pods.join("etcd.yaml"),
-            format!(
-                "apiVersion: v1\nkind: Pod\nmetadata: {{name: etcd, namespace: kube-system}}\nspec:\n  containers:\n  - name: etcd\n    image: registry.k8s.io/etcd:{tag}\n    command:\n    - etcd\n    - --name={name}\n    - --data-dir=/var/lib/etcd\n    - --listen-client-urls={client}\n    - --advertise-client-urls={client}\n    - --listen-peer-urls={peer}\n    - --initial-advertise-peer-urls={peer}\n    - --initial-cluster={initial}\n    - --initial-cluster-token=original\n    - --heartbeat-interval=10\n    - --election-timeout=100\n    securityContext: {{runAsUser: 2000, runAsGroup: 2001}}\n    volumeMounts:\n    - {{mountPath: /var/lib/etcd, name: etcd-data}}\n  volumes:\n  - {{name: etcd-data, hostPath: {{path: /var/lib/etcd}}}}\n"
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            pods.join("kube-scheduler.yaml"),
-            "apiVersion: v1\nkind: Pod\nmetadata: {name: kube-scheduler}\nspec:\n  containers:\n  - {name: kube-scheduler, image: registry.k8s.io/kube-scheduler:v1.33.0, command: [kube-scheduler]}\n",
-        )
-        .unwrap();
-        if let Some(serving) = apiserver {
-            let tls = match serving {
-                true => {
-                    lifeboat_test_support::apiserver_pki(&root.path().join("etc/kubernetes/pki")).unwrap();
-                    ", --tls-cert-file=/etc/kubernetes/pki/apiserver.crt, --tls-private-key-file=/etc/kubernetes/pki/apiserver.key"
-                }
-                false => "",
-            };
-            std::fs::write(
-                pods.join("kube-apiserver.yaml"),
-                format!(
-                    "apiVersion: v1\nkind: Pod\nmetadata: {{name: kube-apiserver}}\nspec:\n  containers:\n  - name: kube-apiserver\n    image: registry.k8s.io/kube-apiserver:v1.33.0\n    command: [kube-apiserver, --secure-port={}, --etcd-servers={client}{tls}]\n",
-                    free_port().unwrap()
-                ),
-            )
-            .unwrap();
-        }
+        write_control_plane_node(root.path(), version, member, all, apiserver).unwrap();
         let kubelet =
             FakeKubelet::start(root.path(), &version.etcd(), &root.path().join("etcd.log")).unwrap();
         Self {
             root,
-            client,
+            client: member.client.clone(),
             kubelet: Some(kubelet),
         }
     }
@@ -511,7 +454,10 @@ async fn a_damaged_backup_is_refused_before_the_node_is_touched() {
 
 #[tokio::test]
 async fn every_member_running_the_same_command_makes_one_new_cluster() {
-    let members: Vec<Member> = ["cp-1", "cp-2", "cp-3"].iter().map(|n| Member::new(n)).collect();
+    let members: Vec<Member> = ["cp-1", "cp-2", "cp-3"]
+        .iter()
+        .map(|n| Member::on_free_ports(n).unwrap())
+        .collect();
     let nodes: Vec<NodeTree> = members
         .iter()
         .map(|m| NodeTree::member(EtcdVersion::V3_5, m, &members, None))

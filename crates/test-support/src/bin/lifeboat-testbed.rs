@@ -1,12 +1,17 @@
 //! Starts a throwaway etcd on 127.0.0.1 for the demo and the benchmarks, fills it, writes a
 //! shell-sourceable file describing it, and stops it (removing its directory) on SIGINT/SIGTERM.
+//! With `--kubeadm-node DIR` the etcd is the static Pod of a kubeadm-like node tree in DIR, run
+//! by the fake kubelet, so `lifeboat recover --kubeadm --root DIR` can be shown on it.
 #![allow(clippy::print_stdout)]
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
-use lifeboat_test_support::{EtcdConfig, EtcdServer, EtcdVersion, ExistingMember, FillSpec, fill};
+use lifeboat_test_support::kubelet::{StaticMember, write_control_plane_node};
+use lifeboat_test_support::{
+    EtcdConfig, EtcdServer, EtcdVersion, ExistingMember, FakeKubelet, FillSpec, client_options, fill,
+};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Version {
@@ -40,6 +45,66 @@ struct Args {
     /// The peer URL the directory was restored for (with --boot).
     #[arg(long)]
     peer_url: Option<String>,
+    /// Write a kubeadm-like control-plane node into DIR (etcd, kube-apiserver and kube-scheduler
+    /// static Pods, PKI) and run its static Pods with the fake kubelet.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["boot", "mtls", "fill_mb"])]
+    kubeadm_node: Option<PathBuf>,
+}
+
+/// The node tree's etcd, run by the fake kubelet until interrupted.
+async fn kubeadm_node(
+    root: &std::path::Path,
+    version: EtcdVersion,
+    env_file: &std::path::Path,
+) -> anyhow::Result<()> {
+    let member = StaticMember::on_free_ports("cp-1")?;
+    write_control_plane_node(root, version, &member, std::slice::from_ref(&member), Some(true))?;
+    let kubelet = FakeKubelet::start(root, &version.etcd(), &root.join("etcd.log"))?;
+    let options = client_options(&member.client, None, None);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let etcd = loop {
+        match lifeboat_etcd_conn::connect(&options, &member.client).await {
+            Ok(etcd) => break etcd,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(error) => return Err(error).context("the node's etcd did not answer within 60 s"),
+        }
+    };
+    let summary = fill(&etcd.client(), &FillSpec::small())
+        .await
+        .context("filling etcd")?;
+    std::fs::write(
+        env_file,
+        format!(
+            "TESTBED_ENDPOINT={}\nTESTBED_ETCDCTL={}\nTESTBED_NODE_ROOT={}\n",
+            member.client,
+            version.etcdctl().display(),
+            root.display()
+        ),
+    )?;
+    println!(
+        "node {}: etcd {} static Pod at {}, run by the fake kubelet: {} live keys, revision {}",
+        root.display(),
+        version.expected(),
+        member.client,
+        summary.live_keys,
+        summary.revision
+    );
+    wait_for_signal().await?;
+    drop(kubelet);
+    let _ = std::fs::remove_file(env_file);
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    Ok(())
 }
 
 #[tokio::main]
@@ -49,6 +114,9 @@ async fn main() -> anyhow::Result<()> {
         Version::V34 => EtcdVersion::V3_4,
         Version::V35 => EtcdVersion::V3_5,
     };
+    if let Some(root) = &args.kubeadm_node {
+        return kubeadm_node(root, version, &args.env_file).await;
+    }
     let (server, summary) = match (args.boot, args.name, args.peer_url) {
         (Some(data_dir), Some(name), Some(peer_url)) => {
             let member = ExistingMember {
@@ -111,12 +179,7 @@ async fn main() -> anyhow::Result<()> {
         ),
     }
 
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
+    wait_for_signal().await?;
     drop(server);
     let _ = std::fs::remove_file(&args.env_file);
     Ok(())
