@@ -633,24 +633,36 @@ fn still_running(root: &Path, node: &Node) -> Option<String> {
     if let Some(pid) = process_on(&data_dirs) {
         return Some(format!("process {pid} still uses the data directory"));
     }
-    for container in ["etcd", "kube-apiserver"] {
-        // Without crictl (or a runtime it reaches) the checks above stand alone.
-        if let Ok(output) = std::process::Command::new("crictl")
-            .args([
-                "ps",
-                "-q",
-                "--label",
-                &format!("io.kubernetes.container.name={container}"),
-            ])
-            .stderr(std::process::Stdio::null())
-            .output()
-            && output.status.success()
-            && !output.stdout.trim_ascii().is_empty()
-        {
-            return Some(format!("crictl still lists the {container} container"));
+    ["etcd", "kube-apiserver"]
+        .into_iter()
+        .find(|container| crictl_lists(root, container))
+        .map(|container| format!("crictl still lists the {container} container"))
+}
+
+/// Whether crictl lists a running `container` (by its Kubernetes container name). Without crictl
+/// or a runtime it reaches, the port and `/proc` checks stand alone. Under another root, only
+/// that tree's own containerd socket can say what runs there.
+fn crictl_lists(root: &Path, container: &str) -> bool {
+    let mut crictl = std::process::Command::new("crictl");
+    if root != Path::new("/") {
+        let socket = under(root, Path::new("/run/containerd/containerd.sock"));
+        if !socket.exists() {
+            return false;
         }
+        crictl
+            .arg("--runtime-endpoint")
+            .arg(format!("unix://{}", socket.display()));
     }
-    None
+    crictl
+        .args([
+            "ps",
+            "-q",
+            "--label",
+            &format!("io.kubernetes.container.name={container}"),
+        ])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .is_ok_and(|output| output.status.success() && !output.stdout.trim_ascii().is_empty())
 }
 
 /// A process (other than this one) that runs etcd on one of `data_dirs`, or holds a file there.

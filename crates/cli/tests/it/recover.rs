@@ -657,6 +657,72 @@ async fn a_node_that_lost_etc_kubernetes_and_its_data_is_rebuilt_from_the_files_
 }
 
 #[tokio::test]
+async fn containers_crictl_still_lists_keep_the_run_waiting() {
+    let (node, repo, _) = backed_up_node(None).await;
+    // crictl comes from no registry here: a script stands in for it and for the tree's
+    // containerd, listing an etcd container until told otherwise, and records how it was asked.
+    let bin = tempfile::tempdir().unwrap();
+    let asked = bin.path().join("asked");
+    let listing = bin.path().join("etcd-listed");
+    std::fs::write(&listing, "").unwrap();
+    let script = format!(
+        "#!/bin/sh\necho \"$*\" >> {asked}\ncase \"$*\" in *container.name=etcd*) [ -e {listing} ] && echo 4f2a9c;; esac\nexit 0\n",
+        asked = asked.display(),
+        listing = listing.display()
+    );
+    let crictl = bin.path().join("crictl");
+    std::fs::write(&crictl, script).unwrap();
+    std::fs::set_permissions(&crictl, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap());
+    // Without the tree's containerd socket, crictl is not asked about this tree.
+    let mut command = node.recover_stopping_within(&repo, "30s");
+    command.arg("--yes").env("PATH", &path);
+    let output = command.output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!asked.exists(), "crictl asked without the tree's runtime");
+
+    let (node, repo, _) = backed_up_node(None).await;
+    let socket = node.path("/run/containerd/containerd.sock");
+    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+    std::fs::write(&socket, "").unwrap();
+    let mut command = node.recover_stopping_within(&repo, "8s");
+    command.arg("--yes").env("PATH", &path);
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("crictl still lists the etcd container"),
+        "{stderr}"
+    );
+    let asked_with = std::fs::read_to_string(&asked).unwrap();
+    assert!(
+        asked_with.contains(&format!(
+            "--runtime-endpoint unix://{} ps -q --label io.kubernetes.container.name=etcd",
+            socket.display()
+        )),
+        "{asked_with}"
+    );
+    assert_eq!(node.manifests(), ["etcd.yaml", "kube-scheduler.yaml"]);
+    // Once crictl lists nothing, the same run goes through.
+    std::fs::remove_file(&listing).unwrap();
+    let mut command = node.recover(&repo);
+    command.arg("--yes").env("PATH", &path);
+    let output = command.output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(node.value("/registry/namespaces/after").await, None);
+}
+
+#[tokio::test]
 async fn a_control_plane_that_does_not_stop_is_rolled_back_at_the_stop_timeout() {
     let (node, repo, _) = backed_up_node(None).await;
     // Something else holds a file in the data directory and never lets go (the wait outlasts
