@@ -275,7 +275,16 @@ async fn a_node_recovers_from_a_backup_after_a_plan_that_changes_nothing() {
 }
 
 /// Starts a recovery and kills it (SIGKILL) once it has begun step `step`.
-fn killed_at(mut command: Command, step: &str) -> String {
+fn killed_at(command: Command, step: &str) -> String {
+    signalled_at(command, step, nix::sys::signal::Signal::SIGKILL).1
+}
+
+/// Runs `command` until its log shows `step`, then sends it `signal`; its exit status and log.
+fn signalled_at(
+    mut command: Command,
+    step: &str,
+    signal: nix::sys::signal::Signal,
+) -> (std::process::ExitStatus, String) {
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut child: Child = command
         .arg("--yes")
@@ -293,9 +302,9 @@ fn killed_at(mut command: Command, step: &str) -> String {
         "the run reached {step}: {}",
         std::fs::read_to_string(log.path()).unwrap_or_default()
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
-    std::fs::read_to_string(log.path()).unwrap()
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+    let status = child.wait().unwrap();
+    (status, std::fs::read_to_string(log.path()).unwrap())
 }
 
 /// Runs `command` until it kills itself (SIGKILL) at `point` (`begin`, or `worked`: its work
@@ -674,16 +683,13 @@ async fn containers_crictl_still_lists_keep_the_run_waiting() {
     std::fs::write(&crictl, script).unwrap();
     std::fs::set_permissions(&crictl, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap());
+    let recovered_with_crictl = |mut command: Command| {
+        let output = command.arg("--yes").env("PATH", &path).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{stderr}");
+    };
     // Without the tree's containerd socket, crictl is not asked about this tree.
-    let mut command = node.recover_stopping_within(&repo, "30s");
-    command.arg("--yes").env("PATH", &path);
-    let output = command.output().unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    recovered_with_crictl(node.recover(&repo));
     assert!(!asked.exists(), "crictl asked without the tree's runtime");
 
     let (node, repo, _) = backed_up_node(None).await;
@@ -710,16 +716,29 @@ async fn containers_crictl_still_lists_keep_the_run_waiting() {
     assert_eq!(node.manifests(), ["etcd.yaml", "kube-scheduler.yaml"]);
     // Once crictl lists nothing, the same run goes through.
     std::fs::remove_file(&listing).unwrap();
-    let mut command = node.recover(&repo);
-    command.arg("--yes").env("PATH", &path);
-    let output = command.output().unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    recovered_with_crictl(node.recover(&repo));
     assert_eq!(node.value("/registry/namespaces/after").await, None);
+}
+
+#[tokio::test]
+async fn sigterm_stops_a_run_between_steps_and_the_rerun_resumes() {
+    let (node, repo, _) = backed_up_node(None).await;
+    let (status, log) = signalled_at(
+        node.recover(&repo),
+        "[2/7] stop",
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    assert_eq!(status.code(), Some(143), "{log}");
+    assert!(
+        !log.contains("[5/7]"),
+        "stopped before etcd was started again: {log}"
+    );
+    let resumed = run(&mut node.recover(&repo));
+    let stdout = String::from_utf8_lossy(&resumed.stdout);
+    assert_eq!(resumed.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("Resuming run"), "{stdout}");
+    assert_eq!(node.value("/registry/namespaces/after").await, None);
+    assert_eq!(node.manifests(), ["etcd.yaml", "kube-scheduler.yaml"]);
 }
 
 #[tokio::test]
