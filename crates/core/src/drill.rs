@@ -731,7 +731,7 @@ async fn quorum_check(run: &mut Run, members: &[EtcdProcess], revision: i64) -> 
     let mut hashes = Vec::new();
     for process in members {
         let mut member = process.connect().await?;
-        leaders.push(member.leader().await?);
+        leaders.push(member.refresh_status().await?.leader);
         hashes.push(member.hash_kv(revision).await?.map(|h| h.hash));
     }
     let one_leader = leaders.iter().all(|l| *l != 0 && *l == leaders[0]);

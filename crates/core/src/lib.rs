@@ -38,6 +38,7 @@ pub mod readyz;
 pub mod recover;
 pub mod repo_check;
 pub mod retention;
+pub mod revision_gap;
 pub mod snapshot_file;
 pub mod snapshot_restore;
 pub mod snapshot_save;

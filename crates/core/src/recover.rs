@@ -237,9 +237,6 @@ pub struct RecoverOptions {
     pub root: PathBuf,
     /// Where the journal, the safety copies and the manifests taken out live (a node path).
     pub journal_dir: PathBuf,
-    /// Added to the restored revision (0: none); see docs/recover.md for its size.
-    pub bump_revision: u64,
-    pub mark_compacted: bool,
     /// How long the control plane may take to stop once its manifests are gone.
     pub stop_timeout: Duration,
     /// How long the restored etcd may take to answer.
@@ -401,13 +398,24 @@ pub fn token_for(source_identity: &str) -> String {
     format!("lifeboat-{}", hex::encode(&digest[..8]))
 }
 
-/// A new journal for a run restoring `source` (of revision `snapshot_revision`) on `node`.
+/// What a run restores.
+#[derive(Debug, Clone)]
+pub struct Restoring {
+    /// The backup ID or the snapshot file, as the plan shows it.
+    pub source: String,
+    /// What names the data for the cluster token (the backup ID, the file's sha256 trailer).
+    pub identity: String,
+    pub snapshot_revision: i64,
+    /// Added to the restored revision, which is then marked compacted (0: neither); see
+    /// docs/recover.md for its size.
+    pub bump_revision: u64,
+}
+
+/// A new journal for a run restoring `restoring` on `node`.
 pub fn new_journal(
     node: &Node,
     options: &RecoverOptions,
-    source: &str,
-    source_identity: &str,
-    snapshot_revision: i64,
+    restoring: &Restoring,
     with_files: Option<String>,
     now: SystemTime,
 ) -> Journal {
@@ -420,11 +428,11 @@ pub fn new_journal(
     let mut aside = data_dir.clone().into_os_string();
     aside.push(format!(".before-recover-{run}"));
     Journal {
-        token: token_for(source_identity),
-        source: source.to_string(),
-        bump_revision: options.bump_revision,
-        mark_compacted: options.mark_compacted,
-        snapshot_revision,
+        token: token_for(&restoring.identity),
+        source: restoring.source.clone(),
+        bump_revision: restoring.bump_revision,
+        mark_compacted: restoring.bump_revision > 0,
+        snapshot_revision: restoring.snapshot_revision,
         static_pod_dir: node.static_pod_dir.clone(),
         etcd_file: node.etcd_file.clone(),
         apiserver_file: node.apiserver.as_ref().map(|(file, _)| file.clone()),

@@ -198,16 +198,7 @@ pub async fn connect(options: &ConnectOptions, endpoint: &str) -> Result<Member>
     let response = with_timeout(situation, "Status", options.command_timeout, client.status())
         .await
         .map_err(|e| with_user(e, user))?;
-    let header = response.header();
-    let status = MemberStatus {
-        endpoint: target.given.clone(),
-        cluster_id: header.map_or(0, |h| h.cluster_id()),
-        member_id: header.map_or(0, |h| h.member_id()),
-        revision: header.map_or(0, |h| h.revision()),
-        version: response.version().to_string(),
-        db_size: u64::try_from(response.db_size()).unwrap_or(0),
-        leader: response.leader(),
-    };
+    let status = member_status(&target.given, &response);
     debug!(endpoint = %target.given, version = %status.version, db_size = status.db_size, "endpoint healthy");
     let peer = Peer {
         endpoint: target.given.clone(),
@@ -215,6 +206,19 @@ pub async fn connect(options: &ConnectOptions, endpoint: &str) -> Result<Member>
         client_cert: situation.client_cert,
     };
     Ok(Member { client, status, peer })
+}
+
+fn member_status(endpoint: &str, response: &etcd_client::StatusResponse) -> MemberStatus {
+    let header = response.header();
+    MemberStatus {
+        endpoint: endpoint.to_string(),
+        cluster_id: header.map_or(0, |h| h.cluster_id()),
+        member_id: header.map_or(0, |h| h.member_id()),
+        revision: header.map_or(0, |h| h.revision()),
+        version: response.version().to_string(),
+        db_size: u64::try_from(response.db_size()).unwrap_or(0),
+        leader: response.leader(),
+    }
 }
 
 fn with_user(error: Error, user: Option<&str>) -> Error {
@@ -374,10 +378,11 @@ impl Member {
         }
     }
 
-    /// The raft leader as this member sees it now (0: none).
-    pub async fn leader(&mut self) -> Result<u64> {
-        let status = self.client.status().await.map_err(|e| self.peer.classify(&e))?;
-        Ok(status.leader())
+    /// Asks the member's Status again (its leader, 0 for none, and its revision now).
+    pub async fn refresh_status(&mut self) -> Result<&MemberStatus> {
+        let response = self.client.status().await.map_err(|e| self.peer.classify(&e))?;
+        self.status = member_status(&self.status.endpoint, &response);
+        Ok(&self.status)
     }
 
     /// The underlying client, for test harnesses that write data.

@@ -222,6 +222,24 @@ impl Repository {
         records.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(records)
     }
+
+    /// Stores the newest revision a cluster was seen at as `revisions/<cluster ID>.json` (plain:
+    /// no secret is in it).
+    pub async fn put_revision_mark(&self, cluster_id: u64, json: Vec<u8>) -> Result<()> {
+        self.storage.put(&revision_key(cluster_id), json).await
+    }
+
+    /// The stored revision mark of a cluster, if any.
+    pub async fn revision_mark(&self, cluster_id: u64) -> Result<Option<Vec<u8>>> {
+        self.storage.get(&revision_key(cluster_id)).await
+    }
+}
+
+/// Where the newest revision each cluster was seen at lives.
+const REVISIONS: &str = "revisions";
+
+fn revision_key(cluster_id: u64) -> String {
+    format!("{REVISIONS}/{cluster_id:x}.json")
 }
 
 /// Where drill records live.

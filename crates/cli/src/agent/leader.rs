@@ -1,20 +1,26 @@
 //! Leadership without the Kubernetes API: the agent whose local etcd member is the raft leader
 //! runs the cluster-wide jobs (as gardener's backup sidecars decide). The local member is asked
 //! (Maintenance.Status) every `leader_check`; an unanswered question means "not leading", so two
-//! agents never both back up because one lost its member.
+//! agents never both back up because one lost its member. The leading agent also records the
+//! cluster's revision in the repository (at most once a minute), so a recovery can size its
+//! revision bump (`lifeboat_core::revision_gap`).
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use lifeboat_core::Cancel;
-use lifeboat_etcd_conn::Member;
+use lifeboat_etcd_conn::{Member, MemberStatus};
 use tracing::{info, warn};
 
 use super::Agent;
 use super::config::LeaderMode;
 
-/// Asks the local member (the first endpoint) who leads: (its ID, the leader's ID).
-async fn ask(agent: &Agent, member: &mut Option<Member>) -> anyhow::Result<(u64, u64)> {
+/// How often the leading agent records the cluster's revision.
+const MARK_EVERY: Duration = Duration::from_secs(60);
+
+/// Asks the local member (the first endpoint) how it stands: its ID, the leader's, its
+/// cluster's and its revision.
+async fn ask(agent: &Agent, member: &mut Option<Member>) -> anyhow::Result<MemberStatus> {
     if member.is_none() {
         let options = agent.etcd_flags()?.resolve()?;
         let endpoint = options.endpoints.first().cloned().unwrap_or_default();
@@ -23,9 +29,8 @@ async fn ask(agent: &Agent, member: &mut Option<Member>) -> anyhow::Result<(u64,
     let Some(connected) = member.as_mut() else {
         anyhow::bail!("no connection to the local member");
     };
-    let member_id = connected.status().member_id;
-    match connected.leader().await {
-        Ok(leader) => Ok((member_id, leader)),
+    match connected.refresh_status().await {
+        Ok(status) => Ok(status.clone()),
         Err(error) => {
             // Reconnect next time: the member may have restarted.
             *member = None;
@@ -39,6 +44,7 @@ pub async fn watch(agent: Arc<Agent>, stop: Cancel) {
         return;
     }
     let mut member = None;
+    let mut marked: Option<Instant> = None;
     loop {
         let answer = tokio::select! {
             _ = stop.cancelled() => return,
@@ -48,15 +54,31 @@ pub async fn watch(agent: Arc<Agent>, stop: Cancel) {
             member = None;
             Err(anyhow::anyhow!("the local member did not answer in time"))
         });
-        let (leading, member_id, leader_id, error) = match answer {
-            Ok((member_id, leader_id)) => (
-                leader_id != 0 && leader_id == member_id,
-                Some(member_id),
-                Some(leader_id),
+        let (leading, member_id, leader_id, error) = match &answer {
+            Ok(status) => (
+                status.leader != 0 && status.leader == status.member_id,
+                Some(status.member_id),
+                Some(status.leader),
                 None,
             ),
-            Err(error) => (false, None, None, Some(crate::exit::one_line(&error))),
+            Err(error) => (false, None, None, Some(crate::exit::one_line(error))),
         };
+        if let Ok(status) = &answer
+            && leading
+            && marked.is_none_or(|at| at.elapsed() >= MARK_EVERY)
+        {
+            marked = Some(Instant::now());
+            // Off the loop: a slow repository must not delay the next look at leadership.
+            let (agent, status) = (agent.clone(), status.clone());
+            tokio::spawn(async move {
+                if let Err(error) = mark_revision(&agent, &status).await {
+                    warn!(
+                        "cannot record the cluster's revision in the repository: {}",
+                        crate::exit::one_line(&error)
+                    );
+                }
+            });
+        }
         let changed = {
             let mut status = agent.status();
             let state = &mut status.leadership;
@@ -96,4 +118,10 @@ pub async fn watch(agent: Arc<Agent>, stop: Cancel) {
             _ = tokio::time::sleep(agent.config.leader_check) => {}
         }
     }
+}
+
+async fn mark_revision(agent: &Agent, status: &MemberStatus) -> anyhow::Result<()> {
+    let repo = agent.open_repository().await?;
+    lifeboat_core::revision_gap::record(&repo, status.cluster_id, status.revision, SystemTime::now()).await?;
+    Ok(())
 }

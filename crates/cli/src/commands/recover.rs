@@ -11,8 +11,8 @@ use lifeboat_core::Cancel;
 use lifeboat_core::backups::fetch_snapshot;
 use lifeboat_core::files::fetch_files;
 use lifeboat_core::recover::{
-    DEFAULT_BUMP, Journal, Narrator, Node, Outcome, RecoverOptions, abort, discover, free_bytes, lock,
-    new_journal, plan, restore_file, run, under,
+    DEFAULT_BUMP, Journal, Narrator, Node, Outcome, RecoverOptions, Restoring, abort, discover, free_bytes,
+    lock, new_journal, plan, restore_file, run, under,
 };
 use lifeboat_core::snapshot_restore::RestoreOptions;
 use lifeboat_etcd_proc::Version;
@@ -138,6 +138,8 @@ struct Resolved {
     revision: i64,
     version: Option<String>,
     bytes: u64,
+    /// The revision bump the agent's revision mark measures for this backup, if any.
+    measured_bump: Option<lifeboat_core::revision_gap::MeasuredBump>,
 }
 
 async fn resolve(args: &RecoverArgs) -> anyhow::Result<Resolved> {
@@ -158,6 +160,7 @@ async fn resolve(args: &RecoverArgs) -> anyhow::Result<Resolved> {
             revision: report.status.map_or(0, |s| s.revision),
             version: facts.cluster_version,
             bytes,
+            measured_bump: None,
             source: Source::File(file.clone()),
         });
     }
@@ -172,7 +175,10 @@ async fn resolve(args: &RecoverArgs) -> anyhow::Result<Resolved> {
         .etcd
         .as_ref()
         .with_context(|| format!("backup {id} holds no etcd snapshot; choose an etcd backup"))?;
+    let measured_bump =
+        lifeboat_core::revision_gap::measured_bump(&repo, &manifest, SystemTime::now()).await?;
     Ok(Resolved {
+        measured_bump,
         shown: format!("backup {id}"),
         identity: id.to_string(),
         revision: etcd.revision,
@@ -197,18 +203,37 @@ fn trailer_hex(file: &Path) -> anyhow::Result<String> {
 }
 
 fn options(args: &RecoverArgs) -> RecoverOptions {
-    let (bump_revision, mark_compacted) = match args.no_bump {
-        true => (0, false),
-        false => (args.bump_revision.unwrap_or(DEFAULT_BUMP), true),
-    };
     RecoverOptions {
         root: args.root.clone(),
         journal_dir: args.journal_dir.clone(),
-        bump_revision,
-        mark_compacted,
         stop_timeout: args.stop_timeout,
         etcd_timeout: args.etcd_timeout,
         apiserver_timeout: args.apiserver_timeout,
+    }
+}
+
+/// The bump a new run uses, and why: `--no-bump`, `--bump-revision`, else the one measured from
+/// the agent's revision mark, else [`DEFAULT_BUMP`]. Every member of a cluster must restore with
+/// the same bump, and a mark may move between the nodes' runs: a measured bump is used only for
+/// a cluster of one member.
+fn bump_for(args: &RecoverArgs, node: &Node, resolved: &Resolved) -> (u64, String) {
+    let members = node.etcd.initial_cluster.len();
+    match (args.no_bump, args.bump_revision, &resolved.measured_bump) {
+        (true, _, _) => (0, "none (--no-bump)".into()),
+        (false, Some(bump), _) => (bump, format!("{bump} (--bump-revision)")),
+        (false, None, Some(measured)) if members <= 1 => (measured.bump, measured.to_string()),
+        (false, None, Some(_)) => (
+            DEFAULT_BUMP,
+            format!(
+                "{DEFAULT_BUMP}: a cluster of {members} members restores with the same bump on every node, so the agent's measure (which may move between the runs) is not used; give the same --bump-revision on every node to choose another"
+            ),
+        ),
+        (false, None, None) => (
+            DEFAULT_BUMP,
+            format!(
+                "{DEFAULT_BUMP}: no revision of this cluster was recorded after the snapshot (the agent records one)"
+            ),
+        ),
     }
 }
 
@@ -412,6 +437,7 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
         (Err(_), Some(tar)) => discover(&options.root, aside.as_deref(), Some(tar))?,
         (Err(error), None) => return Err(error.into()),
     };
+    let bump = bump_for(&args, &node, &resolved);
     let (mut journal, resuming) = match in_progress {
         Some(journal) if journal.source == resolved.shown => {
             journal.check_node(&node)?;
@@ -426,9 +452,12 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
             new_journal(
                 &node,
                 &options,
-                &resolved.shown,
-                &resolved.identity,
-                resolved.revision,
+                &Restoring {
+                    source: resolved.shown.clone(),
+                    identity: resolved.identity.clone(),
+                    snapshot_revision: resolved.revision,
+                    bump_revision: bump.0,
+                },
                 files_id.clone(),
                 SystemTime::now(),
             ),
@@ -443,6 +472,14 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
         options.root.display()
     )?;
     writeln!(out, "  0. preflight: {}", checks.join("; "))?;
+    match resuming {
+        true => writeln!(
+            out,
+            "     revision bump: {}, as the run began",
+            journal.bump_revision
+        )?,
+        false => writeln!(out, "     revision bump: {}", bump.1)?,
+    }
     for (number, step) in plan(&node, &journal, &options).iter().enumerate() {
         let done = if journal
             .steps()

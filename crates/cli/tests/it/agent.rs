@@ -21,7 +21,7 @@ use crate::drill::kubernetes_like;
 use crate::repository::{Backend, Repo, assert_no_backup, recipient_of, upload_begun};
 
 /// A running agent, killed if the test ends without stopping it.
-struct Agent {
+pub(crate) struct Agent {
     child: Child,
     address: String,
     log: PathBuf,
@@ -29,7 +29,7 @@ struct Agent {
 
 impl Agent {
     /// Starts `lifeboat agent` on `config` (written to `dir`) with `command`'s environment.
-    fn start(mut command: Command, dir: &Path, name: &str, config: &str) -> Self {
+    pub(crate) fn start(mut command: Command, dir: &Path, name: &str, config: &str) -> Self {
         let path = dir.join(format!("{name}.yaml"));
         std::fs::write(&path, config).unwrap();
         run_ok(lifeboat().arg("agent").arg("--check-config").arg(&path));
@@ -85,7 +85,7 @@ impl Agent {
     }
 
     /// SIGTERM; returns the exit code and how long the agent took to exit.
-    fn terminate(&mut self) -> (Option<i32>, Duration) {
+    pub(crate) fn terminate(&mut self) -> (Option<i32>, Duration) {
         let started = Instant::now();
         kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).unwrap();
         let code = wait_exit(&mut self.child, Duration::from_secs(20));
@@ -135,7 +135,7 @@ fn sample(metrics: &str, series: &str) -> f64 {
         .unwrap_or(-1.0)
 }
 
-fn listen() -> String {
+pub(crate) fn listen() -> String {
     format!("127.0.0.1:{}", free_port().unwrap())
 }
 

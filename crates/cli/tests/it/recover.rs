@@ -60,6 +60,11 @@ impl NodeTree {
         }
     }
 
+    async fn revision(&self) -> i64 {
+        let status = self.client().await.status().await.unwrap();
+        status.header().unwrap().revision()
+    }
+
     async fn value(&self, key: &str) -> Option<Vec<u8>> {
         let response = self.client().await.get(key, None).await.unwrap();
         response.kvs().first().map(|kv| kv.value().to_vec())
@@ -153,15 +158,7 @@ async fn assert_holds_the_backup(node: &NodeTree, revision: i64) {
         Some(&b"kept"[..])
     );
     assert_eq!(node.value("/registry/namespaces/after").await, None);
-    let now = node
-        .client()
-        .await
-        .status()
-        .await
-        .unwrap()
-        .header()
-        .unwrap()
-        .revision();
+    let now = node.revision().await;
     assert!(
         now >= revision + 1_000_000_000,
         "revision {now} after a restore of {revision}"
@@ -739,6 +736,56 @@ async fn sigterm_stops_a_run_between_steps_and_the_rerun_resumes() {
     assert!(stdout.contains("Resuming run"), "{stdout}");
     assert_eq!(node.value("/registry/namespaces/after").await, None);
     assert_eq!(node.manifests(), ["etcd.yaml", "kube-scheduler.yaml"]);
+}
+
+#[tokio::test]
+async fn the_bump_is_measured_from_the_revision_the_agent_saw() {
+    let (node, repo, snapshot_revision) = backed_up_node(None).await;
+    let mut client = node.client().await;
+    for n in 0..40 {
+        client
+            .put(format!("/registry/configmaps/default/c{n}"), "v", None)
+            .await
+            .unwrap();
+    }
+    let live = client.status().await.unwrap().header().unwrap().revision();
+    let cluster = client.status().await.unwrap().header().unwrap().cluster_id();
+    // The agent on the node, leading its single-member cluster, records the revision it sees.
+    let work = tempfile::tempdir().unwrap();
+    let config = format!(
+        "repository: {}\nlisten: {}\nleader: etcd\nleader_check: 300ms\netcd: {{endpoints: [{}]}}\njobs:\n  - {{name: pki, kind: files, every: 1h, root: {}}}\n",
+        repo.location(),
+        crate::agent::listen(),
+        node.client,
+        work.path().display()
+    );
+    let mut agent = crate::agent::Agent::start(repo.lifeboat(), work.path(), "agent", &config);
+    let mark_file = repo.root().join(format!("revisions/{cluster:x}.json"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !mark_file.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    agent.terminate();
+    let mark: serde_json::Value = serde_json::from_slice(&std::fs::read(&mark_file).unwrap()).unwrap();
+    assert_eq!(mark["revision"].as_i64(), Some(live), "{mark}");
+    assert_eq!(mark["cluster_id"].as_str(), Some(format!("{cluster:x}").as_str()));
+
+    let plan = run_ok(node.recover(&repo).arg("--dry-run"));
+    let line = plan.lines().find(|l| l.contains("revision bump:")).unwrap();
+    assert!(
+        line.contains(&format!("the agent saw cluster {cluster:x} at revision {live}")),
+        "{line}"
+    );
+    let recovered = run_ok(node.recover(&repo).arg("--yes"));
+    let restored = node.revision().await;
+    let bump = restored - snapshot_revision;
+    // What the agent saw, plus the margin, plus what may have come since: far below the blind 1e9.
+    assert!(bump > live - snapshot_revision + 1_000_000, "bump {bump}");
+    assert!(bump < 2_000_000, "bump {bump}");
+    assert!(
+        recovered.contains(&format!("revision bump: {bump}:")),
+        "{recovered}"
+    );
 }
 
 #[tokio::test]
