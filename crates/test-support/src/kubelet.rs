@@ -56,6 +56,15 @@ impl StaticMember {
             peer: format!("http://127.0.0.1:{}", free_port()?),
         })
     }
+
+    /// A member on free loopback ports that serves clients over TLS and requires their
+    /// certificates, as kubeadm's etcd does.
+    pub fn with_mtls(name: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            client: format!("https://127.0.0.1:{}", free_port()?),
+            ..Self::on_free_ports(name)?
+        })
+    }
 }
 
 /// Writes a kubeadm-like control-plane node under `root`: the etcd static Pod of `member` in a
@@ -81,10 +90,18 @@ pub fn write_control_plane_node(
         EtcdVersion::V3_4 => "3.4.23-0",
         EtcdVersion::V3_5 => "3.5.1-0",
     };
+    // kubeadm's layout and flags: /etc/kubernetes/pki/etcd, client certificates required.
+    let tls = match client.starts_with("https:") {
+        true => {
+            crate::Pki::generate(&root.join("etc/kubernetes/pki"))?;
+            "    - --cert-file=/etc/kubernetes/pki/etcd/server.crt\n    - --key-file=/etc/kubernetes/pki/etcd/server.key\n    - --client-cert-auth=true\n    - --trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt\n"
+        }
+        false => "",
+    };
     std::fs::write(
         pods.join("etcd.yaml"),
         format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: etcd, namespace: kube-system}}\nspec:\n  containers:\n  - name: etcd\n    image: registry.k8s.io/etcd:{tag}\n    command:\n    - etcd\n    - --name={name}\n    - --data-dir=/var/lib/etcd\n    - --listen-client-urls={client}\n    - --advertise-client-urls={client}\n    - --listen-peer-urls={peer}\n    - --initial-advertise-peer-urls={peer}\n    - --initial-cluster={initial}\n    - --initial-cluster-token=original\n    - --heartbeat-interval=10\n    - --election-timeout=100\n    securityContext: {{runAsUser: 2000, runAsGroup: 2001}}\n    volumeMounts:\n    - {{mountPath: /var/lib/etcd, name: etcd-data}}\n  volumes:\n  - {{name: etcd-data, hostPath: {{path: /var/lib/etcd}}}}\n"
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: etcd, namespace: kube-system}}\nspec:\n  containers:\n  - name: etcd\n    image: registry.k8s.io/etcd:{tag}\n    command:\n    - etcd\n    - --name={name}\n    - --data-dir=/var/lib/etcd\n    - --listen-client-urls={client}\n    - --advertise-client-urls={client}\n    - --listen-peer-urls={peer}\n    - --initial-advertise-peer-urls={peer}\n    - --initial-cluster={initial}\n    - --initial-cluster-token=original\n    - --heartbeat-interval=10\n    - --election-timeout=100\n{tls}    securityContext: {{runAsUser: 2000, runAsGroup: 2001}}\n    volumeMounts:\n    - {{mountPath: /var/lib/etcd, name: etcd-data}}\n  volumes:\n  - {{name: etcd-data, hostPath: {{path: /var/lib/etcd}}}}\n"
         ),
     )?;
     std::fs::write(

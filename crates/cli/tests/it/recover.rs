@@ -789,6 +789,59 @@ async fn the_bump_is_measured_from_the_revision_the_agent_saw() {
 }
 
 #[tokio::test]
+async fn a_node_whose_etcd_requires_client_certificates_recovers_over_mtls() {
+    let member = Member::with_mtls("cp-1").unwrap();
+    let node = NodeTree::member(EtcdVersion::V3_5, &member, std::slice::from_ref(&member), None);
+    let pki = node.path("/etc/kubernetes/pki/etcd");
+    let tls: Vec<String> = [
+        ("--cacert", "ca.crt"),
+        ("--cert", "healthcheck-client.crt"),
+        ("--key", "healthcheck-client.key"),
+    ]
+    .iter()
+    .flat_map(|(flag, file)| [flag.to_string(), pki.join(file).display().to_string()])
+    .collect();
+    let etcdctl = |args: &[&str]| {
+        Command::new(EtcdVersion::V3_5.etcdctl())
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &member.client])
+            .args(&tls)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !etcdctl(&["put", "/registry/namespaces/before", "kept"])
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "etcd answers over mTLS");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let repo = Repo::initialised(Backend::Local);
+    run_ok(
+        repo.lifeboat()
+            .args(["backup", "--endpoints", &member.client])
+            .args(&tls),
+    );
+    assert!(
+        etcdctl(&["put", "/registry/namespaces/after", "lost"])
+            .status
+            .success()
+    );
+
+    let output = run(node.recover(&repo).arg("--yes"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    // Both talks with the member went over mTLS with kubeadm's healthcheck-client certificate.
+    assert!(stderr.contains("the running member's data is saved"), "{stderr}");
+    assert!(stderr.contains("etcd answers at revision"), "{stderr}");
+    let value = |key: &str| String::from_utf8(etcdctl(&["get", key, "--print-value-only"]).stdout).unwrap();
+    assert_eq!(value("/registry/namespaces/before").trim(), "kept");
+    assert_eq!(value("/registry/namespaces/after").trim(), "");
+}
+
+#[tokio::test]
 async fn a_control_plane_that_does_not_stop_is_rolled_back_at_the_stop_timeout() {
     let (node, repo, _) = backed_up_node(None).await;
     // Something else holds a file in the data directory and never lets go (the wait outlasts
