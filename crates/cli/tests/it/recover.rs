@@ -209,6 +209,14 @@ async fn a_node_recovers_from_a_backup_after_a_plan_that_changes_nothing() {
     let refused = run_failing(&mut node.recover(&repo), 1);
     assert!(refused.contains("--yes"), "{refused}");
     assert_eq!(node.manifests(), ["etcd.yaml", "kube-scheduler.yaml"]);
+    // On a terminal the plan is confirmed: any answer but "yes" changes nothing.
+    let answered = on_a_terminal(node.recover(&repo), "no\n");
+    assert!(answered.contains("Type yes to carry out this plan"), "{answered}");
+    assert!(
+        answered.contains("not confirmed; nothing was changed"),
+        "{answered}"
+    );
+    assert_eq!(node.manifests(), ["etcd.yaml", "kube-scheduler.yaml"]);
 
     let output = run(node.recover(&repo).arg("--yes"));
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -302,6 +310,33 @@ fn signalled_at(
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
     let status = child.wait().unwrap();
     (status, std::fs::read_to_string(log.path()).unwrap())
+}
+
+/// Runs `command` on a pseudo-terminal (util-linux `script`) that types `input`; what the
+/// terminal showed.
+fn on_a_terminal(command: Command, input: &str) -> String {
+    let quote = |arg: &std::ffi::OsStr| format!("'{}'", arg.to_string_lossy().replace('\'', "'\\''"));
+    let line = std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(quote)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut script = Command::new("script");
+    script.args(["-qec", &line, "/dev/null"]);
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => script.env(key, value),
+            None => script.env_remove(key),
+        };
+    }
+    let mut child = script
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Runs `command` until it kills itself (SIGKILL) at `point` (`begin`, or `worked`: its work
