@@ -1,0 +1,116 @@
+//! The Kubernetes API schemas, one descriptor set per minor (compiled by build.rs from the
+//! vendored `generated.proto` files), and which message holds an (apiVersion, kind).
+
+use std::sync::OnceLock;
+
+use prost_reflect::{DescriptorPool, MessageDescriptor};
+
+/// The schema versions this build knows, newest first.
+pub const SCHEMA_VERSIONS: [&str; 6] = ["1.35", "1.34", "1.33", "1.32", "1.31", "1.30"];
+
+const DESCRIPTOR_SETS: [&[u8]; 6] = [
+    include_bytes!(concat!(env!("OUT_DIR"), "/v1_35.fds")),
+    include_bytes!(concat!(env!("OUT_DIR"), "/v1_34.fds")),
+    include_bytes!(concat!(env!("OUT_DIR"), "/v1_33.fds")),
+    include_bytes!(concat!(env!("OUT_DIR"), "/v1_32.fds")),
+    include_bytes!(concat!(env!("OUT_DIR"), "/v1_31.fds")),
+    include_bytes!(concat!(env!("OUT_DIR"), "/v1_30.fds")),
+];
+
+/// Every schema, newest first.
+#[derive(Debug)]
+pub struct Schemas {
+    pools: Vec<(&'static str, DescriptorPool)>,
+}
+
+impl Schemas {
+    /// The embedded schemas, loaded once.
+    pub fn embedded() -> &'static Schemas {
+        static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
+        SCHEMAS.get_or_init(|| Schemas {
+            pools: SCHEMA_VERSIONS
+                .iter()
+                .zip(DESCRIPTOR_SETS)
+                // Built from the vendored files by build.rs: a set that does not load is a build
+                // defect, and leaves that version out rather than failing every read.
+                .filter_map(|(version, bytes)| Some((*version, DescriptorPool::decode(bytes).ok()?)))
+                .collect(),
+        })
+    }
+
+    /// The message of `api_version`/`kind` in each schema that has it, newest first.
+    pub fn messages(&self, api_version: &str, kind: &str) -> Vec<(&'static str, MessageDescriptor)> {
+        let names = message_names(api_version, kind);
+        self.pools
+            .iter()
+            .filter_map(|(version, pool)| {
+                let message = names.iter().find_map(|name| pool.get_message_by_name(name))?;
+                Some((*version, message))
+            })
+            .collect()
+    }
+}
+
+/// The protobuf message names that may hold `kind` of `api_version`, in order of preference.
+fn message_names(api_version: &str, kind: &str) -> Vec<String> {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let packages: Vec<String> = match group {
+        // Status, WatchEvent and the *Options kinds live in meta, not core.
+        "" => vec![
+            format!("api.core.{version}"),
+            "apimachinery.pkg.apis.meta.v1".into(),
+        ],
+        "meta.k8s.io" => vec![format!("apimachinery.pkg.apis.meta.{version}")],
+        "internal.apiserver.k8s.io" => vec![format!("api.apiserverinternal.{version}")],
+        "apiextensions.k8s.io" => vec![format!(
+            "apiextensions_apiserver.pkg.apis.apiextensions.{version}"
+        )],
+        "apiregistration.k8s.io" => vec![format!("kube_aggregator.pkg.apis.apiregistration.{version}")],
+        "metrics.k8s.io" => vec![format!("metrics.pkg.apis.metrics.{version}")],
+        "custom.metrics.k8s.io" => vec![format!("metrics.pkg.apis.custom_metrics.{version}")],
+        "external.metrics.k8s.io" => vec![format!("metrics.pkg.apis.external_metrics.{version}")],
+        group => {
+            let label = group.split('.').next().unwrap_or(group);
+            vec![format!("api.{label}.{version}")]
+        }
+    };
+    packages
+        .into_iter()
+        .map(|package| format!("{package}.{kind}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_schema_loads_and_finds_kinds_by_api_version() {
+        let schemas = Schemas::embedded();
+        assert_eq!(schemas.pools.len(), SCHEMA_VERSIONS.len());
+        let found = |api_version, kind| {
+            schemas
+                .messages(api_version, kind)
+                .first()
+                .map(|(_, m)| m.full_name().to_string())
+        };
+        assert_eq!(found("v1", "Pod").as_deref(), Some("api.core.v1.Pod"));
+        assert_eq!(
+            found("apps/v1", "Deployment").as_deref(),
+            Some("api.apps.v1.Deployment")
+        );
+        assert_eq!(
+            found("rbac.authorization.k8s.io/v1", "Role").as_deref(),
+            Some("api.rbac.v1.Role")
+        );
+        assert_eq!(
+            found("apiextensions.k8s.io/v1", "CustomResourceDefinition").as_deref(),
+            Some("apiextensions_apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition")
+        );
+        assert_eq!(
+            found("v1", "Status").as_deref(),
+            Some("apimachinery.pkg.apis.meta.v1.Status")
+        );
+        assert_eq!(found("example.com/v1", "Widget"), None);
+    }
+}
