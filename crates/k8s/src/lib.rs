@@ -6,10 +6,12 @@
 mod envelope;
 mod render;
 mod schema;
+mod yaml;
 
 pub use envelope::{Envelope, StoredValue, classify};
 pub use render::{Decoded, decode};
 pub use schema::{SCHEMA_VERSIONS, Schemas};
+pub use yaml::to_yaml;
 
 /// Why a value cannot be read as a Kubernetes object.
 #[derive(Debug, thiserror::Error)]
