@@ -2,6 +2,8 @@
 //! is the object it came from: strings YAML 1.1 would take for booleans, numbers, times or null
 //! stay strings, and every serializer fixture (decoded) comes back whole.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 
