@@ -33,6 +33,7 @@ mod error;
 pub mod files;
 pub mod forget;
 pub mod fsio;
+pub mod k8s_objects;
 mod progress;
 pub mod readyz;
 pub mod recover;

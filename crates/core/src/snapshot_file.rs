@@ -69,3 +69,11 @@ pub fn store_facts(path: &Path) -> Result<StoreFacts> {
         .read_with(|bytes| lifeboat_etcd_data::store_facts(&Db::open(bytes)?))
         .map_err(failed(path))
 }
+
+/// The live keys under `prefix` at `revision` (`None`: the current one), as etcd serves them.
+pub fn key_space(path: &Path, prefix: &[u8], revision: Option<i64>) -> Result<lifeboat_etcd_data::KeySpace> {
+    MappedFile::open(path)
+        .map_err(|e| failed(path)(e.into()))?
+        .read_with(|bytes| lifeboat_etcd_data::key_space(&Db::open(bytes)?, prefix, revision))
+        .map_err(failed(path))
+}

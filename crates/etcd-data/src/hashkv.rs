@@ -69,7 +69,7 @@ fn user_key(value: &[u8], key: &[u8]) -> Result<Vec<u8>> {
 
 /// Walks the file once, calling `on_key_entry` for every `key`-bucket entry; fails on any
 /// structural finding, as etcd's reads would.
-fn walk_keys<S: Source + ?Sized>(
+pub(crate) fn walk_keys<S: Source + ?Sized>(
     db: &Db<'_, S>,
     mut on_key_entry: impl FnMut(&[u8], &[u8]) -> Result<()>,
 ) -> Result<StoreFacts> {

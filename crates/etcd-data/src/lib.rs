@@ -17,6 +17,7 @@
 
 mod error;
 mod hashkv;
+mod keyspace;
 mod kv;
 pub mod restore;
 mod status;
@@ -25,6 +26,7 @@ mod verify;
 
 pub use error::{Error, Result};
 pub use hashkv::{HashKv, StoreFacts, StreamedRevision, hash_kv, store_facts};
+pub use keyspace::{KeySpace, key_space};
 pub use kv::{KeyValue, Revision};
 pub use lifeboat_bbolt as bbolt;
 pub use status::{SnapshotStatus, main_revision, status};

@@ -9,6 +9,7 @@ pub(crate) mod drill;
 pub(crate) mod drills;
 mod dump;
 mod forget;
+mod k8s;
 mod recover;
 mod repo;
 mod repo_check;
@@ -59,6 +60,9 @@ pub enum Command {
     /// command (plan, preflight, safety copies, stop, restore with a revision bump, start in
     /// order; --abort rolls back; exit 3 when the API server is not confirmed).
     Recover(Box<recover::RecoverArgs>),
+    /// Kubernetes objects read offline from a backup or a snapshot file: ls, get, decode.
+    #[command(subcommand)]
+    K8s(k8s::K8sCommand),
     /// Run the agent: scheduled backups, copies, retention, drills and certificate checks, with
     /// Prometheus metrics and a status page (docs/agent.md).
     Agent(Box<agent::AgentArgs>),
@@ -84,6 +88,7 @@ impl Command {
             Command::Certs(args) => certs::run(*args, format).await,
             Command::Drill(args) => drill::run(*args, format).await,
             Command::Drills(command) => command.run(format).await,
+            Command::K8s(command) => command.run(format).await,
             Command::Agent(args) => agent::run(*args, format).await,
             Command::Recover(args) => recover::run_command(*args, format).await,
         }

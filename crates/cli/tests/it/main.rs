@@ -6,6 +6,7 @@ mod common;
 mod drill;
 mod errors;
 mod hashkv;
+mod k8s;
 mod recover;
 mod repository;
 mod restore;

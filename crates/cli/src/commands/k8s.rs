@@ -1,0 +1,346 @@
+//! `lifeboat k8s ls|get|decode`: Kubernetes objects read offline from a snapshot file or a
+//! backup, nothing started (docs/k8s.md).
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use lifeboat_core::backups::fetch_snapshot;
+use lifeboat_core::k8s_objects::{Content, DEFAULT_PREFIX, StoredObject, read_objects};
+use serde_json::Value;
+
+use crate::exit::cancel_on_signals;
+use crate::output::{self, OutputFormat};
+use crate::repo_flags::{IdentityFlags, RepoFlags, resolve_id};
+
+/// `k8s` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum K8sCommand {
+    /// The objects of a backup, as a table (`--count`: how many per resource and namespace).
+    Ls(LsArgs),
+    /// One object, as `kubectl get -o yaml|json` prints it.
+    Get(GetArgs),
+    /// One stored value (as `etcdctl get --print-value-only` gives it), as `get` prints it.
+    Decode(DecodeArgs),
+}
+
+/// Where the objects are read from.
+#[derive(Debug, Args)]
+pub struct Source {
+    /// Read this snapshot file (or a `db` copied out of a member).
+    #[arg(long, value_name = "SNAPSHOT", conflicts_with = "backup")]
+    file: Option<PathBuf>,
+    /// Read this backup of the repository (ID or `latest`, the default without --file).
+    #[arg(long, value_name = "ID")]
+    backup: Option<String>,
+    /// The API server's --etcd-prefix.
+    #[arg(long, default_value = DEFAULT_PREFIX)]
+    etcd_prefix: String,
+    /// Read the state at this earlier revision, still kept in the snapshot's history.
+    #[arg(long, value_name = "R")]
+    revision: Option<i64>,
+    #[command(flatten)]
+    identity: IdentityFlags,
+    #[command(flatten)]
+    repo: RepoFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Only this resource: plural, singular or short name (`pods`, `pod`, `po`), or
+    /// `resource.group`.
+    resource: Option<String>,
+    /// Only this namespace (default: `default`, and cluster-scoped objects).
+    #[arg(short, long, value_name = "NS", conflicts_with = "all_namespaces")]
+    namespace: Option<String>,
+    /// Every namespace.
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
+    /// Count objects per resource and namespace instead.
+    #[arg(long)]
+    count: bool,
+    #[command(flatten)]
+    source: Source,
+}
+
+/// kubectl's `-o`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ObjectFormat {
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The resource: plural, singular or short name, or `resource.group`.
+    resource: String,
+    name: String,
+    /// The object's namespace (default: `default`; ignored for cluster-scoped resources).
+    #[arg(short, long, value_name = "NS")]
+    namespace: Option<String>,
+    #[arg(short, long, value_enum, default_value = "yaml")]
+    output: ObjectFormat,
+    /// Show metadata.managedFields, as kubectl's flag of that name does.
+    #[arg(long)]
+    show_managed_fields: bool,
+    #[command(flatten)]
+    source: Source,
+}
+
+#[derive(Debug, Args)]
+pub struct DecodeArgs {
+    /// The value's file (`-` or nothing: standard input).
+    file: Option<PathBuf>,
+    #[arg(short, long, value_enum, default_value = "yaml")]
+    output: ObjectFormat,
+}
+
+/// kubectl's short names of built-in resources.
+const SHORT_NAMES: &[(&str, &str)] = &[
+    ("cm", "configmaps"),
+    ("cj", "cronjobs"),
+    ("crd", "customresourcedefinitions"),
+    ("crds", "customresourcedefinitions"),
+    ("csr", "certificatesigningrequests"),
+    ("deploy", "deployments"),
+    ("ds", "daemonsets"),
+    ("ep", "endpoints"),
+    ("ev", "events"),
+    ("hpa", "horizontalpodautoscalers"),
+    ("ing", "ingresses"),
+    ("limits", "limitranges"),
+    ("netpol", "networkpolicies"),
+    ("no", "nodes"),
+    ("ns", "namespaces"),
+    ("pc", "priorityclasses"),
+    ("pdb", "poddisruptionbudgets"),
+    ("po", "pods"),
+    ("pv", "persistentvolumes"),
+    ("pvc", "persistentvolumeclaims"),
+    ("quota", "resourcequotas"),
+    ("rc", "replicationcontrollers"),
+    ("rs", "replicasets"),
+    ("sa", "serviceaccounts"),
+    ("sc", "storageclasses"),
+    ("sts", "statefulsets"),
+    ("svc", "services"),
+];
+
+/// Whether `word` (as kubectl takes a resource name) names `object`'s resource.
+fn names_resource(word: &str, object: &StoredObject) -> bool {
+    let word = word.to_ascii_lowercase();
+    let word = SHORT_NAMES
+        .iter()
+        .find(|(short, _)| *short == word)
+        .map_or(word.as_str(), |(_, plural)| plural);
+    let (kind, api_version) = object.kind();
+    let group = api_version.and_then(|v| v.rsplit_once('/')).map(|(g, _)| g);
+    let plural = object
+        .resource
+        .split_once('.')
+        .map_or(object.resource.as_str(), |(p, _)| p);
+    let singular = kind.map(str::to_ascii_lowercase);
+    // The singular of a plural, where the value does not say its kind (encrypted, say).
+    let singular_of = |name: &str| {
+        [format!("{name}s"), format!("{name}es")].contains(&plural.to_string())
+            || name
+                .strip_suffix('y')
+                .is_some_and(|stem| format!("{stem}ies") == plural)
+    };
+    let names = |name: &str| {
+        name == object.resource || name == plural || Some(name) == singular.as_deref() || singular_of(name)
+    };
+    match word.split_once('.') {
+        Some((name, wanted_group)) if !names(word) => names(name) && group.is_none_or(|g| g == wanted_group),
+        _ => names(word),
+    }
+}
+
+impl K8sCommand {
+    pub async fn run(self, format: OutputFormat) -> anyhow::Result<()> {
+        match self {
+            K8sCommand::Ls(args) => ls(args, format).await,
+            K8sCommand::Get(args) => get(args).await,
+            K8sCommand::Decode(args) => decode(args),
+        }
+    }
+}
+
+/// The objects of the source, and the revision read. A backup is fetched (decrypted and checked
+/// against its manifest) into a private temporary file, removed once read: it holds every
+/// Secret of the cluster.
+async fn objects(source: &Source) -> anyhow::Result<(i64, Vec<StoredObject>)> {
+    if let Some(file) = &source.file {
+        return Ok(read_objects(file, &source.etcd_prefix, source.revision)?);
+    }
+    let repo = source.repo.open().await?;
+    let identities = source.identity.require_for(&repo)?;
+    let id = resolve_id(&repo, source.backup.as_deref().unwrap_or("latest"), Some("etcd")).await?;
+    let manifest = repo.manifest(&id).await?;
+    let dir = tempfile::Builder::new()
+        .prefix("lifeboat-k8s-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let path = dir.path().join("snapshot.db");
+    let bar = crate::progress::TerminalBar::new("fetch");
+    fetch_snapshot(&repo, &manifest, &identities, &path, &bar, &cancel_on_signals()).await?;
+    let (prefix, revision) = (source.etcd_prefix.clone(), source.revision);
+    let read = tokio::task::spawn_blocking(move || read_objects(&path, &prefix, revision)).await??;
+    drop(dir);
+    Ok(read)
+}
+
+fn in_namespace(object: &StoredObject, namespace: Option<&str>, all: bool) -> bool {
+    all || object.namespace.is_none() || object.namespace.as_deref() == Some(namespace.unwrap_or("default"))
+}
+
+async fn ls(args: LsArgs, format: OutputFormat) -> anyhow::Result<()> {
+    let (revision, objects) = objects(&args.source).await?;
+    let chosen: Vec<&StoredObject> = objects
+        .iter()
+        .filter(|o| args.resource.as_deref().is_none_or(|r| names_resource(r, o)))
+        .filter(|o| in_namespace(o, args.namespace.as_deref(), args.all_namespaces))
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if args.count {
+        let mut counts = std::collections::BTreeMap::<(String, String), u64>::new();
+        for object in &chosen {
+            *counts
+                .entry((
+                    object.resource.clone(),
+                    object.namespace.clone().unwrap_or_default(),
+                ))
+                .or_default() += 1;
+        }
+        if format == OutputFormat::Json {
+            let rows: Vec<Value> = counts
+                .iter()
+                .map(|((resource, namespace), count)| {
+                    serde_json::json!({"resource": resource, "namespace": namespace, "count": count})
+                })
+                .collect();
+            return output::json(
+                &mut out,
+                &serde_json::json!({"revision": revision, "counts": rows}),
+            );
+        }
+        let rows: Vec<Vec<String>> = counts
+            .into_iter()
+            .map(|((resource, namespace), count)| vec![resource, namespace, count.to_string()])
+            .collect();
+        output::grid(&mut out, &["RESOURCE", "NAMESPACE", "COUNT"], &rows)?;
+        return Ok(());
+    }
+    let row = |o: &StoredObject| {
+        let (kind, api_version) = o.kind();
+        let encrypted = match &o.content {
+            Content::Encrypted { provider, key_name } => format!("{provider}:{key_name}"),
+            _ => "no".into(),
+        };
+        vec![
+            o.namespace.clone().unwrap_or_default(),
+            o.name.clone(),
+            kind.unwrap_or("-").to_string(),
+            api_version.unwrap_or("-").to_string(),
+            o.mod_revision.to_string(),
+            o.size.to_string(),
+            encrypted,
+        ]
+    };
+    if format == OutputFormat::Json {
+        let rows: Vec<Value> = chosen
+            .iter()
+            .map(|o| {
+                let cells = row(o);
+                serde_json::json!({
+                    "key": o.key, "resource": o.resource, "namespace": o.namespace, "name": o.name,
+                    "kind": o.kind().0, "apiVersion": o.kind().1, "revision": o.mod_revision,
+                    "size": o.size, "encrypted": cells[6] != "no",
+                })
+            })
+            .collect();
+        return output::json(
+            &mut out,
+            &serde_json::json!({"revision": revision, "objects": rows}),
+        );
+    }
+    let rows: Vec<Vec<String>> = chosen.iter().map(|o| row(o)).collect();
+    output::grid(
+        &mut out,
+        &[
+            "NAMESPACE",
+            "NAME",
+            "KIND",
+            "APIVERSION",
+            "REVISION",
+            "SIZE",
+            "ENCRYPTED",
+        ],
+        &rows,
+    )?;
+    Ok(())
+}
+
+async fn get(args: GetArgs) -> anyhow::Result<()> {
+    let (revision, objects) = objects(&args.source).await?;
+    let namespace = args.namespace.as_deref().unwrap_or("default");
+    let object = objects
+        .iter()
+        .filter(|o| names_resource(&args.resource, o) && o.name == args.name)
+        .find(|o| o.namespace.as_deref().is_none_or(|ns| ns == namespace))
+        .with_context(|| {
+            format!(
+                "{} {:?} is not in namespace {namespace} at revision {revision}; `lifeboat k8s ls {} -A` lists what there is",
+                args.resource, args.name, args.resource
+            )
+        })?;
+    let value = match &object.content {
+        Content::Object(_) => object.as_kubectl(args.show_managed_fields),
+        Content::Encrypted { provider, key_name } => bail!(
+            "{} is encrypted at rest ({provider}, key {key_name}); decrypting it needs the API server's EncryptionConfiguration, which this build cannot use yet",
+            object.key
+        ),
+        Content::Unreadable(why) => bail!("{} cannot be read: {why}", object.key),
+    };
+    print_object(value.as_ref().unwrap_or(&Value::Null), args.output)
+}
+
+fn print_object(object: &Value, format: ObjectFormat) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        ObjectFormat::Yaml => out.write_all(lifeboat_k8s::to_yaml(object).as_bytes())?,
+        ObjectFormat::Json => {
+            // kubectl indents JSON by four spaces.
+            let mut writer = serde_json::Serializer::with_formatter(
+                &mut out,
+                serde_json::ser::PrettyFormatter::with_indent(b"    "),
+            );
+            serde::Serialize::serialize(object, &mut writer)?;
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}
+
+fn decode(args: DecodeArgs) -> anyhow::Result<()> {
+    let mut value = Vec::new();
+    match &args.file {
+        Some(path) if path.as_os_str() != "-" => {
+            value = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        }
+        _ => {
+            std::io::stdin().read_to_end(&mut value)?;
+        }
+    }
+    // etcdctl --print-value-only ends the value with a newline of its own.
+    let decoded = match (lifeboat_k8s::decode(&value), value.strip_suffix(b"\n")) {
+        (Ok(decoded), _) => decoded,
+        (Err(error), Some(without)) => lifeboat_k8s::decode(without).map_err(|_| error)?,
+        (Err(error), None) => return Err(error.into()),
+    };
+    for finding in &decoded.findings {
+        tracing::warn!("{finding}");
+    }
+    print_object(&decoded.object, args.output)
+}

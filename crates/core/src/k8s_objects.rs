@@ -1,0 +1,194 @@
+//! Kubernetes objects read offline from a snapshot file: each live key under the API server's
+//! prefix, named by its key (`<prefix>/<resource>/[<namespace>/]<name>`), its value decoded.
+
+use std::path::Path;
+
+use lifeboat_k8s::{Decoded, StoredValue};
+use serde_json::Value;
+
+use crate::Result;
+
+/// The API server's default `--etcd-prefix`.
+pub const DEFAULT_PREFIX: &str = "/registry";
+
+/// What a stored value turned out to be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Content {
+    Object(Box<Decoded>),
+    /// Encrypted at rest by `provider` with key `key_name` (the KMS provider's name for kms).
+    Encrypted {
+        provider: String,
+        key_name: String,
+    },
+    /// Not readable as an object: why.
+    Unreadable(String),
+}
+
+/// One object as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredObject {
+    pub key: String,
+    /// The resource as its key names it: `pods`, `deployments`, `widgets.example.com`.
+    pub resource: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub mod_revision: i64,
+    pub size: usize,
+    pub content: Content,
+}
+
+impl StoredObject {
+    /// `kind` and `apiVersion`, when the value says.
+    pub fn kind(&self) -> (Option<&str>, Option<&str>) {
+        match &self.content {
+            Content::Object(decoded) => (
+                decoded.object["kind"].as_str(),
+                decoded.object["apiVersion"].as_str(),
+            ),
+            _ => (None, None),
+        }
+    }
+
+    /// The object as `kubectl get -o json` shows it: `metadata.resourceVersion` from the key's
+    /// revision (the API server sets it on read), managed fields only when asked.
+    pub fn as_kubectl(&self, show_managed_fields: bool) -> Option<Value> {
+        let Content::Object(decoded) = &self.content else {
+            return None;
+        };
+        let mut object = decoded.object.clone();
+        if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            metadata.insert(
+                "resourceVersion".into(),
+                Value::String(self.mod_revision.to_string()),
+            );
+            if !show_managed_fields {
+                metadata.remove("managedFields");
+            }
+        }
+        Some(object)
+    }
+}
+
+/// Built-in resources whose keys do not start with their resource name.
+const KEY_RESOURCES: &[(&str, &str)] = &[
+    ("services/specs", "services"),
+    ("services/endpoints", "endpoints"),
+    ("minions", "nodes"),
+];
+
+/// The resource, namespace and name a key under `prefix` names.
+pub fn parse_key(prefix: &str, key: &str) -> Option<(String, Option<String>, String)> {
+    let rest = key.strip_prefix(prefix)?.strip_prefix('/')?;
+    let (resource, rest) = match KEY_RESOURCES
+        .iter()
+        .find_map(|(path, resource)| Some((*resource, rest.strip_prefix(path)?.strip_prefix('/')?)))
+    {
+        Some((resource, rest)) => (resource.to_string(), rest),
+        None => {
+            let (first, rest) = rest.split_once('/')?;
+            // Custom and aggregated resources: <group>/<plural>/...
+            if first.contains('.') {
+                let (plural, rest) = rest.split_once('/')?;
+                (format!("{plural}.{first}"), rest)
+            } else {
+                (first.to_string(), rest)
+            }
+        }
+    };
+    let mut parts = rest.split('/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(name), None, None) if !name.is_empty() => Some((resource, None, name.to_string())),
+        (Some(namespace), Some(name), None) if !namespace.is_empty() && !name.is_empty() => {
+            Some((resource, Some(namespace.to_string()), name.to_string()))
+        }
+        _ => None,
+    }
+}
+
+/// Every object under `prefix` in the snapshot file at `revision` (`None`: its current one), and
+/// the revision read. Keys that name no object (e.g. the API server's range allocations) are
+/// left out.
+pub fn read_objects(path: &Path, prefix: &str, revision: Option<i64>) -> Result<(i64, Vec<StoredObject>)> {
+    let prefix = prefix.trim_end_matches('/');
+    let space = crate::snapshot_file::key_space(path, format!("{prefix}/").as_bytes(), revision)?;
+    let objects = space
+        .entries
+        .into_iter()
+        .filter_map(|record| {
+            let key = String::from_utf8(record.key).ok()?;
+            let (resource, namespace, name) = parse_key(prefix, &key)?;
+            let content = content(&record.value);
+            Some(StoredObject {
+                key,
+                resource,
+                namespace,
+                name,
+                mod_revision: record.mod_revision,
+                size: record.value.len(),
+                content,
+            })
+        })
+        .collect();
+    Ok((space.revision, objects))
+}
+
+fn content(value: &[u8]) -> Content {
+    if let Ok(StoredValue::Encrypted {
+        provider, key_name, ..
+    }) = lifeboat_k8s::classify(value)
+    {
+        return Content::Encrypted { provider, key_name };
+    }
+    match lifeboat_k8s::decode(value) {
+        Ok(decoded) => Content::Object(Box::new(decoded)),
+        Err(error) => Content::Unreadable(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_name_resource_namespace_and_name() {
+        let parsed = |key| parse_key("/registry", key);
+        let named = |resource: &str, namespace: Option<&str>, name: &str| {
+            Some((
+                resource.to_string(),
+                namespace.map(String::from),
+                name.to_string(),
+            ))
+        };
+        assert_eq!(
+            parsed("/registry/pods/default/web-1"),
+            named("pods", Some("default"), "web-1")
+        );
+        assert_eq!(
+            parsed("/registry/namespaces/kube-system"),
+            named("namespaces", None, "kube-system")
+        );
+        assert_eq!(
+            parsed("/registry/services/specs/default/kubernetes"),
+            named("services", Some("default"), "kubernetes")
+        );
+        assert_eq!(parsed("/registry/minions/node-1"), named("nodes", None, "node-1"));
+        assert_eq!(
+            parsed("/registry/example.com/widgets/default/w"),
+            named("widgets.example.com", Some("default"), "w")
+        );
+        assert_eq!(
+            parsed("/registry/apiextensions.k8s.io/customresourcedefinitions/widgets.example.com"),
+            named(
+                "customresourcedefinitions.apiextensions.k8s.io",
+                None,
+                "widgets.example.com"
+            )
+        );
+        assert_eq!(
+            parsed("/registry/ranges/serviceips"),
+            named("ranges", None, "serviceips")
+        );
+        assert_eq!(parsed("/other/pods/a/b"), None);
+        assert_eq!(parsed("/registry/pods/a/b/c"), None);
+    }
+}
