@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use lifeboat_k8s::{Decoded, StoredValue};
+use lifeboat_k8s::{Decoded, EncryptionConfig, StoredValue};
 use serde_json::Value;
 
 use crate::Result;
@@ -15,11 +15,8 @@ pub const DEFAULT_PREFIX: &str = "/registry";
 #[derive(Debug, Clone, PartialEq)]
 pub enum Content {
     Object(Box<Decoded>),
-    /// Encrypted at rest by `provider` with key `key_name` (the KMS provider's name for kms).
-    Encrypted {
-        provider: String,
-        key_name: String,
-    },
+    /// Encrypted at rest and not decrypted: why (no configuration given, no such key, KMS).
+    Encrypted(String),
     /// Not readable as an object: why.
     Unreadable(String),
 }
@@ -34,6 +31,8 @@ pub struct StoredObject {
     pub name: String,
     pub mod_revision: i64,
     pub size: usize,
+    /// `provider:key name` when the value is encrypted at rest (decrypted or not).
+    pub encrypted_with: Option<String>,
     pub content: Content,
 }
 
@@ -106,9 +105,14 @@ pub fn parse_key(prefix: &str, key: &str) -> Option<(String, Option<String>, Str
 }
 
 /// Every object under `prefix` in the snapshot file at `revision` (`None`: its current one), and
-/// the revision read. Keys that name no object (e.g. the API server's range allocations) are
-/// left out.
-pub fn read_objects(path: &Path, prefix: &str, revision: Option<i64>) -> Result<(i64, Vec<StoredObject>)> {
+/// the revision read; values encrypted at rest are decrypted with `encryption` when given.
+/// Keys that name no object are left out.
+pub fn read_objects(
+    path: &Path,
+    prefix: &str,
+    revision: Option<i64>,
+    encryption: Option<&EncryptionConfig>,
+) -> Result<(i64, Vec<StoredObject>)> {
     let prefix = prefix.trim_end_matches('/');
     let space = crate::snapshot_file::key_space(path, format!("{prefix}/").as_bytes(), revision)?;
     let objects = space
@@ -117,7 +121,7 @@ pub fn read_objects(path: &Path, prefix: &str, revision: Option<i64>) -> Result<
         .filter_map(|record| {
             let key = String::from_utf8(record.key).ok()?;
             let (resource, namespace, name) = parse_key(prefix, &key)?;
-            let content = content(&record.value);
+            let (encrypted_with, content) = content(&key, &resource, &record.value, encryption);
             Some(StoredObject {
                 key,
                 resource,
@@ -125,6 +129,7 @@ pub fn read_objects(path: &Path, prefix: &str, revision: Option<i64>) -> Result<
                 name,
                 mod_revision: record.mod_revision,
                 size: record.value.len(),
+                encrypted_with,
                 content,
             })
         })
@@ -132,16 +137,33 @@ pub fn read_objects(path: &Path, prefix: &str, revision: Option<i64>) -> Result<
     Ok((space.revision, objects))
 }
 
-fn content(value: &[u8]) -> Content {
-    if let Ok(StoredValue::Encrypted {
-        provider, key_name, ..
-    }) = lifeboat_k8s::classify(value)
-    {
-        return Content::Encrypted { provider, key_name };
-    }
-    match lifeboat_k8s::decode(value) {
+/// What a value stored under `key` holds, and how it was encrypted at rest.
+pub fn content(
+    key: &str,
+    resource: &str,
+    value: &[u8],
+    encryption: Option<&EncryptionConfig>,
+) -> (Option<String>, Content) {
+    let decoded = |plain: &[u8]| match lifeboat_k8s::decode(plain) {
         Ok(decoded) => Content::Object(Box::new(decoded)),
         Err(error) => Content::Unreadable(error.to_string()),
+    };
+    let Ok(StoredValue::Encrypted {
+        provider, key_name, ..
+    }) = lifeboat_k8s::classify(value)
+    else {
+        return (None, decoded(value));
+    };
+    let with = Some(format!("{provider}:{key_name}"));
+    match encryption.map(|config| config.decrypt(key.as_bytes(), resource, value)) {
+        None => (
+            with,
+            Content::Encrypted(format!(
+                "{key} is encrypted at rest ({provider}, key {key_name}); give --encryption-config FILE, the API server's --encryption-provider-config"
+            )),
+        ),
+        Some(Ok(plain)) => (with, decoded(&plain)),
+        Some(Err(error)) => (with, Content::Encrypted(error.to_string())),
     }
 }
 

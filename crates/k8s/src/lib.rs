@@ -1,13 +1,16 @@
 //! The Kubernetes meaning of etcd values, offline: the storage envelope (`k8s\0` and a
 //! runtime.Unknown), protobuf read through the Kubernetes API's own `generated.proto` schemas
-//! (1.30 to 1.35, vendored under proto/), and the JSON kubectl prints for the object.
+//! (1.30 to 1.35, vendored under proto/), and the JSON kubectl prints for the object; values
+//! encrypted at rest are decrypted with the API server's EncryptionConfiguration.
 //! Pure and synchronous.
 
+mod encryption;
 mod envelope;
 mod render;
 mod schema;
 mod yaml;
 
+pub use encryption::{ConfigError, DecryptError, EncryptionConfig};
 pub use envelope::{Envelope, StoredValue, classify};
 pub use render::{Decoded, decode};
 pub use schema::{SCHEMA_VERSIONS, Schemas};

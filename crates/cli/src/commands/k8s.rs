@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use lifeboat_core::backups::fetch_snapshot;
-use lifeboat_core::k8s_objects::{Content, DEFAULT_PREFIX, StoredObject, read_objects};
+use lifeboat_core::k8s_objects::{Content, DEFAULT_PREFIX, StoredObject, parse_key, read_objects};
+use lifeboat_k8s::EncryptionConfig;
 use serde_json::Value;
 
 use crate::exit::cancel_on_signals;
@@ -23,6 +24,9 @@ pub enum K8sCommand {
     Get(GetArgs),
     /// One stored value (as `etcdctl get --print-value-only` gives it), as `get` prints it.
     Decode(DecodeArgs),
+    /// One YAML file per object under DIR/<namespace>/<resource>/<name>.yaml (cluster-scoped
+    /// objects under DIR/_cluster/); `--for-apply` leaves out what the API server sets.
+    Export(ExportArgs),
 }
 
 /// Where the objects are read from.
@@ -40,6 +44,8 @@ pub struct Source {
     /// Read the state at this earlier revision, still kept in the snapshot's history.
     #[arg(long, value_name = "R")]
     revision: Option<i64>,
+    #[command(flatten)]
+    encryption: EncryptionFlag,
     #[command(flatten)]
     identity: IdentityFlags,
     #[command(flatten)]
@@ -89,11 +95,55 @@ pub struct GetArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The directory to write into (created, 0700; files 0600: Secrets are among them).
+    #[arg(long, value_name = "DIR")]
+    to: PathBuf,
+    /// Only these resources (kubectl's names); all without.
+    resources: Vec<String>,
+    /// Only this namespace (and no cluster-scoped objects); every namespace without.
+    #[arg(short, long, value_name = "NS")]
+    namespace: Option<String>,
+    /// Leave out what the API server sets (uid, resourceVersion, generation,
+    /// creationTimestamp, managedFields, status, ownerReferences' uids), so that
+    /// `kubectl apply -f DIR` recreates the objects.
+    #[arg(long)]
+    for_apply: bool,
+    #[command(flatten)]
+    source: Source,
+}
+
+#[derive(Debug, Args)]
 pub struct DecodeArgs {
     /// The value's file (`-` or nothing: standard input).
     file: Option<PathBuf>,
     #[arg(short, long, value_enum, default_value = "yaml")]
     output: ObjectFormat,
+    /// The etcd key the value was stored under: aesgcm authenticates it, and it names the
+    /// resource whose keys are tried first.
+    #[arg(long, value_name = "KEY", default_value = "")]
+    etcd_key: String,
+    #[command(flatten)]
+    encryption: EncryptionFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct EncryptionFlag {
+    /// The API server's EncryptionConfiguration (its --encryption-provider-config): values
+    /// encrypted at rest with aescbc, aesgcm or secretbox are decrypted with its keys.
+    #[arg(long, value_name = "FILE")]
+    encryption_config: Option<PathBuf>,
+}
+
+impl EncryptionFlag {
+    fn load(&self) -> anyhow::Result<Option<EncryptionConfig>> {
+        let Some(path) = &self.encryption_config else {
+            return Ok(None);
+        };
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(Some(EncryptionConfig::parse(&path.display().to_string(), &text)?))
+    }
 }
 
 /// kubectl's short names of built-in resources.
@@ -163,6 +213,7 @@ impl K8sCommand {
             K8sCommand::Ls(args) => ls(args, format).await,
             K8sCommand::Get(args) => get(args).await,
             K8sCommand::Decode(args) => decode(args),
+            K8sCommand::Export(args) => export(args).await,
         }
     }
 }
@@ -171,8 +222,14 @@ impl K8sCommand {
 /// against its manifest) into a private temporary file, removed once read: it holds every
 /// Secret of the cluster.
 async fn objects(source: &Source) -> anyhow::Result<(i64, Vec<StoredObject>)> {
+    let encryption = source.encryption.load()?;
     if let Some(file) = &source.file {
-        return Ok(read_objects(file, &source.etcd_prefix, source.revision)?);
+        return Ok(read_objects(
+            file,
+            &source.etcd_prefix,
+            source.revision,
+            encryption.as_ref(),
+        )?);
     }
     let repo = source.repo.open().await?;
     let identities = source.identity.require_for(&repo)?;
@@ -186,7 +243,9 @@ async fn objects(source: &Source) -> anyhow::Result<(i64, Vec<StoredObject>)> {
     let bar = crate::progress::TerminalBar::new("fetch");
     fetch_snapshot(&repo, &manifest, &identities, &path, &bar, &cancel_on_signals()).await?;
     let (prefix, revision) = (source.etcd_prefix.clone(), source.revision);
-    let read = tokio::task::spawn_blocking(move || read_objects(&path, &prefix, revision)).await??;
+    let read =
+        tokio::task::spawn_blocking(move || read_objects(&path, &prefix, revision, encryption.as_ref()))
+            .await??;
     drop(dir);
     Ok(read)
 }
@@ -234,10 +293,7 @@ async fn ls(args: LsArgs, format: OutputFormat) -> anyhow::Result<()> {
     }
     let row = |o: &StoredObject| {
         let (kind, api_version) = o.kind();
-        let encrypted = match &o.content {
-            Content::Encrypted { provider, key_name } => format!("{provider}:{key_name}"),
-            _ => "no".into(),
-        };
+        let encrypted = o.encrypted_with.clone().unwrap_or_else(|| "no".into());
         vec![
             o.namespace.clone().unwrap_or_default(),
             o.name.clone(),
@@ -297,10 +353,7 @@ async fn get(args: GetArgs) -> anyhow::Result<()> {
         })?;
     let value = match &object.content {
         Content::Object(_) => object.as_kubectl(args.show_managed_fields),
-        Content::Encrypted { provider, key_name } => bail!(
-            "{} is encrypted at rest ({provider}, key {key_name}); decrypting it needs the API server's EncryptionConfiguration, which this build cannot use yet",
-            object.key
-        ),
+        Content::Encrypted(why) => bail!("{why}"),
         Content::Unreadable(why) => bail!("{} cannot be read: {why}", object.key),
     };
     print_object(value.as_ref().unwrap_or(&Value::Null), args.output)
@@ -333,14 +386,137 @@ fn decode(args: DecodeArgs) -> anyhow::Result<()> {
             std::io::stdin().read_to_end(&mut value)?;
         }
     }
+    let encryption = args.encryption.load()?;
+    let resource =
+        parse_key(DEFAULT_PREFIX, &args.etcd_key).map_or_else(String::new, |(resource, _, _)| resource);
+    let read = |value: &[u8]| match lifeboat_core::k8s_objects::content(
+        &args.etcd_key,
+        &resource,
+        value,
+        encryption.as_ref(),
+    )
+    .1
+    {
+        Content::Object(decoded) => Ok(*decoded),
+        Content::Encrypted(why) | Content::Unreadable(why) => Err(why),
+    };
     // etcdctl --print-value-only ends the value with a newline of its own.
-    let decoded = match (lifeboat_k8s::decode(&value), value.strip_suffix(b"\n")) {
+    let decoded = match (read(&value), value.strip_suffix(b"\n")) {
         (Ok(decoded), _) => decoded,
-        (Err(error), Some(without)) => lifeboat_k8s::decode(without).map_err(|_| error)?,
-        (Err(error), None) => return Err(error.into()),
+        (Err(error), Some(without)) => read(without).map_err(|_| anyhow::anyhow!("{error}"))?,
+        (Err(error), None) => bail!("{error}"),
     };
     for finding in &decoded.findings {
         tracing::warn!("{finding}");
     }
     print_object(&decoded.object, args.output)
+}
+
+/// What the API server sets on an object, left out for `kubectl apply`.
+fn for_apply(mut object: Value) -> Value {
+    if let Some(map) = object.as_object_mut() {
+        map.remove("status");
+    }
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        for field in [
+            "uid",
+            "resourceVersion",
+            "generation",
+            "creationTimestamp",
+            "managedFields",
+            "selfLink",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ] {
+            metadata.remove(field);
+        }
+        if let Some(owners) = metadata.get_mut("ownerReferences").and_then(Value::as_array_mut) {
+            for owner in owners.iter_mut().filter_map(Value::as_object_mut) {
+                owner.remove("uid");
+            }
+        }
+    }
+    object
+}
+
+/// A path component from a name: the names Kubernetes allows are kept, anything else escaped.
+fn path_part(name: &str) -> String {
+    let safe = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':'));
+    match safe {
+        true => name.to_string(),
+        false => name
+            .bytes()
+            .map(|b| match b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_') {
+                true => (b as char).to_string(),
+                false => format!("%{b:02X}"),
+            })
+            .collect(),
+    }
+}
+
+async fn export(args: ExportArgs) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let (revision, objects) = objects(&args.source).await?;
+    let mut written = 0;
+    let mut skipped = Vec::new();
+    for object in &objects {
+        if !args.resources.is_empty() && !args.resources.iter().any(|r| names_resource(r, object)) {
+            continue;
+        }
+        if args.namespace.is_some() && object.namespace != args.namespace {
+            continue;
+        }
+        let Some(value) = object.as_kubectl(false) else {
+            skipped.push(match &object.content {
+                Content::Encrypted(why) | Content::Unreadable(why) => why.clone(),
+                Content::Object(_) => object.key.clone(),
+            });
+            continue;
+        };
+        let value = if args.for_apply { for_apply(value) } else { value };
+        let dir = args
+            .to
+            .join(
+                object
+                    .namespace
+                    .as_deref()
+                    .map_or_else(|| "_cluster".to_string(), path_part),
+            )
+            .join(path_part(&object.resource));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join(format!("{}.yaml", path_part(&object.name)));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        file.write_all(lifeboat_k8s::to_yaml(&value).as_bytes())?;
+        written += 1;
+    }
+    for why in &skipped {
+        tracing::warn!("not exported: {why}");
+    }
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!(
+            "{written} objects of revision {revision} written to {}{}",
+            args.to.display(),
+            match skipped.len() {
+                0 => String::new(),
+                n => format!("; {n} left out (encrypted or unreadable, named above)"),
+            }
+        );
+    }
+    Ok(())
 }

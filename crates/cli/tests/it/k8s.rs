@@ -212,6 +212,49 @@ async fn objects_are_listed_and_read_as_kubectl_prints_them() {
     let decoded: Value = serde_json::from_slice(&decode.wait_with_output().unwrap().stdout).unwrap();
     assert_eq!(decoded["spec"], got["spec"]);
     assert_eq!(decoded["kind"], "Pod");
+
+    // export: a file per object, private; --for-apply without what the API server sets.
+    let out = dir.path().join("export");
+    run_ok(k8s(&file, &["export", "--for-apply"]).arg("--to").arg(&out));
+    assert_eq!(
+        files_under(&out),
+        [
+            "_cluster/namespaces/web.yaml",
+            "web/deployments/api.yaml",
+            "web/pods/api.yaml",
+            "web/widgets.example.com/w1.yaml"
+        ]
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        (mode(&out.join("web")), mode(&out.join("web/pods/api.yaml"))),
+        (0o700, 0o600)
+    );
+    let exported: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(out.join("web/pods/api.yaml")).unwrap()).unwrap();
+    let metadata = &exported["metadata"];
+    for gone in [
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+        "managedFields",
+        "generation",
+    ] {
+        assert!(metadata.get(gone).is_none(), "{gone} in {metadata}");
+    }
+    assert!(exported.get("status").is_none());
+    assert_eq!(exported["kind"], "Pod");
+    assert!(metadata["ownerReferences"][0].get("uid").is_none());
+    assert_eq!(metadata["ownerReferences"][0]["name"], "nameValue");
+    assert_eq!(exported["spec"], got["spec"]);
+    let only_pods = dir.path().join("only-pods");
+    run_ok(
+        k8s(&file, &["export", "po", "-n", "web"])
+            .arg("--to")
+            .arg(&only_pods),
+    );
+    assert_eq!(files_under(&only_pods), ["web/pods/api.yaml"]);
 }
 
 #[tokio::test]
@@ -230,4 +273,139 @@ async fn a_backup_is_read_the_same_way() {
     // Without the key, refused: the objects are encrypted in the repository.
     let error = run_failing(repo.lifeboat().args(["k8s", "ls"]), 1);
     assert!(error.contains("identity"), "{error}");
+}
+
+/// Values encrypted at rest as the API server writes them, made independently by Python's
+/// cryptography (AES-CBC, AES-GCM with the etcd key as additional data) and PyNaCl (secretbox):
+/// provider, key name, base64 secret, etcd key → the stored value.
+fn encrypted_by_python(plain: &Path, cases: &[(&str, &str, &str, &str)]) -> Vec<Vec<u8>> {
+    let script = r#"
+import base64, json, os, sys
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+import nacl.secret
+plain = open(sys.argv[1], "rb").read()
+out = []
+for provider, name, secret, key in json.loads(sys.argv[2]):
+    secret = base64.b64decode(secret)
+    prefix = f"k8s:enc:{provider}:v1:{name}:".encode()
+    if provider == "aescbc":
+        iv = os.urandom(16)
+        padder = padding.PKCS7(128).padder()
+        padded = padder.update(plain) + padder.finalize()
+        encryptor = Cipher(algorithms.AES(secret), modes.CBC(iv)).encryptor()
+        data = iv + encryptor.update(padded) + encryptor.finalize()
+    elif provider == "aesgcm":
+        nonce = os.urandom(12)
+        data = nonce + AESGCM(secret).encrypt(nonce, plain, key.encode())
+    else:
+        data = bytes(nacl.secret.SecretBox(secret).encrypt(plain))
+    out.append((prefix + data).hex())
+print(json.dumps(out))
+"#;
+    let output = Command::new("python3")
+        .args(["-c", script])
+        .arg(plain)
+        .arg(serde_json::to_string(cases).unwrap())
+        .output()
+        .expect("python3 with cryptography and PyNaCl (scripts/setup installs them)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let hex: Vec<String> = serde_json::from_slice(&output.stdout).unwrap();
+    hex.iter().map(|h| hex::decode(h).unwrap()).collect()
+}
+
+#[tokio::test]
+async fn secrets_encrypted_at_rest_are_decrypted_with_the_api_servers_configuration() {
+    let server = EtcdServer::start(EtcdConfig::new(EtcdVersion::V3_5))
+        .await
+        .unwrap();
+    let mut client = server.member().await.unwrap().client();
+    // 16-, 24- and 32-byte AES keys and a 32-byte secretbox key, as the configuration holds them.
+    let (cbc, gcm, sbox, other) = (
+        "MTIzNDU2Nzg5MDEyMzQ1Ng==",
+        "MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0",
+        "MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTI=",
+        "YWJjZGVmZ2hpamtsbW5vcA==",
+    );
+    let cases = [
+        ("aescbc", "key1", cbc, "/registry/secrets/web/cbc"),
+        ("aesgcm", "key1", gcm, "/registry/secrets/web/gcm"),
+        ("secretbox", "key1", sbox, "/registry/secrets/web/box"),
+        // Written with a key the configuration names alike but holds another secret of.
+        ("aescbc", "key1", other, "/registry/secrets/web/wrong"),
+        ("aesgcm", "retired", gcm, "/registry/secrets/web/retired"),
+    ];
+    let values = encrypted_by_python(&fixture("core.v1.Secret.pb"), &cases);
+    for ((_, _, _, key), value) in cases.iter().zip(values) {
+        client.put(*key, value, None).await.unwrap();
+    }
+    client
+        .put(
+            "/registry/secrets/web/kms",
+            b"k8s:enc:kms:v2:vault:\x0a\x01x".to_vec(),
+            None,
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = snapshot_of(&server, dir.path());
+    let config = dir.path().join("encryption.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - aesgcm:\n      keys:\n      - {{name: key1, secret: {gcm}}}\n  - aescbc:\n      keys:\n      - {{name: key1, secret: {cbc}}}\n  - secretbox:\n      keys:\n      - {{name: key1, secret: {sbox}}}\n  - kms: {{apiVersion: v2, name: vault, endpoint: unix:///var/run/kms.sock}}\n  - identity: {{}}\n"
+        ),
+    )
+    .unwrap();
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("core.v1.Secret.json")).unwrap()).unwrap();
+    for name in ["cbc", "gcm", "box"] {
+        let got: Value = serde_json::from_str(&run_ok(
+            k8s(&file, &["get", "secret", name, "-n", "web", "-o", "json"])
+                .arg("--encryption-config")
+                .arg(&config),
+        ))
+        .unwrap();
+        assert_eq!(got["data"], expected["data"], "{name}");
+        assert_eq!(got["kind"], "Secret");
+    }
+    for (name, message) in [
+        ("kms", "encrypted by KMS provider vault, not decryptable offline"),
+        (
+            "wrong",
+            "aescbc key key1 of the encryption configuration does not decrypt it",
+        ),
+        (
+            "retired",
+            "aesgcm key retired, which the encryption configuration does not have",
+        ),
+    ] {
+        let error = run_failing(
+            k8s(&file, &["get", "secret", name, "-n", "web"])
+                .arg("--encryption-config")
+                .arg(&config),
+            1,
+        );
+        assert!(
+            error.contains(message) && error.contains("secrets"),
+            "{name}: {error}"
+        );
+        assert!(
+            !error.contains(cbc) && !error.contains(gcm),
+            "no secret in an error"
+        );
+    }
+    // Without the configuration, encrypted values are listed as such, never printed as garbage.
+    let listed = run_ok(&mut k8s(&file, &["ls", "secrets", "-n", "web"]));
+    assert!(
+        listed.contains("aesgcm:key1") && listed.contains("kms:vault"),
+        "{listed}"
+    );
+    let error = run_failing(&mut k8s(&file, &["get", "secret", "gcm", "-n", "web"]), 1);
+    assert!(error.contains("give --encryption-config"), "{error}");
 }
