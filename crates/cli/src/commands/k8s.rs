@@ -27,6 +27,9 @@ pub enum K8sCommand {
     /// One YAML file per object under DIR/<namespace>/<resource>/<name>.yaml (cluster-scoped
     /// objects under DIR/_cluster/); `--for-apply` leaves out what the API server sets.
     Export(ExportArgs),
+    /// Objects added, removed and changed between A and B: backups (ID or `latest`) or
+    /// snapshot files, each with `@R` for its state at revision R (`etcd.db@4100 etcd.db`).
+    Diff(DiffArgs),
 }
 
 /// Where the objects are read from.
@@ -38,18 +41,70 @@ pub struct Source {
     /// Read this backup of the repository (ID or `latest`, the default without --file).
     #[arg(long, value_name = "ID")]
     backup: Option<String>,
-    /// The API server's --etcd-prefix.
-    #[arg(long, default_value = DEFAULT_PREFIX)]
-    etcd_prefix: String,
     /// Read the state at this earlier revision, still kept in the snapshot's history.
     #[arg(long, value_name = "R")]
     revision: Option<i64>,
+    #[command(flatten)]
+    reading: Reading,
+}
+
+/// How any source is read.
+#[derive(Debug, Args)]
+pub struct Reading {
+    /// The API server's --etcd-prefix.
+    #[arg(long, default_value = DEFAULT_PREFIX)]
+    etcd_prefix: String,
     #[command(flatten)]
     encryption: EncryptionFlag,
     #[command(flatten)]
     identity: IdentityFlags,
     #[command(flatten)]
     repo: RepoFlags,
+}
+
+/// One side of a diff: a snapshot file or a backup (ID or `latest`), with `@R` for its state at
+/// revision R.
+#[derive(Debug, Clone)]
+struct Side {
+    file: Option<PathBuf>,
+    backup: Option<String>,
+    revision: Option<i64>,
+}
+
+impl Side {
+    fn parse(text: &str) -> anyhow::Result<Self> {
+        let (source, revision) = match text.rsplit_once('@') {
+            Some((source, revision))
+                if revision.bytes().all(|b| b.is_ascii_digit()) && !revision.is_empty() =>
+            {
+                (
+                    source,
+                    Some(
+                        revision
+                            .parse::<i64>()
+                            .with_context(|| format!("{text}: revision {revision} is too large"))?,
+                    ),
+                )
+            }
+            _ => (text, None),
+        };
+        let path = PathBuf::from(source);
+        if !path.is_file() && source.contains('/') {
+            bail!("{source}: no such snapshot file (a backup is named by its ID or latest)");
+        }
+        Ok(match path.is_file() {
+            true => Side {
+                file: Some(path),
+                backup: None,
+                revision,
+            },
+            false => Side {
+                file: None,
+                backup: Some(source.to_string()),
+                revision,
+            },
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -111,6 +166,19 @@ pub struct ExportArgs {
     for_apply: bool,
     #[command(flatten)]
     source: Source,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The older side: FILE, ID or latest, optionally @REVISION.
+    a: String,
+    /// The newer side.
+    b: String,
+    /// Also name each changed field, with its value on both sides.
+    #[arg(long)]
+    details: bool,
+    #[command(flatten)]
+    reading: Reading,
 }
 
 #[derive(Debug, Args)]
@@ -214,26 +282,37 @@ impl K8sCommand {
             K8sCommand::Get(args) => get(args).await,
             K8sCommand::Decode(args) => decode(args),
             K8sCommand::Export(args) => export(args).await,
+            K8sCommand::Diff(args) => diff(args, format).await,
         }
     }
 }
 
-/// The objects of the source, and the revision read. A backup is fetched (decrypted and checked
+/// The objects of the source, and the revision read.
+async fn objects(source: &Source) -> anyhow::Result<(i64, Vec<StoredObject>)> {
+    let side = Side {
+        file: source.file.clone(),
+        backup: source.backup.clone(),
+        revision: source.revision,
+    };
+    objects_of(&side, &source.reading).await
+}
+
+/// The objects of one side, and the revision read. A backup is fetched (decrypted and checked
 /// against its manifest) into a private temporary file, removed once read: it holds every
 /// Secret of the cluster.
-async fn objects(source: &Source) -> anyhow::Result<(i64, Vec<StoredObject>)> {
-    let encryption = source.encryption.load()?;
-    if let Some(file) = &source.file {
+async fn objects_of(side: &Side, reading: &Reading) -> anyhow::Result<(i64, Vec<StoredObject>)> {
+    let encryption = reading.encryption.load()?;
+    if let Some(file) = &side.file {
         return Ok(read_objects(
             file,
-            &source.etcd_prefix,
-            source.revision,
+            &reading.etcd_prefix,
+            side.revision,
             encryption.as_ref(),
         )?);
     }
-    let repo = source.repo.open().await?;
-    let identities = source.identity.require_for(&repo)?;
-    let id = resolve_id(&repo, source.backup.as_deref().unwrap_or("latest"), Some("etcd")).await?;
+    let repo = reading.repo.open().await?;
+    let identities = reading.identity.require_for(&repo)?;
+    let id = resolve_id(&repo, side.backup.as_deref().unwrap_or("latest"), Some("etcd")).await?;
     let manifest = repo.manifest(&id).await?;
     let dir = tempfile::Builder::new()
         .prefix("lifeboat-k8s-")
@@ -242,7 +321,7 @@ async fn objects(source: &Source) -> anyhow::Result<(i64, Vec<StoredObject>)> {
     let path = dir.path().join("snapshot.db");
     let bar = crate::progress::TerminalBar::new("fetch");
     fetch_snapshot(&repo, &manifest, &identities, &path, &bar, &cancel_on_signals()).await?;
-    let (prefix, revision) = (source.etcd_prefix.clone(), source.revision);
+    let (prefix, revision) = (reading.etcd_prefix.clone(), side.revision);
     let read =
         tokio::task::spawn_blocking(move || read_objects(&path, &prefix, revision, encryption.as_ref()))
             .await??;
@@ -518,5 +597,111 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
             }
         );
     }
+    Ok(())
+}
+
+/// What an object holds for comparison: the decoded object without the revision the key gives
+/// it, or the stored bytes' description when it does not decode.
+fn comparable(object: &StoredObject) -> Value {
+    match &object.content {
+        Content::Object(decoded) => decoded.object.clone(),
+        Content::Encrypted(_) | Content::Unreadable(_) => Value::String(format!(
+            "{} bytes at revision {}",
+            object.size, object.mod_revision
+        )),
+    }
+}
+
+/// The paths where `a` and `b` differ, with both values (absent: null).
+fn changed_fields(a: &Value, b: &Value, path: &str, found: &mut Vec<(String, Value, Value)>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for key in keys {
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                changed_fields(
+                    x.get(key).unwrap_or(&Value::Null),
+                    y.get(key).unwrap_or(&Value::Null),
+                    &child,
+                    found,
+                );
+            }
+        }
+        (x, y) if x != y => found.push((path.to_string(), x.clone(), y.clone())),
+        _ => {}
+    }
+}
+
+async fn diff(args: DiffArgs, format: OutputFormat) -> anyhow::Result<()> {
+    let (a, b) = (Side::parse(&args.a)?, Side::parse(&args.b)?);
+    let (revision_a, before) = objects_of(&a, &args.reading).await?;
+    let (revision_b, after) = objects_of(&b, &args.reading).await?;
+    let index = |objects: &[StoredObject]| -> std::collections::BTreeMap<String, Value> {
+        objects.iter().map(|o| (o.key.clone(), comparable(o))).collect()
+    };
+    let (before, after) = (index(&before), index(&after));
+    let added: Vec<&String> = after.keys().filter(|k| !before.contains_key(*k)).collect();
+    let removed: Vec<&String> = before.keys().filter(|k| !after.contains_key(*k)).collect();
+    let mut changed = Vec::new();
+    for (key, old) in &before {
+        if let Some(new) = after.get(key)
+            && old != new
+        {
+            let mut fields = Vec::new();
+            changed_fields(old, new, "", &mut fields);
+            changed.push((key, fields));
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if format == OutputFormat::Json {
+        let changed: Vec<Value> = changed
+            .iter()
+            .map(|(key, fields)| {
+                let fields: Vec<Value> = fields
+                    .iter()
+                    .map(|(path, old, new)| serde_json::json!({"path": path, "a": old, "b": new}))
+                    .collect();
+                serde_json::json!({"key": key, "fields": fields})
+            })
+            .collect();
+        return output::json(
+            &mut out,
+            &serde_json::json!({
+                "a": {"source": args.a, "revision": revision_a},
+                "b": {"source": args.b, "revision": revision_b},
+                "added": added, "removed": removed, "changed": changed,
+            }),
+        );
+    }
+    writeln!(
+        out,
+        "--- {} (revision {revision_a})\n+++ {} (revision {revision_b})",
+        args.a, args.b
+    )?;
+    for key in &added {
+        writeln!(out, "+ {key}")?;
+    }
+    for key in &removed {
+        writeln!(out, "- {key}")?;
+    }
+    for (key, fields) in &changed {
+        writeln!(out, "~ {key}")?;
+        if args.details {
+            for (path, old, new) in fields {
+                writeln!(out, "    {path}: {old} -> {new}")?;
+            }
+        }
+    }
+    writeln!(
+        out,
+        "{} added, {} removed, {} changed",
+        added.len(),
+        removed.len(),
+        changed.len()
+    )?;
     Ok(())
 }

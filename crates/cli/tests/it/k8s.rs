@@ -22,7 +22,7 @@ fn fixture(name: &str) -> PathBuf {
 const WIDGET: &str = r#"{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w1","namespace":"web"},"spec":{"size":3}}"#;
 
 /// An etcd holding a ConfigMap (deleted later), a Pod, a Namespace, a Deployment, a custom
-/// resource and an encrypted Secret; and the revision at which the ConfigMap still existed.
+/// resource (resized later) and an encrypted Secret; and the revision before those changes.
 async fn cluster() -> (EtcdServer, i64) {
     let server = EtcdServer::start(EtcdConfig::new(EtcdVersion::V3_5))
         .await
@@ -50,6 +50,11 @@ async fn cluster() -> (EtcdServer, i64) {
     let before_delete = client.status().await.unwrap().header().unwrap().revision();
     client
         .delete("/registry/configmaps/default/settings", None)
+        .await
+        .unwrap();
+    let resized = WIDGET.replace(r#""size":3"#, r#""size":5"#);
+    client
+        .put("/registry/example.com/widgets/web/w1", resized, None)
         .await
         .unwrap();
     (server, before_delete)
@@ -182,7 +187,7 @@ async fn objects_are_listed_and_read_as_kubectl_prints_them() {
         &["get", "widgets.example.com", "w1", "-n", "web"],
     ));
     assert!(
-        widget.contains("kind: Widget") && widget.contains("  size: 3"),
+        widget.contains("kind: Widget") && widget.contains("  size: 5"),
         "{widget}"
     );
     let error = run_failing(&mut k8s(&file, &["get", "secret", "token", "-n", "web"]), 1);
@@ -212,6 +217,22 @@ async fn objects_are_listed_and_read_as_kubectl_prints_them() {
     let decoded: Value = serde_json::from_slice(&decode.wait_with_output().unwrap().stdout).unwrap();
     assert_eq!(decoded["spec"], got["spec"]);
     assert_eq!(decoded["kind"], "Pod");
+
+    // diff: two revisions of one snapshot.
+    let diff = run_ok(
+        lifeboat()
+            .args(["k8s", "diff", "--details"])
+            .arg(format!("{}@{before_delete}", file.display()))
+            .arg(&file),
+    );
+    for line in [
+        "- /registry/configmaps/default/settings",
+        "~ /registry/example.com/widgets/web/w1",
+        "    spec.size: 3 -> 5",
+        "0 added, 1 removed, 1 changed",
+    ] {
+        assert!(diff.lines().any(|l| l == line), "{line:?} in\n{diff}");
+    }
 
     // export: a file per object, private; --for-apply without what the API server sets.
     let out = dir.path().join("export");
@@ -270,6 +291,45 @@ async fn a_backup_is_read_the_same_way() {
     for cell in ["api", "Deployment", "apps/v1", "Widget", "aescbc:key1"] {
         assert!(listed.contains(cell), "{cell} in\n{listed}");
     }
+    // diff between two backups with known changes.
+    let first = repo.backup(&server);
+    let mut client = server.member().await.unwrap().client();
+    client.delete("/registry/pods/web/api", None).await.unwrap();
+    client
+        .put(
+            "/registry/example.com/widgets/web/w2",
+            WIDGET.replace("w1", "w2"),
+            None,
+        )
+        .await
+        .unwrap();
+    repo.backup(&server);
+    let diff: Value = serde_json::from_str(&run_ok(
+        repo.lifeboat()
+            .args([
+                "k8s",
+                "diff",
+                first.trim(),
+                "latest",
+                "-w",
+                "json",
+                "--identity-file",
+            ])
+            .arg(repo.identity()),
+    ))
+    .unwrap();
+    assert_eq!(
+        diff["added"],
+        serde_json::json!(["/registry/example.com/widgets/web/w2"]),
+        "{diff}"
+    );
+    assert_eq!(
+        diff["removed"],
+        serde_json::json!(["/registry/pods/web/api"]),
+        "{diff}"
+    );
+    assert_eq!(diff["changed"], serde_json::json!([]), "{diff}");
+
     // Without the key, refused: the objects are encrypted in the repository.
     let error = run_failing(repo.lifeboat().args(["k8s", "ls"]), 1);
     assert!(error.contains("identity"), "{error}");
