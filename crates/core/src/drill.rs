@@ -90,7 +90,7 @@ pub struct Results {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KubernetesContent {
     pub namespaces: Vec<String>,
-    /// Keys per `/registry/<resource>/`.
+    /// Objects per resource, as `lifeboat k8s ls --count` names and counts them.
     pub resources: BTreeMap<String, u64>,
 }
 
@@ -748,26 +748,29 @@ async fn quorum_check(run: &mut Run, members: &[EtcdProcess], revision: i64) -> 
     ))
 }
 
-/// Namespaces and keys per resource when the key space holds Kubernetes objects.
+/// Namespaces and objects per resource when the key space holds Kubernetes objects, counted as
+/// `lifeboat k8s ls --count` counts them.
 async fn kubernetes_content(member: &mut lifeboat_etcd_conn::Member) -> Result<Option<KubernetesContent>> {
-    const PREFIX: &[u8] = b"/registry/";
-    let keys = member.keys(PREFIX).await?;
+    let prefix = crate::k8s_objects::DEFAULT_PREFIX;
+    let keys: Vec<String> = member
+        .keys(format!("{prefix}/").as_bytes())
+        .await?
+        .into_iter()
+        .map(|key| String::from_utf8_lossy(&key).into_owned())
+        .collect();
     if keys.is_empty() {
         return Ok(None);
     }
     let mut resources = BTreeMap::new();
-    let mut namespaces = Vec::new();
-    for key in &keys {
-        let rest = String::from_utf8_lossy(&key[PREFIX.len()..]).into_owned();
-        let mut parts = rest.splitn(2, '/');
-        let resource = parts.next().unwrap_or_default().to_string();
-        if resource == "namespaces"
-            && let Some(name) = parts.next()
-        {
-            namespaces.push(name.to_string());
-        }
-        *resources.entry(resource).or_insert(0) += 1;
+    for ((resource, _), count) in crate::k8s_objects::count_objects(prefix, keys.iter().map(String::as_str)) {
+        *resources.entry(resource).or_insert(0) += count;
     }
+    let namespaces = keys
+        .iter()
+        .filter_map(|key| crate::k8s_objects::parse_key(prefix, key))
+        .filter(|(resource, _, _)| resource == "namespaces")
+        .map(|(_, _, name)| name)
+        .collect();
     Ok(Some(KubernetesContent {
         namespaces,
         resources,

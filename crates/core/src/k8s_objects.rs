@@ -104,6 +104,24 @@ pub fn parse_key(prefix: &str, key: &str) -> Option<(String, Option<String>, Str
     }
 }
 
+/// Objects per (resource, namespace; empty for cluster-scoped) among `keys`: the counts of
+/// `lifeboat k8s ls --count`, the drill's content check and the agent's page. Keys that name no
+/// object are left out.
+pub fn count_objects<'a>(
+    prefix: &str,
+    keys: impl IntoIterator<Item = &'a str>,
+) -> std::collections::BTreeMap<(String, String), u64> {
+    let mut counts = std::collections::BTreeMap::new();
+    for key in keys {
+        if let Some((resource, namespace, _)) = parse_key(prefix, key) {
+            *counts
+                .entry((resource, namespace.unwrap_or_default()))
+                .or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
 /// Every object under `prefix` in the snapshot file at `revision` (`None`: its current one), and
 /// the revision read; values encrypted at rest are decrypted with `encryption` when given.
 /// Keys that name no object are left out.

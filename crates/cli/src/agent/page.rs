@@ -197,13 +197,21 @@ pub fn render(agent: &Agent, now: SystemTime) -> String {
                         short(Duration::from_secs_f64(drill.rto.objective_seconds))
                     ),
                     format!("etcd {} × {}", drill.etcd_version, drill.members),
+                    kubernetes_summary(drill.kubernetes.as_ref()),
                 ],
             )
         })
         .collect();
     table(
         &mut page,
-        &["When", "Backup", "Result", "RTO", "Restored on"],
+        &[
+            "When",
+            "Backup",
+            "Result",
+            "RTO",
+            "Restored on",
+            "Kubernetes objects",
+        ],
         rows,
         "No drill has run yet.",
     );
@@ -381,4 +389,22 @@ mod tests {
         assert_eq!(against(Duration::from_secs(5000), hour).0, "amber");
         assert_eq!(against(Duration::from_secs(6000), hour).0, "red");
     }
+}
+
+/// The drill's Kubernetes content, counted as `lifeboat k8s ls --count` counts it: the total,
+/// namespaces, and the largest resources.
+fn kubernetes_summary(content: Option<&lifeboat_core::drill::KubernetesContent>) -> String {
+    let Some(content) = content else {
+        return "none found".into();
+    };
+    let total: u64 = content.resources.values().sum();
+    let mut largest: Vec<(&String, &u64)> = content.resources.iter().collect();
+    largest.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let shown: Vec<String> = largest.iter().take(3).map(|(r, n)| format!("{r} {n}")).collect();
+    format!(
+        "{total} in {} resources, {} namespaces ({})",
+        content.resources.len(),
+        content.namespaces.len(),
+        shown.join(", ")
+    )
 }

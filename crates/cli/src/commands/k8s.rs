@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use lifeboat_core::backups::fetch_snapshot;
-use lifeboat_core::k8s_objects::{Content, DEFAULT_PREFIX, StoredObject, parse_key, read_objects};
+use lifeboat_core::k8s_objects::{
+    Content, DEFAULT_PREFIX, StoredObject, count_objects, parse_key, read_objects,
+};
 use lifeboat_k8s::EncryptionConfig;
 use serde_json::Value;
 
@@ -342,15 +344,10 @@ async fn ls(args: LsArgs, format: OutputFormat) -> anyhow::Result<()> {
         .collect();
     let mut out = std::io::stdout().lock();
     if args.count {
-        let mut counts = std::collections::BTreeMap::<(String, String), u64>::new();
-        for object in &chosen {
-            *counts
-                .entry((
-                    object.resource.clone(),
-                    object.namespace.clone().unwrap_or_default(),
-                ))
-                .or_default() += 1;
-        }
+        let counts = count_objects(
+            &args.source.reading.etcd_prefix,
+            chosen.iter().map(|o| o.key.as_str()),
+        );
         if format == OutputFormat::Json {
             let rows: Vec<Value> = counts
                 .iter()

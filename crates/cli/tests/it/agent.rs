@@ -326,7 +326,9 @@ async fn an_agent_backs_up_copies_forgets_drills_and_shows_it_in_metrics_and_on_
     );
     let drill_text = section(&dom, "drill");
     assert!(
-        drill_text.contains("passed") && drill_text.contains("objective 5 min"),
+        drill_text.contains("passed")
+            && drill_text.contains("objective 5 min")
+            && drill_text.contains(" resources, 4 namespaces"),
         "{drill_text}"
     );
     let copies_text = section(&dom, "copies");

@@ -130,6 +130,31 @@ async fn clean_drill(version: EtcdVersion) {
     );
     assert!(report["kubernetes"]["namespaces"].as_array().unwrap().len() == 4);
     assert!(report["kubernetes"]["resources"]["pods"].as_u64().unwrap() > 0);
+    // The same counts as `lifeboat k8s ls --count` of the backup.
+    let counted: Value = serde_json::from_str(&run_ok(
+        repo.lifeboat()
+            .args([
+                "k8s",
+                "ls",
+                "-A",
+                "--count",
+                "-w",
+                "json",
+                "--backup",
+                &id,
+                "--identity-file",
+            ])
+            .arg(repo.identity()),
+    ))
+    .unwrap();
+    let mut per_resource = serde_json::Map::new();
+    for row in counted["counts"].as_array().unwrap() {
+        let resource = row["resource"].as_str().unwrap().to_string();
+        let sum =
+            per_resource.get(&resource).and_then(Value::as_u64).unwrap_or(0) + row["count"].as_u64().unwrap();
+        per_resource.insert(resource, Value::from(sum));
+    }
+    assert_eq!(report["kubernetes"]["resources"], Value::Object(per_resource));
     assert!(report["rto"]["met"].as_bool().unwrap());
     assert!(report["rto"]["seconds"].as_f64().unwrap() > 0.0);
     assert_eq!(
