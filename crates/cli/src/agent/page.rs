@@ -373,24 +373,6 @@ pub fn render(agent: &Agent, now: SystemTime) -> String {
     page
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn markup_in_any_text_is_escaped() {
-        assert_eq!(escape("<b a=\"x\">&'"), "&lt;b a=&quot;x&quot;&gt;&amp;&#39;");
-    }
-
-    #[test]
-    fn ages_are_judged_against_the_objective() {
-        let hour = Duration::from_secs(3600);
-        assert_eq!(against(Duration::from_secs(3000), hour).0, "green");
-        assert_eq!(against(Duration::from_secs(5000), hour).0, "amber");
-        assert_eq!(against(Duration::from_secs(6000), hour).0, "red");
-    }
-}
-
 /// The drill's Kubernetes content, counted as `lifeboat k8s ls --count` counts it: the total,
 /// namespaces, and the largest resources.
 fn kubernetes_summary(content: Option<&lifeboat_core::drill::KubernetesContent>) -> String {
@@ -407,4 +389,22 @@ fn kubernetes_summary(content: Option<&lifeboat_core::drill::KubernetesContent>)
         content.namespaces.len(),
         shown.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markup_in_any_text_is_escaped() {
+        assert_eq!(escape("<b a=\"x\">&'"), "&lt;b a=&quot;x&quot;&gt;&amp;&#39;");
+    }
+
+    #[test]
+    fn ages_are_judged_against_the_objective() {
+        let hour = Duration::from_secs(3600);
+        assert_eq!(against(Duration::from_secs(3000), hour).0, "green");
+        assert_eq!(against(Duration::from_secs(5000), hour).0, "amber");
+        assert_eq!(against(Duration::from_secs(6000), hour).0, "red");
+    }
 }
