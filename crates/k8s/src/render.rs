@@ -111,9 +111,18 @@ fn decode_protobuf(envelope: &Envelope, nesting: usize) -> Result<Decoded> {
             schema,
             message,
         }),
-        None => Err(Error::UnknownKind {
-            api_version: envelope.api_version.clone(),
-            kind: envelope.kind.clone(),
+        // A kind no schema knows (removed before 1.30, or newer than 1.35): its envelope.
+        None => Ok(Decoded {
+            object: serde_json::json!({"apiVersion": envelope.api_version, "kind": envelope.kind}),
+            schema: None,
+            findings: vec![format!(
+                "{}: only the envelope is shown, {} bytes of the object are not decoded",
+                Error::UnknownKind {
+                    api_version: envelope.api_version.clone(),
+                    kind: envelope.kind.clone(),
+                },
+                envelope.raw.len()
+            )],
         }),
     }
 }
@@ -459,6 +468,22 @@ mod tests {
         let decoded = decode(&value).unwrap();
         assert!(
             decoded.findings.iter().any(|f| f.contains("nest deeper than 8")),
+            "{:?}",
+            decoded.findings
+        );
+    }
+
+    #[test]
+    fn a_kind_no_schema_knows_is_shown_by_its_envelope_with_a_finding() {
+        let type_meta = [field(1, b"policy/v1beta1"), field(2, b"PodSecurityPolicy")].concat();
+        let value = [b"k8s\0".as_slice(), &field(1, &type_meta), &field(2, b"\x0a\x00")].concat();
+        let decoded = decode(&value).unwrap();
+        assert_eq!(
+            decoded.object,
+            serde_json::json!({"apiVersion": "policy/v1beta1", "kind": "PodSecurityPolicy"})
+        );
+        assert!(
+            decoded.findings[0].contains("none of the schemas"),
             "{:?}",
             decoded.findings
         );

@@ -428,7 +428,12 @@ async fn get(args: GetArgs) -> anyhow::Result<()> {
             )
         })?;
     let value = match &object.content {
-        Content::Object(_) => object.as_kubectl(args.show_managed_fields),
+        Content::Object(decoded) => {
+            for finding in &decoded.findings {
+                tracing::warn!("{}: {finding}", object.key);
+            }
+            object.as_kubectl(args.show_managed_fields)
+        }
         Content::Encrypted(why) => bail!("{why}"),
         Content::Unreadable(why) => bail!("{} cannot be read: {why}", object.key),
     };
