@@ -122,15 +122,25 @@ pub fn count_objects<'a>(
     counts
 }
 
-/// Every object under `prefix` in the snapshot file at `revision` (`None`: its current one), and
-/// the revision read; values encrypted at rest are decrypted with `encryption` when given.
-/// Keys that name no object are left out.
+/// What a snapshot file holds under the API server's prefix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectsRead {
+    /// The revision read.
+    pub revision: i64,
+    pub objects: Vec<StoredObject>,
+    /// Damage in the file gone past: objects in damaged pages are missing.
+    pub findings: Vec<String>,
+}
+
+/// Every object under `prefix` in the snapshot file at `revision` (`None`: its current one);
+/// values encrypted at rest are decrypted with `encryption` when given. Keys that name no object
+/// are left out.
 pub fn read_objects(
     path: &Path,
     prefix: &str,
     revision: Option<i64>,
     encryption: Option<&EncryptionConfig>,
-) -> Result<(i64, Vec<StoredObject>)> {
+) -> Result<ObjectsRead> {
     let prefix = prefix.trim_end_matches('/');
     let space = crate::snapshot_file::key_space(path, format!("{prefix}/").as_bytes(), revision)?;
     let objects = space
@@ -152,7 +162,11 @@ pub fn read_objects(
             })
         })
         .collect();
-    Ok((space.revision, objects))
+    Ok(ObjectsRead {
+        revision: space.revision,
+        objects,
+        findings: space.findings,
+    })
 }
 
 /// What a value stored under `key` holds, and how it was encrypted at rest.

@@ -71,8 +71,21 @@ fn user_key(value: &[u8], key: &[u8]) -> Result<Vec<u8>> {
 /// structural finding, as etcd's reads would.
 pub(crate) fn walk_keys<S: Source + ?Sized>(
     db: &Db<'_, S>,
-    mut on_key_entry: impl FnMut(&[u8], &[u8]) -> Result<()>,
+    on_key_entry: impl FnMut(&[u8], &[u8]) -> Result<()>,
 ) -> Result<StoreFacts> {
+    let (facts, findings) = walk_keys_past_damage(db, on_key_entry)?;
+    match findings.is_empty() {
+        true => Ok(facts),
+        false => Err(integrity_error(findings)),
+    }
+}
+
+/// [`walk_keys`] that goes past damaged pages (skipping what they hold) and returns the
+/// structural findings with what it read.
+pub(crate) fn walk_keys_past_damage<S: Source + ?Sized>(
+    db: &Db<'_, S>,
+    mut on_key_entry: impl FnMut(&[u8], &[u8]) -> Result<()>,
+) -> Result<(StoreFacts, Vec<lifeboat_bbolt::Finding>)> {
     let mut bucket = Vec::new();
     // etcd says -1 for a store that was never compacted.
     let (mut last_main, mut finished, mut scheduled) = (0, -1, -1);
@@ -104,19 +117,17 @@ pub(crate) fn walk_keys<S: Source + ?Sized>(
             failure = Some(error);
         }
     });
-    if !findings.is_empty() {
-        return Err(integrity_error(findings));
-    }
     if let Some(error) = failure {
         return Err(error);
     }
     let compact = finished.max(scheduled);
-    Ok(StoreFacts {
+    let facts = StoreFacts {
         // etcd's store starts at revision 1: an empty key space is served at revision 1.
         current: last_main.max(compact).max(1),
         compact,
         cluster_version,
-    })
+    };
+    Ok((facts, findings))
 }
 
 /// The current and compact revisions and the cluster version of a file.

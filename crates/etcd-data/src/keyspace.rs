@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use lifeboat_bbolt::{Db, Source};
 use prost::Message;
 
-use crate::hashkv::walk_keys;
+use crate::hashkv::walk_keys_past_damage;
 use crate::kv::{KeyValue, Revision};
 use crate::{Error, Result, StoreFacts};
 
@@ -18,11 +18,14 @@ pub struct KeySpace {
     pub facts: StoreFacts,
     /// Each live key's latest record at `revision`, in key order.
     pub entries: Vec<KeyValue>,
+    /// Structural damage met on the way, one line each: what the damaged pages held is
+    /// missing from `entries`. Empty for a sound file.
+    pub findings: Vec<String>,
 }
 
 /// The live keys starting with `prefix` at `revision` (the current one when `None` or 0). A
 /// revision below the compact revision or past the current one is refused, as etcd's Range
-/// refuses it.
+/// refuses it. Damaged pages are gone past and named in `findings`: the rest is still read.
 pub fn key_space<S: Source + ?Sized>(
     db: &Db<'_, S>,
     prefix: &[u8],
@@ -33,7 +36,7 @@ pub fn key_space<S: Source + ?Sized>(
     let upper = revision.unwrap_or(i64::MAX);
     // Each user key's latest record at `upper`, or none when that is a deletion.
     let mut latest: BTreeMap<Vec<u8>, (Revision, Option<KeyValue>)> = BTreeMap::new();
-    let facts = walk_keys(db, |key, value| {
+    let (facts, findings) = walk_keys_past_damage(db, |key, value| {
         let Some(at) = Revision::parse(key) else {
             return Err(Error::BadRevisionKey {
                 key: hex::encode(key),
@@ -71,5 +74,6 @@ pub fn key_space<S: Source + ?Sized>(
         revision,
         facts,
         entries: latest.into_values().filter_map(|(_, record)| record).collect(),
+        findings: findings.iter().map(ToString::to_string).collect(),
     })
 }

@@ -299,19 +299,26 @@ async fn objects(source: &Source) -> anyhow::Result<(i64, Vec<StoredObject>)> {
     objects_of(&side, &source.reading).await
 }
 
-/// The objects of one side, and the revision read. A backup is fetched (decrypted and checked
-/// against its manifest) into a private temporary file, removed once read: it holds every
-/// Secret of the cluster.
+/// The objects of one side, and the revision read; damage gone past is warned of.
 async fn objects_of(side: &Side, reading: &Reading) -> anyhow::Result<(i64, Vec<StoredObject>)> {
     let encryption = reading.encryption.load()?;
-    if let Some(file) = &side.file {
-        return Ok(read_objects(
-            file,
-            &reading.etcd_prefix,
-            side.revision,
-            encryption.as_ref(),
-        )?);
+    let read = match &side.file {
+        Some(file) => read_objects(file, &reading.etcd_prefix, side.revision, encryption.as_ref())?,
+        None => fetch_and_read(side, reading, encryption).await?,
+    };
+    for finding in &read.findings {
+        tracing::warn!("the snapshot is damaged, objects in damaged pages are missing: {finding}");
     }
+    Ok((read.revision, read.objects))
+}
+
+/// Reads a backup: fetched (decrypted and checked against its manifest) into a private
+/// temporary file, removed once read, as it holds every Secret of the cluster.
+async fn fetch_and_read(
+    side: &Side,
+    reading: &Reading,
+    encryption: Option<EncryptionConfig>,
+) -> anyhow::Result<lifeboat_core::k8s_objects::ObjectsRead> {
     let repo = reading.repo.open().await?;
     let identities = reading.identity.require_for(&repo)?;
     let id = resolve_id(&repo, side.backup.as_deref().unwrap_or("latest"), Some("etcd")).await?;
