@@ -70,7 +70,7 @@ pub fn classify(value: &[u8]) -> Result<StoredValue<'_>> {
     if let Some(rest) = value.strip_prefix(ENCRYPTED_PREFIX) {
         // <provider>:<version>:<key name>:<data>; the key name may not hold a colon.
         let mut parts = rest.splitn(4, |b| *b == b':');
-        let mut text = || parts.next().map(|p| String::from_utf8_lossy(p).into_owned());
+        let mut text = || parts.next().map(printable);
         if let (Some(provider), Some(version), Some(key_name)) = (text(), text(), text()) {
             return Ok(StoredValue::Encrypted {
                 provider,
@@ -90,14 +90,26 @@ pub fn classify(value: &[u8]) -> Result<StoredValue<'_>> {
     }
 }
 
+/// Bytes of a stored value as text for messages: control characters escaped, so a value can
+/// neither break a message's one line nor send terminal escapes.
+pub(crate) fn printable(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .flat_map(|c| match c.is_control() {
+            true => c.escape_default().collect::<Vec<_>>(),
+            false => vec![c],
+        })
+        .collect()
+}
+
 fn envelope(bytes: &[u8]) -> Result<Envelope> {
     let unknown = Unknown::decode(bytes).map_err(|e| Error::Envelope {
         message: e.to_string(),
     })?;
     let type_meta = unknown.type_meta.unwrap_or_default();
     let (api_version, kind) = (
-        type_meta.api_version.unwrap_or_default(),
-        type_meta.kind.unwrap_or_default(),
+        printable(type_meta.api_version.unwrap_or_default().as_bytes()),
+        printable(type_meta.kind.unwrap_or_default().as_bytes()),
     );
     if kind.is_empty() {
         return Err(Error::Envelope {
@@ -142,6 +154,17 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(classify(b"plain").unwrap(), StoredValue::Other(_)));
+        match classify(b"k8s:enc:aes\ngcm:v1:key\x1b[31m:data").unwrap() {
+            StoredValue::Encrypted {
+                provider, key_name, ..
+            } => {
+                assert_eq!(
+                    (provider.as_str(), key_name.as_str()),
+                    ("aes\\ngcm", "key\\u{1b}[31m")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
         assert!(classify(b"k8s\0\xff\xff").is_err());
     }
 }

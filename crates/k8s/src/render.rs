@@ -23,7 +23,12 @@ pub struct Decoded {
 /// Decodes a stored value (as `etcdctl get --print-value-only` gives it). Encrypted and CBOR
 /// values are errors that say so; the caller decrypts first.
 pub fn decode(value: &[u8]) -> Result<Decoded> {
-    decode_nested(value, 0)
+    let mut decoded = decode_nested(value, 0)?;
+    // Findings quote the value's own names: one line each, no terminal escapes.
+    for finding in &mut decoded.findings {
+        *finding = crate::envelope::printable(finding.as_bytes());
+    }
+    Ok(decoded)
 }
 
 /// How deep objects may nest inside raw fields (a RawExtension holding an object holding ...):
