@@ -496,11 +496,7 @@ pub fn plan(node: &Node, journal: &Journal, options: &RecoverOptions) -> Vec<Str
         format!(
             "safety copy: if etcd answers at {}, save a snapshot of it to {}",
             client_url(etcd),
-            options
-                .journal_dir
-                .join(format!("recover-{}", journal.run))
-                .join("pre-recover.db")
-                .display()
+            journal.run_dir(options).join("pre-recover.db").display()
         ),
         format!(
             "stop: {manifests_out}, then wait up to {} s until etcd and the API server are gone (crictl when present, the ports {}, no process on {})",
@@ -882,10 +878,7 @@ async fn safety_copy(
     narrator: &dyn Narrator,
     cancel: &Cancel,
 ) -> Result<()> {
-    let run_dir = under(
-        &options.root,
-        &options.journal_dir.join(format!("recover-{}", journal.run)),
-    );
+    let run_dir = under(&options.root, &journal.run_dir(options));
     std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
         .create(&run_dir)
         .map_err(io("create", &run_dir))?;

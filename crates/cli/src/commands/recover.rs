@@ -336,10 +336,7 @@ async fn snapshot_for(
         // Verified when it was resolved.
         Source::File(file) => return Ok(file.clone()),
         Source::Backup { repo, id, identities } => {
-            let run_dir = under(
-                &options.root,
-                &options.journal_dir.join(format!("recover-{}", journal.run)),
-            );
+            let run_dir = under(&options.root, &journal.run_dir(options));
             let path = run_dir.join("snapshot.db");
             if !path.exists() {
                 std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)

@@ -622,3 +622,36 @@ async fn a_damaged_snapshot_is_read_past_the_damage_which_is_reported() {
         "{left} of {all} objects read past the damage"
     );
 }
+
+#[tokio::test]
+async fn bad_input_is_one_line_naming_it_and_exit_1() {
+    let (server, _) = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = snapshot_of(&server, dir.path());
+    let future = run_failing(&mut k8s(&file, &["ls", "-A", "--revision", "999999"]), 1);
+    assert!(future.contains("999999"), "{future}");
+    let config = dir.path().join("enc.yaml");
+    std::fs::write(&config, "kind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - aesgcm:\n      keys:\n      - {name: k1, secret: not-base64!}\n").unwrap();
+    let bad_config = run_failing(k8s(&file, &["ls"]).arg("--encryption-config").arg(&config), 1);
+    assert!(
+        bad_config.contains("enc.yaml") && bad_config.contains("\"k1\"") && bad_config.contains("not base64"),
+        "{bad_config}"
+    );
+    let missing = run_failing(
+        lifeboat().args(["k8s", "diff", "/nonexistent/etcd.db", "latest"]),
+        1,
+    );
+    assert!(
+        missing.contains("/nonexistent/etcd.db: no such snapshot file"),
+        "{missing}"
+    );
+    let garbage = dir.path().join("value");
+    std::fs::write(&garbage, b"plain bytes").unwrap();
+    let undecodable = run_failing(lifeboat().args(["k8s", "decode"]).arg(&garbage), 1);
+    assert!(undecodable.contains("not a Kubernetes value"), "{undecodable}");
+    assert_eq!(
+        files_under(dir.path()),
+        ["enc.yaml", "etcd.db", "etcd.db.sha256", "value"],
+        "nothing left behind"
+    );
+}
