@@ -42,9 +42,10 @@ fn exercise(bytes: &[u8]) {
         let mut entries = 0usize;
         let _ = db.check(|_| entries += 1);
         assert!(entries <= bytes.len() / 16, "every entry needs an element");
-        let _ = lifeboat_etcd_data::status(&db);
-        let _ = lifeboat_etcd_data::hash_kv(&db, None, None);
-        let _ = lifeboat_etcd_data::hash_kv(&db, Some(3), Some(1));
+        let _ = lifeboat_etcd_data::status(&db, None);
+        let _ = lifeboat_etcd_data::status(&db, lifeboat_etcd_data::Version::parse("3.6"));
+        let _ = lifeboat_etcd_data::hash_kv(&db, None, None, lifeboat_etcd_data::HashRules::SkipsTombstoneAtCompaction);
+        let _ = lifeboat_etcd_data::hash_kv(&db, Some(3), Some(1), lifeboat_etcd_data::HashRules::HashesTombstoneAtCompaction);
         streamed_tail_agrees(bytes, &db);
     }
     let _ = lifeboat_etcd_data::verify(bytes);

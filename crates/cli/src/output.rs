@@ -30,6 +30,43 @@ pub fn table(out: &mut impl Write, rows: &[(&str, String)]) -> std::io::Result<(
 
 /// Prints a table with a header row, cells right-aligned (etcdctl's table printer).
 pub fn grid(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
+    draw_grid(out, header, rows, &ASCII)
+}
+
+/// [`grid`] drawn with box characters, as etcdutl 3.7's table printer (tablewriter 1.x) draws it.
+pub fn grid_boxed(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
+    draw_grid(out, header, rows, &BOXED)
+}
+
+/// The characters of a table: rule lines (left, joint, right, line) above, below the header
+/// and below the rows, and the cell separator.
+struct Drawing {
+    top: [char; 4],
+    middle: [char; 4],
+    bottom: [char; 4],
+    separator: char,
+}
+
+const ASCII: Drawing = Drawing {
+    top: ['+', '+', '+', '-'],
+    middle: ['+', '+', '+', '-'],
+    bottom: ['+', '+', '+', '-'],
+    separator: '|',
+};
+
+const BOXED: Drawing = Drawing {
+    top: ['┌', '┬', '┐', '─'],
+    middle: ['├', '┼', '┤', '─'],
+    bottom: ['└', '┴', '┘', '─'],
+    separator: '│',
+};
+
+fn draw_grid(
+    out: &mut impl Write,
+    header: &[&str],
+    rows: &[Vec<String>],
+    drawing: &Drawing,
+) -> std::io::Result<()> {
     let widths: Vec<usize> = (0..header.len())
         .map(|i| {
             rows.iter()
@@ -39,27 +76,27 @@ pub fn grid(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> std:
                 .unwrap_or(0)
         })
         .collect();
-    let rule: String = widths
-        .iter()
-        .map(|w| format!("+{}", "-".repeat(w + 2)))
-        .collect::<String>()
-        + "+";
-    writeln!(out, "{rule}")?;
+    let rule = |[left, joint, right, line]: [char; 4]| {
+        let cells: Vec<String> = widths.iter().map(|w| line.to_string().repeat(w + 2)).collect();
+        format!("{left}{}{right}", cells.join(&joint.to_string()))
+    };
+    let bar = drawing.separator;
+    writeln!(out, "{}", rule(drawing.top))?;
     let cells: String = header
         .iter()
         .zip(&widths)
-        .map(|(h, w)| format!("| {h:^w$} "))
+        .map(|(h, w)| format!("{bar} {h:^w$} "))
         .collect();
-    writeln!(out, "{cells}|\n{rule}")?;
+    writeln!(out, "{cells}{bar}\n{}", rule(drawing.middle))?;
     for row in rows {
         let cells: String = row
             .iter()
             .zip(&widths)
-            .map(|(c, w)| format!("| {c:>w$} "))
+            .map(|(c, w)| format!("{bar} {c:>w$} "))
             .collect();
-        writeln!(out, "{cells}|")?;
+        writeln!(out, "{cells}{bar}")?;
     }
-    writeln!(out, "{rule}")
+    writeln!(out, "{}", rule(drawing.bottom))
 }
 
 /// Bytes in SI units as go-humanize prints them (`20 kB`, `676 MB`), like etcdutl.

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use lifeboat_etcd_data::HashKv;
+use lifeboat_etcd_data::{HashKv, HashRules};
 use lifeboat_repo::{Artefact, BackupId, EtcdFacts, HashKvRecord, Identity, Manifest, Repository};
 use serde::Serialize;
 
@@ -271,12 +271,13 @@ pub enum HashKvComparison {
     NotComparable(String),
 }
 
-/// Recomputes the member's HashKV from the file, with the member's revision and compact revision;
-/// `known`, the file's hash computed already, is used instead when it covers the same ones.
+/// Recomputes the member's HashKV from the file, with the member's revision, compact revision
+/// and version's rules; `known`, the file's hash computed already by `rules`, is used instead
+/// when it covers the same ones.
 pub fn hash_kv_comparison(
     path: &Path,
     facts: Option<&EtcdFacts>,
-    known: Option<HashKv>,
+    known: Option<(HashKv, HashRules)>,
 ) -> Result<HashKvComparison> {
     let Some(facts) = facts else {
         return Ok(HashKvComparison::NotComparable(
@@ -290,13 +291,21 @@ pub fn hash_kv_comparison(
             .unwrap_or_else(|| "the backup records no HashKV (made before lifeboat recorded it)".into());
         return Ok(HashKvComparison::NotComparable(reason));
     };
+    let rules = HashRules::of(lifeboat_etcd_data::Version::parse(&facts.version));
     let computed = match known {
-        Some(known)
-            if known.revision == recorded.revision && known.compact_revision == recorded.compact_revision =>
+        Some((known, known_rules))
+            if known.revision == recorded.revision
+                && known.compact_revision == recorded.compact_revision
+                && known_rules == rules =>
         {
             Ok(known)
         }
-        _ => crate::snapshot_file::hash_kv(path, Some(recorded.revision), Some(recorded.compact_revision)),
+        _ => crate::snapshot_file::hash_kv(
+            path,
+            Some(recorded.revision),
+            Some(recorded.compact_revision),
+            rules,
+        ),
     };
     match computed {
         Ok(computed) if computed.hash == recorded.hash => Ok(HashKvComparison::Equal(recorded)),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use lifeboat_etcd_conn::{ConnectOptions, connect_first_healthy};
-use lifeboat_etcd_data::{HashKv, SnapshotStatus, Trailer};
+use lifeboat_etcd_data::{HashKv, HashRules, SnapshotStatus, Trailer};
 use lifeboat_etcd_proc::{EtcdBinary, EtcdProcess, InitialCluster, Launch, free_port};
 use lifeboat_repo::{BackupId, EtcdFacts, Identity, Manifest, Repository, timestamp};
 use serde::{Deserialize, Serialize};
@@ -201,6 +201,8 @@ struct Fetched {
     created: Option<SystemTime>,
     /// The damage found while fetching, if any.
     damage: Option<String>,
+    /// The version rule applied before the fetch (a backup names its member's version).
+    version_check: Option<String>,
 }
 
 /// Runs a drill. `Err` means it could not run (no such backup, an etcd too old for the data,
@@ -288,15 +290,21 @@ async fn drill_uncancelled(
         let path = fetched.path.clone();
         let facts = blocking(move || crate::snapshot_file::store_facts(&path)).await?;
         if let Some(version) = &facts.cluster_version {
-            options.binary.check_runs(version)?;
+            let detail = version_detail(options, version)?;
+            run.check("etcd version", Outcome::Passed, detail);
         }
+    }
+    if let Some(detail) = &fetched.version_check {
+        run.check("etcd version", Outcome::Passed, detail.clone());
     }
     if let (Outcome::Passed, Some(stats)) = (integrity, &stats) {
         // The snapshot's own HashKV needs only the file: it is computed while the members are
         // restored and booted.
         let hashes = {
             let (path, revision, facts) = (fetched.path.clone(), stats.revision, facts.clone());
-            start_blocking(move || snapshot_hashes(&path, revision, facts.as_ref()))
+            // The restored member hashes by the rules of the binary that boots it.
+            let rules = HashRules::of(Some(options.binary.version));
+            start_blocking(move || snapshot_hashes(&path, revision, facts.as_ref(), rules))
         };
         let plan = plan_members(options, dir.path(), &id)?;
         restore_outcome = restore_members(&mut run, &plan, &fetched.path).await?;
@@ -452,6 +460,17 @@ fn private_dir(parent: &Path) -> Result<tempfile::TempDir> {
     Ok(dir)
 }
 
+/// etcd's upgrade policy for booting `data_version` data on the drill's binary, as a check's
+/// detail; refused data is an error (the drill cannot run).
+fn version_detail(options: &DrillOptions, data_version: &str) -> Result<String> {
+    let note = options.binary.check_runs(data_version)?;
+    let applied = format!("etcd {data_version} data on etcd {}", options.binary.version);
+    Ok(match note {
+        Some(note) => format!("{applied}: {note}"),
+        None => applied,
+    })
+}
+
 async fn fetch(
     source: &DrillSource<'_>,
     options: &DrillOptions,
@@ -471,14 +490,16 @@ async fn fetch(
                 size: metadata.len(),
                 created: metadata.modified().ok(),
                 damage: None,
+                version_check: None,
             })
         }
         DrillSource::Backup { repo, id, identities } => {
             let manifest = repo.manifest(id).await?;
             let artefact = crate::backups::etcd_artefact(&manifest)?;
-            if let Some(facts) = &manifest.etcd {
-                options.binary.check_runs(&facts.version)?;
-            }
+            let version_check = match &manifest.etcd {
+                Some(facts) => Some(version_detail(options, &facts.version)?),
+                None => None,
+            };
             let path = dir.join("snapshot.db");
             let fetched =
                 crate::backups::fetch_snapshot(repo, &manifest, identities, &path, progress, &Cancel::new())
@@ -499,6 +520,7 @@ async fn fetch(
                 .map(SystemTime::from),
                 manifest: Some(manifest),
                 damage,
+                version_check,
             })
         }
     }
@@ -678,9 +700,10 @@ fn snapshot_hashes(
     path: &Path,
     revision: i64,
     facts: Option<&EtcdFacts>,
+    rules: HashRules,
 ) -> Result<(HashKv, HashKvComparison)> {
-    let native = crate::snapshot_file::hash_kv(path, Some(revision), None)?;
-    let comparison = hash_kv_comparison(path, facts, Some(native))?;
+    let native = crate::snapshot_file::hash_kv(path, Some(revision), None, rules)?;
+    let comparison = hash_kv_comparison(path, facts, Some((native, rules)))?;
     Ok((native, comparison))
 }
 

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use lifeboat_bbolt::{Db, FileSource, MappedFile, Source};
-use lifeboat_etcd_data::{HashKv, SnapshotStatus, StoreFacts, VerifyReport};
+use lifeboat_etcd_data::{HashKv, HashRules, SnapshotStatus, StoreFacts, VerifyReport, Version};
 
 use crate::{Error, Result};
 
@@ -23,16 +23,23 @@ fn failed(path: &Path) -> impl Fn(lifeboat_etcd_data::Error) -> Error + '_ {
     }
 }
 
-/// `snapshot status`: fails, like etcdutl, when the consistency check finds anything.
-pub fn status(path: &Path, access: Access) -> Result<SnapshotStatus> {
-    fn of<S: Source + ?Sized>(source: &S) -> lifeboat_etcd_data::Result<SnapshotStatus> {
-        lifeboat_etcd_data::status(&Db::open(source)?)
+/// `snapshot status` by the rules of `as_version`'s etcdutl (`None`: the file's own etcd
+/// version's): fails, like etcdutl, when the consistency check finds anything.
+pub fn status(path: &Path, access: Access, as_version: Option<Version>) -> Result<SnapshotStatus> {
+    fn of<S: Source + ?Sized>(
+        source: &S,
+        as_version: Option<Version>,
+    ) -> lifeboat_etcd_data::Result<SnapshotStatus> {
+        lifeboat_etcd_data::status(&Db::open(source)?, as_version)
     }
     match access {
         Access::Mapped => MappedFile::open(path)
             .map_err(|e| failed(path)(e.into()))?
-            .read_with(of),
-        Access::Paged => of(&FileSource::open(path).map_err(|e| failed(path)(e.into()))?),
+            .read_with(|bytes| of(bytes, as_version)),
+        Access::Paged => of(
+            &FileSource::open(path).map_err(|e| failed(path)(e.into()))?,
+            as_version,
+        ),
     }
     .map_err(failed(path))
 }
@@ -54,11 +61,16 @@ pub fn verify_sha_checked(path: &Path) -> Result<VerifyReport> {
 }
 
 /// etcd's HashKV of the file at `revision` (`None`: its current one), compacted at
-/// `compact_revision` (`None`: the file's own).
-pub fn hash_kv(path: &Path, revision: Option<i64>, compact_revision: Option<i64>) -> Result<HashKv> {
+/// `compact_revision` (`None`: the file's own), as a member following `rules` computes it.
+pub fn hash_kv(
+    path: &Path,
+    revision: Option<i64>,
+    compact_revision: Option<i64>,
+    rules: HashRules,
+) -> Result<HashKv> {
     MappedFile::open(path)
         .map_err(|e| failed(path)(e.into()))?
-        .read_with(|bytes| lifeboat_etcd_data::hash_kv(&Db::open(bytes)?, revision, compact_revision))
+        .read_with(|bytes| lifeboat_etcd_data::hash_kv(&Db::open(bytes)?, revision, compact_revision, rules))
         .map_err(failed(path))
 }
 

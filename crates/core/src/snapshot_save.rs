@@ -109,7 +109,7 @@ async fn save_uncancelled(options: &SaveOptions, progress: &dyn Progress) -> Res
     // sound one, and gives the revision and key count of what was actually saved.
     // Read page by page: mapping would count the whole file in our memory use.
     let part = part_path(&options.path);
-    let contents = blocking(move || crate::snapshot_file::status(&part, Access::Paged))
+    let contents = blocking(move || crate::snapshot_file::status(&part, Access::Paged, None))
         .await
         .map_err(|e| match e {
             Error::SnapshotFile { source, .. } => damaged(source),

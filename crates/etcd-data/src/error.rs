@@ -71,4 +71,35 @@ pub enum Error {
     /// A compact revision below the file's own: the file no longer holds what it would hash.
     #[error("compact revision {given} is below the file's own ({file}); give {file} or more")]
     CompactBelowFile { given: i64, file: i64 },
+    /// A version outside the window Lifeboat was built and tested for.
+    #[error(
+        "{what} is etcd {version}, outside the versions Lifeboat supports (3.4 to 3.7); use a Lifeboat release that supports it"
+    )]
+    UnsupportedVersion { what: String, version: String },
+    /// Data of a newer minor than the binary that would boot it.
+    #[error(
+        "data written by etcd {data} cannot run on etcd {binary} (etcd cannot downgrade data); use etcd {data_minor} or newer"
+    )]
+    DowngradeRefused {
+        data: String,
+        binary: String,
+        data_minor: String,
+    },
+    /// Data two or more minors older than the binary.
+    #[error(
+        "data written by etcd {data} cannot boot on etcd {binary}: etcd upgrades one minor at a time; use etcd {next_minor}"
+    )]
+    MinorSkipRefused {
+        data: String,
+        binary: String,
+        next_minor: String,
+    },
+    /// A bbolt file without etcd's `key` bucket.
+    #[error(
+        "a bbolt file, but not an etcd database: it has no \"key\" bucket; give an etcd snapshot or a member's member/snap/db"
+    )]
+    NotEtcd,
+    /// `snapshot status` cannot tell which etcdutl's figures to give.
+    #[error("cannot tell which etcd's status to reproduce: {reason}; give --etcd-version")]
+    StatusRulesUnknown { reason: String },
 }

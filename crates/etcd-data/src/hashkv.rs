@@ -1,9 +1,11 @@
 //! etcd's `HashKV` (what `etcdctl endpoint hashkv` prints), computed from a bbolt file.
 //!
-//! etcd 3.4 and 3.5 (`mvcc.store.HashByRev`) hash the `key` bucket's name, then the key and value
+//! etcd 3.4 to 3.7 (`mvcc.store.HashByRev`) hash the `key` bucket's name, then the key and value
 //! of every entry up to revision R, with CRC-32C. Entries at or below the compact revision are
 //! included only if compaction at R would keep them (each user key's latest revision at R, unless
-//! that is a tombstone), and all of them when it would keep none.
+//! that is a tombstone), and all of them when it would keep none. Since 3.4.34 and 3.5.16 (and in
+//! every 3.6+) a tombstone at exactly the compact revision is never hashed: those releases keep
+//! it on disk where older ones deleted it at compaction ([`HashRules`]).
 
 use std::collections::HashMap;
 
@@ -11,10 +13,40 @@ use lifeboat_bbolt::{BucketTail, Db, Source};
 use serde::{Deserialize, Serialize};
 
 use crate::status::{KEY_BUCKET, integrity_error};
+use crate::version::Version;
 use crate::{Error, Result};
 
 /// The bucket holding the compaction marks.
 const META_BUCKET: &[u8] = b"meta";
+
+/// Whose HashKV: the rules changed within 3.4 and 3.5 (etcd commit 8d98510e).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashRules {
+    /// 3.4.34+, 3.5.16+, 3.6 and later: a tombstone at the compact revision is left out.
+    SkipsTombstoneAtCompaction,
+    /// Older releases: such a tombstone (found only in a file a newer release wrote) is hashed.
+    HashesTombstoneAtCompaction,
+}
+
+impl HashRules {
+    /// The rules of the member running `version`; `None` (unknown) takes the current rules,
+    /// which agree with the old ones on every file an old release wrote.
+    pub fn of(version: Option<Version>) -> Self {
+        let Some(version) = version else {
+            return Self::SkipsTombstoneAtCompaction;
+        };
+        let first_with_rule = match version.minor_version() {
+            (3, 4) => Version::new(3, 4, 34),
+            (3, 5) => Version::new(3, 5, 16),
+            (3, minor) if minor < 4 => return Self::HashesTombstoneAtCompaction,
+            _ => return Self::SkipsTombstoneAtCompaction,
+        };
+        match version >= first_with_rule {
+            true => Self::SkipsTombstoneAtCompaction,
+            false => Self::HashesTombstoneAtCompaction,
+        }
+    }
+}
 
 /// A HashKV answer: the hash, the revision it covers and the compact revision it assumed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,7 +80,7 @@ fn revision_of(key: &[u8]) -> Result<(i64, i64)> {
     Ok((as_i64(main), as_i64(sub)))
 }
 
-fn is_tombstone(key: &[u8]) -> bool {
+pub(crate) fn is_tombstone(key: &[u8]) -> bool {
     key.len() == 18 && key[17] == b't'
 }
 
@@ -59,7 +91,7 @@ struct UserKey {
     key: Vec<u8>,
 }
 
-fn user_key(value: &[u8], key: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn user_key(value: &[u8], key: &[u8]) -> Result<Vec<u8>> {
     <UserKey as prost::Message>::decode(value)
         .map(|k| k.key)
         .map_err(|_| Error::BadKeyValue {
@@ -91,6 +123,7 @@ pub(crate) fn walk_keys_past_damage<S: Source + ?Sized>(
     let (mut last_main, mut finished, mut scheduled) = (0, -1, -1);
     let mut cluster_version = None;
     let mut failure = None;
+    let mut has_key_bucket = false;
     let findings = db.walk(|entry| {
         if failure.is_some() {
             return;
@@ -98,6 +131,7 @@ pub(crate) fn walk_keys_past_damage<S: Source + ?Sized>(
         if entry.depth == 0 {
             bucket.clear();
             bucket.extend_from_slice(entry.key);
+            has_key_bucket |= entry.key == KEY_BUCKET;
             return;
         }
         let outcome = match (bucket.as_slice(), entry.key) {
@@ -120,6 +154,9 @@ pub(crate) fn walk_keys_past_damage<S: Source + ?Sized>(
     if let Some(error) = failure {
         return Err(error);
     }
+    if !has_key_bucket {
+        return Err(Error::NotEtcd);
+    }
     let compact = finished.max(scheduled);
     let facts = StoreFacts {
         // etcd's store starts at revision 1: an empty key space is served at revision 1.
@@ -135,13 +172,14 @@ pub fn store_facts<S: Source + ?Sized>(db: &Db<'_, S>) -> Result<StoreFacts> {
     walk_keys(db, |_, _| Ok(()))
 }
 
-/// HashKV at `revision` (`None`: the current one), as etcd answers it for this file.
-/// `compact_revision` overrides the file's (a member that compacted further since the file was
-/// taken answers as if it had been compacted there); it may not be below the file's.
+/// HashKV at `revision` (`None`: the current one), as a member following `rules` answers it for
+/// this file. `compact_revision` overrides the file's (a member that compacted further since
+/// the file was taken answers as if it had been compacted there); it may not be below the file's.
 pub fn hash_kv<S: Source + ?Sized>(
     db: &Db<'_, S>,
     revision: Option<i64>,
     compact_revision: Option<i64>,
+    rules: HashRules,
 ) -> Result<HashKv> {
     let asked = revision.filter(|r| *r > 0);
     let upper = asked.unwrap_or(i64::MAX);
@@ -181,6 +219,9 @@ pub fn hash_kv<S: Source + ?Sized>(
             if !kept {
                 return Ok(());
             }
+        }
+        if rules == HashRules::SkipsTombstoneAtCompaction && rev.0 == compact && is_tombstone(key) {
+            return Ok(());
         }
         hash = crc32c::crc32c_append(hash, key);
         hash = crc32c::crc32c_append(hash, value);

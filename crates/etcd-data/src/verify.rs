@@ -129,7 +129,7 @@ pub fn verify_structure(file: &[u8], trailer: Trailer) -> Result<VerifyReport> {
             message: problem.to_string(),
         });
     }
-    let mut status = StatusBuilder::default();
+    let mut status = StatusBuilder::new(None);
     let mut etcd = EtcdChecks::default();
     let bbolt = db.check(|entry| {
         status.entry(&entry);
@@ -145,6 +145,8 @@ pub fn verify_structure(file: &[u8], trailer: Trailer) -> Result<VerifyReport> {
     let status = match status.finish(&db) {
         Ok(status) if clean_structure => Some(status),
         Ok(_) => None,
+        // The etcd checks name the missing bucket already.
+        Err(crate::Error::NotEtcd) => None,
         Err(error) => {
             findings.push(VerifyFinding {
                 area: Area::Etcd,

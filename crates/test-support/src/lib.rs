@@ -1,4 +1,4 @@
-//! The test rig: real etcd 3.4.23 and 3.5.1 on 127.0.0.1 at free ports, a kubeadm-shaped PKI,
+//! The test rig: real etcd 3.4 to 3.7 (`EtcdVersion` names the releases) on 127.0.0.1 at free ports, a kubeadm-shaped PKI,
 //! Kubernetes-like data, and helpers to run the `lifeboat` binary. Used by integration tests,
 //! the demo and the benchmarks (through the `lifeboat-testbed` binary).
 //!

@@ -260,14 +260,15 @@ fn preflight(node: &Node, resolved: &Resolved, options: &RecoverOptions) -> anyh
             else {
                 bail!("cannot compare the snapshot's etcd version {data} with the image's {image}");
             };
-            if (data_version.major, data_version.minor) > (image_version.major, image_version.minor) {
-                bail!(
-                    "{} was written by etcd {data}, newer than the node's etcd image ({}, {image}); etcd cannot downgrade data: restore on a node with etcd {}.{} or later",
+            let note = lifeboat_etcd_data::boot_rule(data_version, image_version).map_err(|refused| {
+                anyhow::anyhow!(
+                    "{} cannot be restored with the node's etcd image {}: {refused}",
                     resolved.shown,
-                    node.etcd.image,
-                    data_version.major,
-                    data_version.minor
-                );
+                    node.etcd.image
+                )
+            })?;
+            if let Some(note) = note {
+                checks.push(note);
             }
             checks.push(format!("etcd {data} data on etcd {image} ({})", node.etcd.image));
         }

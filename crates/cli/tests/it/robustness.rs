@@ -16,7 +16,7 @@ fn assert_rejected(bytes: &[u8], what: &str) {
         Err(error) => assert!(!error.to_string().is_empty()),
     }
     if let Ok(db) = Db::open(bytes) {
-        let _ = etcd_data::status(&db);
+        let _ = etcd_data::status(&db, None);
     }
 }
 

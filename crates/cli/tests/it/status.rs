@@ -1,5 +1,6 @@
-//! `snapshot status` and `snapshot verify` against real snapshots of etcd 3.4.23 and 3.5.1 at
-//! every stage of a cluster's life: our status equals etcdutl's (3.5) and etcdctl's (3.4).
+//! `snapshot status` and `snapshot verify` against real snapshots of etcd 3.4 to 3.7 at every
+//! stage of a cluster's life: our status equals the reference tool of the file's version
+//! (etcdctl 3.4, etcdutl 3.5 to 3.7), and with `--etcd-version` that of every other version.
 
 use std::path::Path;
 
@@ -12,19 +13,28 @@ use crate::common::*;
 
 const PASSWORD: &str = "root-pw";
 
-/// Our status equals the reference tool's in every format, and verify finds nothing.
+/// Our status equals the reference tool's in every format (of the file's own version without
+/// `--etcd-version`, of each version with it), and verify finds nothing.
 fn assert_status_matches(version: EtcdVersion, file: &Path, stage: &str) -> Value {
-    for format in ["json", "simple", "table"] {
-        let ours = run_ok(lifeboat().args(["snapshot", "status", "-w", format]).arg(file));
-        let theirs = reference_status(version, file, format);
-        if format == "json" {
-            let (ours, theirs): (Value, Value) = (
-                serde_json::from_str(&ours).unwrap(),
-                serde_json::from_str(&theirs).unwrap(),
-            );
-            assert_eq!(ours, theirs, "{version:?} {stage}: status -w json");
-        } else {
-            assert_eq!(ours, theirs, "{version:?} {stage}: status -w {format}");
+    for reference in EtcdVersion::ALL {
+        for format in ["json", "simple", "table"] {
+            let mut command = lifeboat();
+            command.args(["snapshot", "status", "-w", format]).arg(file);
+            if reference != version {
+                command.args(["--etcd-version", reference.minor()]);
+            }
+            let ours = run_ok(&mut command);
+            let theirs = reference_status(reference, file, format);
+            let context = format!("{version:?} {stage}: status -w {format} as {reference:?}");
+            if format == "json" {
+                let (ours, theirs): (Value, Value) = (
+                    serde_json::from_str(&ours).unwrap(),
+                    serde_json::from_str(&theirs).unwrap(),
+                );
+                assert_eq!(ours, theirs, "{context}");
+            } else {
+                assert_eq!(ours, theirs, "{context}");
+            }
         }
     }
     let report: Value = serde_json::from_str(&run_ok(

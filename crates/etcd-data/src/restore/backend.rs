@@ -178,8 +178,7 @@ pub fn rewrite_backend<S: Source + ?Sized>(
     rewrite.end_bucket()?;
     let revision = rewrite.revision()?;
     if !rewrite.roots.iter().any(|(name, _)| name == KEY_BUCKET) {
-        let marker = rewrite.bump.map(|n| (revision_key(n, 0), Vec::new()));
-        rewrite.write_bucket(KEY_BUCKET, marker)?;
+        return Err(Error::NotEtcd);
     }
     let bumped_to = rewrite.bump.map(|n| revision.saturating_add(n));
 

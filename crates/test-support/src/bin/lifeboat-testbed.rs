@@ -7,26 +7,18 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use lifeboat_test_support::kubelet::{StaticMember, write_control_plane_node};
 use lifeboat_test_support::{
     EtcdConfig, EtcdServer, EtcdVersion, ExistingMember, FakeKubelet, FillSpec, client_options, fill,
 };
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Version {
-    #[value(name = "3.4")]
-    V34,
-    #[value(name = "3.5")]
-    V35,
-}
-
 /// Run a throwaway etcd until interrupted.
 #[derive(Debug, Parser)]
 struct Args {
-    /// etcd release.
-    #[arg(long, default_value = "3.5")]
-    etcd: Version,
+    /// etcd release: 3.4, 3.5, 3.6 or 3.7 (the rig's release of that minor).
+    #[arg(long, default_value = "3.6", value_parser = parse_version)]
+    etcd: EtcdVersion,
     /// Serve TLS and require client certificates, as kubeadm does.
     #[arg(long)]
     mtls: bool,
@@ -97,6 +89,13 @@ async fn kubeadm_node(
     Ok(())
 }
 
+fn parse_version(minor: &str) -> Result<EtcdVersion, String> {
+    EtcdVersion::ALL
+        .into_iter()
+        .find(|v| v.minor() == minor)
+        .ok_or_else(|| format!("{minor} is not one of 3.4, 3.5, 3.6, 3.7"))
+}
+
 async fn wait_for_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate())?;
@@ -110,10 +109,7 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let version = match args.etcd {
-        Version::V34 => EtcdVersion::V3_4,
-        Version::V35 => EtcdVersion::V3_5,
-    };
+    let version = args.etcd;
     if let Some(root) = &args.kubeadm_node {
         return kubeadm_node(root, version, &args.env_file).await;
     }

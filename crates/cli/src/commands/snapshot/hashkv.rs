@@ -20,6 +20,10 @@ pub struct HashkvArgs {
     /// Hash as a member compacted at C would (C at least the file's own compact revision).
     #[arg(long, value_name = "C")]
     compact_revision: Option<i64>,
+    /// Hash as a member of this etcd version does: releases before 3.4.34 and 3.5.16 also hash a
+    /// tombstone at the compact revision [default: the current rules].
+    #[arg(long, value_name = "X.Y.Z", value_parser = super::status::parse_etcd_version)]
+    etcd_version: Option<lifeboat_etcd_data::Version>,
 }
 
 #[derive(serde::Serialize)]
@@ -31,7 +35,9 @@ struct Report {
 }
 
 pub fn run(args: HashkvArgs, format: OutputFormat) -> anyhow::Result<()> {
-    let hash = lifeboat_core::snapshot_file::hash_kv(&args.file, args.revision, args.compact_revision)?;
+    let rules = lifeboat_etcd_data::HashRules::of(args.etcd_version);
+    let hash =
+        lifeboat_core::snapshot_file::hash_kv(&args.file, args.revision, args.compact_revision, rules)?;
     let report = Report {
         file: args.file,
         hash: hash.hash,
