@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use lifeboat_bbolt::{Db, MappedFile};
-use lifeboat_etcd_data::restore::{BackendReport, Cluster, Member, rewrite_backend, snap_file, wal_segment};
+use lifeboat_etcd_data::restore::{
+    BackendReport, Cluster, Member, RaftEncoding, rewrite_backend, snap_file, wal_segment,
+};
 use lifeboat_etcd_data::{Trailer, trailer};
 
 use crate::fsio::{PendingDir, commit_together, io, sync_dir};
@@ -171,11 +173,17 @@ pub fn restore(options: &RestoreOptions) -> Result<RestoreReport> {
     }
     let backend = backend.map_err(damaged)?;
     db_file.sync_all().map_err(io("fsync", &db_path))?;
-    let (snap_name, snap_bytes) = snap_file(&cluster);
+    let encoding = RaftEncoding::of(
+        backend
+            .snapshot_version
+            .as_deref()
+            .and_then(lifeboat_etcd_data::Version::parse),
+    );
+    let (snap_name, snap_bytes) = snap_file(&cluster, encoding);
     write_private(&snap_dir.join(snap_name), &snap_bytes)?;
     sync_dir(&snap_dir)?;
 
-    let wal_bytes = wal_segment(&cluster, &member);
+    let wal_bytes = wal_segment(&cluster, &member, encoding);
     const WAL_NAME: &str = "0000000000000000-0000000000000000.wal";
     let separate_wal = match &options.wal_dir {
         Some(target) => {

@@ -11,14 +11,17 @@ use lifeboat_bbolt::{BucketRoot, BucketWriter, BulkWriter, Db, Entry, Source};
 use super::members::Cluster;
 use super::raft::{TERM, member_json};
 use crate::status::{KEY_BUCKET, integrity_error, main_revision};
-use crate::{Error, Result};
+use crate::{Error, Result, Version};
 
 const META: &[u8] = b"meta";
 const MEMBERS: &[u8] = b"members";
 const MEMBERS_REMOVED: &[u8] = b"members_removed";
+const CLUSTER: &[u8] = b"cluster";
+const CLUSTER_VERSION: &[u8] = b"clusterVersion";
+const STORAGE_VERSION: &[u8] = b"storageVersion";
 
 /// What the rewrite did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BackendReport {
     /// The snapshot's revision (main revision of its last `key` entry).
     pub revision: i64,
@@ -28,6 +31,8 @@ pub struct BackendReport {
     pub revisions: u64,
     /// Bytes of the new file.
     pub size: u64,
+    /// The etcd version the snapshot records (its storage version, else its cluster version).
+    pub snapshot_version: Option<String>,
 }
 
 /// How a source bucket is carried over.
@@ -56,6 +61,7 @@ struct Rewrite<'f> {
     last_revision_key: Option<Vec<u8>>,
     revisions: u64,
     bump: Option<i64>,
+    cluster_version: Option<Vec<u8>>,
     error: Option<Error>,
 }
 
@@ -80,6 +86,9 @@ impl Rewrite<'_> {
                     return Err(Error::NestedBucket {
                         bucket: String::from_utf8_lossy(name).into_owned(),
                     });
+                }
+                if name == CLUSTER && entry.key == CLUSTER_VERSION {
+                    self.cluster_version = Some(entry.value.to_vec());
                 }
                 match mode {
                     Treatment::Copy => self.writer.put(bucket, entry.key, entry.value, false)?,
@@ -160,6 +169,7 @@ pub fn rewrite_backend<S: Source + ?Sized>(
         last_revision_key: None,
         revisions: 0,
         bump: bump.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+        cluster_version: None,
         error: None,
     };
     let findings = source.check(|entry| {
@@ -179,6 +189,17 @@ pub fn rewrite_backend<S: Source + ?Sized>(
     let revision = rewrite.revision()?;
     if !rewrite.roots.iter().any(|(name, _)| name == KEY_BUCKET) {
         return Err(Error::NotEtcd);
+    }
+    // A 3.6+ server records its storage version too; a restore keeps it, as etcdutl does.
+    let snapshot_version = [
+        rewrite.meta.get(STORAGE_VERSION),
+        rewrite.cluster_version.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|value| Version::parse(std::str::from_utf8(value).ok()?));
+    if let Some(version) = snapshot_version {
+        version.check_supported("the snapshot")?;
     }
     let bumped_to = rewrite.bump.map(|n| revision.saturating_add(n));
 
@@ -212,5 +233,6 @@ pub fn rewrite_backend<S: Source + ?Sized>(
         bumped_to,
         revisions,
         size,
+        snapshot_version: snapshot_version.map(|v| v.to_string()),
     })
 }

@@ -43,8 +43,8 @@ struct Entry {
 /// `raftpb.ConfChange`.
 #[derive(Clone, PartialEq, Message)]
 struct ConfChange {
-    #[prost(uint64, required, tag = "1")]
-    id: u64,
+    #[prost(uint64, optional, tag = "1")]
+    id: Option<u64>,
     #[prost(int32, required, tag = "2")]
     r#type: i32,
     #[prost(uint64, required, tag = "3")]
@@ -69,8 +69,36 @@ struct HardState {
 struct ConfState {
     #[prost(uint64, repeated, packed = "false", tag = "1")]
     voters: Vec<u64>,
-    #[prost(bool, required, tag = "5")]
-    auto_leave: bool,
+    #[prost(bool, optional, tag = "5")]
+    auto_leave: Option<bool>,
+}
+
+/// How the raft messages are encoded, as the etcd of the snapshot writes them: gogo-protobuf
+/// (3.4 to 3.6) writes `ConfChange.id` and `ConfState.auto_leave` even when zero; 3.7's
+/// google-protobuf leaves them out. Both read either.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RaftEncoding {
+    #[default]
+    Gogo,
+    GoogleProtobuf,
+}
+
+impl RaftEncoding {
+    /// The encoding of the etcd that wrote a snapshot of `version` (`None`: unknown, gogo's).
+    pub fn of(version: Option<crate::Version>) -> Self {
+        match version {
+            Some(version) if version.minor_version() >= (3, 7) => Self::GoogleProtobuf,
+            _ => Self::Gogo,
+        }
+    }
+
+    /// A zero field as this encoding writes it: present (gogo) or absent.
+    fn zero<T: Default>(self) -> Option<T> {
+        match self {
+            Self::Gogo => Some(T::default()),
+            Self::GoogleProtobuf => None,
+        }
+    }
 }
 
 /// `walpb.Snapshot`.
@@ -166,16 +194,16 @@ impl WalWriter {
     }
 }
 
-fn conf_state(cluster: &Cluster) -> ConfState {
+fn conf_state(cluster: &Cluster, encoding: RaftEncoding) -> ConfState {
     ConfState {
         voters: cluster.members.iter().map(|m| m.id).collect(),
-        auto_leave: false,
+        auto_leave: encoding.zero(),
     }
 }
 
 /// The first WAL segment of `member`: crc, metadata, empty snapshot, one ConfChange per member,
 /// hard state (term 1, vote = smallest ID, commit = member count), snapshot at commit.
-pub fn wal_segment(cluster: &Cluster, member: &Member) -> Vec<u8> {
+pub fn wal_segment(cluster: &Cluster, member: &Member, encoding: RaftEncoding) -> Vec<u8> {
     let mut wal = WalWriter {
         bytes: Vec::new(),
         crc: 0,
@@ -192,7 +220,7 @@ pub fn wal_segment(cluster: &Cluster, member: &Member) -> Vec<u8> {
     wal.record(SNAPSHOT, WalSnapshot::default().encode_to_vec());
     for (index, m) in (1u64..).zip(&cluster.members) {
         let change = ConfChange {
-            id: 0,
+            id: encoding.zero(),
             r#type: CONF_CHANGE_ADD_NODE,
             node_id: m.id,
             context: Some(member_json(m)),
@@ -220,7 +248,7 @@ pub fn wal_segment(cluster: &Cluster, member: &Member) -> Vec<u8> {
     let snapshot = WalSnapshot {
         index: commit,
         term: TERM,
-        conf_state: Some(conf_state(cluster)),
+        conf_state: Some(conf_state(cluster, encoding)),
     };
     wal.record(SNAPSHOT, snapshot.encode_to_vec());
     wal.bytes
@@ -255,12 +283,12 @@ pub fn v2_store_json(cluster: &Cluster) -> Vec<u8> {
 }
 
 /// The `.snap` file name and content: the v2 store at index = member count, term 1.
-pub fn snap_file(cluster: &Cluster) -> (String, Vec<u8>) {
+pub fn snap_file(cluster: &Cluster, encoding: RaftEncoding) -> (String, Vec<u8>) {
     let index = cluster.members.len() as u64;
     let snapshot = RaftSnapshot {
         data: Some(v2_store_json(cluster)),
         metadata: SnapshotMetadata {
-            conf_state: conf_state(cluster),
+            conf_state: conf_state(cluster, encoding),
             index,
             term: TERM,
         },
@@ -285,7 +313,7 @@ mod tests {
     #[test]
     fn wal_frames_are_aligned_and_crcs_chain() {
         let cluster = cluster();
-        let wal = wal_segment(&cluster, &cluster.members[0]);
+        let wal = wal_segment(&cluster, &cluster.members[0], RaftEncoding::Gogo);
         // The first frame: crc record 08 04 10 00 padded to 8 (spec §5.5).
         assert_eq!(&wal[..16], &[4, 0, 0, 0, 0, 0, 0, 0x84, 8, 4, 16, 0, 0, 0, 0, 0]);
         let mut at = 0;
@@ -326,7 +354,7 @@ mod tests {
 
     #[test]
     fn snap_file_name_and_crc() {
-        let (name, bytes) = snap_file(&cluster());
+        let (name, bytes) = snap_file(&cluster(), RaftEncoding::Gogo);
         assert_eq!(name, "0000000000000001-0000000000000002.snap");
         let file = SnapFile::decode(&bytes[..]).unwrap();
         assert_eq!(file.crc, crc32c::crc32c(file.data.as_deref().unwrap()));
