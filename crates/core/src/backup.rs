@@ -72,6 +72,7 @@ pub async fn backup(
     write_backup(repo, BackupId::new(now), cancel, async |backup| {
         let mut member = connect_first_healthy(&options.connect).await?;
         let status = member.status().clone();
+        crate::snapshot_save::check_server_version(&status)?;
         let mut stream = member.snapshot().await?;
         backup.start_artefact(ETCD_ARTEFACT).await?;
         // The trailer is checked (and the stream hashed) on the blocking pool, a batch at a time;

@@ -61,6 +61,9 @@ pub enum Error {
     /// A recovery step could not be carried out; the journal says where the run stands.
     #[error("recover: {step}: {message}")]
     Recovery { step: &'static str, message: String },
+    /// An etcd version outside the supported window, or one etcd's policy does not boot.
+    #[error(transparent)]
+    EtcdVersion(lifeboat_etcd_data::Error),
     /// A snapshot file cannot be read or is damaged.
     #[error("{}", named(path, source))]
     SnapshotFile {

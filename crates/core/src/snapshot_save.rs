@@ -60,6 +60,16 @@ pub fn sha256_path(target: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Refuses a member whose etcd is outside the versions whose snapshot format Lifeboat knows.
+pub(crate) fn check_server_version(status: &MemberStatus) -> Result<()> {
+    match lifeboat_etcd_data::Version::parse(&status.version) {
+        Some(version) => version
+            .check_supported(&format!("etcd at {}", status.endpoint))
+            .map_err(Error::EtcdVersion),
+        None => Ok(()),
+    }
+}
+
 /// Saves a snapshot from the first healthy endpoint. Once `cancel` fires, the partial file is
 /// removed and [`Error::Interrupted`] returned.
 pub async fn save(options: &SaveOptions, progress: &dyn Progress, cancel: &Cancel) -> Result<SaveReport> {
@@ -75,6 +85,7 @@ async fn save_uncancelled(options: &SaveOptions, progress: &dyn Progress) -> Res
     }
     let mut member = connect_first_healthy(&options.connect).await?;
     let status = member.status().clone();
+    check_server_version(&status)?;
     info!(endpoint = %status.endpoint, version = %status.version, db_size = status.db_size, "saving snapshot");
 
     let mut stream = member.snapshot().await?;

@@ -85,6 +85,24 @@ pub(crate) fn classify(situation: Situation<'_>, top: &(dyn StdError + 'static))
             };
         }
     }
+    if let Some(alert) = alert_in_text(&errors) {
+        return from_rustls(
+            endpoint,
+            situation.client_cert,
+            &rustls::Error::AlertReceived(alert),
+        );
+    }
+    // Go's TLS 1.3 servers (etcd 3.4 to 3.7) that refuse a client, for sending no certificate
+    // or one they do not trust, may hang up as soon as it speaks, with no alert to read.
+    if situation.tls && situation.connecting && closed(&errors) {
+        return match situation.client_cert {
+            false => Error::ClientCertRequired { endpoint },
+            true => Error::ClientCertRejected {
+                endpoint,
+                reason: "the server hung up right after the TLS handshake".into(),
+            },
+        };
+    }
     for error in &errors {
         if let Some(status) = error.downcast_ref::<tonic::Status>() {
             return from_status(endpoint, situation, status, &errors);
@@ -95,6 +113,41 @@ pub(crate) fn classify(situation: Situation<'_>, top: &(dyn StdError + 'static))
     }
     let reason = errors.last().map_or_else(|| top.to_string(), |e| e.to_string());
     Error::ConnectionLost { endpoint, reason }
+}
+
+/// A TLS 1.3 server refuses a client certificate after our side of the handshake is done, so
+/// its alert ends the HTTP/2 connection, and h2 keeps only the text of that I/O error.
+fn alert_in_text(errors: &[&(dyn StdError + 'static)]) -> Option<AlertDescription> {
+    const CERTIFICATE_ALERTS: [AlertDescription; 9] = [
+        AlertDescription::BadCertificate,
+        AlertDescription::UnknownCA,
+        AlertDescription::CertificateExpired,
+        AlertDescription::CertificateRevoked,
+        AlertDescription::CertificateUnknown,
+        AlertDescription::UnsupportedCertificate,
+        AlertDescription::AccessDenied,
+        AlertDescription::CertificateRequired,
+        AlertDescription::HandshakeFailure,
+    ];
+    errors.iter().find_map(|error| {
+        let text = error.to_string();
+        let name = text.split("received fatal alert: ").nth(1)?;
+        let name = name.split(|c: char| !c.is_ascii_alphanumeric()).next()?;
+        CERTIFICATE_ALERTS
+            .into_iter()
+            .find(|alert| format!("{alert:?}") == name)
+    })
+}
+
+/// The peer hung up: an I/O error of those kinds, or h2's text of one.
+fn closed(errors: &[&(dyn StdError + 'static)]) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionReset, UnexpectedEof};
+    errors.iter().any(|error| {
+        error
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| matches!(io.kind(), BrokenPipe | ConnectionReset | UnexpectedEof))
+            || error.to_string().contains("connection closed")
+    })
 }
 
 /// A TLS port answers plain HTTP/2 with an HTTP/1 error page and a hang-up, which h2 reports

@@ -1,6 +1,7 @@
-//! `lifeboat drill` against real etcd 3.4.23 and 3.5.1 and the S3 server: a clean drill, a
-//! damaged object, a backup whose recorded HashKV no longer matches, a stale backup, a missing
-//! or too old etcd binary, an interrupted drill, three members, `--keep`, and the history.
+//! `lifeboat drill` against real etcd 3.4 to 3.7 and the S3 server: a clean drill on each, etcd's
+//! upgrade policy (never down, one minor at a time), a damaged object, a backup whose recorded
+//! HashKV no longer matches, a stale backup, a missing or too old etcd binary, an interrupted
+//! drill, three members, `--keep`, and the history.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -188,6 +189,99 @@ async fn clean_drill_on_etcd_3_5() {
 }
 
 #[tokio::test]
+async fn clean_drill_on_etcd_3_6() {
+    clean_drill(EtcdVersion::V3_6).await;
+}
+
+#[tokio::test]
+async fn clean_drill_on_etcd_3_7() {
+    clean_drill(EtcdVersion::V3_7).await;
+}
+
+/// etcd's upgrade policy decides which binary may drill which backup: the same minor or the
+/// next (3.5.1 data on 3.6 too, with the guide's condition explained), never down, never a
+/// skipped minor; a refusal names both versions, exits 2 and fetches nothing.
+#[tokio::test]
+async fn drills_follow_etcds_upgrade_policy() {
+    let repo = Repo::initialised(Backend::Local);
+    let mut ids = std::collections::BTreeMap::new();
+    for version in [
+        EtcdVersion::V3_4,
+        EtcdVersion::V3_5_1,
+        EtcdVersion::V3_6,
+        EtcdVersion::V3_7,
+    ] {
+        let server = kubernetes_like(version).await;
+        ids.insert(version, repo.backup(&server));
+    }
+    let work = tempfile::tempdir().unwrap();
+    let refusals = [
+        (
+            EtcdVersion::V3_6,
+            EtcdVersion::V3_5,
+            "etcd cannot downgrade data); use etcd 3.6 or newer",
+        ),
+        (
+            EtcdVersion::V3_7,
+            EtcdVersion::V3_6,
+            "etcd cannot downgrade data); use etcd 3.7 or newer",
+        ),
+        (
+            EtcdVersion::V3_4,
+            EtcdVersion::V3_6,
+            "etcd upgrades one minor at a time; use etcd 3.5",
+        ),
+        (
+            EtcdVersion::V3_5_1,
+            EtcdVersion::V3_7,
+            "etcd upgrades one minor at a time; use etcd 3.6",
+        ),
+    ];
+    for (data, binary, reason) in refusals {
+        let refused = run_failing(drill_command(&repo, binary, work.path()).arg(&ids[&data]), 2);
+        let versions = format!(
+            "data written by etcd {} cannot {} on etcd {}",
+            data.expected(),
+            if reason.contains("downgrade") {
+                "run"
+            } else {
+                "boot"
+            },
+            binary.expected()
+        );
+        assert!(
+            refused.contains(&versions) && refused.contains(reason),
+            "{data:?} on {binary:?}: {refused}"
+        );
+        assert!(entries(work.path()).is_empty(), "nothing fetched");
+    }
+    for (data, binary) in [
+        (EtcdVersion::V3_5_1, EtcdVersion::V3_6),
+        (EtcdVersion::V3_6, EtcdVersion::V3_7),
+    ] {
+        let report = passed_report(&run(drill_command(&repo, binary, work.path()).arg(&ids[&data])));
+        assert_eq!(report["result"], "passed", "{data:?} on {binary:?}: {report}");
+        let detail = check(&report, "etcd version")["detail"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            detail.starts_with(&format!(
+                "etcd {} data on etcd {}",
+                data.expected(),
+                binary.expected()
+            )),
+            "{detail}"
+        );
+        assert_eq!(
+            detail.contains("etcd's guide asks for 3.5.26 or later before a rolling upgrade to 3.6"),
+            data == EtcdVersion::V3_5_1,
+            "{detail}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn failing_drills_say_which_check_failed() {
     let server = kubernetes_like(EtcdVersion::V3_5).await;
     let repo = Repo::initialised(Backend::S3);
@@ -197,7 +291,10 @@ async fn failing_drills_say_which_check_failed() {
     // Data 3.5 on etcd 3.4: could not run (exit 2), nothing fetched.
     let refused = run_failing(drill_command(&repo, EtcdVersion::V3_4, work.path()).arg(&id), 2);
     assert!(
-        refused.contains("cannot run data written by etcd 3.5.1"),
+        refused.contains(&format!(
+            "data written by etcd {} cannot run on etcd 3.4.23",
+            EtcdVersion::V3_5.expected()
+        )),
         "{refused}"
     );
     // No etcd binary at all: exit 2, named.
@@ -360,7 +457,7 @@ async fn three_members_elect_a_leader_and_agree_and_keep_leaves_them_running() {
     // The file's cluster version (3.5.0) is more than etcd 3.4 can run: could not run.
     let refused = run_failing(&mut drill_on(EtcdVersion::V3_4, &[]), 2);
     assert!(
-        refused.contains("cannot run data written by etcd 3.5.0"),
+        refused.contains("data written by etcd 3.5.0 cannot run on etcd 3.4.23"),
         "{refused}"
     );
     assert!(entries(work.path()).is_empty());

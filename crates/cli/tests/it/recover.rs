@@ -181,9 +181,10 @@ async fn a_node_recovers_from_a_backup_after_a_plan_that_changes_nothing() {
     let before = tree_hash(node.root.path());
     let plan = run_ok(node.recover(&repo).arg("--dry-run"));
     assert_eq!(tree_hash(node.root.path()), before, "a dry run changes nothing");
+    let versions = format!("etcd {0} data on etcd {0}", EtcdVersion::V3_5.expected());
     for needle in [
         "0. preflight: running as root",
-        "etcd 3.5.1 data on etcd 3.5.1",
+        versions.as_str(),
         "2. stop: move the 2 static Pod manifests (etcd.yaml, kube-scheduler.yaml)",
         "--bump-revision 1000000000 --mark-compacted",
         "member cp-1",
@@ -937,20 +938,62 @@ async fn a_leftover_copy_of_etcd_yaml_in_the_manifests_directory_is_reported() {
     std::fs::remove_file(pods.join("etcd.yaml.bak")).unwrap();
 }
 
+/// A node of each supported etcd (its image tag names the version) recovers the same way, and
+/// the plan says which version rule it applied.
 #[tokio::test]
-async fn a_node_running_etcd_3_4_recovers_the_same_way() {
-    let (node, repo, revision) = backed_up_node_of(EtcdVersion::V3_4, None).await;
-    let output = run(node.recover(&repo).arg("--yes"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+async fn a_node_of_every_etcd_version_recovers_the_same_way() {
+    for version in [EtcdVersion::V3_4, EtcdVersion::V3_6, EtcdVersion::V3_7] {
+        let (node, repo, revision) = backed_up_node_of(version, None).await;
+        let output = run(node.recover(&repo).arg("--yes"));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{version:?}: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let applied = format!("etcd {0} data on etcd {0}", version.expected());
+        assert!(stdout.contains(&applied), "{version:?}: {stdout}");
+        assert_holds_the_backup(&node, revision).await;
+        assert_eq!(aside_dirs(&node, ".before-recover-").len(), 1);
+    }
+}
+
+/// A backup of a newer minor than the node's etcd image, or two minors older, is refused before
+/// anything on the node changes, naming both versions.
+#[tokio::test]
+async fn recover_follows_etcds_upgrade_policy() {
+    let (newer, older) = (
+        backed_up_node_of(EtcdVersion::V3_6, None).await,
+        backed_up_node_of(EtcdVersion::V3_4, None).await,
     );
-    assert!(stdout.contains("etcd 3.4.23 data on etcd 3.4.23"), "{stdout}");
-    assert_holds_the_backup(&node, revision).await;
-    assert_eq!(aside_dirs(&node, ".before-recover-").len(), 1);
+    let cases = [
+        (
+            &newer.1,
+            EtcdVersion::V3_6,
+            &older.0,
+            EtcdVersion::V3_4,
+            "etcd cannot downgrade data); use etcd 3.6 or newer",
+        ),
+        (
+            &older.1,
+            EtcdVersion::V3_4,
+            &newer.0,
+            EtcdVersion::V3_6,
+            "etcd upgrades one minor at a time; use etcd 3.5",
+        ),
+    ];
+    for (repo, data, node, image, reason) in cases {
+        let before = tree_hash(node.root.path());
+        let refused = run_failing(node.recover(repo).arg("--yes"), 1);
+        assert!(
+            refused.contains(&format!("data written by etcd {}", data.expected()))
+                && refused.contains(&format!("on etcd {}", image.expected()))
+                && refused.contains(reason),
+            "{refused}"
+        );
+        assert_eq!(tree_hash(node.root.path()), before, "nothing on the node changed");
+    }
 }
 
 #[tokio::test]

@@ -144,8 +144,8 @@ impl Repo {
     }
 }
 
-async fn round_trip(backend: Backend) {
-    let server = filled(EtcdConfig::new(EtcdVersion::V3_5).mtls(), &FillSpec::small()).await;
+async fn round_trip(backend: Backend, version: EtcdVersion) {
+    let server = filled(EtcdConfig::new(version).mtls(), &FillSpec::small()).await;
     let (expected, revision) = dump(&server).await;
     let repo = Repo::new(backend);
     let out = run_ok(
@@ -183,7 +183,7 @@ async fn round_trip(backend: Backend) {
     assert_eq!(manifest["kind"], "etcd");
     assert_eq!(manifest["etcd"]["revision"], revision);
     assert_eq!(manifest["etcd"]["live_keys"], expected.len());
-    assert_eq!(manifest["etcd"]["version"], "3.5.1");
+    assert_eq!(manifest["etcd"]["version"], version.expected());
     let artefact = &manifest["artefacts"][0];
     assert_eq!(artefact["encryption"], "age");
     assert!(artefact["stored_size"].as_u64() < artefact["plain_size"].as_u64());
@@ -231,7 +231,7 @@ async fn round_trip(backend: Backend) {
     drop(server);
     let restore_dir = repo.dir.path().join("restores");
     std::fs::create_dir(&restore_dir).unwrap();
-    let (_, servers) = restore_and_boot(EtcdVersion::V3_5, &restore_dir, &["restored"], |plan| {
+    let (_, servers) = restore_and_boot(version, &restore_dir, &["restored"], |plan| {
         let out = run_ok(
             repo.lifeboat()
                 .arg("restore")
@@ -265,13 +265,18 @@ async fn round_trip(backend: Backend) {
 }
 
 #[tokio::test]
-async fn local_backup_list_verify_restore_delete() {
-    round_trip(Backend::Local).await;
+async fn local_backup_list_verify_restore_delete_on_etcd_3_5() {
+    round_trip(Backend::Local, EtcdVersion::V3_5).await;
 }
 
 #[tokio::test]
-async fn s3_backup_list_verify_restore_delete() {
-    round_trip(Backend::S3).await;
+async fn s3_backup_list_verify_restore_delete_on_etcd_3_6() {
+    round_trip(Backend::S3, EtcdVersion::V3_6).await;
+}
+
+#[tokio::test]
+async fn local_backup_list_verify_restore_delete_on_etcd_3_7() {
+    round_trip(Backend::Local, EtcdVersion::V3_7).await;
 }
 
 /// A wrong identity, a flipped byte and a missing object: each named in one line, nothing

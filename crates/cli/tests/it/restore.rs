@@ -658,3 +658,62 @@ async fn restore_refuses_unsafe_or_wrong_input_and_leaves_nothing() {
         "{error}"
     );
 }
+
+/// A snapshot of an etcd newer than 3.7 (its cluster and storage versions say 3.8): restore
+/// refuses it, naming the version, and writes nothing; status asks for `--etcd-version` and
+/// reads it with one.
+#[test]
+fn a_snapshot_of_an_etcd_newer_than_3_7_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("future.db");
+    {
+        let out = std::fs::File::create(&file).unwrap();
+        let mut writer = lifeboat_etcd_data::bbolt::BulkWriter::new(&out, 4096);
+        let mut roots = Vec::new();
+        for (bucket, entries) in [
+            ("cluster", vec![(&b"clusterVersion"[..], &b"3.8.0"[..])]),
+            ("key", vec![]),
+            ("meta", vec![(&b"storageVersion"[..], &b"3.8.0"[..])]),
+        ] {
+            let mut writer_bucket = writer.bucket();
+            for (key, value) in entries {
+                writer.put(&mut writer_bucket, key, value, false).unwrap();
+            }
+            roots.push((
+                bucket.as_bytes().to_vec(),
+                writer.finish_bucket(writer_bucket).unwrap(),
+            ));
+        }
+        writer.finish(roots).unwrap();
+    }
+    let plan = plan(dir.path(), &["m1"]);
+    let error = run_failing(
+        lifeboat()
+            .args(["snapshot", "restore", "--skip-hash-check"])
+            .arg(&file)
+            .args(restore_args(&plan, &plan.members[0])),
+        1,
+    );
+    assert!(
+        error.contains("the snapshot is etcd 3.8.0, outside the versions Lifeboat supports (3.4 to 3.7)"),
+        "{error}"
+    );
+    assert!(!plan.members[0].data_dir.exists());
+    let error = run_failing(lifeboat().args(["snapshot", "status"]).arg(&file), 1);
+    assert!(
+        error.contains("future.db: cannot tell which etcd's status to reproduce: the file's cluster version is etcd 3.8.0")
+            && error.ends_with("give --etcd-version"),
+        "{error}"
+    );
+    let status = run_ok(
+        lifeboat()
+            .args(["snapshot", "status", "--etcd-version", "3.7", "-w", "json"])
+            .arg(&file),
+    );
+    assert!(status.contains("\"version\":\"3.8.0\""), "{status}");
+    let error = run(lifeboat()
+        .args(["snapshot", "status", "--etcd-version", "3.8"])
+        .arg(&file));
+    assert_eq!(error.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&error.stderr).contains("outside the versions Lifeboat supports"));
+}

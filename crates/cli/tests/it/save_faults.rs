@@ -16,11 +16,16 @@ fn assert_nothing_left(dir: &Path) {
     assert_eq!(entries(dir), Vec::<String>::new(), "nothing may be left behind");
 }
 
+/// On every etcd version: their TLS stacks (Go 1.16 to 1.26) refuse at different moments.
 #[tokio::test]
 async fn connection_failures_name_their_cause() {
-    let server = EtcdServer::start(EtcdConfig::new(EtcdVersion::V3_5).mtls())
-        .await
-        .unwrap();
+    for version in EtcdVersion::ALL {
+        connection_failures_of(version).await;
+    }
+}
+
+async fn connection_failures_of(version: EtcdVersion) {
+    let server = EtcdServer::start(EtcdConfig::new(version).mtls()).await.unwrap();
     let pki = server.pki.clone().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("x.db");
@@ -43,7 +48,7 @@ async fn connection_failures_name_their_cause() {
     );
     assert!(
         error.contains("server's certificate is not trusted") && error.contains("--cacert"),
-        "{error}"
+        "{version:?}: {error}"
     );
 
     // The same server by an address its certificate does not list (IPv4-mapped IPv6).
@@ -65,7 +70,10 @@ async fn connection_failures_name_their_cause() {
             .arg(&file),
         1,
     );
-    assert!(error.contains("does not list this host name or IP"), "{error}");
+    assert!(
+        error.contains("does not list this host name or IP"),
+        "{version:?}: {error}"
+    );
 
     let error = run_failing(
         &mut with_tls(&pki.ca, &pki.expired_client.cert, &pki.expired_client.key),
@@ -73,14 +81,17 @@ async fn connection_failures_name_their_cause() {
     );
     assert!(
         error.contains("expired-client.crt is not valid now") && error.contains("renew"),
-        "{error}"
+        "{version:?}: {error}"
     );
 
     let error = run_failing(
         &mut with_tls(&pki.ca, &pki.foreign_client.cert, &pki.foreign_client.key),
         1,
     );
-    assert!(error.contains("rejected our client certificate"), "{error}");
+    assert!(
+        error.contains("rejected our client certificate"),
+        "{version:?}: {error}"
+    );
 
     let error = run_failing(
         lifeboat()
@@ -91,7 +102,7 @@ async fn connection_failures_name_their_cause() {
     );
     assert!(
         error.contains("requires a client certificate; give --cert and --key"),
-        "{error}"
+        "{version:?}: {error}"
     );
 
     let plain = server.endpoint.replace("https://", "http://");
@@ -101,7 +112,7 @@ async fn connection_failures_name_their_cause() {
             .arg(&file),
         1,
     );
-    assert!(error.contains("does it expect TLS?"), "{error}");
+    assert!(error.contains("does it expect TLS?"), "{version:?}: {error}");
 
     let error = run_failing(
         with_tls(&pki.ca, &pki.client.cert, &dir.path().join("missing.key")).arg("--force"),
@@ -109,7 +120,7 @@ async fn connection_failures_name_their_cause() {
     );
     assert!(
         error.contains("--key") && error.contains("missing.key does not exist"),
-        "{error}"
+        "{version:?}: {error}"
     );
 
     let unused = TcpListener::bind("127.0.0.1:0")
@@ -125,7 +136,7 @@ async fn connection_failures_name_their_cause() {
     );
     assert!(
         error.contains(&format!("127.0.0.1:{unused}: connection refused")),
-        "{error}"
+        "{version:?}: {error}"
     );
 
     // A port that accepts TCP but never answers TLS: the dial timeout, named as such.
@@ -148,7 +159,7 @@ async fn connection_failures_name_their_cause() {
     );
     assert!(
         error.contains("no connection within the dial timeout of 300ms"),
-        "{error}"
+        "{version:?}: {error}"
     );
 
     let error = run_failing(
@@ -157,7 +168,10 @@ async fn connection_failures_name_their_cause() {
             .arg(&file),
         1,
     );
-    assert!(error.contains("\"not a url\" is not host:port"), "{error}");
+    assert!(
+        error.contains("\"not a url\" is not host:port"),
+        "{version:?}: {error}"
+    );
     assert_nothing_left(dir.path());
 }
 
