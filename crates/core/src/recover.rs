@@ -620,27 +620,31 @@ pub fn member_connection(root: &Path, etcd: &EtcdManifest) -> ConnectOptions {
     }
 }
 
-/// Whether anything of the stopped control plane still runs: the reason, or `None`.
+/// What of the stopped control plane still runs: every reason found, `None` when nothing does.
 fn still_running(root: &Path, node: &Node) -> Option<String> {
     let etcd = &node.etcd;
     let apiserver_port = node
         .apiserver
         .as_ref()
         .and_then(|(_, url)| url.rsplit(':').next()?.split('/').next()?.parse::<u16>().ok());
+    let mut reasons = Vec::new();
     for port in ports(etcd).into_iter().chain(apiserver_port) {
         let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         if std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
-            return Some(format!("port {port} still accepts connections"));
+            reasons.push(format!("port {port} still accepts connections"));
         }
     }
     let data_dirs = [etcd.data_dir.clone(), under(root, &etcd.host_data_dir)];
     if let Some(pid) = process_on(&data_dirs) {
-        return Some(format!("process {pid} still uses the data directory"));
+        reasons.push(format!("process {pid} still uses the data directory"));
     }
-    ["etcd", "kube-apiserver"]
-        .into_iter()
-        .find(|container| crictl_lists(root, container))
-        .map(|container| format!("crictl still lists the {container} container"))
+    reasons.extend(
+        ["etcd", "kube-apiserver"]
+            .into_iter()
+            .filter(|container| crictl_lists(root, container))
+            .map(|container| format!("crictl still lists the {container} container")),
+    );
+    (!reasons.is_empty()).then(|| reasons.join("; "))
 }
 
 /// Whether crictl lists a running `container` (by its Kubernetes container name). Without crictl
