@@ -52,7 +52,7 @@ async fn backup_stores_a_sound_encrypted_snapshot_and_a_manifest() {
         std::slice::from_ref(&manifest)
     );
     let etcd = manifest.etcd.as_ref().unwrap();
-    assert_eq!(etcd.version, "3.5.1");
+    assert_eq!(etcd.version, EtcdVersion::V3_5.expected());
     assert_eq!(etcd.revision, summary.revision);
     assert_eq!(etcd.live_keys, summary.live_keys as u64);
 
