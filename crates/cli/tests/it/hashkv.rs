@@ -254,14 +254,7 @@ async fn hashkv_follows_the_version_the_member_runs() {
     run_ok(&mut save_command(&server, &file));
     drop(server);
     let (_, servers) = crate::restore::restore_and_boot(EtcdVersion::V3_5_1, dir.path(), &["old"], |plan| {
-        for member in &plan.members {
-            run_ok(
-                lifeboat()
-                    .args(["snapshot", "restore"])
-                    .arg(&file)
-                    .args(crate::restore::restore_args(plan, member)),
-            );
-        }
+        crate::restore::restore(&file, plan, &[])
     })
     .await;
     let mut old = servers[0].member().await.unwrap().client();

@@ -87,7 +87,7 @@ pub fn restore_args(plan: &Plan, member: &ExistingMember) -> Vec<String> {
     ]
 }
 
-fn restore(snapshot: &Path, plan: &Plan, extra: &[&str]) {
+pub fn restore(snapshot: &Path, plan: &Plan, extra: &[&str]) {
     for member in &plan.members {
         run_ok(
             lifeboat()
