@@ -39,7 +39,8 @@ pub struct SaveReport {
     pub endpoint: String,
     /// Revision of the saved data (main revision of its last `key` entry).
     pub revision: i64,
-    /// Entries in the saved file, all buckets (as `etcdutl snapshot status` counts them).
+    /// TOTAL KEYS of the saved file, as `etcdutl snapshot status` of its etcd counts them
+    /// (every bucket entry up to 3.5, live user keys from 3.6).
     pub total_key: u64,
     /// etcdutl's status hash of the saved file.
     pub hash: u32,

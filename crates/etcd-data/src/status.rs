@@ -177,28 +177,39 @@ impl StatusBuilder {
         }
     }
 
-    /// Whose rules apply: the caller's, else the file's cluster version, else its storage
-    /// version (a 3.6+ server writes both), else 3.5's. A version past the supported window
-    /// is refused unless the caller chose the rules.
-    fn rules(&self) -> Result<StatusRules> {
-        if let Some(forced) = self.forced {
-            return Ok(forced);
-        }
-        let recorded = [
+    /// The version the file records, and which: its cluster version, else its storage version
+    /// (a 3.6+ server writes both).
+    fn recorded_version(&self) -> Option<(&'static str, Version)> {
+        [
             ("cluster version", self.cluster_version.as_deref()),
             ("storage version", self.storage_version.as_deref()),
-        ];
-        for (what, value) in recorded {
-            if let Some(version) = value.and_then(parse_version) {
+        ]
+        .into_iter()
+        .find_map(|(what, value)| Some((what, value.and_then(parse_version)?)))
+    }
+
+    /// Whose rules apply: the caller's, else the recorded version's, else 3.5's.
+    fn rules(&self) -> StatusRules {
+        match (self.forced, self.recorded_version()) {
+            (Some(forced), _) => forced,
+            (None, Some((_, version))) => StatusRules::of(version),
+            (None, None) => StatusRules::Etcd3_5,
+        }
+    }
+
+    /// Refuses a file of a version outside the supported window when the caller chose no
+    /// rules: whose etcdutl it would mimic is unknown.
+    fn check_recorded_version(&self) -> Result<()> {
+        match (self.forced, self.recorded_version()) {
+            (None, Some((what, version))) => {
                 version
                     .check_supported(&format!("the file's {what}"))
                     .map_err(|error| Error::StatusRulesUnknown {
                         reason: error.to_string(),
-                    })?;
-                return Ok(StatusRules::of(version));
+                    })
             }
+            _ => Ok(()),
         }
-        Ok(StatusRules::Etcd3_5)
     }
 
     pub fn finish<S: Source + ?Sized>(self, db: &Db<'_, S>) -> Result<SnapshotStatus> {
@@ -210,7 +221,7 @@ impl StatusBuilder {
         if !self.has_key_bucket {
             return Err(Error::NotEtcd);
         }
-        let rules = self.rules()?;
+        let rules = self.rules();
         let revision = match &self.last_revision_key {
             None => 0,
             Some(key) => main_revision(key).ok_or_else(|| Error::BadRevisionKey {
@@ -221,11 +232,8 @@ impl StatusBuilder {
             if let Some(error) = self.live_key_error {
                 return Err(error);
             }
-            let Some(live) = self.live_keys else {
-                return Err(Error::StatusRulesUnknown {
-                    reason: "its cluster version is below 3.6 but its storage version is not".into(),
-                });
-            };
+            // Counted whenever these rules can apply (see `may_count_live_keys`).
+            let live = self.live_keys.unwrap_or_default();
             let version = self
                 .storage_version
                 .as_deref()
@@ -291,6 +299,7 @@ pub fn status<S: Source + ?Sized>(db: &Db<'_, S>, as_version: Option<Version>) -
     if !findings.is_empty() {
         return Err(integrity_error(findings));
     }
+    builder.check_recorded_version()?;
     builder.finish(db)
 }
 

@@ -83,11 +83,11 @@ pub fn boot_rule(data: Version, binary: Version) -> Result<Option<String>> {
             data_minor: data.minor_text(),
         });
     }
-    if data.major != binary.major || binary.minor > data.minor + 1 {
+    if data.major != binary.major || binary.minor > data.minor.saturating_add(1) {
         return Err(Error::MinorSkipRefused {
             data: data.to_string(),
             binary: binary.to_string(),
-            next_minor: format!("{}.{}", data.major, data.minor + 1),
+            next_minor: format!("{}.{}", data.major, data.minor.saturating_add(1)),
         });
     }
     let prerequisite = match binary_minor {
@@ -172,5 +172,7 @@ mod tests {
             "{skip}"
         );
         assert!(boot_rule(v("3.5.0"), v("3.7.4")).is_err());
+        // A crafted version cannot overflow the rule.
+        assert!(boot_rule(v("2.4294967295"), v("3.7.4")).is_err());
     }
 }

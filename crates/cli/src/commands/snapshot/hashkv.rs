@@ -22,8 +22,26 @@ pub struct HashkvArgs {
     compact_revision: Option<i64>,
     /// Hash as a member of this etcd version does: releases before 3.4.34 and 3.5.16 also hash a
     /// tombstone at the compact revision [default: the current rules].
-    #[arg(long, value_name = "X.Y.Z", value_parser = super::status::parse_etcd_version)]
+    #[arg(long, value_name = "X.Y.Z", value_parser = parse_member_version)]
     etcd_version: Option<lifeboat_etcd_data::Version>,
+}
+
+/// `--etcd-version` of hashkv: the rules changed within a minor, so the patch is needed.
+fn parse_member_version(text: &str) -> Result<lifeboat_etcd_data::Version, String> {
+    if text
+        .trim_start_matches('v')
+        .split(['-', '+'])
+        .next()
+        .unwrap_or_default()
+        .split('.')
+        .count()
+        != 3
+    {
+        return Err(format!(
+            "{text:?}: give the member's full version, e.g. 3.5.1 (the rules changed in 3.5.16)"
+        ));
+    }
+    super::status::parse_etcd_version(text)
 }
 
 #[derive(serde::Serialize)]
