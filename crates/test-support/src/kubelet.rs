@@ -2,10 +2,11 @@
 //! configuration's `staticPodPath` under the root) and runs the etcd static Pod it finds there as
 //! a real etcd, with the manifest's own flags and its paths taken under the root. When the
 //! manifest goes away it stops etcd after a random delay of up to 5 s (as the kubelet notices a
-//! change only on its next look), and it restarts an etcd that exits while its manifest is there. A
-//! kube-apiserver static Pod is served as a fake API server: `/readyz` answers 200 over TLS on its
-//! `--secure-port`, with its `--tls-cert-file` and `--tls-private-key-file`, while its manifest
-//! is there.
+//! change only on its next look), and it restarts an etcd that exits while its manifest is there.
+//! A kube-apiserver static Pod runs as the real kube-apiserver when one is given (its manifest's
+//! flags, each absolute path taken through the Pod's hostPath volumes under the root), and is
+//! otherwise served as a stand-in: `/readyz` answers 200 over TLS on its `--secure-port`, with its
+//! `--tls-cert-file` and `--tls-private-key-file`, while its manifest is there.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -124,6 +125,14 @@ pub fn write_control_plane_node(
     Ok(())
 }
 
+/// The programs the fake kubelet runs for the static Pods it knows.
+#[derive(Debug, Clone)]
+struct Programs {
+    etcd: PathBuf,
+    /// The real kube-apiserver; without it, the stand-in that answers `/readyz`.
+    apiserver: Option<PathBuf>,
+}
+
 #[derive(Debug)]
 pub struct FakeKubelet {
     stop: Arc<AtomicBool>,
@@ -132,15 +141,42 @@ pub struct FakeKubelet {
 }
 
 impl FakeKubelet {
-    /// Starts watching `root` (a node's `/`); etcd's output goes to `log`.
+    /// Starts watching `root` (a node's `/`); etcd's output goes to `log`, and a kube-apiserver
+    /// Pod is served by the stand-in.
     pub fn start(root: &Path, etcd_binary: &Path, log: &Path) -> anyhow::Result<Self> {
+        Self::run(
+            root,
+            Programs {
+                etcd: etcd_binary.into(),
+                apiserver: None,
+            },
+            log,
+        )
+    }
+
+    /// Starts watching `root`, running a kube-apiserver Pod with the real `apiserver_binary`
+    /// (its output in `kube-apiserver.log` beside `log`).
+    pub fn start_with_apiserver(
+        root: &Path,
+        etcd_binary: &Path,
+        apiserver_binary: &Path,
+        log: &Path,
+    ) -> anyhow::Result<Self> {
+        let programs = Programs {
+            etcd: etcd_binary.into(),
+            apiserver: Some(apiserver_binary.into()),
+        };
+        Self::run(root, programs, log)
+    }
+
+    fn run(root: &Path, programs: Programs, log: &Path) -> anyhow::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let pid = Arc::new(Mutex::new(None));
-        let (root, binary, log) = (root.to_path_buf(), etcd_binary.to_path_buf(), log.to_path_buf());
+        let (root, log) = (root.to_path_buf(), log.to_path_buf());
         let (stopping, shown) = (stop.clone(), pid.clone());
         let thread = std::thread::Builder::new()
             .name("fake-kubelet".into())
-            .spawn(move || watch(&root, &binary, &log, &stopping, &shown))
+            .spawn(move || watch(&root, &programs, &log, &stopping, &shown))
             .context("cannot start the fake kubelet")?;
         Ok(Self {
             stop,
@@ -294,68 +330,178 @@ fn stop_child(child: &mut Child) {
     let _ = child.wait();
 }
 
-fn watch(root: &Path, binary: &Path, log: &Path, stop: &AtomicBool, shown: &Mutex<Option<u32>>) {
-    let mut child: Option<Child> = None;
+/// One static Pod run as a process: started while its manifest is there (and restarted when it
+/// exits), stopped a random while after its manifest goes, as the kubelet notices only on its
+/// next look.
+struct PodProcess {
+    log: PathBuf,
+    child: Option<Child>,
+    gone_since: Option<Instant>,
+    delay: Duration,
+}
+
+impl PodProcess {
+    fn new(log: PathBuf) -> Self {
+        Self {
+            log,
+            child: None,
+            gone_since: None,
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// One look: `command` is the Pod's command line while its manifest is there.
+    fn look(&mut self, command: Option<Command>) {
+        if let Some(running) = self.child.as_mut()
+            && let Ok(Some(_)) = running.try_wait()
+        {
+            self.child = None;
+        }
+        match (command, self.child.as_mut()) {
+            (Some(mut command), None) => {
+                self.gone_since = None;
+                let output = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.log);
+                if let Ok(output) = output
+                    && let Ok(stderr) = output.try_clone()
+                    && let Ok(started) = command.stdin(Stdio::null()).stdout(output).stderr(stderr).spawn()
+                {
+                    self.child = Some(started);
+                }
+            }
+            (None, Some(running)) => {
+                let delay = &mut self.delay;
+                let since = *self.gone_since.get_or_insert_with(|| {
+                    *delay = Duration::from_millis(rand::Rng::gen_range(&mut rand::thread_rng(), 0..5000));
+                    Instant::now()
+                });
+                if since.elapsed() >= self.delay {
+                    stop_child(running);
+                    self.child = None;
+                }
+            }
+            _ => self.gone_since = None,
+        }
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut running) = self.child.take() {
+            stop_child(&mut running);
+        }
+    }
+}
+
+/// The command line of the `container` of a static Pod in `manifests`, run with `binary`: the
+/// manifest's command and arguments, each absolute path taken through the Pod's hostPath
+/// volumes and placed under `root`.
+fn pod_command(root: &Path, manifests: &Path, container: &str, binary: &Path) -> Option<Command> {
+    for entry in std::fs::read_dir(manifests).ok()?.flatten() {
+        if entry.file_name().to_string_lossy().starts_with('.') || !entry.path().is_file() {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        let Ok(pod) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text) else {
+            continue;
+        };
+        let spec = &pod["spec"];
+        let Some(found) = spec["containers"]
+            .as_sequence()
+            .and_then(|all| all.iter().find(|c| c["name"].as_str() == Some(container)))
+        else {
+            continue;
+        };
+        let strings = |value: &serde_yaml_ng::Value| -> Vec<String> {
+            value
+                .as_sequence()
+                .map(|s| s.iter().filter_map(|t| t.as_str().map(str::to_string)).collect())
+                .unwrap_or_default()
+        };
+        // mountPath -> hostPath, longest first.
+        let mut mounts: Vec<(String, String)> = found["volumeMounts"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .filter_map(|mount| {
+                let name = mount["name"].as_str()?;
+                let volume = spec["volumes"]
+                    .as_sequence()?
+                    .iter()
+                    .find(|v| v["name"].as_str() == Some(name))?;
+                Some((
+                    mount["mountPath"].as_str()?.to_string(),
+                    volume["hostPath"]["path"].as_str()?.to_string(),
+                ))
+            })
+            .collect();
+        mounts.sort_by_key(|(mount, _)| std::cmp::Reverse(mount.len()));
+        let host_path = |path: &str| {
+            let on_host = mounts
+                .iter()
+                .find_map(|(mount, host)| {
+                    let rest = path.strip_prefix(mount.as_str())?;
+                    (rest.is_empty() || rest.starts_with('/')).then(|| format!("{host}{rest}"))
+                })
+                .unwrap_or_else(|| path.to_string());
+            under(root, Path::new(&on_host)).display().to_string()
+        };
+        let mut words = strings(&found["command"]);
+        words.extend(strings(&found["args"]));
+        let mut command = Command::new(binary);
+        crate::clear_etcd_env(&mut command);
+        for word in words.iter().skip(1) {
+            match word.split_once('=') {
+                Some((flag, value)) if value.starts_with('/') => {
+                    command.arg(format!("{flag}={}", host_path(value)));
+                }
+                _ => {
+                    command.arg(word);
+                }
+            }
+        }
+        return Some(command);
+    }
+    None
+}
+
+fn watch(root: &Path, programs: &Programs, log: &Path, stop: &AtomicBool, shown: &Mutex<Option<u32>>) {
+    let mut etcd = PodProcess::new(log.to_path_buf());
+    let mut real_apiserver = PodProcess::new(log.with_file_name("kube-apiserver.log"));
     let mut apiserver: Option<Served> = None;
-    let mut gone_since: Option<Instant> = None;
-    let mut delay = Duration::ZERO;
     let set_pid = |pid: Option<u32>| *shown.lock().unwrap_or_else(|p| p.into_inner()) = pid;
     while !stop.load(Ordering::SeqCst) {
         let kubelet_config = std::fs::read_to_string(root.join("var/lib/kubelet/config.yaml")).ok();
         let manifests = static_pod_path("kubelet config", kubelet_config.as_deref())
             .map(|p| under(root, &p))
             .unwrap_or_else(|_| root.join("etc/kubernetes/manifests"));
-        let command = etcd_command(root, &manifests, binary);
-        match (apiserver_of(root, &manifests), apiserver.is_some()) {
-            (Some((port, cert, key)), false) => {
-                let stop = Arc::new(AtomicBool::new(false));
-                let flag = stop.clone();
-                let thread = std::thread::spawn(move || {
-                    let _ = serve_apiserver(port, &cert, &key, &flag);
-                });
-                apiserver = Some((stop, thread));
-            }
-            (None, true) => stop_apiserver(&mut apiserver),
-            _ => {}
-        }
-        if let Some(running) = child.as_mut()
-            && let Ok(Some(_)) = running.try_wait()
-        {
-            // It exited on its own: restarted on the next look, as a static Pod is.
-            child = None;
-            set_pid(None);
-        }
-        match (command, child.as_mut()) {
-            (Some(mut command), None) => {
-                gone_since = None;
-                let output = std::fs::OpenOptions::new().create(true).append(true).open(log);
-                if let Ok(output) = output
-                    && let Ok(stderr) = output.try_clone()
-                    && let Ok(started) = command.stdin(Stdio::null()).stdout(output).stderr(stderr).spawn()
-                {
-                    set_pid(Some(started.id()));
-                    child = Some(started);
+        match &programs.apiserver {
+            Some(binary) => real_apiserver.look(pod_command(root, &manifests, "kube-apiserver", binary)),
+            None => match (apiserver_of(root, &manifests), apiserver.is_some()) {
+                (Some((port, cert, key)), false) => {
+                    let stop = Arc::new(AtomicBool::new(false));
+                    let flag = stop.clone();
+                    let thread = std::thread::spawn(move || {
+                        let _ = serve_apiserver(port, &cert, &key, &flag);
+                    });
+                    apiserver = Some((stop, thread));
                 }
-            }
-            (None, Some(running)) => {
-                let since = *gone_since.get_or_insert_with(|| {
-                    // The kubelet notices within its check period; here up to five seconds.
-                    delay = Duration::from_millis(rand::Rng::gen_range(&mut rand::thread_rng(), 0..5000));
-                    Instant::now()
-                });
-                if since.elapsed() >= delay {
-                    stop_child(running);
-                    child = None;
-                    set_pid(None);
-                }
-            }
-            _ => gone_since = None,
+                (None, true) => stop_apiserver(&mut apiserver),
+                _ => {}
+            },
         }
+        etcd.look(etcd_command(root, &manifests, &programs.etcd));
+        set_pid(etcd.pid());
         std::thread::sleep(LOOK_EVERY);
     }
-    if let Some(mut running) = child.take() {
-        stop_child(&mut running);
-    }
+    real_apiserver.stop();
+    etcd.stop();
     stop_apiserver(&mut apiserver);
     set_pid(None);
 }

@@ -10,6 +10,7 @@ pub mod etcd;
 pub mod faulty;
 pub mod fill;
 pub mod kubelet;
+pub mod kubernetes;
 pub mod pki;
 pub mod postgres;
 pub mod s3;
@@ -21,6 +22,7 @@ pub use etcd::{
 pub use faulty::FaultyProxy;
 pub use fill::{FillSpec, FillSummary, fill, fill_large_values, fill_small_keys};
 pub use kubelet::FakeKubelet;
+pub use kubernetes::{KubeadmNode, NodeOptions};
 pub use pki::{Pki, apiserver_pki, control_plane_tree};
 pub use postgres::PostgresServer;
 pub use s3::S3Server;
