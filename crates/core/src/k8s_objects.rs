@@ -68,14 +68,108 @@ impl StoredObject {
     }
 }
 
-/// Built-in resources whose keys do not start with their resource name.
+/// Built-in resources whose keys do not start with their name as kubectl gives it
+/// (`kubectl api-resources -o name`: `plural` in the core group, else `plural.group`): the
+/// API server's storage prefix, then that name. Kubernetes 1.30 to 1.36; any other key is
+/// named by its first component.
 const KEY_RESOURCES: &[(&str, &str)] = &[
     ("services/specs", "services"),
     ("services/endpoints", "endpoints"),
     ("minions", "nodes"),
+    ("controllers", "replicationcontrollers"),
+    ("ingress", "ingresses.networking.k8s.io"),
+    ("podsecuritypolicy", "podsecuritypolicies.policy"),
+    (
+        "mutatingadmissionpolicies",
+        "mutatingadmissionpolicies.admissionregistration.k8s.io",
+    ),
+    (
+        "mutatingadmissionpolicybindings",
+        "mutatingadmissionpolicybindings.admissionregistration.k8s.io",
+    ),
+    (
+        "mutatingwebhookconfigurations",
+        "mutatingwebhookconfigurations.admissionregistration.k8s.io",
+    ),
+    (
+        "validatingadmissionpolicies",
+        "validatingadmissionpolicies.admissionregistration.k8s.io",
+    ),
+    (
+        "validatingadmissionpolicybindings",
+        "validatingadmissionpolicybindings.admissionregistration.k8s.io",
+    ),
+    (
+        "validatingwebhookconfigurations",
+        "validatingwebhookconfigurations.admissionregistration.k8s.io",
+    ),
+    ("storageversions", "storageversions.internal.apiserver.k8s.io"),
+    ("controllerrevisions", "controllerrevisions.apps"),
+    ("daemonsets", "daemonsets.apps"),
+    ("deployments", "deployments.apps"),
+    ("replicasets", "replicasets.apps"),
+    ("statefulsets", "statefulsets.apps"),
+    ("horizontalpodautoscalers", "horizontalpodautoscalers.autoscaling"),
+    ("cronjobs", "cronjobs.batch"),
+    ("jobs", "jobs.batch"),
+    (
+        "certificatesigningrequests",
+        "certificatesigningrequests.certificates.k8s.io",
+    ),
+    ("clustertrustbundles", "clustertrustbundles.certificates.k8s.io"),
+    (
+        "podcertificaterequests",
+        "podcertificaterequests.certificates.k8s.io",
+    ),
+    ("leases", "leases.coordination.k8s.io"),
+    ("leasecandidates", "leasecandidates.coordination.k8s.io"),
+    ("endpointslices", "endpointslices.discovery.k8s.io"),
+    ("flowschemas", "flowschemas.flowcontrol.apiserver.k8s.io"),
+    (
+        "prioritylevelconfigurations",
+        "prioritylevelconfigurations.flowcontrol.apiserver.k8s.io",
+    ),
+    ("ingressclasses", "ingressclasses.networking.k8s.io"),
+    ("ipaddresses", "ipaddresses.networking.k8s.io"),
+    ("networkpolicies", "networkpolicies.networking.k8s.io"),
+    ("servicecidrs", "servicecidrs.networking.k8s.io"),
+    ("runtimeclasses", "runtimeclasses.node.k8s.io"),
+    ("poddisruptionbudgets", "poddisruptionbudgets.policy"),
+    (
+        "clusterrolebindings",
+        "clusterrolebindings.rbac.authorization.k8s.io",
+    ),
+    ("clusterroles", "clusterroles.rbac.authorization.k8s.io"),
+    ("rolebindings", "rolebindings.rbac.authorization.k8s.io"),
+    ("roles", "roles.rbac.authorization.k8s.io"),
+    ("deviceclasses", "deviceclasses.resource.k8s.io"),
+    ("devicetaintrules", "devicetaintrules.resource.k8s.io"),
+    ("resourceclaims", "resourceclaims.resource.k8s.io"),
+    ("resourceclaimtemplates", "resourceclaimtemplates.resource.k8s.io"),
+    ("resourceslices", "resourceslices.resource.k8s.io"),
+    ("priorityclasses", "priorityclasses.scheduling.k8s.io"),
+    ("workloads", "workloads.scheduling.k8s.io"),
+    ("csidrivers", "csidrivers.storage.k8s.io"),
+    ("csinodes", "csinodes.storage.k8s.io"),
+    ("csistoragecapacities", "csistoragecapacities.storage.k8s.io"),
+    ("storageclasses", "storageclasses.storage.k8s.io"),
+    ("volumeattachments", "volumeattachments.storage.k8s.io"),
+    (
+        "volumeattributesclasses",
+        "volumeattributesclasses.storage.k8s.io",
+    ),
+    (
+        "storageversionmigrations",
+        "storageversionmigrations.storagemigration.k8s.io",
+    ),
 ];
 
-/// The resource, namespace and name a key under `prefix` names.
+/// What the API server keeps under its prefix for itself, not API objects: each API server's
+/// endpoint lease and the Service IP and port allocation maps.
+const INTERNAL_KEYS: &[&str] = &["masterleases", "peerserverleases", "ranges"];
+
+/// The resource, namespace and name a key under `prefix` names (`None` for the API server's
+/// own keys and for keys of no known layout).
 pub fn parse_key(prefix: &str, key: &str) -> Option<(String, Option<String>, String)> {
     let rest = key.strip_prefix(prefix)?.strip_prefix('/')?;
     let (resource, rest) = match KEY_RESOURCES
@@ -85,6 +179,9 @@ pub fn parse_key(prefix: &str, key: &str) -> Option<(String, Option<String>, Str
         Some((resource, rest)) => (resource.to_string(), rest),
         None => {
             let (first, rest) = rest.split_once('/')?;
+            if INTERNAL_KEYS.contains(&first) {
+                return None;
+            }
             // Custom and aggregated resources: <group>/<plural>/...
             if first.contains('.') {
                 let (plural, rest) = rest.split_once('/')?;
@@ -101,6 +198,46 @@ pub fn parse_key(prefix: &str, key: &str) -> Option<(String, Option<String>, Str
             Some((resource, Some(namespace.to_string()), name.to_string()))
         }
         _ => None,
+    }
+}
+
+/// Whether `key` is one of the API server's own keys under `prefix`.
+fn is_internal(prefix: &str, key: &str) -> bool {
+    key.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(first, _)| INTERNAL_KEYS.contains(&first))
+}
+
+/// Keys under the prefix that name no object: how many, and a few of them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UnknownKeys {
+    pub count: u64,
+    /// Up to five keys, for the warning.
+    pub examples: Vec<String>,
+}
+
+impl UnknownKeys {
+    fn add(&mut self, key: &str) {
+        self.count += 1;
+        if self.examples.len() < 5 {
+            // Shown in a warning: no terminal control characters.
+            let shown = key
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect();
+            self.examples.push(shown);
+        }
+    }
+
+    /// The `--etcd-prefix` that would read them, when they look like an aggregated API
+    /// server's own prefix (`<prefix>/<group>/registry/...`, as its `--etcd-prefix` nests).
+    pub fn suggested_prefix(&self, prefix: &str) -> Option<String> {
+        let key = self.examples.first()?;
+        let rest = key.strip_prefix(prefix)?.strip_prefix('/')?;
+        let (first, rest) = rest.split_once('/')?;
+        let (second, _) = rest.split_once('/')?;
+        (second == "registry").then(|| format!("{prefix}/{first}/registry"))
     }
 }
 
@@ -130,6 +267,8 @@ pub struct ObjectsRead {
     pub objects: Vec<StoredObject>,
     /// Damage in the file gone past: objects in damaged pages are missing.
     pub findings: Vec<String>,
+    /// Keys of no known layout (an aggregated API server's own prefix, say).
+    pub unknown: UnknownKeys,
 }
 
 /// Every object under `prefix` in the snapshot file at `revision` (`None`: its current one);
@@ -143,12 +282,18 @@ pub fn read_objects(
 ) -> Result<ObjectsRead> {
     let prefix = prefix.trim_end_matches('/');
     let space = crate::snapshot_file::key_space(path, format!("{prefix}/").as_bytes(), revision)?;
+    let mut unknown = UnknownKeys::default();
     let objects = space
         .entries
         .into_iter()
         .filter_map(|record| {
-            let key = String::from_utf8(record.key).ok()?;
-            let (resource, namespace, name) = parse_key(prefix, &key)?;
+            let key = String::from_utf8_lossy(&record.key).into_owned();
+            let Some((resource, namespace, name)) = parse_key(prefix, &key) else {
+                if !is_internal(prefix, &key) {
+                    unknown.add(&key);
+                }
+                return None;
+            };
             let (encrypted_with, content) = content(&key, &resource, &record.value, encryption);
             Some(StoredObject {
                 key,
@@ -166,6 +311,7 @@ pub fn read_objects(
         revision: space.revision,
         objects,
         findings: space.findings,
+        unknown,
     })
 }
 
@@ -227,6 +373,14 @@ mod tests {
         );
         assert_eq!(parsed("/registry/minions/node-1"), named("nodes", None, "node-1"));
         assert_eq!(
+            parsed("/registry/controllers/web/legacy"),
+            named("replicationcontrollers", Some("web"), "legacy")
+        );
+        assert_eq!(
+            parsed("/registry/ingress/web/front"),
+            named("ingresses.networking.k8s.io", Some("web"), "front")
+        );
+        assert_eq!(
             parsed("/registry/example.com/widgets/default/w"),
             named("widgets.example.com", Some("default"), "w")
         );
@@ -238,11 +392,27 @@ mod tests {
                 "widgets.example.com"
             )
         );
+        assert_eq!(parsed("/registry/ranges/serviceips"), None);
+        assert_eq!(parsed("/registry/masterleases/192.0.2.10"), None);
         assert_eq!(
-            parsed("/registry/ranges/serviceips"),
-            named("ranges", None, "serviceips")
+            parsed("/registry/deployments/web/api"),
+            named("deployments.apps", Some("web"), "api")
+        );
+        assert_eq!(
+            parsed("/registry/leases/kube-system/apiserver-x"),
+            named("leases.coordination.k8s.io", Some("kube-system"), "apiserver-x")
+        );
+        assert_eq!(
+            parsed("/registry/metrics.example.com/registry/metrics.example.com/things/ns/a"),
+            None
         );
         assert_eq!(parsed("/other/pods/a/b"), None);
+        let mut unknown = UnknownKeys::default();
+        unknown.add("/registry/metrics.example.com/registry/metrics.example.com/things/ns/a");
+        assert_eq!(
+            unknown.suggested_prefix("/registry").as_deref(),
+            Some("/registry/metrics.example.com/registry")
+        );
         assert_eq!(parsed("/registry/pods/a/b/c"), None);
     }
 }

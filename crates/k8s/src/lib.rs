@@ -8,11 +8,12 @@ mod encryption;
 mod envelope;
 mod render;
 mod schema;
+mod served;
 mod yaml;
 
 pub use encryption::{ConfigError, DecryptError, EncryptionConfig};
 pub use envelope::{Envelope, StoredValue, classify};
-pub use render::{Decoded, decode};
+pub use render::{Decoded, decode, decode_stored};
 pub use schema::{SCHEMA_VERSIONS, Schemas};
 pub use yaml::to_yaml;
 

@@ -20,9 +20,18 @@ pub struct Decoded {
     pub findings: Vec<String>,
 }
 
-/// Decodes a stored value (as `etcdctl get --print-value-only` gives it). Encrypted and CBOR
-/// values are errors that say so; the caller decrypts first.
+/// Decodes a stored value (as `etcdctl get --print-value-only` gives it) into the object the
+/// API server serves for it. Encrypted and CBOR values are errors that say so; the caller
+/// decrypts first.
 pub fn decode(value: &[u8]) -> Result<Decoded> {
+    let mut decoded = decode_stored(value)?;
+    crate::served::as_served(&mut decoded.object);
+    Ok(decoded)
+}
+
+/// Decodes a stored value into the object exactly as stored, without what the API server
+/// changes on read (Kubernetes' serializer fixtures are that form).
+pub fn decode_stored(value: &[u8]) -> Result<Decoded> {
     let mut decoded = decode_nested(value, 0)?;
     // Findings quote the value's own names: one line each, no terminal escapes.
     for finding in &mut decoded.findings {
@@ -187,6 +196,52 @@ fn message_value(message: &DynamicMessage, path: &str, cx: &mut Context) -> Valu
     Value::Object(object)
 }
 
+/// (message, field) pairs of a data file of `<message> <field>` lines.
+type FieldSet = std::collections::HashSet<(&'static str, &'static str)>;
+
+fn field_set(text: &'static str) -> FieldSet {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split_once(' '))
+        .collect()
+}
+
+/// Fields Go's JSON leaves out when zero (`omitempty` scalars, `omitzero`): gogo-protobuf
+/// stores them zero or not (see the data file).
+fn omitted_when_zero(message: &str, field: &str) -> bool {
+    static RULES: std::sync::OnceLock<FieldSet> = std::sync::OnceLock::new();
+    RULES
+        .get_or_init(|| field_set(include_str!("../data/omit-when-zero.txt")))
+        .contains(&(message, field))
+}
+
+/// Slices and maps without `omitempty`: absent from the protobuf form when empty, `null` in
+/// Go's JSON.
+fn null_when_absent(message: &str, field: &str) -> bool {
+    static RULES: std::sync::OnceLock<FieldSet> = std::sync::OnceLock::new();
+    RULES
+        .get_or_init(|| field_set(include_str!("../data/null-when-absent.txt")))
+        .contains(&(message, field))
+}
+
+/// Whether a field holds its type's zero value (a message: every field it has is zero).
+fn is_zero(value: &Field) -> bool {
+    match value {
+        Field::Bool(b) => !b,
+        Field::I32(n) | Field::EnumNumber(n) => *n == 0,
+        Field::I64(n) => *n == 0,
+        Field::U32(n) => *n == 0,
+        Field::U64(n) => *n == 0,
+        Field::F32(n) => *n == 0.0,
+        Field::F64(n) => *n == 0.0,
+        Field::String(s) => s.is_empty(),
+        Field::Bytes(b) => b.is_empty(),
+        Field::List(items) => items.is_empty(),
+        Field::Map(entries) => entries.is_empty(),
+        Field::Message(message) => message.fields().all(|(_, value)| is_zero(value)),
+    }
+}
+
 fn render_fields(
     message: &DynamicMessage,
     descriptor: &MessageDescriptor,
@@ -197,6 +252,9 @@ fn render_fields(
     let name = descriptor.name();
     for (field, value) in message.fields() {
         let proto_name = field.name();
+        if omitted_when_zero(descriptor.full_name(), proto_name) && is_zero(value) {
+            continue;
+        }
         if INLINED.contains(&(name, proto_name))
             && let Field::Message(inner) = value
         {
@@ -205,13 +263,23 @@ fn render_fields(
             }
             continue;
         }
-        let json_name = RENAMED
-            .iter()
-            .find(|(message, field, _)| *message == name && *field == proto_name)
-            .map_or(proto_name, |(_, _, json)| json);
+        let json_name = json_name_of(name, proto_name);
         let child = format!("{path}.{json_name}");
         object.insert(json_name.to_string(), field_value(value, &child, cx));
     }
+    for field in descriptor.fields() {
+        if !message.has_field(&field) && null_when_absent(descriptor.full_name(), field.name()) {
+            object.insert(json_name_of(name, field.name()).to_string(), Value::Null);
+        }
+    }
+}
+
+/// The JSON name of `message`'s protobuf field `field`.
+fn json_name_of<'a>(message: &str, field: &'a str) -> &'a str {
+    RENAMED
+        .iter()
+        .find(|(renamed, proto, _)| *renamed == message && *proto == field)
+        .map_or(field, |(_, _, json)| json)
 }
 
 fn field_value(value: &Field, path: &str, cx: &mut Context) -> Value {

@@ -161,9 +161,10 @@ pub struct ExportArgs {
     /// Only this namespace (and no cluster-scoped objects); every namespace without.
     #[arg(short, long, value_name = "NS")]
     namespace: Option<String>,
-    /// Leave out what the API server sets (uid, resourceVersion, generation,
-    /// creationTimestamp, managedFields, status, ownerReferences' uids), so that
-    /// `kubectl apply -f DIR` recreates the objects.
+    /// Leave out what the API server and controllers set (uid, resourceVersion, generation,
+    /// creationTimestamp, managedFields, status, ownerReferences, a Service's cluster IPs and
+    /// node ports, a Job's generated selector and controller-uid labels), so that
+    /// `kubectl apply -f DIR` recreates the objects, in another namespace too.
     #[arg(long)]
     for_apply: bool,
     #[command(flatten)]
@@ -308,6 +309,20 @@ async fn objects_of(side: &Side, reading: &Reading) -> anyhow::Result<(i64, Vec<
     };
     for finding in &read.findings {
         tracing::warn!("the snapshot is damaged, objects in damaged pages are missing: {finding}");
+    }
+    if read.unknown.count > 0 {
+        let prefix = reading.etcd_prefix.trim_end_matches('/');
+        let hint = match read.unknown.suggested_prefix(prefix) {
+            Some(nested) => format!(
+                "they look like an aggregated API server's own storage: read them with --etcd-prefix {nested}"
+            ),
+            None => "if another API server stores them, read them with its --etcd-prefix".into(),
+        };
+        tracing::warn!(
+            "{} keys under {prefix}/ fit no object layout and are not shown (such as {}); {hint}",
+            read.unknown.count,
+            read.unknown.examples.join(", ")
+        );
     }
     Ok((read.revision, read.objects))
 }
@@ -500,8 +515,12 @@ fn decode(args: DecodeArgs) -> anyhow::Result<()> {
     print_object(&decoded.object, args.output)
 }
 
-/// What the API server sets on an object, left out for `kubectl apply`.
+/// What the API server and controllers set on an object, left out for `kubectl apply`: kept,
+/// each would be refused (an allocated cluster IP or node port, a Job selector generated for
+/// another UID) or point at an object that no longer is (an owner's UID; owners adopt their
+/// objects again by selector).
 fn for_apply(mut object: Value) -> Value {
+    let kind = object["kind"].as_str().unwrap_or_default().to_string();
     if let Some(map) = object.as_object_mut() {
         map.remove("status");
     }
@@ -515,14 +534,46 @@ fn for_apply(mut object: Value) -> Value {
             "selfLink",
             "deletionTimestamp",
             "deletionGracePeriodSeconds",
+            "ownerReferences",
         ] {
             metadata.remove(field);
         }
-        if let Some(owners) = metadata.get_mut("ownerReferences").and_then(Value::as_array_mut) {
-            for owner in owners.iter_mut().filter_map(Value::as_object_mut) {
-                owner.remove("uid");
+    }
+    match kind.as_str() {
+        "Service" => {
+            if let Some(spec) = object["spec"].as_object_mut() {
+                if spec.get("clusterIP").and_then(Value::as_str) != Some("None") {
+                    spec.remove("clusterIP");
+                    spec.remove("clusterIPs");
+                }
+                spec.remove("healthCheckNodePort");
+                for port in spec
+                    .get_mut("ports")
+                    .and_then(Value::as_array_mut)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_object_mut)
+                {
+                    port.remove("nodePort");
+                }
             }
         }
+        "Job" if object["spec"]["manualSelector"] != Value::Bool(true) => {
+            if let Some(spec) = object["spec"].as_object_mut() {
+                spec.remove("selector");
+            }
+            for labels in [&["metadata"][..], &["spec", "template", "metadata"]] {
+                let mut at = &mut object;
+                for step in labels {
+                    at = &mut at[*step];
+                }
+                if let Some(labels) = at["labels"].as_object_mut() {
+                    labels.remove("controller-uid");
+                    labels.remove("batch.kubernetes.io/controller-uid");
+                }
+            }
+        }
+        _ => {}
     }
     object
 }

@@ -7,6 +7,7 @@ mod drill;
 mod errors;
 mod hashkv;
 mod k8s;
+mod kube;
 mod recover;
 mod repository;
 mod restore;

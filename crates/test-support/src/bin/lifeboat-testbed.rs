@@ -9,8 +9,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use lifeboat_test_support::kubelet::{StaticMember, write_control_plane_node};
+use lifeboat_test_support::kubernetes::{KUBEADM_ETCD, kubernetes_binary, kubernetes_version};
 use lifeboat_test_support::{
-    EtcdConfig, EtcdServer, EtcdVersion, ExistingMember, FakeKubelet, FillSpec, client_options, fill,
+    EtcdConfig, EtcdServer, EtcdVersion, ExistingMember, FakeKubelet, FillSpec, KubeadmNode, NodeOptions,
+    client_options, fill,
 };
 
 /// Run a throwaway etcd until interrupted.
@@ -41,6 +43,44 @@ struct Args {
     /// static Pods, PKI) and run its static Pods with the fake kubelet.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["boot", "mtls", "fill_mb"])]
     kubeadm_node: Option<PathBuf>,
+    /// Write a node into DIR with the real kubeadm and run its etcd and the real kube-apiserver
+    /// with the fake kubelet (the Kubernetes peers of scripts/build-peers).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["boot", "mtls", "fill_mb", "kubeadm_node"])]
+    kubernetes: Option<PathBuf>,
+}
+
+/// A real kubeadm node with a real API server, until interrupted.
+async fn kubernetes_node(root: &std::path::Path, env_file: &std::path::Path) -> anyhow::Result<()> {
+    let node = KubeadmNode::start(root, &NodeOptions::default())?;
+    let tls = node.etcd_tls();
+    let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+    std::fs::write(
+        env_file,
+        format!(
+            "TESTBED_ENDPOINT={}\nTESTBED_ETCDCTL={}\nTESTBED_NODE_ROOT={}\nTESTBED_CACERT={}\nTESTBED_CERT={}\nTESTBED_KEY={}\nTESTBED_KUBECONFIG={}\nTESTBED_KUBECTL={}\nTESTBED_APISERVER={}\n",
+            node.endpoints.etcd,
+            KUBEADM_ETCD.etcdctl().display(),
+            root.display(),
+            path(&tls.ca),
+            path(&tls.cert),
+            path(&tls.key),
+            node.admin_conf().display(),
+            kubernetes_binary("kubectl").display(),
+            node.endpoints.apiserver,
+        ),
+    )?;
+    println!(
+        "node {}: written by kubeadm {}, etcd {} at {} and kube-apiserver at {}, run by the fake kubelet",
+        root.display(),
+        kubernetes_version(),
+        KUBEADM_ETCD.expected(),
+        node.endpoints.etcd,
+        node.endpoints.apiserver
+    );
+    wait_for_signal().await?;
+    drop(node);
+    let _ = std::fs::remove_file(env_file);
+    Ok(())
 }
 
 /// The node tree's etcd, run by the fake kubelet until interrupted.
@@ -110,6 +150,9 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let version = args.etcd;
+    if let Some(root) = &args.kubernetes {
+        return kubernetes_node(root, &args.env_file).await;
+    }
     if let Some(root) = &args.kubeadm_node {
         return kubeadm_node(root, version, &args.env_file).await;
     }
