@@ -28,6 +28,29 @@ pub fn table(out: &mut impl Write, rows: &[(&str, String)]) -> std::io::Result<(
     writeln!(out, "{rule}")
 }
 
+/// Prints a header row and rows in left-aligned columns three spaces apart, without borders
+/// (kubectl's `get` layout).
+pub fn columns(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (index, (cell, width)) in row.iter().zip(&widths).enumerate() {
+            match index + 1 == row.len() {
+                true => line.push_str(cell),
+                false => line.push_str(&format!("{cell:<width$}   ")),
+            }
+        }
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
 /// Prints a table with a header row, cells right-aligned (etcdctl's table printer).
 pub fn grid(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
     draw_grid(out, header, rows, &ASCII)

@@ -4,6 +4,7 @@
 //! encrypted at rest are decrypted with the API server's EncryptionConfiguration.
 //! Pure and synchronous.
 
+mod age;
 mod encryption;
 mod envelope;
 mod render;
@@ -11,6 +12,7 @@ mod schema;
 mod served;
 mod yaml;
 
+pub use age::human_age;
 pub use encryption::{ConfigError, DecryptError, EncryptionConfig};
 pub use envelope::{Envelope, StoredValue, classify};
 pub use render::{Decoded, decode, decode_stored};

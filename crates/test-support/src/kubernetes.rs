@@ -69,8 +69,10 @@ pub fn write_kubeadm_node(root: &Path, options: &NodeOptions) -> anyhow::Result<
     let mut volumes = String::new();
     if let Some(config) = &options.encryption_config {
         let host = crate::kubelet::under(root, Path::new(ENCRYPTION_CONFIG));
+        // The API server's own file holds every key: private, as kubeadm's PKI is.
         std::fs::create_dir_all(host.parent().context("the encryption config has a directory")?)?;
         std::fs::write(&host, config)?;
+        std::fs::set_permissions(&host, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         apiserver_args += &arg("encryption-provider-config", ENCRYPTION_CONFIG);
         volumes = "  extraVolumes:\n  - {name: encryption, hostPath: /etc/kubernetes/encryption, mountPath: /etc/kubernetes/encryption, readOnly: true, pathType: DirectoryOrCreate}\n".into();
     }
@@ -251,6 +253,24 @@ impl KubeadmNode {
             tls: self.etcd_tls(),
             ..crate::client_options(&self.endpoints.etcd, None, None)
         }
+    }
+
+    /// Stops the static Pods and starts them again (the API server reads its files anew), then
+    /// waits (up to 120 s) until the API server is ready.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kubelet.take();
+        self.kubelet = Some(FakeKubelet::start_with_apiserver(
+            &self.root,
+            &KUBEADM_ETCD.etcd(),
+            &kubernetes_binary("kube-apiserver"),
+            &self.root.join("etcd.log"),
+        )?);
+        self.wait_ready(Duration::from_secs(120))
+    }
+
+    /// The node's EncryptionConfiguration file (present when the node was written with one).
+    pub fn encryption_config(&self) -> PathBuf {
+        crate::kubelet::under(&self.root, Path::new(ENCRYPTION_CONFIG))
     }
 
     /// Stops the static Pods (the node's files stay).

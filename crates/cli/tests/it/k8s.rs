@@ -161,13 +161,9 @@ async fn objects_are_listed_and_read_as_kubectl_prints_them() {
     let counted = run_ok(&mut k8s(&file, &["ls", "-A", "--count"]));
     let pods_counted = counted
         .lines()
-        .find(|l| l.contains(" pods "))
-        .unwrap_or_default()
-        .to_string();
-    assert!(
-        pods_counted.contains(" web ") && pods_counted.contains(" 1 "),
-        "{counted}"
-    );
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|cells| cells[0] == "pods");
+    assert_eq!(pods_counted, Some(vec!["pods", "web", "1"]), "{counted}");
 
     // get: the object as kubectl shows it, resourceVersion from the key's revision.
     let got: Value = serde_json::from_str(&run_ok(&mut k8s(
@@ -386,7 +382,12 @@ async fn a_backup_is_read_the_same_way() {
             .args(["k8s", "ls", "-A", "--identity-file"])
             .arg(repo.identity()),
     );
-    for cell in ["api", "Deployment", "apps/v1", "Widget", "aescbc:key1"] {
+    for cell in [
+        "deployment.apps/api",
+        "widget.example.com/w1",
+        "namespace/web",
+        "aescbc:key1",
+    ] {
         assert!(listed.contains(cell), "{cell} in\n{listed}");
     }
     // diff between two backups with known changes.

@@ -330,3 +330,160 @@ fn kubectl_judges_get_ls_and_export_on_objects_the_api_server_wrote() {
     }
     assert!(applied > 35, "only {applied} exported objects applied");
 }
+
+/// An EncryptionConfiguration: `secrets` and `configmaps` with their providers, in order
+/// (`aescbc:k1` is aescbc with key k1; `identity` writes plain).
+fn encryption_config(secrets: &[&str], configmaps: &[&str]) -> String {
+    // Each provider's key, fixed per name: 32 bytes in base64 (42 letters of the alphabet, then
+    // a last letter whose low bits are zero and the padding).
+    let key = |provider: &str, name: &str| format!("{:A<42}A=", format!("{provider}{name}"));
+    let providers = |list: &[&str]| {
+        list.iter()
+            .map(|entry| match entry.split_once(':') {
+                Some((provider, name)) => format!(
+                    "  - {provider}:\n      keys:\n      - name: {name}\n        secret: {}\n",
+                    key(provider, name)
+                ),
+                None => format!("  - {entry}: {{}}\n"),
+            })
+            .collect::<String>()
+    };
+    format!(
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n{}- resources: [configmaps]\n  providers:\n{}",
+        providers(secrets),
+        providers(configmaps)
+    )
+}
+
+#[test]
+fn values_the_api_server_encrypted_at_rest_decrypt_to_what_kubectl_shows() {
+    let root = tempfile::tempdir().unwrap();
+    let options = NodeOptions {
+        encryption_config: Some(encryption_config(
+            &["aescbc:k1", "identity"],
+            &["aesgcm:g1", "identity"],
+        )),
+    };
+    let mut node = KubeadmNode::start(&root.path().join("node"), &options).unwrap();
+    let create = |node: &KubeadmNode, kind: &str, name: &str| {
+        let what = if kind == "secret" {
+            vec!["secret", "generic"]
+        } else {
+            vec!["configmap"]
+        };
+        let mut args = vec!["create"];
+        args.extend(what);
+        args.extend([name, "--from-literal=value=geheim-wert-äöü", "-n", "default"]);
+        node.kubectl_ok(&args, None).unwrap();
+    };
+    create(&node, "secret", "old");
+    create(&node, "configmap", "old");
+    // Rotation: a new first provider writes, the old keys still read what they wrote.
+    std::fs::write(
+        node.encryption_config(),
+        encryption_config(
+            &["secretbox:b1", "aescbc:k1", "identity"],
+            &["identity", "aesgcm:g1"],
+        ),
+    )
+    .unwrap();
+    node.restart().unwrap();
+    create(&node, "secret", "new");
+    create(&node, "configmap", "new");
+    let snapshot = snapshot_of_node(&node, root.path());
+    let config = node.encryption_config().display().to_string();
+
+    // Stored as the providers wrote them; with the configuration, as kubectl shows them.
+    let listed: Value = serde_json::from_str(&run_ok(&mut k8s(
+        &snapshot,
+        &[
+            "ls",
+            "-n",
+            "default",
+            "-w",
+            "json",
+            "--encryption-config",
+            &config,
+        ],
+    )))
+    .unwrap();
+    let encrypted_with = |resource: &str, name: &str| {
+        listed["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["resource"] == resource && o["name"] == name)
+            .map(|o| (o["encrypted"].clone(), o["key"].clone()))
+    };
+    assert_eq!(encrypted_with("secrets", "old").unwrap().0, true);
+    assert_eq!(encrypted_with("configmaps", "new").unwrap().0, false);
+    for (resource, name) in [
+        ("secret", "old"),
+        ("secret", "new"),
+        ("configmap", "old"),
+        ("configmap", "new"),
+    ] {
+        let live: Value = serde_json::from_str(
+            &node
+                .kubectl_ok(&["get", resource, name, "-n", "default", "-o", "json"], None)
+                .unwrap(),
+        )
+        .unwrap();
+        let ours: Value = serde_json::from_str(&run_ok(&mut k8s(
+            &snapshot,
+            &[
+                "get",
+                resource,
+                name,
+                "-n",
+                "default",
+                "-o",
+                "json",
+                "--encryption-config",
+                &config,
+            ],
+        )))
+        .unwrap();
+        assert_eq!(ours, without_managed_fields(live), "{resource}/{name}");
+    }
+
+    // Without the configuration: named as encrypted, with provider and key name, nothing else.
+    for (name, provider, key) in [("old", "aescbc", "k1"), ("new", "secretbox", "b1")] {
+        let output = run(&mut k8s(
+            &snapshot,
+            &["get", "secret", name, "-n", "default", "-o", "json"],
+        ));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{name}");
+        assert!(
+            stderr.contains(provider) && stderr.contains(&format!("key {key}")),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("geheim") && output.stdout.is_empty(), "{stderr}");
+    }
+    let output = run(&mut k8s(
+        &snapshot,
+        &["get", "configmap", "old", "-n", "default", "-o", "json"],
+    ));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("aesgcm"));
+    // With only the first configuration, the rotated-in key is named as missing.
+    let first = root.path().join("first.yaml");
+    std::fs::write(&first, encryption_config(&["aescbc:k1"], &["aesgcm:g1"])).unwrap();
+    let output = run(&mut k8s(
+        &snapshot,
+        &[
+            "get",
+            "secret",
+            "new",
+            "-n",
+            "default",
+            "--encryption-config",
+            first.to_str().unwrap(),
+        ],
+    ));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("secretbox") && stderr.contains("b1"),
+        "{stderr}"
+    );
+}

@@ -7,15 +7,15 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use lifeboat_core::backups::fetch_snapshot;
-use lifeboat_core::k8s_objects::{
-    Content, DEFAULT_PREFIX, StoredObject, count_objects, parse_key, read_objects,
-};
+use lifeboat_core::k8s_objects::{Content, DEFAULT_PREFIX, StoredObject, parse_key, read_objects};
 use lifeboat_k8s::EncryptionConfig;
 use serde_json::Value;
 
 use crate::exit::cancel_on_signals;
 use crate::output::{self, OutputFormat};
 use crate::repo_flags::{IdentityFlags, RepoFlags, resolve_id};
+
+mod ls;
 
 /// `k8s` subcommands.
 #[derive(Debug, Subcommand)]
@@ -281,7 +281,7 @@ fn names_resource(word: &str, object: &StoredObject) -> bool {
 impl K8sCommand {
     pub async fn run(self, format: OutputFormat) -> anyhow::Result<()> {
         match self {
-            K8sCommand::Ls(args) => ls(args, format).await,
+            K8sCommand::Ls(args) => ls::ls(args, format).await,
             K8sCommand::Get(args) => get(args).await,
             K8sCommand::Decode(args) => decode(args),
             K8sCommand::Export(args) => export(args).await,
@@ -355,85 +355,6 @@ async fn fetch_and_read(
 
 fn in_namespace(object: &StoredObject, namespace: Option<&str>, all: bool) -> bool {
     all || object.namespace.is_none() || object.namespace.as_deref() == Some(namespace.unwrap_or("default"))
-}
-
-async fn ls(args: LsArgs, format: OutputFormat) -> anyhow::Result<()> {
-    let (revision, objects) = objects(&args.source).await?;
-    let chosen: Vec<&StoredObject> = objects
-        .iter()
-        .filter(|o| args.resource.as_deref().is_none_or(|r| names_resource(r, o)))
-        .filter(|o| in_namespace(o, args.namespace.as_deref(), args.all_namespaces))
-        .collect();
-    let mut out = std::io::stdout().lock();
-    if args.count {
-        let counts = count_objects(
-            &args.source.reading.etcd_prefix,
-            chosen.iter().map(|o| o.key.as_str()),
-        );
-        if format == OutputFormat::Json {
-            let rows: Vec<Value> = counts
-                .iter()
-                .map(|((resource, namespace), count)| {
-                    serde_json::json!({"resource": resource, "namespace": namespace, "count": count})
-                })
-                .collect();
-            return output::json(
-                &mut out,
-                &serde_json::json!({"revision": revision, "counts": rows}),
-            );
-        }
-        let rows: Vec<Vec<String>> = counts
-            .into_iter()
-            .map(|((resource, namespace), count)| vec![resource, namespace, count.to_string()])
-            .collect();
-        output::grid(&mut out, &["RESOURCE", "NAMESPACE", "COUNT"], &rows)?;
-        return Ok(());
-    }
-    let row = |o: &StoredObject| {
-        let (kind, api_version) = o.kind();
-        let encrypted = o.encrypted_with.clone().unwrap_or_else(|| "no".into());
-        vec![
-            o.namespace.clone().unwrap_or_default(),
-            o.name.clone(),
-            kind.unwrap_or("-").to_string(),
-            api_version.unwrap_or("-").to_string(),
-            o.mod_revision.to_string(),
-            o.size.to_string(),
-            encrypted,
-        ]
-    };
-    if format == OutputFormat::Json {
-        let rows: Vec<Value> = chosen
-            .iter()
-            .map(|o| {
-                let cells = row(o);
-                serde_json::json!({
-                    "key": o.key, "resource": o.resource, "namespace": o.namespace, "name": o.name,
-                    "kind": o.kind().0, "apiVersion": o.kind().1, "revision": o.mod_revision,
-                    "size": o.size, "encrypted": cells[6] != "no",
-                })
-            })
-            .collect();
-        return output::json(
-            &mut out,
-            &serde_json::json!({"revision": revision, "objects": rows}),
-        );
-    }
-    let rows: Vec<Vec<String>> = chosen.iter().map(|o| row(o)).collect();
-    output::grid(
-        &mut out,
-        &[
-            "NAMESPACE",
-            "NAME",
-            "KIND",
-            "APIVERSION",
-            "REVISION",
-            "SIZE",
-            "ENCRYPTED",
-        ],
-        &rows,
-    )?;
-    Ok(())
 }
 
 async fn get(args: GetArgs) -> anyhow::Result<()> {
