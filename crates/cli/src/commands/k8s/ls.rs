@@ -2,7 +2,7 @@
 //! columns, NAME first, AGE from creationTimestamp), as a bordered table with `-w table`,
 //! counted per resource and namespace with `--count`, or as JSON.
 
-use lifeboat_core::k8s_objects::{StoredObject, count_objects};
+use lifeboat_core::k8s_objects::{Content, StoredObject, count_objects};
 use serde_json::Value;
 
 use super::{LsArgs, in_namespace, names_resource, objects};
@@ -105,10 +105,13 @@ fn kind_name(object: &StoredObject) -> String {
 
 /// The object's age as kubectl prints it, from its creationTimestamp (`<unknown>` without).
 fn age(object: &StoredObject, now: chrono::DateTime<chrono::Utc>) -> String {
-    let created = object
-        .as_kubectl(false)
-        .and_then(|o| o["metadata"]["creationTimestamp"].as_str().map(str::to_string))
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok());
+    // Read in place: a copy of the object per row would cost its whole size.
+    let created = match &object.content {
+        Content::Object(decoded) => decoded.object["metadata"]["creationTimestamp"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()),
+        _ => None,
+    };
     match created {
         Some(created) => lifeboat_k8s::human_age((now - created.with_timezone(&chrono::Utc)).num_seconds()),
         None => "<unknown>".into(),
