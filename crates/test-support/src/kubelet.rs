@@ -1,12 +1,13 @@
 //! A fake kubelet for recovery tests: it watches a node tree's static Pod directory (the kubelet
-//! configuration's `staticPodPath` under the root) and runs the etcd static Pod it finds there as
-//! a real etcd, with the manifest's own flags and its paths taken under the root. When the
-//! manifest goes away it stops etcd after a random delay of up to 5 s (as the kubelet notices a
-//! change only on its next look), and it restarts an etcd that exits while its manifest is there.
-//! A kube-apiserver static Pod runs as the real kube-apiserver when one is given (its manifest's
-//! flags, each absolute path taken through the Pod's hostPath volumes under the root), and is
-//! otherwise served as a stand-in: `/readyz` answers 200 over TLS on its `--secure-port`, with its
-//! `--tls-cert-file` and `--tls-private-key-file`, while its manifest is there.
+//! configuration's `staticPodPath` under the root) and runs the static Pods it knows as real
+//! processes: etcd, and the Kubernetes components it is given (kube-apiserver,
+//! kube-controller-manager), each with its manifest's own command line, every absolute path taken
+//! through the Pod's hostPath volumes and placed under the root. When a manifest goes away it
+//! stops that process after a random delay of up to 5 s (as the kubelet notices a change only on
+//! its next look), and it restarts a process that exits while its manifest is there. Without a
+//! real kube-apiserver, its Pod is served by a stand-in: `/readyz` answers 200 over TLS on its
+//! `--secure-port`, with its `--tls-cert-file` and `--tls-private-key-file`, while its manifest
+//! is there.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,21 +17,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use lifeboat_kubeadm::{parse_etcd_manifest, static_pod_path};
+use lifeboat_kubeadm::static_pod_path;
 
 use crate::{EtcdVersion, free_port};
-
-/// The flags whose values are paths on the node.
-const PATH_FLAGS: [&str; 8] = [
-    "data-dir",
-    "wal-dir",
-    "cert-file",
-    "key-file",
-    "trusted-ca-file",
-    "peer-cert-file",
-    "peer-key-file",
-    "peer-trusted-ca-file",
-];
 
 /// How often the directory is looked at.
 const LOOK_EVERY: Duration = Duration::from_millis(50);
@@ -129,8 +118,9 @@ pub fn write_control_plane_node(
 #[derive(Debug, Clone)]
 struct Programs {
     etcd: PathBuf,
-    /// The real kube-apiserver; without it, the stand-in that answers `/readyz`.
-    apiserver: Option<PathBuf>,
+    /// Real Kubernetes components by container name (`kube-apiserver`, ...); without a
+    /// kube-apiserver among them, the stand-in answers `/readyz`.
+    components: Vec<(String, PathBuf)>,
 }
 
 #[derive(Debug)]
@@ -148,23 +138,27 @@ impl FakeKubelet {
             root,
             Programs {
                 etcd: etcd_binary.into(),
-                apiserver: None,
+                components: Vec::new(),
             },
             log,
         )
     }
 
-    /// Starts watching `root`, running a kube-apiserver Pod with the real `apiserver_binary`
-    /// (its output in `kube-apiserver.log` beside `log`).
-    pub fn start_with_apiserver(
+    /// Starts watching `root`, running the static Pods of `components` (container name and
+    /// binary, such as `kube-apiserver`) as those real programs, each one's output in
+    /// `<container>.log` beside `log`.
+    pub fn start_with_components(
         root: &Path,
         etcd_binary: &Path,
-        apiserver_binary: &Path,
+        components: &[(&str, PathBuf)],
         log: &Path,
     ) -> anyhow::Result<Self> {
         let programs = Programs {
             etcd: etcd_binary.into(),
-            apiserver: Some(apiserver_binary.into()),
+            components: components
+                .iter()
+                .map(|(name, binary)| (name.to_string(), binary.clone()))
+                .collect(),
         };
         Self::run(root, programs, log)
     }
@@ -198,37 +192,6 @@ impl Drop for FakeKubelet {
             let _ = thread.join();
         }
     }
-}
-
-/// The etcd command line of the manifest in `manifests` (`None`: there is none, or it does not
-/// read as an etcd static Pod, which a kubelet would not run either).
-fn etcd_command(root: &Path, manifests: &Path, binary: &Path) -> Option<Command> {
-    let entries = std::fs::read_dir(manifests).ok()?;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        // The kubelet loads every regular file whose name does not start with a dot.
-        if name.to_string_lossy().starts_with('.') || !entry.path().is_file() {
-            continue;
-        }
-        let Ok(text) = std::fs::read_to_string(entry.path()) else {
-            continue;
-        };
-        let Ok(manifest) = parse_etcd_manifest(&entry.path().display().to_string(), &text) else {
-            continue;
-        };
-        let mut command = Command::new(binary);
-        crate::clear_etcd_env(&mut command);
-        for (flag, value) in &manifest.flags {
-            let value = match (flag.as_str(), PATH_FLAGS.contains(&flag.as_str())) {
-                ("data-dir", _) => under(root, &manifest.host_data_dir).display().to_string(),
-                (_, true) => under(root, Path::new(value)).display().to_string(),
-                _ => value.clone(),
-            };
-            command.arg(format!("--{flag}={value}"));
-        }
-        return Some(command);
-    }
-    None
 }
 
 /// The API server static Pod in `manifests`: (port, certificate, key) under the root.
@@ -473,7 +436,15 @@ fn pod_command(root: &Path, manifests: &Path, container: &str, binary: &Path) ->
 
 fn watch(root: &Path, programs: &Programs, log: &Path, stop: &AtomicBool, shown: &Mutex<Option<u32>>) {
     let mut etcd = PodProcess::new(log.to_path_buf());
-    let mut real_apiserver = PodProcess::new(log.with_file_name("kube-apiserver.log"));
+    let mut components: Vec<(&str, &Path, PodProcess)> = programs
+        .components
+        .iter()
+        .map(|(name, binary)| {
+            let output = log.with_file_name(format!("{name}.log"));
+            (name.as_str(), binary.as_path(), PodProcess::new(output))
+        })
+        .collect();
+    let stand_in = !components.iter().any(|(name, _, _)| *name == "kube-apiserver");
     let mut apiserver: Option<Served> = None;
     let set_pid = |pid: Option<u32>| *shown.lock().unwrap_or_else(|p| p.into_inner()) = pid;
     while !stop.load(Ordering::SeqCst) {
@@ -481,9 +452,11 @@ fn watch(root: &Path, programs: &Programs, log: &Path, stop: &AtomicBool, shown:
         let manifests = static_pod_path("kubelet config", kubelet_config.as_deref())
             .map(|p| under(root, &p))
             .unwrap_or_else(|_| root.join("etc/kubernetes/manifests"));
-        match &programs.apiserver {
-            Some(binary) => real_apiserver.look(pod_command(root, &manifests, "kube-apiserver", binary)),
-            None => match (apiserver_of(root, &manifests), apiserver.is_some()) {
+        for (name, binary, process) in &mut components {
+            process.look(pod_command(root, &manifests, name, binary));
+        }
+        if stand_in {
+            match (apiserver_of(root, &manifests), apiserver.is_some()) {
                 (Some((port, cert, key)), false) => {
                     let stop = Arc::new(AtomicBool::new(false));
                     let flag = stop.clone();
@@ -494,13 +467,15 @@ fn watch(root: &Path, programs: &Programs, log: &Path, stop: &AtomicBool, shown:
                 }
                 (None, true) => stop_apiserver(&mut apiserver),
                 _ => {}
-            },
+            }
         }
-        etcd.look(etcd_command(root, &manifests, &programs.etcd));
+        etcd.look(pod_command(root, &manifests, "etcd", &programs.etcd));
         set_pid(etcd.pid());
         std::thread::sleep(LOOK_EVERY);
     }
-    real_apiserver.stop();
+    for (_, _, process) in &mut components {
+        process.stop();
+    }
     etcd.stop();
     stop_apiserver(&mut apiserver);
     set_pid(None);

@@ -43,6 +43,9 @@ pub struct NodeOptions {
     /// An EncryptionConfiguration for the API server (`--encryption-provider-config`), placed
     /// at /etc/kubernetes/encryption/config.yaml.
     pub encryption_config: Option<String>,
+    /// Also the real kube-controller-manager (its namespace controller finishes a namespace's
+    /// deletion; its other controllers add objects, so judge-of-content nodes go without it).
+    pub controller_manager: bool,
 }
 
 /// Where the node is found on loopback.
@@ -85,18 +88,28 @@ pub fn write_kubeadm_node(root: &Path, options: &NodeOptions) -> anyhow::Result<
         arg("listen-metrics-urls", &format!("http://127.0.0.1:{metrics_port}")),
     ]
     .concat();
+    // Its kubeconfig names the advertise address: --master points it at loopback instead.
+    let controller_manager_args = [
+        arg("secure-port", &free_port()?.to_string()),
+        arg("master", &format!("https://127.0.0.1:{api_port}")),
+    ]
+    .concat();
     let config = format!(
-        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nlocalAPIEndpoint: {{advertiseAddress: 192.0.2.10, bindPort: {api_port}}}\nnodeRegistration: {{name: cp-1, criSocket: unix:///var/run/containerd/containerd.sock}}\n---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: {version}\nclusterName: lifeboat-test\ncontrolPlaneEndpoint: 127.0.0.1:{api_port}\napiServer:\n  certSANs: [127.0.0.1]\n  extraArgs:\n{apiserver_args}{volumes}etcd:\n  local:\n    extraArgs:\n{etcd_args}"
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nlocalAPIEndpoint: {{advertiseAddress: 192.0.2.10, bindPort: {api_port}}}\nnodeRegistration: {{name: cp-1, criSocket: unix:///var/run/containerd/containerd.sock}}\n---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: {version}\nclusterName: lifeboat-test\ncontrolPlaneEndpoint: 127.0.0.1:{api_port}\napiServer:\n  certSANs: [127.0.0.1]\n  extraArgs:\n{apiserver_args}{volumes}controllerManager:\n  extraArgs:\n{controller_manager_args}etcd:\n  local:\n    extraArgs:\n{etcd_args}"
     );
     // kubeadm reads its config inside the root it chroots into; it is removed afterwards.
     std::fs::create_dir_all(root)?;
     std::fs::write(root.join(KUBEADM_CONFIG), config)?;
-    for phase in [
+    let mut phases = vec![
         &["certs", "all"][..],
         &["kubeconfig", "all"],
         &["etcd", "local"],
         &["control-plane", "apiserver"],
-    ] {
+    ];
+    if options.controller_manager {
+        phases.push(&["control-plane", "controller-manager"]);
+    }
+    for phase in phases {
         kubeadm_phase(root, phase)?;
     }
     Ok(NodeEndpoints {
@@ -144,17 +157,12 @@ impl KubeadmNode {
     /// so here kubectl does it on loopback).
     pub fn start(root: &Path, options: &NodeOptions) -> anyhow::Result<Self> {
         let endpoints = write_kubeadm_node(root, options)?;
-        let kubelet = FakeKubelet::start_with_apiserver(
-            root,
-            &KUBEADM_ETCD.etcd(),
-            &kubernetes_binary("kube-apiserver"),
-            &root.join("etcd.log"),
-        )?;
-        let node = Self {
+        let mut node = Self {
             root: root.to_path_buf(),
             endpoints,
-            kubelet: Some(kubelet),
+            kubelet: None,
         };
+        node.start_pods()?;
         node.wait_ready(Duration::from_secs(120))?;
         let output = Command::new(kubernetes_binary("kubectl"))
             .env_remove("KUBECONFIG")
@@ -259,13 +267,23 @@ impl KubeadmNode {
     /// waits (up to 120 s) until the API server is ready.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kubelet.take();
-        self.kubelet = Some(FakeKubelet::start_with_apiserver(
+        self.start_pods()?;
+        self.wait_ready(Duration::from_secs(120))
+    }
+
+    /// The fake kubelet, running each static Pod of the node that it finds.
+    fn start_pods(&mut self) -> anyhow::Result<()> {
+        let components: Vec<(&str, PathBuf)> = ["kube-apiserver", "kube-controller-manager"]
+            .into_iter()
+            .map(|name| (name, kubernetes_binary(name)))
+            .collect();
+        self.kubelet = Some(FakeKubelet::start_with_components(
             &self.root,
             &KUBEADM_ETCD.etcd(),
-            &kubernetes_binary("kube-apiserver"),
+            &components,
             &self.root.join("etcd.log"),
         )?);
-        self.wait_ready(Duration::from_secs(120))
+        Ok(())
     }
 
     /// The node's EncryptionConfiguration file (present when the node was written with one).

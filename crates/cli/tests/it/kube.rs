@@ -11,6 +11,7 @@ use lifeboat_test_support::{KubeadmNode, NodeOptions};
 use serde_json::Value;
 
 use crate::common::*;
+use crate::repository::{Backend, Repo};
 
 /// The committed corpus.
 fn corpus_dir() -> PathBuf {
@@ -98,21 +99,42 @@ pub fn apply_corpus(node: &KubeadmNode) {
     .unwrap();
 }
 
-/// A snapshot of the node's etcd, saved by lifeboat with kubeadm's etcd client certificate.
-pub fn snapshot_of_node(node: &KubeadmNode, dir: &Path) -> PathBuf {
-    let file = dir.join("etcd.db");
+/// etcdctl's connection flags for the node's etcd, with kubeadm's etcd client certificate.
+pub fn etcd_flags(node: &KubeadmNode) -> Vec<String> {
     let tls = node.etcd_tls();
     let path = |p: Option<PathBuf>| p.unwrap().display().to_string();
+    vec![
+        "--endpoints".into(),
+        node.endpoints.etcd.clone(),
+        "--cacert".into(),
+        path(tls.ca),
+        "--cert".into(),
+        path(tls.cert),
+        "--key".into(),
+        path(tls.key),
+    ]
+}
+
+/// A snapshot of the node's etcd, saved by lifeboat.
+pub fn snapshot_of_node(node: &KubeadmNode, dir: &Path) -> PathBuf {
+    let file = dir.join("etcd.db");
     run_ok(
         lifeboat()
             .args(["snapshot", "save"])
             .arg(&file)
-            .args(["--endpoints", &node.endpoints.etcd])
-            .args(["--cacert", &path(tls.ca)])
-            .args(["--cert", &path(tls.cert)])
-            .args(["--key", &path(tls.key)]),
+            .args(etcd_flags(node)),
     );
     file
+}
+
+/// A backup of the node's etcd into `repo`: its manifest (`id`, `revision`, ...).
+pub fn backup_of_node(node: &KubeadmNode, repo: &Repo) -> Value {
+    let output = run_ok(
+        repo.lifeboat()
+            .args(["backup", "-w", "json"])
+            .args(etcd_flags(node)),
+    );
+    serde_json::from_str(&output).unwrap()
 }
 
 /// `lifeboat k8s ARGS --file SNAPSHOT`.
@@ -203,6 +225,8 @@ fn kubectl_judges_get_ls_and_export_on_objects_the_api_server_wrote() {
     let node = KubeadmNode::start(&root.path().join("node"), &NodeOptions::default()).unwrap();
     apply_corpus(&node);
     let snapshot = snapshot_of_node(&node, root.path());
+    let repo = Repo::initialised(Backend::Local);
+    let backup = backup_of_node(&node, &repo);
     let revision = revision_of(&snapshot);
     let live = live_objects(&node);
 
@@ -293,6 +317,41 @@ fn kubectl_judges_get_ls_and_export_on_objects_the_api_server_wrote() {
         "lifeboat k8s ls --count (left) against kubectl's lists (right)"
     );
 
+    // The drill's content check of a backup of this cluster: kubectl's namespaces and its
+    // counts per resource.
+    let work = tempfile::tempdir().unwrap();
+    let drilled = run(repo
+        .lifeboat()
+        .args(["drill", "-w", "json", "--identity-file"])
+        .arg(repo.identity())
+        .arg("--work-dir")
+        .arg(work.path())
+        .arg("--etcd")
+        .arg(lifeboat_test_support::kubernetes::KUBEADM_ETCD.etcd())
+        .arg(backup["id"].as_str().unwrap()));
+    assert_eq!(
+        drilled.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&drilled.stderr)
+    );
+    let report: Value = serde_json::from_slice(&drilled.stdout).unwrap();
+    assert_eq!(report["results"]["content"], "passed", "{report}");
+    let namespaces: Vec<String> = live["namespaces"]
+        .iter()
+        .map(|ns| ns["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(report["kubernetes"]["namespaces"], serde_json::json!(namespaces));
+    let mut per_resource: BTreeMap<String, u64> = BTreeMap::new();
+    for ((resource, _), count) in &counts {
+        *per_resource.entry(resource.clone()).or_default() += count;
+    }
+    assert_eq!(
+        report["kubernetes"]["resources"],
+        serde_json::json!(per_resource),
+        "the drill's counts (left) against kubectl's (right)"
+    );
+
     // `k8s export --for-apply` of the corpus' namespaces is accepted by the API server into an
     // empty one: each object on its own with --dry-run=server, after the exported
     // ServiceAccounts (Pods need theirs to exist) are applied for real.
@@ -363,6 +422,7 @@ fn values_the_api_server_encrypted_at_rest_decrypt_to_what_kubectl_shows() {
             &["aescbc:k1", "identity"],
             &["aesgcm:g1", "identity"],
         )),
+        ..NodeOptions::default()
     };
     let mut node = KubeadmNode::start(&root.path().join("node"), &options).unwrap();
     let create = |node: &KubeadmNode, kind: &str, name: &str| {

@@ -8,6 +8,7 @@ mod errors;
 mod hashkv;
 mod k8s;
 mod kube;
+mod kube_recover;
 mod recover;
 mod repository;
 mod restore;

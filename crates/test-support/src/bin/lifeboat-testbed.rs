@@ -43,15 +43,19 @@ struct Args {
     /// static Pods, PKI) and run its static Pods with the fake kubelet.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["boot", "mtls", "fill_mb"])]
     kubeadm_node: Option<PathBuf>,
-    /// Write a node into DIR with the real kubeadm and run its etcd and the real kube-apiserver
-    /// with the fake kubelet (the Kubernetes peers of scripts/build-peers).
+    /// Write a node into DIR with the real kubeadm and run its etcd, the real kube-apiserver and
+    /// kube-controller-manager with the fake kubelet (the Kubernetes peers of scripts/build-peers).
     #[arg(long, value_name = "DIR", conflicts_with_all = ["boot", "mtls", "fill_mb", "kubeadm_node"])]
     kubernetes: Option<PathBuf>,
 }
 
 /// A real kubeadm node with a real API server, until interrupted.
 async fn kubernetes_node(root: &std::path::Path, env_file: &std::path::Path) -> anyhow::Result<()> {
-    let node = KubeadmNode::start(root, &NodeOptions::default())?;
+    let options = NodeOptions {
+        controller_manager: true,
+        ..NodeOptions::default()
+    };
+    let node = KubeadmNode::start(root, &options)?;
     let tls = node.etcd_tls();
     let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
     std::fs::write(
@@ -70,7 +74,7 @@ async fn kubernetes_node(root: &std::path::Path, env_file: &std::path::Path) -> 
         ),
     )?;
     println!(
-        "node {}: written by kubeadm {}, etcd {} at {} and kube-apiserver at {}, run by the fake kubelet",
+        "node {}: written by kubeadm {}, etcd {} at {}, kube-apiserver at {} and kube-controller-manager, run by the fake kubelet",
         root.display(),
         kubernetes_version(),
         KUBEADM_ETCD.expected(),
