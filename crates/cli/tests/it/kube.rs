@@ -388,6 +388,73 @@ fn kubectl_judges_get_ls_and_export_on_objects_the_api_server_wrote() {
         }
     }
     assert!(applied > 35, "only {applied} exported objects applied");
+
+    // `k8s ls` in kubectl's layout: the same NAMESPACE and NAME columns, at the same offsets,
+    // in the same order, AGE last as kubectl prints it; NAME as kubectl's `kind.group/name`
+    // when several resources are listed.
+    let ours = run_ok(&mut k8s(&snapshot, &["ls", "configmaps", "-A"]));
+    let theirs = || node.kubectl_ok(&["get", "configmaps", "-A"], None).unwrap();
+    let before = theirs();
+    let after = theirs();
+    let column_start = |header: &str, name: &str| header.find(name).unwrap();
+    let (our_lines, their_lines): (Vec<&str>, Vec<&str>) = (ours.lines().collect(), before.lines().collect());
+    assert_eq!(our_lines.len(), their_lines.len(), "{ours}\n{before}");
+    for column in ["NAMESPACE", "NAME "] {
+        assert_eq!(
+            column_start(our_lines[0], column),
+            column_start(their_lines[0], column),
+            "{ours}\n{before}"
+        );
+    }
+    let name_end = column_start(our_lines[0], "REVISION");
+    let age_at = |text: &str, row: usize| {
+        text.lines()
+            .nth(row)
+            .unwrap()
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .to_string()
+    };
+    for (row, line) in our_lines.iter().enumerate().skip(1) {
+        assert_eq!(line[..name_end], their_lines[row][..name_end], "row {row}");
+        let age = age_at(&ours, row);
+        assert!(
+            age == age_at(&before, row) || age == age_at(&after, row),
+            "row {row}: AGE {age}\n{ours}\n{before}"
+        );
+    }
+    let mixed = run_ok(&mut k8s(&snapshot, &["ls", "-n", "corpus-apps"]));
+    let mixed_names: Vec<&str> = mixed
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| {
+            ["deployment.apps/", "configmap/", "service/"]
+                .iter()
+                .any(|k| name.starts_with(k))
+        })
+        .collect();
+    let mut kubectl_names: Vec<String> = node
+        .kubectl_ok(
+            &[
+                "get",
+                "deployments,configmaps,services",
+                "-n",
+                "corpus-apps",
+                "-o",
+                "name",
+            ],
+            None,
+        )
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let mut sorted: Vec<&str> = mixed_names.clone();
+    sorted.sort();
+    kubectl_names.sort();
+    assert_eq!(sorted, kubectl_names, "{mixed}");
 }
 
 /// An EncryptionConfiguration: `secrets` and `configmaps` with their providers, in order
