@@ -21,7 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("proto");
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     println!("cargo:rerun-if-changed=proto");
-    for minor in ["v1_30", "v1_31", "v1_32", "v1_33", "v1_34", "v1_35"] {
+    for minor in ["v1_30", "v1_31", "v1_32", "v1_33", "v1_34", "v1_35", "v1_36"] {
         let dir = root.join(minor);
         let mut files = Vec::new();
         protos(&dir, &mut files);

@@ -38,7 +38,7 @@ pub enum Error {
     #[error("not valid JSON: {message}")]
     Json { message: String },
     /// A kind no schema of this build knows.
-    #[error("{api_version} {kind} is in none of the schemas this build knows (Kubernetes 1.30 to 1.35)")]
+    #[error("{api_version} {kind} is in none of the schemas this build knows (Kubernetes 1.30 to 1.36)")]
     UnknownKind { api_version: String, kind: String },
     /// A value this build cannot read.
     #[error("{what}")]

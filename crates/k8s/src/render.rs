@@ -125,7 +125,7 @@ fn decode_protobuf(envelope: &Envelope, nesting: usize) -> Result<Decoded> {
             schema,
             message,
         }),
-        // A kind no schema knows (removed before 1.30, or newer than 1.35): its envelope.
+        // A kind no schema knows (removed before 1.30, or newer than 1.36): its envelope.
         None => Ok(Decoded {
             object: serde_json::json!({"apiVersion": envelope.api_version, "kind": envelope.kind}),
             schema: None,

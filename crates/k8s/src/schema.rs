@@ -6,9 +6,10 @@ use std::sync::OnceLock;
 use prost_reflect::{DescriptorPool, MessageDescriptor};
 
 /// The schema versions this build knows, newest first.
-pub const SCHEMA_VERSIONS: [&str; 6] = ["1.35", "1.34", "1.33", "1.32", "1.31", "1.30"];
+pub const SCHEMA_VERSIONS: [&str; 7] = ["1.36", "1.35", "1.34", "1.33", "1.32", "1.31", "1.30"];
 
-const DESCRIPTOR_SETS: [&[u8]; 6] = [
+const DESCRIPTOR_SETS: [&[u8]; 7] = [
+    include_bytes!(concat!(env!("OUT_DIR"), "/v1_36.fds")),
     include_bytes!(concat!(env!("OUT_DIR"), "/v1_35.fds")),
     include_bytes!(concat!(env!("OUT_DIR"), "/v1_34.fds")),
     include_bytes!(concat!(env!("OUT_DIR"), "/v1_33.fds")),
@@ -112,5 +113,11 @@ mod tests {
             Some("apimachinery.pkg.apis.meta.v1.Status")
         );
         assert_eq!(found("example.com/v1", "Widget"), None);
+        // GA in 1.36: only the schema from the 1.36 Go modules has it.
+        let policy = schemas.messages("admissionregistration.k8s.io/v1", "MutatingAdmissionPolicy");
+        assert_eq!(
+            policy.iter().map(|(version, _)| *version).collect::<Vec<_>>(),
+            ["1.36"]
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! to its `.json`. The one tolerated difference: a zero value (`""`, 0, false, empty list or
 //! object) that the decoder shows and Go's `omitempty` leaves out. Two kinds of fixture are
 //! checked otherwise: WatchEvent is a wire type, never stored, and its envelope names no kind
-//! (a clear error); `*.after_roundtrip` were written by newer code than the 1.30–1.35 schemas,
+//! (a clear error); `*.after_roundtrip` were written by newer code than the 1.30–1.36 schemas,
 //! and the fields no schema knows must be reported as findings, not dropped silently.
 
 use std::path::PathBuf;
