@@ -7,7 +7,8 @@ use lifeboat_etcd_conn::Member;
 use lifeboat_etcd_conn::{ConnectOptions, connect_first_healthy};
 use lifeboat_etcd_data::{StreamedRevision, TrailerCheck};
 use lifeboat_repo::{
-    BackupId, Description, EtcdFacts, HashKvRecord, Manifest, NewBackup, Repository, timestamp,
+    BackupId, Description, EtcdFacts, HashKvRecord, LockKind, Manifest, NewBackup, RepoLock, Repository,
+    timestamp,
 };
 use tracing::warn;
 
@@ -48,17 +49,35 @@ pub(crate) fn description(
     }
 }
 
+/// Takes a `kind` lock on `repo` for `operation` unless cancelled first.
+pub(crate) async fn lock(
+    repo: &Repository,
+    operation: &str,
+    kind: LockKind,
+    cancel: &Cancel,
+) -> Result<RepoLock> {
+    cancel.run(async { Ok(repo.lock(operation, kind).await?) }).await
+}
+
 /// Runs `produce` into new backup `id` of `repo` unless cancelled, then commits it (manifest last);
-/// on an error or a cancellation everything it wrote is removed.
+/// on an error or a cancellation everything it wrote is removed. `operation` holds a shared lock
+/// claiming `id` meanwhile, checked before the commit.
 pub(crate) async fn write_backup(
     repo: &Repository,
     id: BackupId,
+    operation: &str,
     cancel: &Cancel,
     produce: impl AsyncFnOnce(&mut NewBackup) -> Result<Description>,
 ) -> Result<Manifest> {
+    let lock = lock(repo, operation, LockKind::Writing(id.clone()), cancel).await?;
     let mut backup = repo.begin(id);
-    let outcome = cancel.run(produce(&mut backup)).await;
-    backup.settle(outcome).await
+    let outcome = cancel
+        .run(produce(&mut backup))
+        .await
+        .and_then(|description| Ok(lock.ensure_held().map(|()| description)?));
+    let settled = backup.settle(outcome).await;
+    lock.release().await;
+    settled
 }
 
 /// Streams a snapshot of the first healthy endpoint into `repo`; returns the new manifest.
@@ -69,7 +88,7 @@ pub async fn backup(
     cancel: &Cancel,
 ) -> Result<Manifest> {
     let now = SystemTime::now();
-    write_backup(repo, BackupId::new(now), cancel, async |backup| {
+    write_backup(repo, BackupId::new(now), "backup", cancel, async |backup| {
         let mut member = connect_first_healthy(&options.connect).await?;
         let status = member.status().clone();
         crate::snapshot_save::check_server_version(&status)?;

@@ -63,8 +63,11 @@ pub(crate) async fn read_plain_into(
         Ok((file, read)) => Ok((file, artefact.mismatches(&read))),
         Err(lifeboat_repo::Error::Io { source, .. }) => Err(io_error("write", path, source, 0)),
         Err(error @ (lifeboat_repo::Error::Decrypt { .. } | lifeboat_repo::Error::Compression { .. })) => {
-            let stored = repo.read_stored(artefact, &|_| {}).await?;
-            let findings = artefact.mismatches(&stored);
+            let findings = match repo.read_stored(artefact, &|_| {}).await {
+                Ok(stored) => artefact.mismatches(&stored),
+                Err(too_large @ lifeboat_repo::Error::TooLarge { .. }) => vec![too_large.to_string()],
+                Err(other) => return Err(other.into()),
+            };
             if findings.is_empty() {
                 return Err(error.into());
             }
@@ -72,6 +75,9 @@ pub(crate) async fn read_plain_into(
         }
         Err(lifeboat_repo::Error::MissingObject { .. }) => {
             Err(damaged(repo, artefact, &["the object is missing".to_string()]))
+        }
+        Err(too_large @ lifeboat_repo::Error::TooLarge { .. }) => {
+            Err(damaged(repo, artefact, &[too_large.to_string()]))
         }
         Err(error) => Err(error.into()),
     }
@@ -110,8 +116,22 @@ pub async fn fetch_snapshot(
     progress: &dyn Progress,
     cancel: &Cancel,
 ) -> Result<()> {
-    let artefact = etcd_artefact(manifest)?;
     let file = crate::snapshot_restore::create_private(path)?;
+    fetch_snapshot_into(repo, manifest, identities, (file, path), progress, cancel).await
+}
+
+/// [`fetch_snapshot`] into an open file (`path` names it in errors).
+pub async fn fetch_snapshot_into(
+    repo: &Repository,
+    manifest: &Manifest,
+    identities: &[Identity],
+    (file, path): (std::fs::File, &Path),
+    progress: &dyn Progress,
+    cancel: &Cancel,
+) -> Result<()> {
+    let artefact = etcd_artefact(manifest)?;
+    // Nothing deletes the backup while it is read.
+    let lock = crate::backup::lock(repo, "fetch", lifeboat_repo::LockKind::Shared, cancel).await?;
     progress.start(Some(artefact.stored_size));
     let read = cancel
         .run(read_plain_into(repo, artefact, identities, (file, path), &|n| {
@@ -119,6 +139,7 @@ pub async fn fetch_snapshot(
         }))
         .await;
     progress.finish();
+    lock.release().await;
     let (_, findings) = read?;
     ensure_sound(repo, artefact, &findings)
 }
@@ -178,6 +199,7 @@ async fn verify_uncancelled(
             None => match repo.read_stored(artefact, &advance).await {
                 Ok(read) => artefact.mismatches(&read),
                 Err(lifeboat_repo::Error::MissingObject { .. }) => vec!["the object is missing".into()],
+                Err(too_large @ lifeboat_repo::Error::TooLarge { .. }) => vec![too_large.to_string()],
                 Err(error) => return Err(error.into()),
             },
             Some(identities) => {

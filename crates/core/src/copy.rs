@@ -9,11 +9,13 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::SystemTime;
 
-use lifeboat_repo::{Artefact, BackupId, Description, Identity, Manifest, NewBackup, ReadBack, Repository};
+use lifeboat_repo::{
+    Artefact, BackupId, Description, Identity, LockKind, Manifest, NewBackup, ReadBack, Repository,
+};
 use serde::Serialize;
 use tokio::io::AsyncReadExt;
 
-use crate::backup::write_backup;
+use crate::backup::{lock, write_backup};
 use crate::backups::{ensure_sound, read_plain_into, temp_file};
 use crate::forget::decide;
 use crate::retention::Policy;
@@ -50,81 +52,88 @@ pub async fn copy(
     progress: &dyn Progress,
     cancel: &Cancel,
 ) -> Result<CopyReport> {
-    let target_backups = cancel.run(async { Ok(target.list().await?) }).await?.backups;
-    let present: BTreeSet<BackupId> = target_backups.iter().map(|m| m.id.clone()).collect();
-    let reencrypt = source.config().encryption != target.config().encryption;
-    let listing = cancel.run(async { Ok(source.list().await?) }).await?;
-    let wanted: Option<BTreeSet<BackupId>> = target_keep.map(|policy| {
-        let mut union = target_backups.clone();
-        union.extend(
-            listing
-                .backups
+    // Nothing deletes from the source while it is read.
+    let source_lock = lock(source, "copy", LockKind::Shared, cancel).await?;
+    let copied = async {
+        let target_backups = cancel.run(async { Ok(target.list().await?) }).await?.backups;
+        let present: BTreeSet<BackupId> = target_backups.iter().map(|m| m.id.clone()).collect();
+        let reencrypt = source.config().encryption != target.config().encryption;
+        let listing = cancel.run(async { Ok(source.list().await?) }).await?;
+        let wanted: Option<BTreeSet<BackupId>> = target_keep.map(|policy| {
+            let mut union = target_backups.clone();
+            union.extend(
+                listing
+                    .backups
+                    .iter()
+                    .filter(|m| !present.contains(&m.id))
+                    .cloned(),
+            );
+            union.sort_by(|a, b| a.id.cmp(&b.id));
+            decide(policy, &union)
+                .into_iter()
+                .filter(|d| d.keep)
+                .map(|d| d.id)
+                .collect()
+        });
+        let mut report = CopyReport {
+            target: target.storage().repo().to_string(),
+            copied: Vec::new(),
+            skipped: 0,
+            failed: listing
+                .unreadable
                 .iter()
-                .filter(|m| !present.contains(&m.id))
-                .cloned(),
-        );
-        union.sort_by(|a, b| a.id.cmp(&b.id));
-        decide(policy, &union)
-            .into_iter()
-            .filter(|d| d.keep)
-            .map(|d| d.id)
-            .collect()
-    });
-    let mut report = CopyReport {
-        target: target.storage().repo().to_string(),
-        copied: Vec::new(),
-        skipped: 0,
-        failed: listing
-            .unreadable
-            .iter()
-            .map(|(name, error)| (name.clone(), error.to_string()))
-            .collect(),
-        left_out: 0,
-        reencrypted: reencrypt,
-        lag_seconds: None,
-    };
-    for manifest in listing.backups {
-        if present.contains(&manifest.id) {
-            report.skipped += 1;
-            continue;
-        }
-        if wanted.as_ref().is_some_and(|ids| !ids.contains(&manifest.id)) {
-            report.left_out += 1;
-            continue;
-        }
-        let copied = write_backup(target, manifest.id.clone(), cancel, async |backup| {
-            for artefact in &manifest.artefacts {
-                progress.start(Some(artefact.stored_size));
-                let copied = match reencrypt {
-                    false => copy_stored(source, backup, artefact, progress).await,
-                    true => reseal(source, backup, artefact, identities, temp_dir, progress).await,
-                };
-                progress.finish();
-                let copied = copied?;
-                // Proof that the target holds what the manifest will say, read back from it.
-                let read = target.read_stored(&copied, &|_| {}).await?;
-                ensure_sound(target, &copied, &copied.mismatches(&read))?;
+                .map(|(name, error)| (name.clone(), error.to_string()))
+                .collect(),
+            left_out: 0,
+            reencrypted: reencrypt,
+            lag_seconds: None,
+        };
+        for manifest in listing.backups {
+            if present.contains(&manifest.id) {
+                report.skipped += 1;
+                continue;
             }
-            Ok(description_of(&manifest))
-        })
-        .await;
-        match copied {
-            Ok(_) => report.copied.push(manifest.id.clone()),
-            Err(error @ Error::Interrupted { .. }) => return Err(error),
-            Err(error) => report.failed.push((manifest.id.to_string(), error.to_string())),
+            if wanted.as_ref().is_some_and(|ids| !ids.contains(&manifest.id)) {
+                report.left_out += 1;
+                continue;
+            }
+            let copied = write_backup(target, manifest.id.clone(), "copy", cancel, async |backup| {
+                for artefact in &manifest.artefacts {
+                    progress.start(Some(artefact.stored_size));
+                    let copied = match reencrypt {
+                        false => copy_stored(source, backup, artefact, progress).await,
+                        true => reseal(source, backup, artefact, identities, temp_dir, progress).await,
+                    };
+                    progress.finish();
+                    let copied = copied?;
+                    // Proof that the target holds what the manifest will say, read back from it.
+                    let read = target.read_stored(&copied, &|_| {}).await?;
+                    ensure_sound(target, &copied, &copied.mismatches(&read))?;
+                }
+                Ok(description_of(&manifest))
+            })
+            .await;
+            match copied {
+                Ok(_) => report.copied.push(manifest.id.clone()),
+                Err(error @ Error::Interrupted { .. }) => return Err(error),
+                Err(error) => report.failed.push((manifest.id.to_string(), error.to_string())),
+            }
         }
+        let newest = cancel
+            .run(async { Ok(target.list().await?) })
+            .await?
+            .backups
+            .last()
+            .map(|m| m.id.time());
+        report.lag_seconds = newest.map(|time| {
+            let now = time::OffsetDateTime::from(SystemTime::now());
+            u64::try_from((now - time).whole_seconds()).unwrap_or(0)
+        });
+        Ok(report)
     }
-    let newest = cancel
-        .run(async { Ok(target.list().await?) })
-        .await?
-        .backups
-        .last()
-        .map(|m| m.id.time());
-    report.lag_seconds = newest.map(|time| {
-        let now = time::OffsetDateTime::from(SystemTime::now());
-        u64::try_from((now - time).whole_seconds()).unwrap_or(0)
-    });
-    Ok(report)
+    .await;
+    source_lock.release().await;
+    copied
 }
 
 fn description_of(manifest: &Manifest) -> Description {

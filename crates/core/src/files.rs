@@ -155,17 +155,23 @@ pub async fn backup_files(
     })
     .await?;
     let now = SystemTime::now();
-    let manifest = write_backup(repo, BackupId::new(now), cancel, async |backup| {
-        backup.start_artefact(FILES_ARTEFACT).await?;
-        progress.start(Some(tar.len() as u64));
-        for chunk in tar.chunks(1 << 20) {
-            backup.write(chunk).await?;
-            progress.advance(chunk.len() as u64);
-        }
-        progress.finish();
-        backup.finish_artefact(sha256).await?;
-        Ok(description("files", now, labels, None))
-    })
+    let manifest = write_backup(
+        repo,
+        BackupId::new(now),
+        "backup --files",
+        cancel,
+        async |backup| {
+            backup.start_artefact(FILES_ARTEFACT).await?;
+            progress.start(Some(tar.len() as u64));
+            for chunk in tar.chunks(1 << 20) {
+                backup.write(chunk).await?;
+                progress.advance(chunk.len() as u64);
+            }
+            progress.finish();
+            backup.finish_artefact(sha256).await?;
+            Ok(description("files", now, labels, None))
+        },
+    )
     .await?;
     Ok((manifest, paths))
 }

@@ -81,6 +81,24 @@ pub async fn forget(repo: &Repository, options: &ForgetOptions, cancel: &Cancel)
                     .into(),
         });
     }
+    // Exclusive: nothing else reads or writes while backups go (a dry run deletes nothing).
+    let lock = match options.dry_run {
+        true => None,
+        false => Some(crate::backup::lock(repo, "forget", lifeboat_repo::LockKind::Exclusive, cancel).await?),
+    };
+    let forgotten = forget_locked(repo, options, lock.as_ref(), cancel).await;
+    if let Some(lock) = lock {
+        lock.release().await;
+    }
+    forgotten
+}
+
+async fn forget_locked(
+    repo: &Repository,
+    options: &ForgetOptions,
+    lock: Option<&lifeboat_repo::RepoLock>,
+    cancel: &Cancel,
+) -> Result<ForgetReport> {
     let listing = cancel.run(async { Ok(repo.list().await?) }).await?;
     let damaged = listing
         .unreadable
@@ -103,6 +121,9 @@ pub async fn forget(repo: &Repository, options: &ForgetOptions, cancel: &Cancel)
             if let Err(error) = cancel.check() {
                 stopped = Err(error);
                 break;
+            }
+            if let Some(lock) = lock {
+                lock.ensure_held()?;
             }
             repo.delete_manifest(id).await?;
             removed.push(id);

@@ -140,6 +140,27 @@ pub async fn prune(
     dry_run: bool,
     cancel: &Cancel,
 ) -> Result<PruneReport> {
+    // Exclusive: a leftover may be a backup still being written, whose writer holds a lock.
+    let lock = match dry_run {
+        true => None,
+        false => {
+            Some(crate::backup::lock(repo, "repo prune", lifeboat_repo::LockKind::Exclusive, cancel).await?)
+        }
+    };
+    let pruned = prune_locked(repo, older_than, dry_run, lock.as_ref(), cancel).await;
+    if let Some(lock) = lock {
+        lock.release().await;
+    }
+    pruned
+}
+
+async fn prune_locked(
+    repo: &Repository,
+    older_than: Duration,
+    dry_run: bool,
+    lock: Option<&lifeboat_repo::RepoLock>,
+    cancel: &Cancel,
+) -> Result<PruneReport> {
     let (found, uploads) = cancel.run(survey(repo)).await?;
     let old = |l: &Leftover| l.age_seconds >= older_than.as_secs();
     let (removed, recent): (Vec<Leftover>, Vec<Leftover>) = found.unreferenced.into_iter().partition(old);
@@ -151,6 +172,9 @@ pub async fn prune(
         .partition(|(leftover, _)| old(leftover));
     if !dry_run {
         for leftover in &removed {
+            if let Some(lock) = lock {
+                lock.ensure_held()?;
+            }
             cancel
                 .run(async { Ok(repo.storage().delete(&leftover.key).await?) })
                 .await?;

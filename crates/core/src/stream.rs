@@ -47,46 +47,52 @@ pub async fn backup_stream(
             message: format!("no output from {program:?}"),
         });
     };
-    write_backup(repo, BackupId::new(now), cancel, async |backup| {
-        backup.start_artefact(name).await?;
-        progress.start(None);
-        let mut plain = Batched::new(Sha256::new(), |plain, bytes| {
-            plain.update(bytes);
-            Ok(())
-        });
-        let streamed: Result<()> = async {
-            let mut buffer = vec![0u8; 256 << 10];
-            loop {
-                let n = stdout.read(&mut buffer).await.map_err(|source| Error::Io {
-                    action: "read the output of",
+    write_backup(
+        repo,
+        BackupId::new(now),
+        "backup --stream",
+        cancel,
+        async |backup| {
+            backup.start_artefact(name).await?;
+            progress.start(None);
+            let mut plain = Batched::new(Sha256::new(), |plain, bytes| {
+                plain.update(bytes);
+                Ok(())
+            });
+            let streamed: Result<()> = async {
+                let mut buffer = vec![0u8; 256 << 10];
+                loop {
+                    let n = stdout.read(&mut buffer).await.map_err(|source| Error::Io {
+                        action: "read the output of",
+                        path: program.into(),
+                        source,
+                    })?;
+                    if n == 0 {
+                        break;
+                    }
+                    plain.push_into(&buffer[..n], backup).await?;
+                    progress.advance(n as u64);
+                }
+                let status = child.wait().await.map_err(|source| Error::Io {
+                    action: "wait for",
                     path: program.into(),
                     source,
                 })?;
-                if n == 0 {
-                    break;
+                if !status.success() {
+                    return Err(Error::CommandFailed {
+                        command: described.clone(),
+                        status,
+                    });
                 }
-                plain.push_into(&buffer[..n], backup).await?;
-                progress.advance(n as u64);
+                Ok(())
             }
-            let status = child.wait().await.map_err(|source| Error::Io {
-                action: "wait for",
-                path: program.into(),
-                source,
-            })?;
-            if !status.success() {
-                return Err(Error::CommandFailed {
-                    command: described.clone(),
-                    status,
-                });
-            }
-            Ok(())
-        }
-        .await;
-        progress.finish();
-        streamed?;
-        let plain = plain.finish_into(backup).await?;
-        backup.finish_artefact(hex::encode(plain.finalize())).await?;
-        Ok(description("stream", now, labels, None))
-    })
+            .await;
+            progress.finish();
+            streamed?;
+            let plain = plain.finish_into(backup).await?;
+            backup.finish_artefact(hex::encode(plain.finalize())).await?;
+            Ok(description("stream", now, labels, None))
+        },
+    )
     .await
 }

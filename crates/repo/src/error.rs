@@ -57,6 +57,17 @@ pub enum Error {
     /// No backup with that ID.
     #[error("{repo} has no backup {id}; `lifeboat backups list` shows the IDs")]
     NoSuchBackup { repo: String, id: String },
+    /// Another process holds a lock in the way.
+    #[error(
+        "{repo} is locked by {holder}; wait for it to finish, or run `lifeboat repo unlock` if that process is gone"
+    )]
+    Locked { repo: String, holder: String },
+    /// A held lock stopped holding; what it guarded was not committed.
+    #[error("the lock on {repo} was lost: {reason}; nothing more was committed, run the command again")]
+    LockLost { repo: String, reason: String },
+    /// A backup of that ID exists already (a concurrent copy committed it first).
+    #[error("{repo} already has backup {id}; nothing of it was written again")]
+    BackupExists { repo: String, id: String },
     /// An object a manifest names is not in the repository.
     #[error("repository {repo}: object {key} is missing; the backup that names it is damaged")]
     MissingObject { repo: String, key: String },
@@ -68,6 +79,16 @@ pub enum Error {
     /// An artefact name that cannot be used.
     #[error("{name:?} cannot name an artefact: {reason}")]
     ArtefactName { name: String, reason: &'static str },
+    /// An object, or what it decompresses to, passes the size its manifest records (or, for a
+    /// manifest or record, [`crate::SMALL_OBJECT_MAX`]): damaged or crafted, it is not read on.
+    #[error(
+        "{object}: its {what} passes {limit} bytes, the most it may have; it is damaged or crafted and is not read further (`lifeboat repo check` checks the repository)"
+    )]
+    TooLarge {
+        object: String,
+        what: &'static str,
+        limit: u64,
+    },
     /// Writing to the sink failed.
     #[error("{object}: {source}")]
     Io { object: String, source: std::io::Error },

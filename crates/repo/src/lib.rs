@@ -9,12 +9,14 @@
 //! - [`BackupId`]: IDs that sort by creation time and need no coordination.
 //! - [`NewBackup`]: the write transaction every backup goes through (keys derived, uploads
 //!   aborted unless committed, manifest last).
+//! - [`RepoLock`]: shared and exclusive repository locks (restic's protocol), refreshed while held.
 //! - [`Sealer`]: the synchronous write stack plain → sha256 → zstd → age → sha256 → sink.
 
 mod error;
 mod format;
 mod id;
 mod keys;
+mod locks;
 mod new_backup;
 mod read;
 mod repository;
@@ -29,8 +31,12 @@ pub use format::{
 };
 pub use id::BackupId;
 pub use keys::{generate_identity, parse_identities, parse_recipient};
+pub use locks::{LOCK_REFRESH, LOCK_VALIDITY, LockKind, LockRecord, RepoLock, StoredLock};
 pub use new_backup::{Description, NewBackup};
 pub use read::ReadBack;
 pub use repository::{CONFIG_KEY, Listing, Repository, timestamp};
 pub use seal::{Sealed, Sealer, open_sealed};
-pub use store::{Download, Location, OpenUpload, PART_SIZE, Storage, StorageSettings, StoredObject, Upload};
+pub use store::{
+    Download, Location, OpenUpload, PART_SIZE, SMALL_OBJECT_MAX, Storage, StorageSettings, StoredObject,
+    Upload,
+};

@@ -1,7 +1,9 @@
 //! A backup being written: the one way objects enter `backups/<ID>/`. Keys are derived from the
 //! ID and the artefact name, never taken from input; the manifest is written last, on commit;
 //! an uncommitted backup aborts its open upload and deletes what it completed, whether it is
-//! given up, fails or is dropped.
+//! given up, fails or is dropped. It never writes into a backup that exists (a concurrent copy of
+//! the same ID committed first), and its cleanup deletes only objects it wrote, never a manifest
+//! nor anything a committed manifest names.
 
 use std::io::Write;
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -9,7 +11,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
-use crate::format::{artefact_key, check_artefact_name};
+use crate::format::{artefact_key, check_artefact_name, manifest_key};
 use crate::store::Upload;
 use crate::{Artefact, BackupId, Encryption, Error, EtcdFacts, FORMAT, Manifest, Repository, Result, Sealer};
 
@@ -248,6 +250,12 @@ impl NewBackup {
         if let Some(previous) = self.open.take() {
             let _ = previous.upload.abort().await;
         }
+        if self.repo.storage().get(&manifest_key(&self.id)).await?.is_some() {
+            return Err(Error::BackupExists {
+                repo: self.repo.storage().repo().to_string(),
+                id: self.id.to_string(),
+            });
+        }
         let key = artefact_key(&self.id, name);
         let mode = mode(&key)?;
         let (storage, starting_key) = (self.repo.storage().clone(), key.clone());
@@ -374,6 +382,7 @@ impl NewBackup {
         Leftovers {
             repo: self.repo.clone(),
             id: self.id.clone(),
+            written: self.artefacts.iter().map(|a| a.key.clone()).collect(),
             open: self.open.take(),
             starting: self.starting.take(),
             finishing: self.finishing.take(),
@@ -406,13 +415,16 @@ fn not_open(id: &BackupId) -> Error {
 struct Leftovers {
     repo: Repository,
     id: BackupId,
+    /// Keys of the artefacts it completed.
+    written: Vec<String>,
     open: Option<ArtefactUpload>,
     starting: Option<JoinHandle<Result<Upload>>>,
     finishing: Option<JoinHandle<Result<Artefact>>>,
 }
 
-async fn cleanup(leftovers: Leftovers) {
+async fn cleanup(mut leftovers: Leftovers) {
     if let Some(open) = leftovers.open {
+        leftovers.written.push(open.key.clone());
         let _ = open.upload.abort().await;
     }
     if let Some(starting) = leftovers.starting
@@ -420,10 +432,26 @@ async fn cleanup(leftovers: Leftovers) {
     {
         let _ = upload.abort().await;
     }
-    if let Some(finishing) = leftovers.finishing {
-        let _ = finishing.await;
+    if let Some(finishing) = leftovers.finishing
+        && let Ok(Ok(artefact)) = finishing.await
+    {
+        leftovers.written.push(artefact.key);
     }
-    let _ = leftovers.repo.delete_data(&leftovers.id).await;
+    let repo = &leftovers.repo;
+    // A manifest of this ID was committed meanwhile by another writer (a concurrent copy): what
+    // it names is that backup's, whoever wrote it last.
+    let kept: Vec<String> = match repo.storage().get(&manifest_key(&leftovers.id)).await {
+        Ok(None) => Vec::new(),
+        Ok(Some(_)) => match repo.manifest(&leftovers.id).await {
+            Ok(manifest) => manifest.artefacts.into_iter().map(|a| a.key).collect(),
+            // Unreadable: leave everything for `repo check` to report.
+            Err(_) => return,
+        },
+        Err(_) => return,
+    };
+    for key in leftovers.written.iter().filter(|k| !kept.contains(k)) {
+        let _ = repo.storage().delete(key).await;
+    }
 }
 
 impl Drop for NewBackup {

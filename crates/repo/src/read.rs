@@ -139,6 +139,18 @@ impl Repository {
             })
     }
 
+    /// Refuses to read past the stored size the manifest records.
+    fn within_stored_size(&self, artefact: &Artefact, read: u64) -> Result<()> {
+        match read > artefact.stored_size {
+            true => Err(Error::TooLarge {
+                object: format!("{}/{}", self.storage().repo(), artefact.key),
+                what: "stored size",
+                limit: artefact.stored_size,
+            }),
+            false => Ok(()),
+        }
+    }
+
     /// Reads an artefact's stored bytes and hashes them; `progress` gets each chunk's length.
     pub async fn read_stored(
         &self,
@@ -150,6 +162,7 @@ impl Repository {
         while let Some(chunk) = download.next_chunk().await? {
             sha256.update(&chunk);
             size += chunk.len() as u64;
+            self.within_stored_size(artefact, size)?;
             progress(chunk.len() as u64);
         }
         Ok(ReadBack {
@@ -171,6 +184,7 @@ impl Repository {
         let (sender, chunks) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
         let object = format!("{}/{}", self.storage().repo(), artefact.key);
         let encryption = self.config().encryption.clone();
+        let plain_size = artefact.plain_size;
         let opening = tokio::task::spawn_blocking(move || -> Result<(W, u64, String)> {
             let reader = ChannelReader {
                 chunks,
@@ -186,6 +200,7 @@ impl Repository {
                 object: format!("the plain copy of {object}"),
                 source,
             };
+            let mut plain_read = 0u64;
             loop {
                 let n = match plain.read(&mut buffer) {
                     Ok(0) => break,
@@ -198,6 +213,15 @@ impl Repository {
                         });
                     }
                 };
+                // A decompression bomb stops at the size the manifest records.
+                plain_read += n as u64;
+                if plain_read > plain_size {
+                    return Err(Error::TooLarge {
+                        object: object.clone(),
+                        what: "plain (decompressed) size",
+                        limit: plain_size,
+                    });
+                }
                 hashing.write_all(&buffer[..n]).map_err(written)?;
             }
             let (sink, size, sha256) = hashing.finish().map_err(written)?;
@@ -208,6 +232,7 @@ impl Repository {
             while let Some(chunk) = download.next_chunk().await? {
                 sha256.update(&chunk);
                 size += chunk.len() as u64;
+                self.within_stored_size(artefact, size)?;
                 progress(chunk.len() as u64);
                 if sender.send(chunk).await.is_err() {
                     // The opening side stopped early; its error says why.

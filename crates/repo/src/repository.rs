@@ -98,8 +98,14 @@ impl Repository {
     /// Every backup (those with a manifest), oldest first. A manifest that cannot be parsed
     /// does not hide the others: it is returned among `unreadable`.
     pub async fn list(&self) -> Result<Listing> {
+        self.listing_of(self.storage.list(BACKUPS).await?).await
+    }
+
+    /// The backups whose manifests `keys` (a listing of `backups/`) name. A manifest deleted
+    /// since the listing (by a concurrent forget) is left out, not an error.
+    pub(crate) async fn listing_of(&self, keys: Vec<(String, u64)>) -> Result<Listing> {
         let mut listing = Listing::default();
-        for (key, _) in self.storage.list(BACKUPS).await? {
+        for (key, _) in keys {
             let Some(directory) = key
                 .strip_suffix(&format!("/{MANIFEST}"))
                 .and_then(|k| k.strip_prefix(&format!("{BACKUPS}/")))
@@ -119,8 +125,12 @@ impl Repository {
             };
             match self.manifest(&id).await {
                 Ok(manifest) => listing.backups.push(manifest),
+                Err(Error::NoSuchBackup { .. }) => {}
                 Err(
-                    error @ (Error::Format { .. } | Error::UnsupportedFormat { .. } | Error::Forged { .. }),
+                    error @ (Error::Format { .. }
+                    | Error::UnsupportedFormat { .. }
+                    | Error::Forged { .. }
+                    | Error::TooLarge { .. }),
                 ) => listing.unreadable.push((directory.to_string(), error)),
                 Err(error) => return Err(error),
             }
@@ -235,6 +245,30 @@ impl Repository {
     }
 }
 
+impl Repository {
+    /// Stores the backup a recovery of a cluster restores on every member, as
+    /// `recoveries/<cluster ID>.json` (plain: no secret is in it).
+    pub async fn put_recovery_pin(&self, cluster_id: u64, json: Vec<u8>) -> Result<()> {
+        self.storage
+            .put(&format!("{RECOVERIES}/{cluster_id:x}.json"), json)
+            .await
+    }
+
+    /// Every stored recovery pin, as stored bytes.
+    pub async fn recovery_pins(&self) -> Result<Vec<Vec<u8>>> {
+        let mut pins = Vec::new();
+        for (key, _) in self.storage.list(RECOVERIES).await? {
+            if let Some(bytes) = self.storage.get(&key).await? {
+                pins.push(bytes);
+            }
+        }
+        Ok(pins)
+    }
+}
+
+/// Where recovery pins live.
+const RECOVERIES: &str = "recoveries";
+
 /// Where the newest revision each cluster was seen at lives.
 const REVISIONS: &str = "revisions";
 
@@ -247,4 +281,28 @@ const DRILLS: &str = "drills";
 
 fn drill_key(id: &BackupId) -> String {
     format!("{DRILLS}/{id}.json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_backup_deleted_while_listing_is_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = crate::Location::parse(&dir.path().display().to_string()).unwrap();
+        let storage = Storage::open(&location, &crate::StorageSettings::default()).unwrap();
+        let repo = Repository::init(
+            storage,
+            crate::Encryption::None,
+            crate::Compression::Zstd { level: 1 },
+            std::time::UNIX_EPOCH,
+        )
+        .await
+        .unwrap();
+        // Listed, then deleted by a concurrent forget before its manifest was read.
+        let gone = BackupId::new(std::time::UNIX_EPOCH);
+        let listing = repo.listing_of(vec![(manifest_key(&gone), 100)]).await.unwrap();
+        assert!(listing.backups.is_empty() && listing.unreadable.is_empty());
+    }
 }

@@ -448,15 +448,29 @@ impl Storage {
         Ok(())
     }
 
-    /// Reads an object; `None` if it does not exist.
+    /// Reads a small object (a manifest, a record) whole; `None` if it does not exist. One
+    /// larger than [`SMALL_OBJECT_MAX`] is refused, whatever the store says its size is.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        match self.store.get(&self.path(key)).await {
-            Ok(result) => Ok(Some(
-                result.bytes().await.map_err(|e| self.error(key, e))?.to_vec(),
-            )),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.error(key, e)),
+        let Some(mut download) = self.download(key).await? else {
+            return Ok(None);
+        };
+        let too_large = || Error::TooLarge {
+            object: format!("{}/{key}", self.repo),
+            what: "size",
+            limit: SMALL_OBJECT_MAX,
+        };
+        if download.size() > SMALL_OBJECT_MAX {
+            return Err(too_large());
         }
+        // The reported size may lie: the bound holds on what arrives.
+        let mut bytes = Vec::with_capacity(download.size() as usize);
+        while let Some(chunk) = download.next_chunk().await? {
+            if (bytes.len() + chunk.len()) as u64 > SMALL_OBJECT_MAX {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Some(bytes))
     }
 
     /// Deletes an object; an absent one is not an error.
@@ -559,6 +573,10 @@ impl Storage {
         }
     }
 }
+
+/// The most [`Storage::get`] reads: manifests and records are kilobytes; anything near this is
+/// damaged or planted, and must not fill memory.
+pub const SMALL_OBJECT_MAX: u64 = 16 << 20;
 
 /// An object being read as a stream of chunks.
 pub struct Download {

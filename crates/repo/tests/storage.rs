@@ -7,8 +7,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use std::io::Read;
 
 use lifeboat_repo::{
-    BackupId, Compression, Description, Encryption, Error, Location, Manifest, Repository, Storage,
-    StorageSettings, open_sealed,
+    BackupId, Compression, Description, Encryption, Error, Location, LockKind, LockRecord, Manifest,
+    RepoLock, Repository, Storage, StorageSettings, open_sealed,
 };
 use lifeboat_test_support::{AzureServer, FaultyProxy, GcsServer, S3Server};
 use sha2::{Digest, Sha256};
@@ -51,7 +51,22 @@ async fn conformance(storage: &Storage) {
         upload.write(chunk.to_vec()).await.unwrap();
     }
     upload.finish().await.unwrap();
-    assert!(storage.get("backups/c/etcd-snapshot.db").await.unwrap().unwrap() == big);
+    let mut download = storage
+        .download("backups/c/etcd-snapshot.db")
+        .await
+        .unwrap()
+        .unwrap();
+    let mut read = Vec::new();
+    while let Some(chunk) = download.next_chunk().await.unwrap() {
+        read.extend_from_slice(&chunk);
+    }
+    assert!(read == big);
+    // Read whole, an object past SMALL_OBJECT_MAX (a planted "manifest") is refused.
+    assert!(big.len() as u64 > lifeboat_repo::SMALL_OBJECT_MAX);
+    assert!(matches!(
+        storage.get("backups/c/etcd-snapshot.db").await,
+        Err(Error::TooLarge { .. })
+    ));
     let mut upload = storage.upload("backups/d/etcd-snapshot.db").await.unwrap();
     upload.write(big[..PART_SIZE_PLUS].to_vec()).await.unwrap();
     upload.abort().await.unwrap();
@@ -292,6 +307,196 @@ async fn planted_manifests(storage: Storage) {
     assert!(listing.unreadable.iter().any(|(name, _)| name == "not-an-id"));
 }
 
+/// Objects that lie about their size stop being read at the size their manifest records: a
+/// decompression bomb, a stored object longer than recorded, an oversized manifest.
+async fn hostile_objects(storage: Storage) {
+    let identity = age::x25519::Identity::generate();
+    let (repo, _) = init(&storage, identity.to_public().to_string()).await;
+    // 64 MiB of zeros compress to a few kilobytes.
+    let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let mut backup = repo.begin(BackupId::new(now));
+    backup.start_artefact("etcd-snapshot.db").await.unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..64 {
+        backup.write(&zeros).await.unwrap();
+    }
+    let plain_sha256 = hex::encode(Sha256::digest(vec![0u8; 64 << 20]));
+    backup.finish_artefact(plain_sha256).await.unwrap();
+    let honest = backup.commit(description(now)).await.unwrap();
+    let mut crafted = honest.clone();
+    crafted.artefacts[0].plain_size = 1000;
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sink = CountingSink(written.clone());
+    let error = repo
+        .read_plain(&crafted.artefacts[0], vec![identity.clone()], sink, &|_| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::TooLarge { limit: 1000, .. }), "{error}");
+    assert!(error.to_string().contains("damaged or crafted"), "{error}");
+    assert!(written.load(std::sync::atomic::Ordering::SeqCst) <= 1000);
+    let mut crafted = honest.clone();
+    crafted.artefacts[0].stored_size = 100;
+    let error = repo
+        .read_stored(&crafted.artefacts[0], &|_| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::TooLarge { limit: 100, .. }), "{error}");
+    // A manifest past the bound is reported among the unreadable, never read whole.
+    let planted = BackupId::new(now + Duration::from_secs(60));
+    storage
+        .put(
+            &format!("backups/{planted}/manifest.json"),
+            vec![b' '; lifeboat_repo::SMALL_OBJECT_MAX as usize + 1],
+        )
+        .await
+        .unwrap();
+    let listing = repo.list().await.unwrap();
+    assert_eq!(listing.backups, std::slice::from_ref(&honest));
+    assert!(matches!(listing.unreadable[..], [(_, Error::TooLarge { .. })]));
+}
+
+/// Counts what reaches it.
+#[derive(Debug)]
+struct CountingSink(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl std::io::Write for CountingSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .fetch_add(buf.len() as u64, std::sync::atomic::Ordering::SeqCst);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Two writers of one backup ID (two copies of one backup): the second never writes into the
+/// committed backup, and giving up never deletes it, even when it began before the commit.
+async fn concurrent_writers(storage: Storage) {
+    let identity = age::x25519::Identity::generate();
+    let (repo, _) = init(&storage, identity.to_public().to_string()).await;
+    let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let id = BackupId::new(now);
+    // The loser began first and completed an artefact of its own name.
+    let mut loser = repo.begin(id.clone());
+    loser.start_artefact("other.db").await.unwrap();
+    loser.write(&[2; 10]).await.unwrap();
+    loser
+        .finish_artefact(hex::encode(Sha256::digest([2; 10])))
+        .await
+        .unwrap();
+    let mut winner = repo.begin(id.clone());
+    winner.start_artefact("etcd-snapshot.db").await.unwrap();
+    winner.write(&[1; 10]).await.unwrap();
+    winner
+        .finish_artefact(hex::encode(Sha256::digest([1; 10])))
+        .await
+        .unwrap();
+    let committed = winner.commit(description(now)).await.unwrap();
+    // Too late to write, and its abort leaves the committed backup whole.
+    assert!(matches!(
+        loser.start_artefact("etcd-snapshot.db").await,
+        Err(Error::BackupExists { .. })
+    ));
+    loser.abort().await;
+    assert_eq!(
+        repo.list().await.unwrap().backups,
+        std::slice::from_ref(&committed)
+    );
+    let (plain, read) = repo
+        .read_plain(&committed.artefacts[0], vec![identity], Vec::new(), &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(plain, [1; 10]);
+    assert!(committed.artefacts[0].mismatches(&read).is_empty());
+    assert_eq!(
+        storage.list(&format!("backups/{id}")).await.unwrap().len(),
+        2,
+        "the loser's own artefact is gone: {:?}",
+        storage.list(&format!("backups/{id}")).await.unwrap()
+    );
+}
+
+/// The lock protocol: shared locks coexist, an exclusive one excludes every other, a writer's
+/// claim excludes another writer of that ID only; stale locks are ignored and listed as such.
+async fn locks(storage: Storage) {
+    let (repo, _) = init(
+        &storage,
+        age::x25519::Identity::generate().to_public().to_string(),
+    )
+    .await;
+    let refused = |result: Result<RepoLock, Error>, holder: &str| match result {
+        Err(error @ Error::Locked { .. }) => {
+            let text = error.to_string();
+            assert!(text.contains(holder) && text.contains("repo unlock"), "{text}");
+        }
+        other => panic!("not refused: {other:?}"),
+    };
+    let backup = repo.lock("backup", LockKind::Shared).await.unwrap();
+    let drill = repo.lock("drill", LockKind::Shared).await.unwrap();
+    // Either holder may be named: whichever the listing shows first.
+    refused(repo.lock("forget", LockKind::Exclusive).await, " on host ");
+    backup.ensure_held().unwrap();
+    backup.release().await;
+    refused(repo.lock("forget", LockKind::Exclusive).await, "drill");
+    drill.release().await;
+    let forget = repo.lock("forget", LockKind::Exclusive).await.unwrap();
+    refused(repo.lock("backup", LockKind::Shared).await, "forget");
+    refused(repo.lock("repo prune", LockKind::Exclusive).await, "forget");
+    forget.release().await;
+    assert!(repo.locks().await.unwrap().is_empty(), "released locks are gone");
+
+    let id = BackupId::new(UNIX_EPOCH);
+    let other = BackupId::new(UNIX_EPOCH + Duration::from_secs(1));
+    let copy = repo.lock("copy", LockKind::Writing(id.clone())).await.unwrap();
+    refused(
+        repo.lock("copy", LockKind::Writing(id.clone())).await,
+        &format!("copy writing {id}"),
+    );
+    let second = repo.lock("copy", LockKind::Writing(other)).await.unwrap();
+    second.release().await;
+    copy.release().await;
+
+    // A holder that died: its lock expired. It is ignored, and listed as stale.
+    let dead = LockRecord {
+        exclusive: true,
+        backup: None,
+        operation: "forget".into(),
+        host: "gone-host".into(),
+        pid: 1,
+        created: lifeboat_repo::timestamp(UNIX_EPOCH),
+        expires: lifeboat_repo::timestamp(UNIX_EPOCH + Duration::from_secs(300)),
+    };
+    storage
+        .put("locks/dead.json", serde_json::to_vec(&dead).unwrap())
+        .await
+        .unwrap();
+    let live = LockRecord {
+        expires: lifeboat_repo::timestamp(std::time::SystemTime::now() + Duration::from_secs(300)),
+        ..dead.clone()
+    };
+    storage
+        .put("locks/live.json", serde_json::to_vec(&live).unwrap())
+        .await
+        .unwrap();
+    refused(
+        repo.lock("backup", LockKind::Shared).await,
+        "forget on host gone-host",
+    );
+    storage.delete("locks/live.json").await.unwrap();
+    let backup = repo.lock("backup", LockKind::Shared).await.unwrap();
+    let listed = repo.locks().await.unwrap();
+    assert_eq!(listed.len(), 2);
+    let stale: Vec<bool> = listed
+        .iter()
+        .map(|l| l.record.as_ref().unwrap().is_stale(std::time::SystemTime::now()))
+        .collect();
+    assert_eq!(stale.iter().filter(|s| **s).count(), 1, "{listed:?}");
+    backup.release().await;
+    repo.remove_lock("locks/dead.json").await.unwrap();
+}
+
 /// The whole suite, each part on its own prefix of one backend: `base` is the location
 /// without a trailing slash (a directory, or scheme://bucket).
 async fn suite(base: &str, settings: &StorageSettings) {
@@ -301,6 +506,9 @@ async fn suite(base: &str, settings: &StorageSettings) {
     repository_rules(open("rules")).await;
     artefacts(open("artefacts")).await;
     planted_manifests(open("planted")).await;
+    hostile_objects(open("hostile")).await;
+    concurrent_writers(open("concurrent")).await;
+    locks(open("locks")).await;
 }
 
 #[tokio::test]

@@ -136,7 +136,11 @@ impl Agent {
             .get_or_create(&label)
             .set(seconds_since_epoch(SystemTime::now()));
         let clock = Instant::now();
-        let outcome = work.await;
+        // A forget job of this agent waits for it (the repository's lock would refuse one).
+        let outcome = {
+            let _shared = self.repository_lock.read().await;
+            work.await
+        };
         let result = if outcome.is_ok() { "success" } else { "failure" };
         let pair = metrics::KindResult {
             kind: kind.into(),

@@ -14,6 +14,7 @@ mod recover;
 mod repo;
 mod repo_check;
 mod repo_prune;
+mod repo_unlock;
 mod restore;
 mod restore_files;
 mod snapshot;

@@ -8,11 +8,16 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, bail};
 use clap::Args;
 use lifeboat_core::Cancel;
-use lifeboat_core::backups::fetch_snapshot;
+use lifeboat_core::backups::fetch_snapshot_into;
 use lifeboat_core::files::fetch_files;
+use lifeboat_core::private_file::UnlinkedFile;
 use lifeboat_core::recover::{
     DEFAULT_BUMP, Journal, Narrator, Node, Outcome, RecoverOptions, Restoring, abort, discover, free_bytes,
     lock, new_journal, plan, restore_file, run, under,
+};
+use lifeboat_core::recover_files::{check_placeable, choose_files_backup};
+use lifeboat_core::recover_source::{
+    RecoveryPin, SourceRequest, choose_etcd_backup, new_cluster_id, node_cluster_id, write_pin,
 };
 use lifeboat_core::snapshot_restore::RestoreOptions;
 use lifeboat_etcd_proc::Version;
@@ -20,7 +25,7 @@ use lifeboat_repo::{BackupId, Identity, Repository};
 
 use crate::exit::{Failure, cancel_on_signals};
 use crate::output::OutputFormat;
-use crate::repo_flags::{IdentityFlags, RepoFlags, resolve_id};
+use crate::repo_flags::{IdentityFlags, RepoFlags};
 
 /// etcd is restored but not confirmed serving with the API server: the API server did not
 /// become ready in time, or the member waits for the other members of its cluster.
@@ -36,6 +41,13 @@ pub struct RecoverArgs {
     /// manifests, kubelet configuration, all or nothing (the current ones are saved first).
     #[arg(long, value_name = "ID", conflicts_with = "abort")]
     with_files: Option<String>,
+    /// This node's host name, as `backup --host` recorded it [default: this machine's]: the
+    /// files backup put in place must be this host's.
+    #[arg(long, value_name = "NAME")]
+    host: Option<String>,
+    /// Put another host's files backup in place (a node rebuilt under a new name).
+    #[arg(long, value_name = "NAME", requires = "with_files")]
+    files_from_host: Option<String>,
     /// Restore this snapshot file instead of a backup.
     #[arg(long, value_name = "SNAPSHOT", conflicts_with = "abort")]
     file: Option<PathBuf>,
@@ -43,14 +55,23 @@ pub struct RecoverArgs {
     #[arg(long, required = true)]
     kubeadm: bool,
     /// Print the plan and change nothing.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "abort")]
     dry_run: bool,
     /// Go ahead without asking (required when not on a terminal).
     #[arg(long)]
     yes: bool,
-    /// Roll back the run in progress: the old data directory and every manifest as they were.
+    /// Roll back the run in progress, or one that ended with exit 3: the old data directory and
+    /// every manifest as they were.
     #[arg(long)]
     abort: bool,
+    /// Start a new recovery: on a node that an earlier run already recovered (it replaces what
+    /// was written since), or of a cluster whose recovery another member began from another
+    /// backup (the repository's pin).
+    #[arg(long, conflicts_with = "abort")]
+    new_run: bool,
+    /// Restore a backup of another etcd cluster than this node's member belongs to.
+    #[arg(long, conflicts_with = "abort")]
+    force_cluster: bool,
     /// The node's root: every path is taken under it (another tree, a mounted disk).
     #[arg(long, value_name = "DIR", default_value = "/")]
     root: PathBuf,
@@ -113,6 +134,10 @@ impl Narrator for Printed {
         self.failpoint(text, "worked");
     }
 
+    fn action_done(&self, step: &str, action: &str) {
+        self.failpoint(step, action);
+    }
+
     #[allow(clippy::print_stderr)]
     fn note(&self, text: &str) {
         eprintln!("      {text}");
@@ -140,9 +165,13 @@ struct Resolved {
     bytes: u64,
     /// The revision bump the agent's revision mark measures for this backup, if any.
     measured_bump: Option<lifeboat_core::revision_gap::MeasuredBump>,
+    /// How the backup was chosen, for the plan.
+    why: Option<String>,
+    /// The pin a new run writes for the other members.
+    pin: Option<RecoveryPin>,
 }
 
-async fn resolve(args: &RecoverArgs) -> anyhow::Result<Resolved> {
+async fn resolve(args: &RecoverArgs, node_cluster: Option<u64>) -> anyhow::Result<Resolved> {
     if let Some(file) = &args.file {
         let report = lifeboat_core::snapshot_file::verify(file)?;
         if !report.findings.is_empty() {
@@ -161,6 +190,8 @@ async fn resolve(args: &RecoverArgs) -> anyhow::Result<Resolved> {
             version: facts.cluster_version,
             bytes,
             measured_bump: None,
+            why: None,
+            pin: None,
             source: Source::File(file.clone()),
         });
     }
@@ -169,8 +200,18 @@ async fn resolve(args: &RecoverArgs) -> anyhow::Result<Resolved> {
     };
     let repo = args.repo.open().await?;
     let identities = args.identity.require_for(&repo)?;
-    let id = resolve_id(&repo, id, Some("etcd")).await?;
-    let manifest = repo.manifest(&id).await?;
+    let chosen = choose_etcd_backup(
+        &repo,
+        &SourceRequest {
+            wanted: id,
+            node_cluster,
+            force_cluster: args.force_cluster,
+            new_run: args.new_run,
+        },
+    )
+    .await?;
+    let manifest = chosen.manifest;
+    let id = manifest.id.clone();
     let etcd = manifest
         .etcd
         .as_ref()
@@ -179,6 +220,8 @@ async fn resolve(args: &RecoverArgs) -> anyhow::Result<Resolved> {
         lifeboat_core::revision_gap::measured_bump(&repo, &manifest, SystemTime::now()).await?;
     Ok(Resolved {
         measured_bump,
+        why: Some(chosen.why),
+        pin: chosen.pin,
         shown: format!("backup {id}"),
         identity: id.to_string(),
         revision: etcd.revision,
@@ -324,39 +367,56 @@ fn restorer(snapshot: PathBuf) -> lifeboat_core::recover::RestoreFn<'static> {
     Box::new(move |options: RestoreOptions| Box::pin(restore_file(snapshot, options)))
 }
 
+/// The snapshot a run restores: the file given, or the backup fetched into a private file with
+/// no name, which goes with the process however it ends (it holds every Secret in the clear).
+enum Fetched {
+    Given(PathBuf),
+    Private(UnlinkedFile),
+}
+
+impl Fetched {
+    fn path(&self) -> PathBuf {
+        match self {
+            Fetched::Given(path) => path.clone(),
+            Fetched::Private(file) => file.path().to_path_buf(),
+        }
+    }
+}
+
 /// The snapshot the run restores, on the node and verified natively before anything changes: the
-/// file given, or the backup fetched (decrypted, checked against its manifest) into the run's
-/// private directory (kept there until the run ends, so a resumed run does not fetch again).
+/// file given, or the backup fetched (decrypted, checked against its manifest) into a private
+/// file of no name in the run's directory, on the node's disk rather than in memory.
 async fn snapshot_for(
     resolved: &Resolved,
     journal: &Journal,
     options: &RecoverOptions,
     cancel: &Cancel,
-) -> anyhow::Result<PathBuf> {
-    let path = match &resolved.source {
+) -> anyhow::Result<Fetched> {
+    let fetched = match &resolved.source {
         // Verified when it was resolved.
-        Source::File(file) => return Ok(file.clone()),
+        Source::File(file) => return Ok(Fetched::Given(file.clone())),
         Source::Backup { repo, id, identities } => {
             let run_dir = under(&options.root, &journal.run_dir(options));
-            let path = run_dir.join("snapshot.db");
-            if !path.exists() {
-                std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
-                    .create(&run_dir)
-                    .with_context(|| format!("cannot create {}", run_dir.display()))?;
-                let part = run_dir.join("snapshot.db.part");
-                let _ = std::fs::remove_file(&part);
-                let manifest = repo.manifest(id).await?;
-                let bar = crate::progress::TerminalBar::new("fetch");
-                if let Err(error) = fetch_snapshot(repo, &manifest, identities, &part, &bar, cancel).await {
-                    let _ = std::fs::remove_file(&part);
-                    return Err(error.into());
-                }
-                std::fs::rename(&part, &path).with_context(|| format!("cannot rename {}", part.display()))?;
-            }
-            path
+            std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+                .create(&run_dir)
+                .with_context(|| format!("cannot create {}", run_dir.display()))?;
+            let private = UnlinkedFile::create(&run_dir)?;
+            let manifest = repo.manifest(id).await?;
+            let bar = crate::progress::TerminalBar::new("fetch");
+            let shown = run_dir.join("(fetched snapshot)");
+            fetch_snapshot_into(
+                repo,
+                &manifest,
+                identities,
+                (private.handle()?, &shown),
+                &bar,
+                cancel,
+            )
+            .await?;
+            Fetched::Private(private)
         }
     };
-    let report = lifeboat_core::snapshot_file::verify(&path)?;
+    let report = lifeboat_core::snapshot_file::verify(&fetched.path())?;
     if !report.findings.is_empty() {
         bail!(
             "{} is damaged ({} findings; `lifeboat snapshot verify` lists them); nothing on the node was changed, restore another backup",
@@ -364,17 +424,19 @@ async fn snapshot_for(
             report.findings.len()
         );
     }
-    Ok(path)
+    Ok(fetched)
 }
 
 pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Result<()> {
     let options = options(&args);
     let mut out = std::io::stdout().lock();
+    // Before anything is read or asked: what another run changes meanwhile is never planned on.
+    let _lock = lock(&options, args.dry_run)?;
     if args.abort {
-        let _lock = lock(&options)?;
-        let Some(mut journal) = Journal::load(&options)? else {
+        let last = Journal::load(&options)?;
+        let Some(mut journal) = last.filter(Journal::abortable) else {
             bail!(
-                "no recovery in progress under {}; nothing to roll back",
+                "no recovery in progress under {} and none that ended unconfirmed (exit 3); nothing to roll back",
                 options.journal_dir.display()
             );
         };
@@ -394,7 +456,25 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
         )?;
         return Ok(());
     }
-    let in_progress = Journal::load(&options)?;
+    let last = Journal::load(&options)?;
+    // A finished recovery is not repeated by accident (a command run again from the shell's
+    // history would discard everything written since): a new one is asked for by name.
+    let finished = last.as_ref().filter(|j| j.recovered_node());
+    if let Some(finished) = finished
+        && !args.new_run
+    {
+        let message = format!(
+            "run {} already recovered this node from {} ({}); a new recovery would discard everything written since: pass --new-run to start one",
+            finished.run,
+            finished.source,
+            finished.outcome.as_deref().unwrap_or("finished")
+        );
+        if !args.dry_run {
+            bail!(message);
+        }
+        writeln!(out, "Note: {message}.")?;
+    }
+    let in_progress = last.filter(|j| !j.finished);
     let aside = in_progress.as_ref().map(|j| j.manifests_aside.clone());
     let on_node = discover(&options.root, aside.as_deref(), None);
     let files_given = match &in_progress {
@@ -406,15 +486,37 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
         (Err(error), false) => return Err(error.into()),
         (on_node, _) => on_node,
     };
-    let resolved = resolve(&args).await?;
+    // The cluster this node's member belongs to: read from the old data once a run moved it.
+    let cluster_dir = match (&in_progress, &on_node) {
+        (Some(journal), _) if under(&options.root, &journal.data_aside).exists() => {
+            Some(under(&options.root, &journal.data_aside))
+        }
+        (_, Ok(node)) => Some(under(&options.root, &node.etcd.host_data_dir)),
+        (_, Err(_)) => None,
+    };
+    let resolved = resolve(&args, cluster_dir.as_deref().and_then(node_cluster_id)).await?;
     let files_id = match (&in_progress, &args.with_files) {
-        (Some(journal), _) => journal.with_files.clone(),
+        (Some(journal), _) => journal
+            .with_files
+            .clone()
+            .map(|id| (id, "as the run began".to_string())),
         (None, None) => None,
         (None, Some(text)) => {
             let repo = args.repo.open().await?;
-            Some(resolve_id(&repo, text, Some("files")).await?.to_string())
+            let backups = repo.list().await?.backups;
+            let host = args.host.clone().unwrap_or_else(super::host_name);
+            let chosen = choose_files_backup(
+                &backups,
+                text,
+                &host,
+                args.files_from_host.as_deref(),
+                repo.storage().repo(),
+            )?;
+            Some((chosen.id.to_string(), format!("host {}", chosen.host)))
         }
     };
+    let files_shown = files_id.as_ref().map(|(id, host)| format!("{id} ({host})"));
+    let files_id = files_id.map(|(id, _)| id);
     // The files backup, checked against its manifest before anything on the node changes; a
     // node that lost its /etc/kubernetes is read from it.
     let cancel = cancel_on_signals();
@@ -426,7 +528,9 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
             let id = lifeboat_repo::BackupId::parse(id).with_context(|| {
                 format!("the journal names files backup {id:?}, which is not a backup ID")
             })?;
-            Some(fetch_files(&repo, &id, &identities, &cancel).await?)
+            let tar = fetch_files(&repo, &id, &identities, &cancel).await?;
+            check_placeable(&tar, &id.to_string(), &options.root)?;
+            Some(tar)
         }
         _ => None,
     };
@@ -470,6 +574,12 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
         options.root.display()
     )?;
     writeln!(out, "  0. preflight: {}", checks.join("; "))?;
+    if let Some(why) = &resolved.why {
+        writeln!(out, "     backup: {why}")?;
+    }
+    if let Some(files) = &files_shown {
+        writeln!(out, "     files backup: {files}")?;
+    }
     match resuming {
         true => writeln!(
             out,
@@ -500,23 +610,38 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
     } else {
         confirm(args.yes)?;
     }
-    let _lock = lock(&options)?;
+    if let (Some(pin), Source::Backup { repo, .. }, false) = (&resolved.pin, &resolved.source, resuming) {
+        // The other members' `latest` resolves to this backup from now on.
+        let initial_cluster: Vec<String> = node
+            .etcd
+            .initial_cluster
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect();
+        let pin = RecoveryPin {
+            run: journal.run.clone(),
+            host: args.host.clone().unwrap_or_else(super::host_name),
+            new_cluster_id: new_cluster_id(&initial_cluster.join(","), &journal.token)
+                .map(|id| format!("{id:x}"))
+                .unwrap_or_default(),
+            ..pin.clone()
+        };
+        let cluster = u64::from_str_radix(&pin.cluster_id, 16).unwrap_or_default();
+        write_pin(repo, &pin, cluster, SystemTime::now()).await?;
+    }
     let snapshot = snapshot_for(&resolved, &journal, &options, &cancel).await?;
     let narrator = Printed::new(journal.steps().len());
     let outcome = run(
         &node,
         &mut journal,
         &options,
-        restorer(snapshot.clone()),
+        restorer(snapshot.path()),
         files.as_deref(),
         &narrator,
         &cancel,
     )
     .await?;
-    if matches!(resolved.source, Source::Backup { .. }) {
-        // The fetched copy holds every Secret of the cluster in the clear: not kept past the run.
-        let _ = std::fs::remove_file(&snapshot);
-    }
+    drop(snapshot);
     writeln!(
         out,
         "etcd is recovered from {} on member {}.",

@@ -1,5 +1,5 @@
 //! `lifeboat repo init REPO`: a new repository, with an age identity kept away from it.
-//! (`repo check` and `repo prune` have their own files.)
+//! (`repo check`, `repo prune` and `repo unlock` have their own files.)
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -26,6 +26,8 @@ pub enum RepoCommand {
     /// Remove leftovers of interrupted backups and deletes (objects no manifest names, open
     /// uploads) older than --older-than.
     Prune(super::repo_prune::PruneArgs),
+    /// Remove stale locks (their holder died or lost the storage); --remove-all removes every lock.
+    Unlock(super::repo_unlock::UnlockArgs),
 }
 
 /// Arguments of `repo init`.
@@ -61,6 +63,7 @@ impl RepoCommand {
             RepoCommand::Init(args) => init(args, format).await,
             RepoCommand::Check(args) => super::repo_check::run(args, format).await,
             RepoCommand::Prune(args) => super::repo_prune::run(args, format).await,
+            RepoCommand::Unlock(args) => super::repo_unlock::run(args, format).await,
         }
     }
 }

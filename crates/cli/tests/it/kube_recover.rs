@@ -226,7 +226,10 @@ fn a_namespace_kubectl_deleted_comes_back_and_a_node_without_etc_kubernetes_is_r
     // real API server starts from, with the backup's objects.
     std::fs::remove_dir_all(node.root.join("etc/kubernetes")).unwrap();
     std::fs::remove_dir_all(node.root.join("var/lib/etcd")).unwrap();
-    recovered(recover(&node, &repo).args(["--with-files", "latest"]), &node);
+    recovered(
+        recover(&node, &repo).args(["--with-files", "latest", "--new-run"]),
+        &node,
+    );
     assert_eq!(std::fs::read(node.admin_conf()).unwrap(), admin);
     assert_eq!(shop_objects(&node), settled);
 }

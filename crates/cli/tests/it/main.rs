@@ -3,6 +3,7 @@
 
 mod agent;
 mod common;
+mod concurrency;
 mod drill;
 mod errors;
 mod hashkv;
@@ -10,6 +11,7 @@ mod k8s;
 mod kube;
 mod kube_recover;
 mod recover;
+mod recover_safety;
 mod repository;
 mod restore;
 mod robustness;

@@ -15,8 +15,8 @@ use crate::common::*;
 use crate::repository::{Backend, Repo};
 
 /// A kubeadm-like node tree with an etcd static Pod on loopback ports, run by a fake kubelet.
-struct NodeTree {
-    root: tempfile::TempDir,
+pub(crate) struct NodeTree {
+    pub(crate) root: tempfile::TempDir,
     client: String,
     kubelet: Option<FakeKubelet>,
 }
@@ -42,7 +42,7 @@ impl NodeTree {
         }
     }
 
-    fn path(&self, node_path: &str) -> PathBuf {
+    pub(crate) fn path(&self, node_path: &str) -> PathBuf {
         self.root.path().join(node_path.trim_start_matches('/'))
     }
 
@@ -65,16 +65,16 @@ impl NodeTree {
         status.header().unwrap().revision()
     }
 
-    async fn value(&self, key: &str) -> Option<Vec<u8>> {
+    pub(crate) async fn value(&self, key: &str) -> Option<Vec<u8>> {
         let response = self.client().await.get(key, None).await.unwrap();
         response.kvs().first().map(|kv| kv.value().to_vec())
     }
 
-    fn manifests(&self) -> Vec<String> {
+    pub(crate) fn manifests(&self) -> Vec<String> {
         entries(&self.path("/etc/kubernetes/manifests"))
     }
 
-    fn recover(&self, repo: &Repo) -> Command {
+    pub(crate) fn recover(&self, repo: &Repo) -> Command {
         self.recover_stopping_within(repo, "30s")
     }
 
@@ -104,7 +104,7 @@ impl Drop for NodeTree {
 }
 
 /// A node with key `before` in its etcd, backed up, then key `after` written.
-async fn backed_up_node(apiserver: Option<bool>) -> (NodeTree, Repo, i64) {
+pub(crate) async fn backed_up_node(apiserver: Option<bool>) -> (NodeTree, Repo, i64) {
     backed_up_node_of(EtcdVersion::V3_5, apiserver).await
 }
 
@@ -126,7 +126,8 @@ async fn backed_up_node_of(version: EtcdVersion, apiserver: Option<bool>) -> (No
 }
 
 /// Every file and directory under `root` with its mode and a hash of its content, but for etcd's
-/// data directory (the running member writes it) and its log.
+/// data directory (the running member writes it), its log, and the recovery lock (taken, in its
+/// directory, before anything is read).
 fn tree_hash(root: &std::path::Path) -> Vec<(String, u32, String)> {
     let mut found = Vec::new();
     let mut stack = vec![root.to_path_buf()];
@@ -134,7 +135,11 @@ fn tree_hash(root: &std::path::Path) -> Vec<(String, u32, String)> {
         for entry in std::fs::read_dir(&dir).unwrap().flatten() {
             let path = entry.path();
             let relative = path.strip_prefix(root).unwrap().display().to_string();
-            if relative == "var/lib/etcd" || relative == "etcd.log" {
+            if ["var/lib/etcd", "etcd.log", "var/lib/lifeboat/recover.lock"].contains(&relative.as_str()) {
+                continue;
+            }
+            if relative == "var/lib/lifeboat" {
+                stack.push(path.clone());
                 continue;
             }
             let content = match path.is_dir() {
@@ -152,7 +157,7 @@ fn tree_hash(root: &std::path::Path) -> Vec<(String, u32, String)> {
 }
 
 /// The node's etcd holds what the backup held, at a revision past anything a client saw.
-async fn assert_holds_the_backup(node: &NodeTree, revision: i64) {
+pub(crate) async fn assert_holds_the_backup(node: &NodeTree, revision: i64) {
     assert_eq!(
         node.value("/registry/namespaces/before").await.as_deref(),
         Some(&b"kept"[..])
@@ -342,7 +347,7 @@ fn on_a_terminal(command: Command, input: &str) -> String {
 
 /// Runs `command` until it kills itself (SIGKILL) at `point` (`begin`, or `worked`: its work
 /// done, not yet in the journal) of `step`, through the recover failpoint.
-fn crashed_at(command: &mut Command, step: &str, point: &str) {
+pub(crate) fn crashed_at(command: &mut Command, step: &str, point: &str) {
     let output = command
         .arg("--yes")
         .env("LIFEBOAT_FAILPOINT", format!("recover:{step}:{point}"))
@@ -537,6 +542,11 @@ async fn every_member_running_the_same_command_makes_one_new_cluster() {
                 stderr.contains("run the same command on the other members (cp-2, cp-3)"),
                 "{stderr}"
             );
+            // The old cluster still has a quorum, and its agent backs it up once more: the
+            // other members' `latest` must still be the backup the first one restored.
+            run_ok(repo.lifeboat().args(["backup", "--endpoints", &nodes[1].client]));
+        } else {
+            assert!(stdout.contains("latest is the backup run "), "{stdout}");
         }
         let token = stdout
             .split("--initial-cluster-token ")
@@ -985,7 +995,8 @@ async fn recover_follows_etcds_upgrade_policy() {
     ];
     for (repo, data, node, image, reason) in cases {
         let before = tree_hash(node.root.path());
-        let refused = run_failing(node.recover(repo).arg("--yes"), 1);
+        // Another node's backup, on purpose: its cluster is not this node's.
+        let refused = run_failing(node.recover(repo).args(["--yes", "--force-cluster"]), 1);
         assert!(
             refused.contains(&format!("data written by etcd {}", data.expected()))
                 && refused.contains(&format!("on etcd {}", image.expected()))

@@ -26,14 +26,14 @@ pub(crate) enum Backend {
 /// A repository location with what the commands need to reach it.
 pub(crate) struct Repo {
     dir: tempfile::TempDir,
-    s3: Option<S3Server>,
-    location: String,
+    pub(crate) s3: Option<S3Server>,
+    pub(crate) location: String,
 }
 
 const PREFIX: &str = "cluster-a";
 
 impl Repo {
-    fn new(backend: Backend) -> Self {
+    pub(crate) fn new(backend: Backend) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (s3, location) = match backend {
             Backend::Local => (None, dir.path().join("repo").display().to_string()),
@@ -112,7 +112,7 @@ impl Repo {
         manifest["id"].as_str().unwrap().to_string()
     }
 
-    fn list(&self) -> Vec<Value> {
+    pub(crate) fn list(&self) -> Vec<Value> {
         let out = run_ok(self.lifeboat().args(["backups", "list", "-w", "json"]));
         serde_json::from_str::<Value>(&out)
             .unwrap()
@@ -1219,7 +1219,7 @@ async fn planted_manifests_are_never_followed() {
 }
 
 /// Starts `command` and stops it (SIGSTOP) once `begun` holds for a file under `root`.
-fn frozen_when(mut command: Command, root: &Path, begun: impl Fn(&str) -> bool) -> (Child, Pid) {
+pub(crate) fn frozen_when(mut command: Command, root: &Path, begun: impl Fn(&str) -> bool) -> (Child, Pid) {
     let mut child = command
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

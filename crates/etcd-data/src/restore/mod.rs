@@ -7,4 +7,4 @@ mod raft;
 
 pub use backend::{BackendReport, rewrite_backend};
 pub use members::{Cluster, Member, cluster_id, member_id, normalize_url};
-pub use raft::{RaftEncoding, member_json, snap_file, v2_store_json, wal_segment};
+pub use raft::{RaftEncoding, member_json, snap_file, v2_store_json, wal_metadata, wal_segment};

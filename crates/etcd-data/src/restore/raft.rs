@@ -194,6 +194,28 @@ impl WalWriter {
     }
 }
 
+/// The member and cluster IDs a WAL segment's metadata record names (spec §5.5), read from its
+/// first bytes (`head`; the first 4 KiB hold it). `None` when `head` is not a WAL segment's start.
+pub fn wal_metadata(head: &[u8]) -> Option<(u64, u64)> {
+    let mut rest = head;
+    // The crc record, then the metadata record: look no further than a few records.
+    for _ in 0..4 {
+        let length = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
+        let pad = match length >> 63 {
+            1 => (length >> 56) & 0x7,
+            _ => 0,
+        };
+        let size = usize::try_from(length & 0x00ff_ffff_ffff_ffff).ok()?;
+        let record = Record::decode(rest.get(8..8usize.checked_add(size)?)?).ok()?;
+        if record.r#type == METADATA {
+            let metadata = WalMetadata::decode(record.data?.as_slice()).ok()?;
+            return Some((metadata.node_id, metadata.cluster_id));
+        }
+        rest = rest.get(8 + size + pad as usize..)?;
+    }
+    None
+}
+
 fn conf_state(cluster: &Cluster, encoding: RaftEncoding) -> ConfState {
     ConfState {
         voters: cluster.members.iter().map(|m| m.id).collect(),
@@ -358,5 +380,15 @@ mod tests {
         assert_eq!(name, "0000000000000001-0000000000000002.snap");
         let file = SnapFile::decode(&bytes[..]).unwrap();
         assert_eq!(file.crc, crc32c::crc32c(file.data.as_deref().unwrap()));
+    }
+
+    #[test]
+    fn the_metadata_names_the_member_and_cluster_and_garbage_is_none() {
+        let cluster = cluster();
+        let wal = wal_segment(&cluster, &cluster.members[1], RaftEncoding::Gogo);
+        assert_eq!(wal_metadata(&wal), Some((cluster.members[1].id, cluster.id)));
+        assert_eq!(wal_metadata(&wal[..20]), None);
+        assert_eq!(wal_metadata(&[0xff; 64]), None);
+        assert_eq!(wal_metadata(&[]), None);
     }
 }

@@ -4,6 +4,7 @@ use std::io::{IsTerminal, Write};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use lifeboat_repo::LockKind;
 
 use crate::output::{self, OutputFormat};
 use crate::repo_flags::{RepoFlags, resolve_id};
@@ -72,17 +73,32 @@ pub async fn run(args: DeleteArgs, format: OutputFormat) -> anyhow::Result<()> {
             bail!("nothing deleted");
         }
     }
-    let mut report = Vec::new();
-    for (id, created, _) in &manifests {
-        if !args.dry_run {
-            repo.delete(id).await?;
+    let lock = match args.dry_run {
+        true => None,
+        false => Some(repo.lock("backups delete", LockKind::Exclusive).await?),
+    };
+    let deleted: anyhow::Result<()> = async {
+        if let Some(lock) = &lock {
+            for (id, _, _) in &manifests {
+                lock.ensure_held()?;
+                repo.delete(id).await?;
+            }
         }
-        report.push(Deleted {
+        Ok(())
+    }
+    .await;
+    if let Some(lock) = lock {
+        lock.release().await;
+    }
+    deleted?;
+    let report: Vec<Deleted> = manifests
+        .iter()
+        .map(|(id, created, _)| Deleted {
             id: id.to_string(),
             created: created.clone(),
             deleted: !args.dry_run,
-        });
-    }
+        })
+        .collect();
     let mut out = std::io::stdout().lock();
     match format {
         OutputFormat::Json => output::json(&mut out, &report)?,

@@ -1,0 +1,128 @@
+//! etcd's data directory: the safety snapshot of the running member, the old data set aside, the
+//! restore into place and its owner.
+
+use super::*;
+
+pub(super) async fn safety_copy(
+    node: &Node,
+    journal: &Journal,
+    options: &RecoverOptions,
+    narrator: &dyn Narrator,
+    cancel: &Cancel,
+) -> Result<()> {
+    let run_dir = under(&options.root, &journal.run_dir(options));
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&run_dir)
+        .map_err(io("create", &run_dir))?;
+    let save = crate::snapshot_save::SaveOptions {
+        connect: member_connection(&options.root, &node.etcd),
+        path: run_dir.join("pre-recover.db"),
+        force: true,
+    };
+    match crate::snapshot_save::save(&save, &crate::NoProgress, cancel).await {
+        Ok(report) => narrator.note(&format!(
+            "the running member's data is saved in {} (revision {})",
+            report.file.display(),
+            report.revision
+        )),
+        Err(Error::Interrupted { signal }) => return Err(Error::Interrupted { signal }),
+        Err(error) => narrator.note(&format!("no safety snapshot: etcd does not answer ({error})")),
+    }
+    if journal.with_files.is_some() {
+        // The files the backup's will replace, kept to put back on --abort.
+        let current = crate::files::FilesOptions {
+            root: options.root.clone(),
+            include: crate::files::KUBEADM_SET.iter().map(|p| p.to_string()).collect(),
+            exclude: Vec::new(),
+        };
+        let tar = crate::files::archive(&options.root, &crate::files::collect(&current)?)?;
+        let path = run_dir.join("before-files.tar");
+        let mut pending = crate::fsio::PendingFile::create(&path)?;
+        pending.write_all(&tar)?;
+        pending.commit()?;
+        narrator.note(&format!(
+            "the node's current files are saved in {}",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn data_aside(journal: &Journal, root: &Path) -> Result<()> {
+    let (data, aside) = (under(root, &journal.data_dir), under(root, &journal.data_aside));
+    if data.exists() && !aside.exists() {
+        std::fs::rename(&data, &aside).map_err(io("rename", &data))?;
+        if let Some(parent) = data.parent() {
+            crate::fsio::sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn restore_step(
+    node: &Node,
+    journal: &Journal,
+    root: &Path,
+    restore: RestoreFn<'_>,
+    narrator: &dyn Narrator,
+) -> Result<()> {
+    let data = under(root, &journal.data_dir);
+    let etcd = &node.etcd;
+    // Restored and renamed into place before a crash: only the owner may be missing.
+    if !data.join("member").exists() {
+        restore_into(etcd, journal, &data, restore).await?;
+        narrator.action_done("restore", "placed");
+    }
+    if let Some(user) = etcd.run_as_user {
+        let group = etcd.run_as_group.unwrap_or(user);
+        chown_tree(&data, user, group)?;
+    }
+    Ok(())
+}
+
+/// Restores into `data` (the restore writes beside it and renames the result into place).
+pub(super) async fn restore_into(
+    etcd: &EtcdManifest,
+    journal: &Journal,
+    data: &Path,
+    restore: RestoreFn<'_>,
+) -> Result<()> {
+    if data.exists() {
+        // An empty or partial directory left by a crash in the middle: restore refuses a
+        // non-empty target, and nothing in it is the old data (that is aside).
+        std::fs::remove_dir_all(data).map_err(io("remove", data))?;
+    }
+    let options = crate::snapshot_restore::RestoreOptions {
+        snapshot: PathBuf::new(),
+        data_dir: data.to_path_buf(),
+        wal_dir: None,
+        name: etcd.name.clone(),
+        initial_cluster: etcd
+            .initial_cluster
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect::<Vec<_>>()
+            .join(","),
+        initial_cluster_token: journal.token.clone(),
+        initial_advertise_peer_urls: etcd.initial_advertise_peer_urls.clone(),
+        skip_hash_check: false,
+        bump_revision: journal.bump_revision,
+        mark_compacted: journal.mark_compacted,
+    };
+    restore(options).await
+}
+
+pub(super) fn chown_tree(path: &Path, user: u32, group: u32) -> Result<()> {
+    nix::unistd::chown(
+        path,
+        Some(nix::unistd::Uid::from_raw(user)),
+        Some(nix::unistd::Gid::from_raw(group)),
+    )
+    .map_err(|e| io("chown", path)(std::io::Error::from(e)))?;
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).map_err(io("read", path))?.flatten() {
+            chown_tree(&entry.path(), user, group)?;
+        }
+    }
+    Ok(())
+}
