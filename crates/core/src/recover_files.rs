@@ -19,7 +19,7 @@ const KUBEADM_FILES: [&str; 3] = [
 
 /// Whether a recovery may place `path` (relative to `/`): inside /etc/kubernetes, one of the
 /// kubelet's files, or (`is_dir`) a directory on the way to them.
-fn in_kubeadm_set(path: &Path, is_dir: bool) -> bool {
+pub(crate) fn in_kubeadm_set(path: &Path, is_dir: bool) -> bool {
     let kubeadm_dir = Path::new(KUBEADM_DIR);
     path.starts_with(kubeadm_dir)
         || KUBEADM_FILES.iter().any(|file| path == Path::new(file))

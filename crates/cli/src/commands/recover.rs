@@ -12,8 +12,8 @@ use lifeboat_core::backups::fetch_snapshot_into;
 use lifeboat_core::files::fetch_files;
 use lifeboat_core::private_file::UnlinkedFile;
 use lifeboat_core::recover::{
-    DEFAULT_BUMP, Journal, Narrator, Node, Outcome, RecoverOptions, Restoring, abort, discover, free_bytes,
-    lock, new_journal, plan, restore_file, run, under,
+    DEFAULT_BUMP, Journal, Narrator, Node, Outcome, RecoverOptions, Restoring, abort, discover, lock,
+    new_journal, old_data, plan, restore_file, run, space_needs, under,
 };
 use lifeboat_core::recover_files::{check_placeable, choose_files_backup};
 use lifeboat_core::recover_source::{
@@ -321,24 +321,30 @@ fn preflight(node: &Node, resolved: &Resolved, options: &RecoverOptions) -> anyh
             node.etcd.image
         )),
     }
-    let data = under(&options.root, &node.etcd.host_data_dir);
-    let free = free_bytes(&data)?;
-    // The restored directory is about the snapshot's size; the old one stays beside it.
-    let needed = resolved.bytes.saturating_add(resolved.bytes / 10);
-    if free < needed {
-        bail!(
-            "{} has {} free, the restore needs about {}; free space there (the old data directory is kept, not deleted)",
-            node.etcd.host_data_dir.display(),
-            crate::output::si_bytes(free),
-            crate::output::si_bytes(needed)
-        );
+    // The restored directory is about the snapshot's size, and the old one is kept; a backup is
+    // fetched into the run's directory, beside the safety snapshot.
+    let fetched = match resolved.source {
+        Source::Backup { .. } => resolved.bytes,
+        Source::File(_) => 0,
+    };
+    for need in space_needs(options, node, resolved.bytes, fetched)? {
+        if need.free < need.needed {
+            bail!(
+                "{} has {} free, {} need about {}; free space there (the old data directory is kept, not deleted)",
+                need.path.display(),
+                crate::output::si_bytes(need.free),
+                need.what,
+                crate::output::si_bytes(need.needed)
+            );
+        }
+        checks.push(format!(
+            "{} free at {} (about {} needed for {})",
+            crate::output::si_bytes(need.free),
+            need.path.display(),
+            crate::output::si_bytes(need.needed),
+            need.what
+        ));
     }
-    checks.push(format!(
-        "{} free beside {} (about {} needed)",
-        crate::output::si_bytes(free),
-        node.etcd.host_data_dir.display(),
-        crate::output::si_bytes(needed)
-    ));
     Ok(checks)
 }
 
@@ -488,8 +494,8 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
     };
     // The cluster this node's member belongs to: read from the old data once a run moved it.
     let cluster_dir = match (&in_progress, &on_node) {
-        (Some(journal), _) if under(&options.root, &journal.data_aside).exists() => {
-            Some(under(&options.root, &journal.data_aside))
+        (Some(journal), _) if old_data(journal, &options.root).exists() => {
+            Some(old_data(journal, &options.root))
         }
         (_, Ok(node)) => Some(under(&options.root, &node.etcd.host_data_dir)),
         (_, Err(_)) => None,
@@ -650,7 +656,7 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
     writeln!(
         out,
         "The old data directory is kept as {}; remove it once the cluster is healthy.",
-        journal.data_aside.display()
+        old_data(&journal, &options.root).display()
     )?;
     writeln!(
         out,

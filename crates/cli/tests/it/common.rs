@@ -199,14 +199,14 @@ pub fn interrupt_stopped(mut child: Child, pid: nix::unistd::Pid, signal: nix::s
     );
 }
 
-/// A tmpfs too small for the snapshot, unmounted when dropped.
-pub struct SmallDisk {
-    pub dir: tempfile::TempDir,
+/// A tmpfs of `bytes` mounted on a directory (created if missing), unmounted when dropped.
+pub struct Tmpfs {
+    path: PathBuf,
 }
 
-impl SmallDisk {
-    pub fn mount(bytes: u64) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+impl Tmpfs {
+    pub fn mount_at(path: &Path, bytes: u64) -> Self {
+        std::fs::create_dir_all(path).unwrap();
         let status = Command::new("mount")
             .args([
                 "-t",
@@ -215,16 +215,35 @@ impl SmallDisk {
                 &format!("size={bytes},mode=0700"),
                 "lifeboat-test",
             ])
-            .arg(dir.path())
+            .arg(path)
             .status()
             .expect("mount runs");
         assert!(status.success(), "mounting a tmpfs needs root (CI runs as root)");
-        Self { dir }
+        Self {
+            path: path.to_path_buf(),
+        }
     }
 }
 
-impl Drop for SmallDisk {
+impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
+        // Lazy: a process that still has a file open there does not keep it mounted.
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// A tmpfs too small for the snapshot, unmounted when dropped.
+pub struct SmallDisk {
+    _mount: Tmpfs,
+    pub dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    pub fn mount(bytes: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self {
+            _mount: Tmpfs::mount_at(dir.path(), bytes),
+            dir,
+        }
     }
 }

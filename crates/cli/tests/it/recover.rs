@@ -19,6 +19,8 @@ pub(crate) struct NodeTree {
     pub(crate) root: tempfile::TempDir,
     client: String,
     kubelet: Option<FakeKubelet>,
+    /// A disk mounted on the data directory, unmounted once the kubelet stopped.
+    data_disk: Option<Tmpfs>,
 }
 
 impl NodeTree {
@@ -31,14 +33,38 @@ impl NodeTree {
 
     /// The node of `member` in a cluster of `all`.
     fn member(version: EtcdVersion, member: &Member, all: &[Member], apiserver: Option<bool>) -> Self {
+        Self::member_on(version, member, all, apiserver, None)
+    }
+
+    /// A single-member node whose data directory is a disk of its own (a tmpfs of `bytes`).
+    pub(crate) fn with_data_disk(bytes: u64) -> Self {
+        let member = Member::on_free_ports("cp-1").unwrap();
+        Self::member_on(
+            EtcdVersion::V3_5,
+            &member,
+            std::slice::from_ref(&member),
+            None,
+            Some(bytes),
+        )
+    }
+
+    fn member_on(
+        version: EtcdVersion,
+        member: &Member,
+        all: &[Member],
+        apiserver: Option<bool>,
+        data_disk: Option<u64>,
+    ) -> Self {
         let root = tempfile::tempdir().unwrap();
         write_control_plane_node(root.path(), version, member, all, apiserver).unwrap();
+        let data_disk = data_disk.map(|bytes| Tmpfs::mount_at(&root.path().join("var/lib/etcd"), bytes));
         let kubelet =
             FakeKubelet::start(root.path(), &version.etcd(), &root.path().join("etcd.log")).unwrap();
         Self {
             root,
             client: member.client.clone(),
             kubelet: Some(kubelet),
+            data_disk,
         }
     }
 
@@ -100,6 +126,7 @@ impl NodeTree {
 impl Drop for NodeTree {
     fn drop(&mut self) {
         self.kubelet.take();
+        self.data_disk.take();
     }
 }
 
@@ -109,7 +136,11 @@ pub(crate) async fn backed_up_node(apiserver: Option<bool>) -> (NodeTree, Repo, 
 }
 
 async fn backed_up_node_of(version: EtcdVersion, apiserver: Option<bool>) -> (NodeTree, Repo, i64) {
-    let node = NodeTree::of_version(version, apiserver);
+    backed_up(NodeTree::of_version(version, apiserver)).await
+}
+
+/// `node` with key `before` in its etcd, backed up, then key `after` written.
+pub(crate) async fn backed_up(node: NodeTree) -> (NodeTree, Repo, i64) {
     let mut client = node.client().await;
     client
         .put("/registry/namespaces/before", "kept", None)
@@ -409,13 +440,25 @@ async fn a_run_killed_in_the_middle_resumes_and_another_is_rolled_back() {
     let journal2 = node2.path("/var/lib/lifeboat/recover.json");
     let text = std::fs::read_to_string(&journal2).unwrap();
     std::fs::write(&journal2, text.replace(".before-recover-", ".elsewhere-")).unwrap();
-    let forged = run_failing(
-        repo2
-            .lifeboat()
-            .args(["recover", "--kubeadm", "--abort", "--root"])
-            .arg(node2.root.path()),
-        1,
-    );
+    let refused_abort = || {
+        run_failing(
+            repo2
+                .lifeboat()
+                .args(["recover", "--kubeadm", "--abort", "--root"])
+                .arg(node2.root.path()),
+            1,
+        )
+    };
+    let forged = refused_abort();
+    assert!(forged.contains("names paths a run does not write"), "{forged}");
+    // Nor one that would have `abort` remove a file outside the kubeadm set.
+    assert!(text.contains("\"added_files\": null"), "{text}");
+    std::fs::write(
+        &journal2,
+        text.replace("\"added_files\": null", "\"added_files\": [\"etc/passwd\"]"),
+    )
+    .unwrap();
+    let forged = refused_abort();
     assert!(forged.contains("names paths a run does not write"), "{forged}");
     std::fs::write(&journal2, text).unwrap();
     run_ok(

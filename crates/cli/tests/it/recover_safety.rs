@@ -3,7 +3,7 @@
 //! before anything is read; a journal that cannot be read is an error, never "no run".
 
 use crate::common::*;
-use crate::recover::{assert_holds_the_backup, backed_up_node, crashed_at};
+use crate::recover::{NodeTree, assert_holds_the_backup, backed_up, backed_up_node, crashed_at};
 
 #[tokio::test]
 async fn the_fetched_snapshot_never_has_a_name_on_the_node_and_the_safety_copy_is_private() {
@@ -261,4 +261,60 @@ async fn a_run_killed_between_placing_the_data_and_owning_it_owns_it_when_resume
     assert_eq!(owner(&data), (2000, 2001));
     assert_eq!(owner(&data.join("member/snap/db")), (2000, 2001));
     assert_holds_the_backup(&node, revision).await;
+}
+
+/// Whether `dir` is on another device than its parent.
+fn on_its_own_disk(dir: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).unwrap().dev() != std::fs::metadata(dir.parent().unwrap()).unwrap().dev()
+}
+
+#[tokio::test]
+async fn a_data_directory_on_its_own_disk_stays_mounted_and_its_contents_move() {
+    let (node, repo, revision) = backed_up(NodeTree::with_data_disk(256 << 20)).await;
+    let data = node.path("/var/lib/etcd");
+    let plan = run_ok(node.recover(&repo).arg("--dry-run"));
+    assert!(plan.contains("(a mount point, which stays)"), "{plan}");
+    run_ok(node.recover(&repo).arg("--yes"));
+    assert_holds_the_backup(&node, revision).await;
+    assert!(on_its_own_disk(&data), "the disk is still mounted there");
+    let kept: Vec<String> = entries(&data)
+        .into_iter()
+        .filter(|name| name.starts_with("etcd.before-recover-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{:?}", entries(&data));
+    assert!(data.join(&kept[0]).join("member/snap/db").exists());
+
+    // Killed in the restore and rolled back: the old data is back on the disk.
+    let (node, repo, _) = backed_up(NodeTree::with_data_disk(256 << 20)).await;
+    let data = node.path("/var/lib/etcd");
+    crashed_at(&mut node.recover(&repo), "restore", "placed");
+    let aborted = run_ok(
+        repo.lifeboat()
+            .args(["recover", "--kubeadm", "--abort", "--root"])
+            .arg(node.root.path()),
+    );
+    assert!(
+        aborted.contains("the data directory is a mount point"),
+        "{aborted}"
+    );
+    assert!(on_its_own_disk(&data));
+    assert_eq!(
+        node.value("/registry/namespaces/after").await.as_deref(),
+        Some(&b"lost"[..]),
+        "the old member is back with what it held"
+    );
+}
+
+#[tokio::test]
+async fn free_space_is_measured_where_each_file_goes() {
+    let (node, repo, _) = backed_up_node(None).await;
+    // The run's directory (fetched and safety snapshots) on a disk too small for them.
+    let _small = Tmpfs::mount_at(&node.path("/var/lib/lifeboat"), 4096);
+    let refused = run_failing(node.recover(&repo).arg("--dry-run"), 1);
+    assert!(
+        refused.contains("/var/lib/lifeboat has")
+            && refused.contains("the fetched and the safety snapshot need about"),
+        "{refused}"
+    );
 }

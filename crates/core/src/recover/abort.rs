@@ -28,24 +28,7 @@ pub async fn abort(
             ));
         }
     }
-    let (data, old) = (under(root, &journal.data_dir), under(root, &journal.data_aside));
-    if old.exists() {
-        if data.exists() {
-            let mut restored = data.clone().into_os_string();
-            restored.push(format!(".aborted-recover-{}", journal.run));
-            let restored = PathBuf::from(restored);
-            std::fs::rename(&data, &restored).map_err(io("rename", &data))?;
-            done.push(format!(
-                "the restored data directory is kept aside as {}",
-                restored.display()
-            ));
-        }
-        std::fs::rename(&old, &data).map_err(io("rename", &old))?;
-        if let Some(parent) = data.parent() {
-            crate::fsio::sync_dir(parent)?;
-        }
-        done.push(format!("{} is back", journal.data_dir.display()));
-    }
+    done.extend(data_back(journal, root)?);
     let before = under(root, &journal.run_dir(options)).join("before-files.tar");
     if journal.with_files.is_some()
         && before.exists()

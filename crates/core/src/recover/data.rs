@@ -48,17 +48,6 @@ pub(super) async fn safety_copy(
     Ok(())
 }
 
-pub(super) fn data_aside(journal: &Journal, root: &Path) -> Result<()> {
-    let (data, aside) = (under(root, &journal.data_dir), under(root, &journal.data_aside));
-    if data.exists() && !aside.exists() {
-        std::fs::rename(&data, &aside).map_err(io("rename", &data))?;
-        if let Some(parent) = data.parent() {
-            crate::fsio::sync_dir(parent)?;
-        }
-    }
-    Ok(())
-}
-
 pub(super) async fn restore_step(
     node: &Node,
     journal: &Journal,
@@ -70,9 +59,12 @@ pub(super) async fn restore_step(
     let etcd = &node.etcd;
     // Restored and renamed into place before a crash: only the owner may be missing.
     if !data.join("member").exists() {
-        restore_into(etcd, journal, &data, restore).await?;
+        restore_into(etcd, journal, &restore_target(journal, &data), restore).await?;
+        place_restored(journal, &data)?;
         narrator.action_done("restore", "placed");
     }
+    // A crash after the move left the emptied target of a mount point.
+    place_restored(journal, &data)?;
     if let Some(user) = etcd.run_as_user {
         let group = etcd.run_as_group.unwrap_or(user);
         chown_tree(&data, user, group)?;
@@ -125,4 +117,77 @@ pub(super) fn chown_tree(path: &Path, user: u32, group: u32) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What a run writes on one filesystem, and what is free there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpaceNeed {
+    /// A node path on that filesystem.
+    pub path: PathBuf,
+    /// What goes there, for the plan.
+    pub what: String,
+    /// Bytes needed, with a 10 % margin.
+    pub needed: u64,
+    pub free: u64,
+}
+
+/// The nearest existing directory of `path` and its device.
+fn device_of(path: &Path) -> Result<(PathBuf, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut at = path;
+    while !at.exists() {
+        at = at.parent().unwrap_or(Path::new("/"));
+    }
+    let metadata = std::fs::metadata(at).map_err(io("stat", at))?;
+    Ok((at.to_path_buf(), metadata.dev()))
+}
+
+/// Per filesystem, what the run writes there: the restored data (`restored_bytes`) where the
+/// data directory is; the fetched snapshot (`fetched_bytes`, 0 for a file given) and the safety
+/// snapshot (about the member's current database) in the run's directory. Sums when both are
+/// one filesystem.
+pub fn space_needs(
+    options: &RecoverOptions,
+    node: &Node,
+    restored_bytes: u64,
+    fetched_bytes: u64,
+) -> Result<Vec<SpaceNeed>> {
+    let with_margin = |bytes: u64| bytes.saturating_add(bytes / 10);
+    let data = under(&options.root, &node.etcd.host_data_dir);
+    let safety = std::fs::metadata(data.join("member/snap/db")).map_or(0, |m| m.len());
+    let run_dir = under(&options.root, &options.journal_dir);
+    let wanted = [
+        (
+            node.etcd.host_data_dir.clone(),
+            data,
+            "the restored data".to_string(),
+            restored_bytes,
+        ),
+        (
+            options.journal_dir.clone(),
+            run_dir,
+            "the fetched and the safety snapshot".to_string(),
+            fetched_bytes.saturating_add(safety),
+        ),
+    ];
+    let mut needs: Vec<(u64, SpaceNeed)> = Vec::new();
+    for (shown, path, what, bytes) in wanted {
+        let (existing, device) = device_of(&path)?;
+        match needs.iter_mut().find(|(d, _)| *d == device) {
+            Some((_, need)) => {
+                need.needed = need.needed.saturating_add(with_margin(bytes));
+                need.what = format!("{} and {what}", need.what);
+            }
+            None => needs.push((
+                device,
+                SpaceNeed {
+                    path: shown,
+                    what,
+                    needed: with_margin(bytes),
+                    free: free_bytes(&existing)?,
+                },
+            )),
+        }
+    }
+    Ok(needs.into_iter().map(|(_, need)| need).collect())
 }

@@ -107,9 +107,11 @@ impl Journal {
             && journal.run.bytes().all(|b| b.is_ascii_alphanumeric())
             && journal.manifests_aside == journal.run_dir(options).join("manifests")
             && journal.data_aside.as_os_str() == aside
+            // `abort` removes what it lists: only ever inside the kubeadm set.
             && journal.added_files.iter().flatten().all(|path| {
                 path.components()
                     .all(|c| matches!(c, std::path::Component::Normal(_)))
+                    && crate::recover_files::in_kubeadm_set(path, true)
             });
         if !sound {
             return Err(failed(

@@ -18,6 +18,7 @@ use crate::{Cancel, Error, Result};
 mod abort;
 mod control;
 mod data;
+mod data_place;
 mod journal;
 mod node;
 mod node_files;
@@ -25,7 +26,8 @@ mod plan;
 
 pub use abort::*;
 use control::*;
-use data::*;
+pub use data::*;
+pub use data_place::*;
 pub use journal::*;
 pub use node::*;
 use node_files::*;

@@ -60,11 +60,21 @@ pub fn plan(node: &Node, journal: &Journal, options: &RecoverOptions) -> Vec<Str
                 .join(", "),
             journal.data_dir.display()
         ),
-        format!(
-            "move the data directory {} aside to {} (never deleted)",
-            journal.data_dir.display(),
-            journal.data_aside.display()
-        ),
+        match is_mount_point(&under(&options.root, &journal.data_dir)) {
+            true => format!(
+                "move the contents of the data directory {} (a mount point, which stays) into {} (never deleted)",
+                journal.data_dir.display(),
+                journal
+                    .data_dir
+                    .join(journal.data_aside.file_name().unwrap_or_default())
+                    .display()
+            ),
+            false => format!(
+                "move the data directory {} aside to {} (never deleted)",
+                journal.data_dir.display(),
+                journal.data_aside.display()
+            ),
+        },
     ];
     if let Some(files) = &journal.with_files {
         steps.push(format!(

@@ -1,0 +1,192 @@
+//! Where the data directory's old and restored contents go. A data directory that is a mount
+//! point (a dedicated etcd disk) cannot be renamed (EBUSY): its contents move instead, into a
+//! directory inside it (the same filesystem), and the restore is written inside it too and its
+//! `member` moved up. Every move can be repeated after a crash.
+
+use super::*;
+
+/// Entries of a mount point that are the filesystem's, never moved.
+const FILESYSTEM_ENTRIES: [&str; 1] = ["lost+found"];
+
+/// Undoes the octal escapes of `/proc/self/mountinfo` (`\040` for a space).
+fn unescape(field: &str) -> String {
+    let mut out = String::new();
+    let mut rest = field;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let code = rest
+            .get(at + 1..at + 4)
+            .and_then(|o| u8::from_str_radix(o, 8).ok());
+        match code {
+            Some(byte) => {
+                out.push(char::from(byte));
+                rest = &rest[at + 4..];
+            }
+            None => {
+                out.push('\\');
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whether `dir` is a mount point: on another device than its parent, or (a bind mount on the
+/// same device) named as one by the mount table.
+pub fn is_mount_point(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(own) = std::fs::symlink_metadata(dir) else {
+        return false;
+    };
+    if !own.is_dir() {
+        return false;
+    }
+    let parent = dir.parent().and_then(|p| std::fs::metadata(p).ok());
+    if parent.is_some_and(|p| p.dev() != own.dev()) {
+        return true;
+    }
+    let Ok(canonical) = dir.canonicalize() else {
+        return false;
+    };
+    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|table| {
+        table.lines().any(|line| {
+            line.split(' ')
+                .nth(4)
+                .is_some_and(|point| Path::new(&unescape(point)) == canonical)
+        })
+    })
+}
+
+/// Where the old data waits during the run: beside the data directory, or inside it when it is
+/// a mount point.
+pub fn old_data(journal: &Journal, root: &Path) -> PathBuf {
+    let (data, aside) = (under(root, &journal.data_dir), under(root, &journal.data_aside));
+    match (is_mount_point(&data), aside.file_name()) {
+        (true, Some(name)) => data.join(name),
+        _ => aside,
+    }
+}
+
+/// Moves every entry of `from` but `keep` (and the filesystem's own) into `to`, creating it 0700.
+fn move_entries(from: &Path, to: &Path, keep: &[&std::ffi::OsStr]) -> Result<()> {
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(to)
+        .map_err(io("create", to))?;
+    for entry in std::fs::read_dir(from).map_err(io("read", from))?.flatten() {
+        let name = entry.file_name();
+        if keep.contains(&name.as_os_str())
+            || FILESYSTEM_ENTRIES.iter().any(|f| name == *f)
+            || to.starts_with(entry.path())
+        {
+            continue;
+        }
+        std::fs::rename(entry.path(), to.join(&name)).map_err(io("rename", &entry.path()))?;
+    }
+    crate::fsio::sync_dir(to)?;
+    crate::fsio::sync_dir(from)
+}
+
+/// Sets the old data aside: the directory renamed, or its contents moved when it is a mount.
+pub(super) fn data_aside(journal: &Journal, root: &Path) -> Result<()> {
+    let data = under(root, &journal.data_dir);
+    let old = old_data(journal, root);
+    if is_mount_point(&data) {
+        return move_entries(&data, &old, &[]);
+    }
+    if data.exists() && !old.exists() {
+        std::fs::rename(&data, &old).map_err(io("rename", &data))?;
+        if let Some(parent) = data.parent() {
+            crate::fsio::sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+/// Where a restore writes for `data`: the directory itself (renamed into place), or on a mount
+/// point a directory inside it whose `member` then moves up.
+pub(super) fn restore_target(journal: &Journal, data: &Path) -> PathBuf {
+    match is_mount_point(data) {
+        true => data.join(format!(".restored-{}", journal.run)),
+        false => data.to_path_buf(),
+    }
+}
+
+/// After a restore into [`restore_target`]: on a mount point its `member` moves up and the
+/// target goes.
+pub(super) fn place_restored(journal: &Journal, data: &Path) -> Result<()> {
+    let target = restore_target(journal, data);
+    if target == data {
+        return Ok(());
+    }
+    if target.join("member").exists() && !data.join("member").exists() {
+        std::fs::rename(target.join("member"), data.join("member")).map_err(io("rename", &target))?;
+    }
+    if target.exists() {
+        std::fs::remove_dir_all(&target).map_err(io("remove", &target))?;
+    }
+    crate::fsio::sync_dir(data)
+}
+
+/// `--abort`: the restored data kept aside as `<data>.aborted-recover-<run>` (inside the data
+/// directory when it is a mount point), the old data back. What was done, for the report.
+pub(super) fn data_back(journal: &Journal, root: &Path) -> Result<Vec<String>> {
+    let (data, old) = (under(root, &journal.data_dir), old_data(journal, root));
+    let mut done = Vec::new();
+    if !old.exists() {
+        return Ok(done);
+    }
+    let mut restored = journal.data_dir.clone().into_os_string();
+    restored.push(format!(".aborted-recover-{}", journal.run));
+    let restored = PathBuf::from(restored);
+    if is_mount_point(&data) {
+        let kept = data.join(restored.file_name().unwrap_or_default());
+        let keep = [
+            old.file_name().unwrap_or_default(),
+            kept.file_name().unwrap_or_default(),
+        ];
+        move_entries(&data, &kept, &keep)?;
+        move_entries(&old, &data, &[])?;
+        std::fs::remove_dir(&old).map_err(io("remove", &old))?;
+        done.push(format!(
+            "the restored data is kept aside in {} (the data directory is a mount point)",
+            kept.display()
+        ));
+    } else {
+        if data.exists() {
+            let kept = under(root, &restored);
+            std::fs::rename(&data, &kept).map_err(io("rename", &data))?;
+            done.push(format!(
+                "the restored data directory is kept aside as {}",
+                kept.display()
+            ));
+        }
+        std::fs::rename(&old, &data).map_err(io("rename", &old))?;
+        if let Some(parent) = data.parent() {
+            crate::fsio::sync_dir(parent)?;
+        }
+    }
+    done.push(format!("{} is back", journal.data_dir.display()));
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_table_escapes_are_undone() {
+        assert_eq!(unescape("/var/lib/etcd\\040disk"), "/var/lib/etcd disk");
+        assert_eq!(unescape("/a\\134b"), "/a\\b");
+        assert_eq!(unescape("/plain"), "/plain");
+        assert_eq!(unescape("/bad\\x"), "/bad\\x");
+    }
+
+    #[test]
+    fn a_plain_directory_is_not_a_mount_point_and_the_root_is() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!is_mount_point(dir.path()));
+        assert!(is_mount_point(Path::new("/proc")));
+        assert!(!is_mount_point(&dir.path().join("absent")));
+    }
+}
