@@ -31,7 +31,7 @@ pub use format::{
 };
 pub use id::BackupId;
 pub use keys::{generate_identity, parse_identities, parse_recipient};
-pub use locks::{LOCK_REFRESH, LOCK_VALIDITY, LockKind, LockRecord, RepoLock, StoredLock};
+pub use locks::{LOCK_REFRESH, LOCK_VALIDITY, LockKind, LockRecord, LockTiming, RepoLock, StoredLock};
 pub use new_backup::{Description, NewBackup};
 pub use read::ReadBack;
 pub use repository::{CONFIG_KEY, Listing, Repository, timestamp};

@@ -23,6 +23,23 @@ pub const LOCK_VALIDITY: Duration = Duration::from_secs(300);
 /// How often a holder refreshes its lock.
 pub const LOCK_REFRESH: Duration = Duration::from_secs(60);
 
+/// How long a lock holds and how often its holder refreshes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockTiming {
+    pub validity: Duration,
+    /// Well under `validity`: a refresh that fails is retried until the lock would expire.
+    pub refresh: Duration,
+}
+
+impl Default for LockTiming {
+    fn default() -> Self {
+        Self {
+            validity: LOCK_VALIDITY,
+            refresh: LOCK_REFRESH,
+        }
+    }
+}
+
 /// What a lock allows others.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LockKind {
@@ -104,6 +121,11 @@ pub struct StoredLock {
 impl Repository {
     /// Takes a lock of `kind` for `operation`, or refuses naming the holder of a lock in the way.
     pub async fn lock(&self, operation: &str, kind: LockKind) -> Result<RepoLock> {
+        self.lock_timed(operation, kind, LockTiming::default()).await
+    }
+
+    /// [`Repository::lock`] with another validity and refresh period.
+    pub async fn lock_timed(&self, operation: &str, kind: LockKind, timing: LockTiming) -> Result<RepoLock> {
         let now = SystemTime::now();
         let record = LockRecord {
             exclusive: kind == LockKind::Exclusive,
@@ -115,7 +137,7 @@ impl Repository {
             host: this_host(),
             pid: std::process::id(),
             created: timestamp(now),
-            expires: timestamp(now + LOCK_VALIDITY),
+            expires: timestamp(now + timing.validity),
         };
         let key = lock_key(&format!("{:016x}", rand::random::<u64>()));
         self.put_lock(&key, &record).await?;
@@ -124,7 +146,7 @@ impl Repository {
             key,
             state: Arc::new(Mutex::new(Held {
                 record,
-                valid_until: now + LOCK_VALIDITY,
+                valid_until: now + timing.validity,
                 lost: None,
             })),
             refresher: None,
@@ -151,6 +173,7 @@ impl Repository {
             self.clone(),
             lock.key.clone(),
             lock.state.clone(),
+            timing,
         )));
         Ok(lock)
     }
@@ -265,16 +288,16 @@ impl Drop for RepoLock {
 }
 
 /// Keeps the lock `key` alive; marks it lost when it was removed or cannot be refreshed in time.
-async fn refresh(repo: Repository, key: String, state: Arc<Mutex<Held>>) {
+async fn refresh(repo: Repository, key: String, state: Arc<Mutex<Held>>, timing: LockTiming) {
     loop {
-        tokio::time::sleep(LOCK_REFRESH).await;
+        tokio::time::sleep(timing.refresh).await;
         let removed = matches!(repo.storage().get(&key).await, Ok(None));
         let now = SystemTime::now();
         let mut record = match state.lock() {
             Ok(held) => held.record.clone(),
             Err(_) => return,
         };
-        record.expires = timestamp(now + LOCK_VALIDITY);
+        record.expires = timestamp(now + timing.validity);
         let outcome = match removed {
             true => Err("it was removed (`repo unlock`?)".to_string()),
             false => repo.put_lock(&key, &record).await.map_err(|e| e.to_string()),
@@ -283,7 +306,7 @@ async fn refresh(repo: Repository, key: String, state: Arc<Mutex<Held>>) {
         match outcome {
             Ok(()) => {
                 held.record = record;
-                held.valid_until = now + LOCK_VALIDITY;
+                held.valid_until = now + timing.validity;
             }
             Err(reason) if removed => {
                 held.lost = Some(reason);

@@ -7,8 +7,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use std::io::Read;
 
 use lifeboat_repo::{
-    BackupId, Compression, Description, Encryption, Error, Location, LockKind, LockRecord, Manifest,
-    RepoLock, Repository, Storage, StorageSettings, open_sealed,
+    BackupId, Compression, Description, Encryption, Error, Location, LockKind, LockRecord, LockTiming,
+    Manifest, RepoLock, Repository, Storage, StorageSettings, open_sealed,
 };
 use lifeboat_test_support::{AzureServer, FaultyProxy, GcsServer, S3Server};
 use sha2::{Digest, Sha256};
@@ -495,6 +495,44 @@ async fn locks(storage: Storage) {
     assert_eq!(stale.iter().filter(|s| **s).count(), 1, "{listed:?}");
     backup.release().await;
     repo.remove_lock("locks/dead.json").await.unwrap();
+
+    // Held, a lock is refreshed; removed from under its holder (`repo unlock --remove-all`), it
+    // is lost at the next refresh, and the holder commits nothing more.
+    let timing = LockTiming {
+        validity: Duration::from_secs(30),
+        refresh: Duration::from_millis(200),
+    };
+    let held = repo.lock_timed("copy", LockKind::Shared, timing).await.unwrap();
+    let first = lock_expiry(&repo).await;
+    let mut refreshed = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if lock_expiry(&repo).await != first {
+            refreshed = true;
+            break;
+        }
+    }
+    assert!(refreshed, "the expiry moved forward");
+    held.ensure_held().unwrap();
+    let key = repo.locks().await.unwrap()[0].key.clone();
+    repo.remove_lock(&key).await.unwrap();
+    let mut lost = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Err(error) = held.ensure_held() {
+            lost = Some(error.to_string());
+            break;
+        }
+    }
+    let lost = lost.expect("the holder learns its lock is gone");
+    assert!(lost.contains("was lost") && lost.contains("removed"), "{lost}");
+    held.release().await;
+}
+
+/// The expiry of the one lock `repo` holds.
+async fn lock_expiry(repo: &Repository) -> String {
+    let locks = repo.locks().await.unwrap();
+    locks[0].record.as_ref().unwrap().expires.clone()
 }
 
 /// The whole suite, each part on its own prefix of one backend: `base` is the location
