@@ -162,7 +162,18 @@ async fn copy_stored(
         .into());
     };
     backup.start_verbatim(artefact).await?;
+    let mut copied_bytes = 0u64;
     while let Some(chunk) = download.next_chunk().await? {
+        // A source object longer than its manifest says is not copied past that size.
+        copied_bytes += chunk.len() as u64;
+        if copied_bytes > artefact.stored_size {
+            return Err(lifeboat_repo::Error::TooLarge {
+                object: format!("{}/{}", source.storage().repo(), artefact.key),
+                what: "stored size",
+                limit: artefact.stored_size,
+            }
+            .into());
+        }
         progress.advance(chunk.len() as u64);
         backup.write(&chunk).await?;
     }

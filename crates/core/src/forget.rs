@@ -122,8 +122,10 @@ async fn forget_locked(
                 stopped = Err(error);
                 break;
             }
-            if let Some(lock) = lock {
-                lock.ensure_held()?;
+            // A lost lock stops the manifests, but the data of those removed still goes.
+            if let Some(Err(error)) = lock.map(lifeboat_repo::RepoLock::ensure_held) {
+                stopped = Err(error.into());
+                break;
             }
             repo.delete_manifest(id).await?;
             removed.push(id);

@@ -82,8 +82,8 @@ pub struct SourceRequest<'a> {
     pub node_cluster: Option<u64>,
     /// Restore a backup of another cluster.
     pub force_cluster: bool,
-    /// Start another recovery, replacing a pin.
-    pub new_run: bool,
+    /// Start another recovery of the cluster, replacing its pin.
+    pub replace_pin: bool,
 }
 
 fn hex(id: u64) -> String {
@@ -119,7 +119,18 @@ pub async fn choose_etcd_backup(repo: &Repository, request: &SourceRequest<'_>) 
     let pinned = request
         .node_cluster
         .and_then(|cluster| pins.iter().find(|p| p.cluster_id == hex(cluster)))
-        .filter(|_| !request.new_run);
+        .filter(|_| !request.replace_pin);
+    if request.node_cluster.is_none()
+        && request.wanted == "latest"
+        && !pins.is_empty()
+        && !request.force_cluster
+    {
+        let clusters: Vec<&str> = pins.iter().map(|p| p.cluster_id.as_str()).collect();
+        return Err(usage(format!(
+            "this node's etcd cluster is not known (its data directory has no WAL) and {name} pins recoveries of clusters {}: give the backup ID the other members restore (their plans name it), or pass --force-cluster to take the newest etcd backup of any cluster",
+            clusters.join(", ")
+        )));
+    }
     let of_this_cluster =
         |m: &Manifest| lineage.is_empty() || request.force_cluster || lineage.contains(&cluster_of(m));
     let manifest = match (request.wanted, pinned) {
@@ -158,7 +169,7 @@ pub async fn choose_etcd_backup(repo: &Repository, request: &SourceRequest<'_>) 
             })?;
             if let Some(pin) = pinned.filter(|p| p.backup != text) {
                 return Err(usage(format!(
-                    "run {} on host {} began recovering cluster {} from backup {}: every member must restore the same backup; give {} (or latest), or pass --new-run to start another recovery from {text}",
+                    "run {} on host {} began recovering cluster {} from backup {}: every member must restore the same backup; give {} (or latest), or pass --replace-pin to start another recovery from {text}",
                     pin.run, pin.host, pin.cluster_id, pin.backup, pin.backup
                 )));
             }
@@ -207,6 +218,18 @@ pub fn new_cluster_id(initial_cluster: &str, token: &str) -> Option<u64> {
     lifeboat_etcd_data::restore::Cluster::from_initial_cluster(initial_cluster, token)
         .ok()
         .map(|cluster| cluster.id)
+}
+
+/// Removes the pins run `run` wrote (its `--abort`: the recovery did not happen).
+pub async fn remove_pins_of_run(repo: &Repository, run: &str) -> Result<usize> {
+    let mut removed = 0;
+    for pin in pins(repo).await?.iter().filter(|p| p.run == run) {
+        if let Ok(cluster) = u64::from_str_radix(&pin.cluster_id, 16) {
+            repo.remove_recovery_pin(cluster).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Pins `pin` (its run, host and new cluster filled in by the caller) for the other members.

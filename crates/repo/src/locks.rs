@@ -62,6 +62,10 @@ pub struct LockRecord {
     pub operation: String,
     pub host: String,
     pub pid: u32,
+    /// The PID namespace `pid` is in (`pid:[inode]`): a process of the same host name in
+    /// another namespace (a container) cannot be looked up by PID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_namespace: Option<String>,
     /// RFC 3339.
     pub created: String,
     /// RFC 3339; refreshed while held.
@@ -76,10 +80,12 @@ impl LockRecord {
         Some(SystemTime::from(parsed))
     }
 
-    /// Expired, or of this host and a process that is gone.
+    /// Expired, or of this host and PID namespace and a process that is gone.
     pub fn is_stale(&self, now: SystemTime) -> bool {
         let expired = self.expiry().is_none_or(|expiry| expiry < now);
-        let gone = self.host == this_host() && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists();
+        let here =
+            self.host == this_host() && self.pid_namespace.is_some() && self.pid_namespace == pid_namespace();
+        let gone = here && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists();
         expired || gone
     }
 
@@ -98,6 +104,13 @@ impl LockRecord {
             self.operation, self.host, self.pid, self.created, self.expires
         )
     }
+}
+
+/// This process's PID namespace, as `/proc/self/ns/pid` names it.
+fn pid_namespace() -> Option<String> {
+    std::fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .map(|link| link.display().to_string())
 }
 
 /// The host name locks carry; the same on every call.
@@ -136,6 +149,7 @@ impl Repository {
             operation: operation.to_string(),
             host: this_host(),
             pid: std::process::id(),
+            pid_namespace: pid_namespace(),
             created: timestamp(now),
             expires: timestamp(now + timing.validity),
         };
@@ -149,6 +163,7 @@ impl Repository {
                 valid_until: now + timing.validity,
                 lost: None,
             })),
+            stopped: Arc::new(tokio::sync::Mutex::new(false)),
             refresher: None,
         };
         let in_the_way = match self.locks().await {
@@ -173,6 +188,7 @@ impl Repository {
             self.clone(),
             lock.key.clone(),
             lock.state.clone(),
+            lock.stopped.clone(),
             timing,
         )));
         Ok(lock)
@@ -224,6 +240,9 @@ pub struct RepoLock {
     repo: Repository,
     key: String,
     state: Arc<Mutex<Held>>,
+    /// Set, under this async mutex, when the lock is released: a refresh holds it while it
+    /// writes, so no refresh lands after the removal.
+    stopped: Arc<tokio::sync::Mutex<bool>>,
     refresher: Option<JoinHandle<()>>,
 }
 
@@ -260,43 +279,84 @@ impl RepoLock {
         })
     }
 
-    /// Removes the lock.
+    /// Removes the lock, once a refresh in flight has landed.
     pub async fn release(mut self) {
-        if let Some(refresher) = self.refresher.take() {
-            refresher.abort();
-        }
-        let _ = self.repo.remove_lock(&self.key).await;
-        self.key.clear();
+        let key = std::mem::take(&mut self.key);
+        remove(
+            self.repo.clone(),
+            key,
+            self.stopped.clone(),
+            self.refresher.take(),
+        )
+        .await;
     }
+}
+
+/// Stops the refresher (waiting for a write in flight), then removes the lock object.
+async fn remove(
+    repo: Repository,
+    key: String,
+    stopped: Arc<tokio::sync::Mutex<bool>>,
+    refresher: Option<JoinHandle<()>>,
+) {
+    *stopped.lock().await = true;
+    if let Some(refresher) = refresher {
+        refresher.abort();
+    }
+    let _ = repo.remove_lock(&key).await;
 }
 
 impl Drop for RepoLock {
     fn drop(&mut self) {
-        if let Some(refresher) = self.refresher.take() {
-            refresher.abort();
-        }
         if self.key.is_empty() {
             return;
         }
         // Dropped without release (a cancelled task): removed in the background if a runtime is
         // still there; otherwise it goes stale when it expires.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (repo, key) = (self.repo.clone(), std::mem::take(&mut self.key));
-            runtime.spawn(async move { repo.remove_lock(&key).await });
+        let (repo, key, stopped, refresher) = (
+            self.repo.clone(),
+            std::mem::take(&mut self.key),
+            self.stopped.clone(),
+            self.refresher.take(),
+        );
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(remove(repo, key, stopped, refresher));
+            }
+            Err(_) => {
+                if let Some(refresher) = refresher {
+                    refresher.abort();
+                }
+            }
         }
     }
 }
 
 /// Keeps the lock `key` alive; marks it lost when it was removed or cannot be refreshed in time.
-async fn refresh(repo: Repository, key: String, state: Arc<Mutex<Held>>, timing: LockTiming) {
+async fn refresh(
+    repo: Repository,
+    key: String,
+    state: Arc<Mutex<Held>>,
+    stopped: Arc<tokio::sync::Mutex<bool>>,
+    timing: LockTiming,
+) {
     loop {
         tokio::time::sleep(timing.refresh).await;
-        let removed = matches!(repo.storage().get(&key).await, Ok(None));
+        let stopping = stopped.lock().await;
+        if *stopping {
+            return;
+        }
         let now = SystemTime::now();
         let mut record = match state.lock() {
+            // Expired: others may have taken it as stale meanwhile; it is never revived.
+            Ok(mut held) if held.valid_until <= now => {
+                held.lost = Some("it was not refreshed in time".to_string());
+                return;
+            }
             Ok(held) => held.record.clone(),
             Err(_) => return,
         };
+        let removed = matches!(repo.storage().get(&key).await, Ok(None));
         record.expires = timestamp(now + timing.validity);
         let outcome = match removed {
             true => Err("it was removed (`repo unlock`?)".to_string()),
@@ -315,5 +375,7 @@ async fn refresh(repo: Repository, key: String, state: Arc<Mutex<Held>>, timing:
             // A failed refresh is retried until the lock would expire.
             Err(_) => {}
         }
+        drop(held);
+        drop(stopping);
     }
 }

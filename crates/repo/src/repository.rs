@@ -254,6 +254,13 @@ impl Repository {
             .await
     }
 
+    /// Removes the recovery pin of a cluster.
+    pub async fn remove_recovery_pin(&self, cluster_id: u64) -> Result<()> {
+        self.storage
+            .delete(&format!("{RECOVERIES}/{cluster_id:x}.json"))
+            .await
+    }
+
     /// Every stored recovery pin, as stored bytes.
     pub async fn recovery_pins(&self) -> Result<Vec<Vec<u8>>> {
         let mut pins = Vec::new();

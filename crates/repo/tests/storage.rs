@@ -465,6 +465,7 @@ async fn locks(storage: Storage) {
         operation: "forget".into(),
         host: "gone-host".into(),
         pid: 1,
+        pid_namespace: None,
         created: lifeboat_repo::timestamp(UNIX_EPOCH),
         expires: lifeboat_repo::timestamp(UNIX_EPOCH + Duration::from_secs(300)),
     };

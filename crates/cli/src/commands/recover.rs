@@ -17,7 +17,8 @@ use lifeboat_core::recover::{
 };
 use lifeboat_core::recover_files::{check_placeable, choose_files_backup};
 use lifeboat_core::recover_source::{
-    RecoveryPin, SourceRequest, choose_etcd_backup, new_cluster_id, node_cluster_id, write_pin,
+    RecoveryPin, SourceRequest, choose_etcd_backup, new_cluster_id, node_cluster_id, remove_pins_of_run,
+    write_pin,
 };
 use lifeboat_core::snapshot_restore::RestoreOptions;
 use lifeboat_etcd_proc::Version;
@@ -64,11 +65,14 @@ pub struct RecoverArgs {
     /// every manifest as they were.
     #[arg(long)]
     abort: bool,
-    /// Start a new recovery: on a node that an earlier run already recovered (it replaces what
-    /// was written since), or of a cluster whose recovery another member began from another
-    /// backup (the repository's pin).
+    /// Start a new recovery on a node that an earlier run already recovered (it replaces what
+    /// was written since).
     #[arg(long, conflicts_with = "abort")]
     new_run: bool,
+    /// Start another recovery of the cluster than the one another member began (the backup
+    /// pinned in the repository), from the backup given.
+    #[arg(long, conflicts_with = "abort")]
+    replace_pin: bool,
     /// Restore a backup of another etcd cluster than this node's member belongs to.
     #[arg(long, conflicts_with = "abort")]
     force_cluster: bool,
@@ -206,7 +210,7 @@ async fn resolve(args: &RecoverArgs, node_cluster: Option<u64>) -> anyhow::Resul
             wanted: id,
             node_cluster,
             force_cluster: args.force_cluster,
-            new_run: args.new_run,
+            replace_pin: args.replace_pin,
         },
     )
     .await?;
@@ -233,6 +237,12 @@ async fn resolve(args: &RecoverArgs, node_cluster: Option<u64>) -> anyhow::Resul
             identities,
         },
     })
+}
+
+/// Removes the repository's pins written by run `run`.
+async fn remove_pin(args: &RecoverArgs, run: &str) -> anyhow::Result<usize> {
+    let repo = args.repo.open().await?;
+    Ok(remove_pins_of_run(&repo, run).await?)
 }
 
 /// The snapshot's own sha256 (its trailer): names it without reading it whole.
@@ -455,6 +465,18 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
         for line in abort(node.as_ref(), &mut journal, &options, &narrator).await? {
             writeln!(out, "{line}")?;
         }
+        // The recovery did not happen: its pin no longer holds for the other members.
+        if journal.source.starts_with("backup ") {
+            match remove_pin(&args, &journal.run).await {
+                Ok(0) => {}
+                Ok(_) => writeln!(out, "the repository's pin of this recovery is removed")?,
+                Err(error) => writeln!(
+                    out,
+                    "the repository's pin of this recovery could not be removed ({error:#}); other members' `latest` still resolves to {}",
+                    journal.source
+                )?,
+            }
+        }
         writeln!(
             out,
             "Run {} rolled back: the node is as it was before it.",
@@ -616,8 +638,9 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
     } else {
         confirm(args.yes)?;
     }
+    let snapshot = snapshot_for(&resolved, &journal, &options, &cancel).await?;
     if let (Some(pin), Source::Backup { repo, .. }, false) = (&resolved.pin, &resolved.source, resuming) {
-        // The other members' `latest` resolves to this backup from now on.
+        // Fetched and verified: the other members' `latest` resolves to this backup from now on.
         let initial_cluster: Vec<String> = node
             .etcd
             .initial_cluster
@@ -635,7 +658,6 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
         let cluster = u64::from_str_radix(&pin.cluster_id, 16).unwrap_or_default();
         write_pin(repo, &pin, cluster, SystemTime::now()).await?;
     }
-    let snapshot = snapshot_for(&resolved, &journal, &options, &cancel).await?;
     let narrator = Printed::new(journal.steps().len());
     let outcome = run(
         &node,

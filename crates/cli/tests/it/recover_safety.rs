@@ -167,7 +167,10 @@ async fn a_finished_run_is_not_repeated_by_accident_and_an_unconfirmed_one_can_b
             .args(["recover", "--kubeadm", "--abort", "--root"])
             .arg(node.root.path()),
     );
-    assert!(aborted.contains("rolled back"), "{aborted}");
+    assert!(
+        aborted.contains("rolled back") && aborted.contains("pin of this recovery is removed"),
+        "{aborted}"
+    );
     assert_eq!(
         node.value("/registry/namespaces/after").await.as_deref(),
         Some(&b"lost"[..]),

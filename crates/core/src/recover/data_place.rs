@@ -140,18 +140,24 @@ pub(super) fn data_back(journal: &Journal, root: &Path) -> Result<Vec<String>> {
     restored.push(format!(".aborted-recover-{}", journal.run));
     let restored = PathBuf::from(restored);
     if is_mount_point(&data) {
-        let kept = data.join(restored.file_name().unwrap_or_default());
-        let keep = [
-            old.file_name().unwrap_or_default(),
-            kept.file_name().unwrap_or_default(),
-        ];
-        move_entries(&data, &kept, &keep)?;
-        move_entries(&old, &data, &[])?;
+        // Only while the old member waits aside is what the data directory holds the restored
+        // data (a crash may have come before the first move aside, or after the move back).
+        if old.join("member").exists() {
+            let kept = data.join(restored.file_name().unwrap_or_default());
+            let keep = [
+                old.file_name().unwrap_or_default(),
+                kept.file_name().unwrap_or_default(),
+            ];
+            if data.join("member").exists() {
+                move_entries(&data, &kept, &keep)?;
+                done.push(format!(
+                    "the restored data is kept aside in {} (the data directory is a mount point)",
+                    kept.display()
+                ));
+            }
+            move_entries(&old, &data, &[])?;
+        }
         std::fs::remove_dir(&old).map_err(io("remove", &old))?;
-        done.push(format!(
-            "the restored data is kept aside in {} (the data directory is a mount point)",
-            kept.display()
-        ));
     } else {
         if data.exists() {
             let kept = under(root, &restored);
