@@ -116,21 +116,26 @@ pub async fn choose_etcd_backup(repo: &Repository, request: &SourceRequest<'_>) 
         }
         lineage.extend(older);
     }
-    let pinned = request
-        .node_cluster
-        .and_then(|cluster| pins.iter().find(|p| p.cluster_id == hex(cluster)))
-        .filter(|_| !request.replace_pin);
-    if request.node_cluster.is_none()
-        && request.wanted == "latest"
-        && !pins.is_empty()
-        && !request.force_cluster
-    {
-        let clusters: Vec<&str> = pins.iter().map(|p| p.cluster_id.as_str()).collect();
-        return Err(usage(format!(
-            "this node's etcd cluster is not known (its data directory has no WAL) and {name} pins recoveries of clusters {}: give the backup ID the other members restore (their plans name it), or pass --force-cluster to take the newest etcd backup of any cluster",
-            clusters.join(", ")
-        )));
-    }
+    let pinned = match request.node_cluster {
+        Some(cluster) => pins
+            .iter()
+            .find(|p| p.cluster_id == hex(cluster))
+            .filter(|_| !request.replace_pin),
+        // A member whose data directory is gone joins the one recovery in progress, as the
+        // other members' `latest` does; among several it cannot tell which is its own.
+        None if request.wanted == "latest" && !request.force_cluster => match pins.as_slice() {
+            [] => None,
+            [only] => Some(only),
+            several => {
+                let clusters: Vec<&str> = several.iter().map(|p| p.cluster_id.as_str()).collect();
+                return Err(usage(format!(
+                    "this node's etcd cluster is not known (its data directory has no WAL) and {name} pins recoveries of clusters {}: give the backup ID the other members restore (their plans name it), or pass --force-cluster to take the newest etcd backup of any cluster",
+                    clusters.join(", ")
+                )));
+            }
+        },
+        None => None,
+    };
     let of_this_cluster =
         |m: &Manifest| lineage.is_empty() || request.force_cluster || lineage.contains(&cluster_of(m));
     let manifest = match (request.wanted, pinned) {
@@ -141,8 +146,16 @@ pub async fn choose_etcd_backup(repo: &Repository, request: &SourceRequest<'_>) 
             return Ok(ChosenBackup {
                 manifest,
                 why: format!(
-                    "latest is the backup run {} pinned on host {} at {} for every member of cluster {}",
-                    pin.run, pin.host, pin.created, pin.cluster_id
+                    "latest is the backup run {} pinned on host {} at {} for every member of cluster {}{}",
+                    pin.run,
+                    pin.host,
+                    pin.created,
+                    pin.cluster_id,
+                    if request.node_cluster.is_none() {
+                        " (this node's cluster is not known: its data directory has no WAL; the repository pins this one recovery)"
+                    } else {
+                        ""
+                    }
                 ),
                 pin: None,
             });

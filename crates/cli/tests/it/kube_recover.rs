@@ -64,7 +64,8 @@ fn recover(node: &KubeadmNode, repo: &Repo) -> std::process::Command {
 /// Runs a recovery that must succeed and confirm the API server; its standard error.
 fn recovered(command: &mut std::process::Command, node: &KubeadmNode) -> String {
     let output = run(command);
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let stderr =
+        String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
     let log = std::fs::read_to_string(node.root.join("kube-apiserver.log")).unwrap_or_default();
     let tail: Vec<&str> = log.lines().rev().take(15).collect();
     assert_eq!(output.status.code(), Some(0), "{stderr}\n{tail:?}");
@@ -226,10 +227,12 @@ fn a_namespace_kubectl_deleted_comes_back_and_a_node_without_etc_kubernetes_is_r
     // real API server starts from, with the backup's objects.
     std::fs::remove_dir_all(node.root.join("etc/kubernetes")).unwrap();
     std::fs::remove_dir_all(node.root.join("var/lib/etcd")).unwrap();
-    recovered(
+    let printed = recovered(
         recover(&node, &repo).args(["--with-files", "latest", "--new-run"]),
         &node,
     );
+    // Without a WAL the node's cluster is unknown: it follows the one recovery pinned.
+    assert!(printed.contains("pins this one recovery"), "{printed}");
     assert_eq!(std::fs::read(node.admin_conf()).unwrap(), admin);
     assert_eq!(shop_objects(&node), settled);
 }
