@@ -50,12 +50,17 @@ pub fn report(error: &anyhow::Error) -> ExitCode {
     {
         eprintln!("Error: {}", one_line(error));
     }
-    let code = match (
+    let interrupted = match (
         error.downcast_ref::<lifeboat_core::Error>(),
-        error.downcast_ref::<Failure>(),
+        error.downcast_ref::<lifeboat_recover::Error>(),
     ) {
-        (Some(lifeboat_core::Error::Interrupted { signal: "SIGINT" }), _) => INTERRUPTED_SIGINT,
-        (Some(lifeboat_core::Error::Interrupted { .. }), _) => INTERRUPTED_SIGTERM,
+        (Some(lifeboat_core::Error::Interrupted { signal }), _) => Some(*signal),
+        (_, Some(recovery)) => recovery.interrupted_by(),
+        _ => None,
+    };
+    let code = match (interrupted, error.downcast_ref::<Failure>()) {
+        (Some("SIGINT"), _) => INTERRUPTED_SIGINT,
+        (Some(_), _) => INTERRUPTED_SIGTERM,
         (_, Some(failure)) => failure.code,
         _ => FAILURE,
     };

@@ -9,9 +9,7 @@ use crate::{Error, Result};
 pub(crate) const BATCH: usize = 1 << 20;
 
 /// Runs `work` on the blocking pool. A panic there is a panic here.
-pub(crate) async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
+pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     joined(start_blocking(work)).await
 }
 

@@ -55,12 +55,6 @@ pub enum Error {
     /// Flags that cannot work together, or a target that must not be touched.
     #[error("{message}")]
     Usage { message: String },
-    /// The node's kubeadm files cannot be read as a recovery needs them.
-    #[error(transparent)]
-    Kubeadm(#[from] lifeboat_kubeadm::Error),
-    /// A recovery step could not be carried out; the journal says where the run stands.
-    #[error("recover: {step}: {message}")]
-    Recovery { step: &'static str, message: String },
     /// An etcd version outside the supported window, or one etcd's policy does not boot.
     #[error(transparent)]
     EtcdVersion(lifeboat_etcd_data::Error),

@@ -24,7 +24,7 @@
 
 pub mod backup;
 pub mod backups;
-mod blocking;
+pub mod blocking;
 mod cancel;
 pub mod certs;
 pub mod copy;
@@ -37,9 +37,6 @@ pub mod k8s_objects;
 pub mod private_file;
 mod progress;
 pub mod readyz;
-pub mod recover;
-pub mod recover_files;
-pub mod recover_source;
 pub mod repo_check;
 pub mod retention;
 pub mod revision_gap;

@@ -14,6 +14,7 @@ pub mod kubernetes;
 pub mod pki;
 pub mod postgres;
 pub mod s3;
+pub mod tmpfs;
 
 pub use cloud::{AzureServer, GcsServer};
 pub use etcd::{
@@ -26,3 +27,4 @@ pub use kubernetes::{KubeadmNode, NodeOptions};
 pub use pki::{Pki, apiserver_pki, control_plane_tree};
 pub use postgres::PostgresServer;
 pub use s3::S3Server;
+pub use tmpfs::Tmpfs;

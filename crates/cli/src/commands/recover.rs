@@ -11,17 +11,17 @@ use lifeboat_core::Cancel;
 use lifeboat_core::backups::fetch_snapshot_into;
 use lifeboat_core::files::fetch_files;
 use lifeboat_core::private_file::UnlinkedFile;
-use lifeboat_core::recover::{
-    DEFAULT_BUMP, Journal, Narrator, Node, Outcome, RecoverOptions, Restoring, abort, discover, lock,
-    new_journal, old_data, plan, restore_file, run, space_needs, under,
-};
-use lifeboat_core::recover_files::{check_placeable, choose_files_backup};
-use lifeboat_core::recover_source::{
+use lifeboat_core::snapshot_restore::RestoreOptions;
+use lifeboat_etcd_proc::Version;
+use lifeboat_recover::files_backup::{check_placeable, choose_files_backup};
+use lifeboat_recover::source::{
     RecoveryPin, SourceRequest, choose_etcd_backup, new_cluster_id, node_cluster_id, remove_pins_of_run,
     write_pin,
 };
-use lifeboat_core::snapshot_restore::RestoreOptions;
-use lifeboat_etcd_proc::Version;
+use lifeboat_recover::{
+    DEFAULT_BUMP, Journal, Narrator, Node, NodeHost, Outcome, RecoverOptions, Restoring, Setting, abort,
+    discover, lock, new_journal, old_data, plan, restore_file, run, space_needs, under,
+};
 use lifeboat_repo::{BackupId, Identity, Repository};
 
 use crate::exit::{Failure, cancel_on_signals};
@@ -105,46 +105,25 @@ pub struct RecoverArgs {
 }
 
 /// Steps and notes on stderr, as the run goes.
-struct Printed {
-    steps: usize,
-    /// `LIFEBOAT_FAILPOINT=recover:STEP:begin|worked`: the process kills itself (SIGKILL) there,
-    /// so tests crash a run at an exact point, as etcd's gofail failpoints do.
-    failpoint: Option<String>,
-}
-
-impl Printed {
-    fn new(steps: usize) -> Self {
-        Self {
-            steps,
-            failpoint: std::env::var("LIFEBOAT_FAILPOINT").ok(),
-        }
-    }
-
-    fn failpoint(&self, step: &str, point: &str) {
-        if self.failpoint.as_deref() == Some(&format!("recover:{step}:{point}")) {
-            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
-        }
-    }
-}
+struct Printed;
 
 impl Narrator for Printed {
     #[allow(clippy::print_stderr)]
-    fn step(&self, number: usize, text: &str) {
-        eprintln!("[{number}/{}] {text}", self.steps);
-        self.failpoint(text, "begin");
-    }
-
-    fn step_worked(&self, _number: usize, text: &str) {
-        self.failpoint(text, "worked");
-    }
-
-    fn action_done(&self, step: &str, action: &str) {
-        self.failpoint(step, action);
+    fn step(&self, number: usize, of: usize, text: &str) {
+        eprintln!("[{number}/{of}] {text}");
     }
 
     #[allow(clippy::print_stderr)]
     fn note(&self, text: &str) {
         eprintln!("      {text}");
+    }
+}
+
+/// The machine the run is on. `LIFEBOAT_FAILPOINT=recover:STEP:ACTION` makes the process kill
+/// itself there, so tests crash a run at an exact point.
+fn node_host() -> NodeHost {
+    NodeHost {
+        failpoint: std::env::var("LIFEBOAT_FAILPOINT").ok(),
     }
 }
 
@@ -379,7 +358,7 @@ fn confirm(yes: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn restorer(snapshot: PathBuf) -> lifeboat_core::recover::RestoreFn<'static> {
+fn restorer(snapshot: PathBuf) -> lifeboat_recover::RestoreFn<'static> {
     Box::new(move |options: RestoreOptions| Box::pin(restore_file(snapshot, options)))
 }
 
@@ -445,6 +424,12 @@ async fn snapshot_for(
 
 pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Result<()> {
     let options = options(&args);
+    let host = node_host();
+    let setting = Setting {
+        options: &options,
+        host: &host,
+        narrator: &Printed,
+    };
     let mut out = std::io::stdout().lock();
     // Before anything is read or asked: what another run changes meanwhile is never planned on.
     let _lock = lock(&options, args.dry_run)?;
@@ -457,12 +442,11 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
             );
         };
         // A node that lost its static Pods has none until the files backup's are in place.
-        let node = discover(&options.root, Some(&journal.manifests_aside), None).ok();
+        let node = discover(&options.root, Some(&journal.manifests_aside(&options)), None).ok();
         if let Some(node) = &node {
             journal.check_node(node)?;
         }
-        let narrator = Printed::new(journal.steps().len());
-        for line in abort(node.as_ref(), &mut journal, &options, &narrator).await? {
+        for line in abort(node.as_ref(), &mut journal, setting).await? {
             writeln!(out, "{line}")?;
         }
         // The recovery did not happen: its pin no longer holds for the other members.
@@ -503,7 +487,10 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
         writeln!(out, "Note: {message}.")?;
     }
     let in_progress = last.filter(|j| !j.finished);
-    let aside = in_progress.as_ref().map(|j| j.manifests_aside.clone());
+    if let Some(journal) = &in_progress {
+        journal.check_resumable()?;
+    }
+    let aside = in_progress.as_ref().map(|j| j.manifests_aside(&options));
     let on_node = discover(&options.root, aside.as_deref(), None);
     let files_given = match &in_progress {
         Some(journal) => journal.with_files.is_some(),
@@ -548,7 +535,10 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
     // The files backup, checked against its manifest before anything on the node changes; a
     // node that lost its /etc/kubernetes is read from it.
     let cancel = cancel_on_signals();
-    let files_pending = files_id.is_some() && !in_progress.as_ref().is_some_and(|j| j.is_done("files"));
+    let files_pending = files_id.is_some()
+        && !in_progress
+            .as_ref()
+            .is_some_and(|j| j.is_done(lifeboat_recover::Step::Files));
     let files = match (&files_id, files_pending) {
         (Some(id), true) => {
             let repo = args.repo.open().await?;
@@ -581,7 +571,6 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
         None => (
             new_journal(
                 &node,
-                &options,
                 &Restoring {
                     source: resolved.shown.clone(),
                     identity: resolved.identity.clone(),
@@ -620,7 +609,7 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
         let done = if journal
             .steps()
             .get(number)
-            .is_some_and(|step| journal.is_done(step))
+            .is_some_and(|step| journal.is_done(*step))
         {
             " (done)"
         } else {
@@ -658,14 +647,12 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
         let cluster = u64::from_str_radix(&pin.cluster_id, 16).unwrap_or_default();
         write_pin(repo, &pin, cluster, SystemTime::now()).await?;
     }
-    let narrator = Printed::new(journal.steps().len());
     let outcome = run(
         &node,
         &mut journal,
-        &options,
+        setting,
         restorer(snapshot.path()),
         files.as_deref(),
-        &narrator,
         &cancel,
     )
     .await?;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub use lifeboat_test_support::Tmpfs;
 use lifeboat_test_support::{EtcdConfig, EtcdServer, EtcdVersion, FillSpec, clear_etcd_env, fill};
 use sha2::{Digest, Sha256};
 
@@ -199,39 +200,6 @@ pub fn interrupt_stopped(mut child: Child, pid: nix::unistd::Pid, signal: nix::s
     );
 }
 
-/// A tmpfs of `bytes` mounted on a directory (created if missing), unmounted when dropped.
-pub struct Tmpfs {
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    pub fn mount_at(path: &Path, bytes: u64) -> Self {
-        std::fs::create_dir_all(path).unwrap();
-        let status = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={bytes},mode=0700"),
-                "lifeboat-test",
-            ])
-            .arg(path)
-            .status()
-            .expect("mount runs");
-        assert!(status.success(), "mounting a tmpfs needs root (CI runs as root)");
-        Self {
-            path: path.to_path_buf(),
-        }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        // Lazy: a process that still has a file open there does not keep it mounted.
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
-
 /// A tmpfs too small for the snapshot, unmounted when dropped.
 pub struct SmallDisk {
     _mount: Tmpfs,
@@ -242,7 +210,7 @@ impl SmallDisk {
     pub fn mount(bytes: u64) -> Self {
         let dir = tempfile::tempdir().unwrap();
         Self {
-            _mount: Tmpfs::mount_at(dir.path(), bytes),
+            _mount: Tmpfs::mount_at(dir.path(), bytes).unwrap(),
             dir,
         }
     }

@@ -57,7 +57,8 @@ impl NodeTree {
     ) -> Self {
         let root = tempfile::tempdir().unwrap();
         write_control_plane_node(root.path(), version, member, all, apiserver).unwrap();
-        let data_disk = data_disk.map(|bytes| Tmpfs::mount_at(&root.path().join("var/lib/etcd"), bytes));
+        let data_disk =
+            data_disk.map(|bytes| Tmpfs::mount_at(&root.path().join("var/lib/etcd"), bytes).unwrap());
         let kubelet =
             FakeKubelet::start(root.path(), &version.etcd(), &root.path().join("etcd.log")).unwrap();
         Self {
@@ -439,7 +440,17 @@ async fn a_run_killed_in_the_middle_resumes_and_another_is_rolled_back() {
     killed_at(node2.recover(&repo2), "[3/7] data-aside");
     let journal2 = node2.path("/var/lib/lifeboat/recover.json");
     let text = std::fs::read_to_string(&journal2).unwrap();
-    std::fs::write(&journal2, text.replace(".before-recover-", ".elsewhere-")).unwrap();
+    // Paths a run writes are derived from the node and the run's ID: a journal that names
+    // another data directory is refused, and one whose run ID is not a run's too.
+    assert!(!text.contains(".before-recover-"), "{text}");
+    std::fs::write(
+        &journal2,
+        text.replace(
+            "\"data_dir\": \"/var/lib/etcd\"",
+            "\"data_dir\": \"/var/lib/elsewhere\"",
+        ),
+    )
+    .unwrap();
     let refused_abort = || {
         run_failing(
             repo2
@@ -449,6 +460,19 @@ async fn a_run_killed_in_the_middle_resumes_and_another_is_rolled_back() {
             1,
         )
     };
+    let forged = refused_abort();
+    assert!(
+        forged.contains("recorded data directory /var/lib/elsewhere"),
+        "{forged}"
+    );
+    let run_id = text
+        .split("\"run\": \"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    std::fs::write(&journal2, text.replace(run_id, "../../etc")).unwrap();
     let forged = refused_abort();
     assert!(forged.contains("names paths a run does not write"), "{forged}");
     // Nor one that would have `abort` remove a file outside the kubeadm set.

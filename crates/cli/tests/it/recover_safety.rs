@@ -313,7 +313,7 @@ async fn a_data_directory_on_its_own_disk_stays_mounted_and_its_contents_move() 
 async fn free_space_is_measured_where_each_file_goes() {
     let (node, repo, _) = backed_up_node(None).await;
     // The run's directory (fetched and safety snapshots) on a disk too small for them.
-    let _small = Tmpfs::mount_at(&node.path("/var/lib/lifeboat"), 4096);
+    let _small = Tmpfs::mount_at(&node.path("/var/lib/lifeboat"), 4096).unwrap();
     let refused = run_failing(node.recover(&repo).arg("--dry-run"), 1);
     assert!(
         refused.contains("/var/lib/lifeboat has")

@@ -3,47 +3,44 @@
 
 use super::*;
 
-pub(super) async fn safety_copy(
-    node: &Node,
-    journal: &Journal,
-    options: &RecoverOptions,
-    narrator: &dyn Narrator,
-    cancel: &Cancel,
-) -> Result<()> {
-    let run_dir = under(&options.root, &journal.run_dir(options));
+pub(super) async fn safety_copy(node: &Node, journal: &Journal, cx: Cx<'_>, cancel: &Cancel) -> Result<()> {
+    let run_dir = under(cx.root(), &journal.run_dir(cx.options));
     std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
         .create(&run_dir)
         .map_err(io("create", &run_dir))?;
-    let save = crate::snapshot_save::SaveOptions {
-        connect: member_connection(&options.root, &node.etcd),
-        path: run_dir.join("pre-recover.db"),
-        force: true,
-    };
-    match crate::snapshot_save::save(&save, &crate::NoProgress, cancel).await {
-        Ok(report) => narrator.note(&format!(
-            "the running member's data is saved in {} (revision {})",
-            report.file.display(),
-            report.revision
+    let connect = member_connection(cx.root(), &node.etcd);
+    let path = run_dir.join("pre-recover.db");
+    match cx.host.save_snapshot(&connect, &path, cancel).await {
+        Ok(revision) => cx.narrator.note(&format!(
+            "the running member's data is saved in {} (revision {revision})",
+            path.display(),
         )),
-        Err(Error::Interrupted { signal }) => return Err(Error::Interrupted { signal }),
-        Err(error) => narrator.note(&format!("no safety snapshot: etcd does not answer ({error})")),
+        Err(error) if error.interrupted_by().is_some() => return Err(error),
+        Err(error) => cx
+            .narrator
+            .note(&format!("no safety snapshot: etcd does not answer ({error})")),
     }
+    cx.reached("saved-snapshot")?;
     if journal.with_files.is_some() {
         // The files the backup's will replace, kept to put back on --abort.
-        let current = crate::files::FilesOptions {
-            root: options.root.clone(),
-            include: crate::files::KUBEADM_SET.iter().map(|p| p.to_string()).collect(),
+        let current = lifeboat_core::files::FilesOptions {
+            root: cx.options.root.clone(),
+            include: lifeboat_core::files::KUBEADM_SET
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
             exclude: Vec::new(),
         };
-        let tar = crate::files::archive(&options.root, &crate::files::collect(&current)?)?;
+        let tar = lifeboat_core::files::archive(&cx.options.root, &lifeboat_core::files::collect(&current)?)?;
         let path = run_dir.join("before-files.tar");
-        let mut pending = crate::fsio::PendingFile::create(&path)?;
+        let mut pending = lifeboat_core::fsio::PendingFile::create(&path)?;
         pending.write_all(&tar)?;
         pending.commit()?;
-        narrator.note(&format!(
+        cx.narrator.note(&format!(
             "the node's current files are saved in {}",
             path.display()
         ));
+        cx.reached("saved-files")?;
     }
     Ok(())
 }
@@ -51,23 +48,24 @@ pub(super) async fn safety_copy(
 pub(super) async fn restore_step(
     node: &Node,
     journal: &Journal,
-    root: &Path,
     restore: RestoreFn<'_>,
-    narrator: &dyn Narrator,
+    cx: Cx<'_>,
 ) -> Result<()> {
-    let data = under(root, &journal.data_dir);
+    let data = under(cx.root(), &node.etcd.host_data_dir);
     let etcd = &node.etcd;
     // Restored and renamed into place before a crash: only the owner may be missing.
     if !data.join("member").exists() {
         restore_into(etcd, journal, &restore_target(journal, &data), restore).await?;
+        cx.reached("restored")?;
         place_restored(journal, &data)?;
-        narrator.action_done("restore", "placed");
+        cx.reached("placed")?;
     }
     // A crash after the move left the emptied target of a mount point.
     place_restored(journal, &data)?;
     if let Some(user) = etcd.run_as_user {
         let group = etcd.run_as_group.unwrap_or(user);
-        chown_tree(&data, user, group)?;
+        cx.host.chown_tree(&data, user, group)?;
+        cx.reached("owned")?;
     }
     Ok(())
 }
@@ -84,7 +82,7 @@ pub(super) async fn restore_into(
         // non-empty target, and nothing in it is the old data (that is aside).
         std::fs::remove_dir_all(data).map_err(io("remove", data))?;
     }
-    let options = crate::snapshot_restore::RestoreOptions {
+    let options = lifeboat_core::snapshot_restore::RestoreOptions {
         snapshot: PathBuf::new(),
         data_dir: data.to_path_buf(),
         wal_dir: None,
@@ -102,21 +100,6 @@ pub(super) async fn restore_into(
         mark_compacted: journal.mark_compacted,
     };
     restore(options).await
-}
-
-pub(super) fn chown_tree(path: &Path, user: u32, group: u32) -> Result<()> {
-    nix::unistd::chown(
-        path,
-        Some(nix::unistd::Uid::from_raw(user)),
-        Some(nix::unistd::Gid::from_raw(group)),
-    )
-    .map_err(|e| io("chown", path)(std::io::Error::from(e)))?;
-    if path.is_dir() {
-        for entry in std::fs::read_dir(path).map_err(io("read", path))?.flatten() {
-            chown_tree(&entry.path(), user, group)?;
-        }
-    }
-    Ok(())
 }
 
 /// What a run writes on one filesystem, and what is free there.

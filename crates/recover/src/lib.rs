@@ -13,25 +13,35 @@ use lifeboat_kubeadm::{EtcdManifest, parse_etcd_manifest, static_pod_path};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use crate::{Cancel, Error, Result};
+use lifeboat_core::Cancel;
+
+pub use error::{Error, Result};
 
 mod abort;
 mod control;
 mod data;
 mod data_place;
+mod error;
+pub mod files_backup;
+mod host;
 mod journal;
 mod node;
 mod node_files;
 mod plan;
+pub mod source;
+mod step;
 
 pub use abort::*;
 use control::*;
 pub use data::*;
 pub use data_place::*;
+pub use host::*;
 pub use journal::*;
 pub use node::*;
 use node_files::*;
 pub use plan::*;
+pub use step::Step;
+use step::*;
 
 /// What a step did wrong, as the error of the run.
 fn failed(step: &'static str, message: impl Into<String>) -> Error {
@@ -43,7 +53,7 @@ fn failed(step: &'static str, message: impl Into<String>) -> Error {
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.to_path_buf();
-    move |source| Error::Io { action, path, source }
+    move |source| Error::Core(lifeboat_core::Error::Io { action, path, source })
 }
 
 /// `path` (absolute on the node) inside `root`.
@@ -77,13 +87,10 @@ pub const DEFAULT_BUMP: u64 = 1_000_000_000;
 
 /// What the caller hears as the run goes.
 pub trait Narrator: Send + Sync {
-    /// Step `number` begins.
-    fn step(&self, number: usize, text: &str);
+    /// Step `number` of `of` begins.
+    fn step(&self, number: usize, of: usize, text: &str);
     /// Step `number` did its work; the journal does not record it yet.
-    fn step_worked(&self, number: usize, text: &str);
-    /// Within step `step`, the action `action` is done (a point a crash may fall on; tests
-    /// place failpoints here).
-    fn action_done(&self, _step: &str, _action: &str) {}
+    fn step_worked(&self, _number: usize, _text: &str) {}
     fn note(&self, text: &str);
 }
 
@@ -99,95 +106,117 @@ pub enum Outcome {
     QuorumPending,
 }
 
+impl Outcome {
+    /// How the journal names it.
+    fn journal_name(self) -> &'static str {
+        match self {
+            Outcome::Recovered => OUTCOME_RECOVERED,
+            Outcome::ApiServerNotReady => OUTCOME_APISERVER,
+            Outcome::QuorumPending => OUTCOME_QUORUM,
+        }
+    }
+}
+
 /// What restores the snapshot: called with the data directory to create and the restore
 /// settings; returns nothing but success (the caller fetches from a repository or a file).
 pub type RestoreFn<'a> = Box<
     dyn FnOnce(
-            crate::snapshot_restore::RestoreOptions,
+            lifeboat_core::snapshot_restore::RestoreOptions,
         ) -> std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>
         + Send
         + 'a,
 >;
 
 /// Restores snapshot `file` with `options`, off the async workers: the restore of a `--file` run.
-pub async fn restore_file(file: PathBuf, options: crate::snapshot_restore::RestoreOptions) -> Result<()> {
-    let options = crate::snapshot_restore::RestoreOptions {
+pub async fn restore_file(
+    file: PathBuf,
+    options: lifeboat_core::snapshot_restore::RestoreOptions,
+) -> Result<()> {
+    let options = lifeboat_core::snapshot_restore::RestoreOptions {
         snapshot: file,
         ..options
     };
-    crate::blocking::blocking(move || crate::snapshot_restore::restore(&options).map(|_| ())).await
+    Ok(lifeboat_core::blocking::blocking(move || {
+        lifeboat_core::snapshot_restore::restore(&options).map(|_| ())
+    })
+    .await?)
+}
+
+/// What a run works with besides its journal: the node's options, the machine, and who hears
+/// about it.
+#[derive(Clone, Copy)]
+pub struct Setting<'a> {
+    pub options: &'a RecoverOptions,
+    pub host: &'a dyn Host,
+    pub narrator: &'a dyn Narrator,
+}
+
+impl std::fmt::Debug for Setting<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Setting")
+            .field("options", self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Setting<'a> {
+    fn at(self, step: Step) -> Cx<'a> {
+        Cx {
+            options: self.options,
+            host: self.host,
+            narrator: self.narrator,
+            step,
+        }
+    }
 }
 
 /// Carries out (or resumes) the run of `journal` on `node`.
 pub async fn run(
     node: &Node,
     journal: &mut Journal,
-    options: &RecoverOptions,
+    setting: Setting<'_>,
     restore: RestoreFn<'_>,
     files: Option<&[u8]>,
-    narrator: &dyn Narrator,
     cancel: &Cancel,
 ) -> Result<Outcome> {
-    let root = options.root.as_path();
+    let options = setting.options;
+    journal.check_resumable()?;
     journal.save(options)?;
-    let mut restore = Some(restore);
+    let mut inputs = Inputs {
+        restore: Some(restore),
+        files,
+        cancel,
+    };
     let mut node = node.clone();
-    let node = &mut node;
-    for (index, step) in journal.steps().into_iter().enumerate() {
-        if journal.is_done(step) {
-            narrator.note(&format!("step {} ({step}) was done before; skipped", index + 1));
+    let steps = journal.steps();
+    for (index, step) in steps.iter().copied().enumerate() {
+        if step.is_done(journal) {
+            setting
+                .narrator
+                .note(&format!("step {} ({step}) was done before; skipped", index + 1));
             continue;
         }
         // Between steps, never inside one: every step must finish once begun.
-        if step != "start-apiserver" {
+        if step != Step::StartApiserver {
             cancel.check()?;
         }
-        narrator.step(index + 1, step);
-        match step {
-            "safety-copy" => safety_copy(node, journal, options, narrator, cancel).await?,
-            "stop" => stop(node, journal, options, narrator).await?,
-            "data-aside" => data_aside(journal, root)?,
-            "files" => {
-                let tar = files.ok_or_else(|| failed("files", "the files backup was not fetched"))?;
-                if journal.added_files.is_none() {
-                    // Once, before anything is placed: a rerun would find its own additions.
-                    journal.added_files = Some(added_files(journal, options, tar)?);
-                    journal.save(options)?;
-                }
-                put_files(journal, options, tar)?;
-                // The restore follows the etcd.yaml that came with the files.
-                *node = discover(root, Some(&journal.manifests_aside), None)?;
+        let cx = setting.at(step);
+        setting.narrator.step(index + 1, steps.len(), step.name());
+        cx.reached("begin")?;
+        let applied = step.apply(&mut node, journal, &mut inputs, cx).await?;
+        setting.narrator.step_worked(index + 1, step.name());
+        cx.reached("worked")?;
+        if let Applied::Ended(outcome) = applied {
+            // The steps after it have nothing left to do: every manifest is back.
+            for later in &steps[index..] {
+                journal.mark(*later, options)?;
             }
-            "restore" => {
-                let restore = restore
-                    .take()
-                    .ok_or_else(|| failed("restore", "the restore ran once already"))?;
-                restore_step(node, journal, root, restore, narrator).await?;
-            }
-            "start-etcd" if !start_etcd(node, journal, options, narrator).await? => {
-                // Its cluster needs the other members: the rest goes back, nothing more to wait for.
-                put_back(root, journal, &aside_names(root, journal))?;
-                for step in ["start-etcd", "start-apiserver", "start-rest"] {
-                    journal.mark(step, options)?;
-                }
-                journal.finish(OUTCOME_QUORUM, options)?;
-                return Ok(Outcome::QuorumPending);
-            }
-            "start-apiserver" if !start_apiserver(node, journal, options, narrator).await? => {
-                // The rest goes back all the same: the node is left as the kubelet expects.
-                put_back(root, journal, &aside_names(root, journal))?;
-                journal.mark("start-apiserver", options)?;
-                journal.mark("start-rest", options)?;
-                journal.finish(OUTCOME_APISERVER, options)?;
-                return Ok(Outcome::ApiServerNotReady);
-            }
-            "start-rest" => put_back(root, journal, &aside_names(root, journal))?,
-            _ => {}
+            journal.finish(outcome.journal_name(), options)?;
+            return Ok(outcome);
         }
-        narrator.step_worked(index + 1, step);
         journal.mark(step, options)?;
     }
-    journal.finish(OUTCOME_RECOVERED, options)?;
+    journal.finish(Outcome::Recovered.journal_name(), options)?;
     Ok(Outcome::Recovered)
 }
 

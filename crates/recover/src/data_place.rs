@@ -61,7 +61,7 @@ pub fn is_mount_point(dir: &Path) -> bool {
 /// Where the old data waits during the run: beside the data directory, or inside it when it is
 /// a mount point.
 pub fn old_data(journal: &Journal, root: &Path) -> PathBuf {
-    let (data, aside) = (under(root, &journal.data_dir), under(root, &journal.data_aside));
+    let (data, aside) = (under(root, &journal.data_dir), under(root, &journal.data_aside()));
     match (is_mount_point(&data), aside.file_name()) {
         (true, Some(name)) => data.join(name),
         _ => aside,
@@ -69,7 +69,7 @@ pub fn old_data(journal: &Journal, root: &Path) -> PathBuf {
 }
 
 /// Moves every entry of `from` but `keep` (and the filesystem's own) into `to`, creating it 0700.
-fn move_entries(from: &Path, to: &Path, keep: &[&std::ffi::OsStr]) -> Result<()> {
+fn move_entries(from: &Path, to: &Path, keep: &[&std::ffi::OsStr], cx: Cx<'_>) -> Result<()> {
     std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
         .create(to)
         .map_err(io("create", to))?;
@@ -82,23 +82,25 @@ fn move_entries(from: &Path, to: &Path, keep: &[&std::ffi::OsStr]) -> Result<()>
             continue;
         }
         std::fs::rename(entry.path(), to.join(&name)).map_err(io("rename", &entry.path()))?;
+        cx.reached(&format!("moved-{}", name.to_string_lossy()))?;
     }
-    crate::fsio::sync_dir(to)?;
-    crate::fsio::sync_dir(from)
+    lifeboat_core::fsio::sync_dir(to)?;
+    Ok(lifeboat_core::fsio::sync_dir(from)?)
 }
 
 /// Sets the old data aside: the directory renamed, or its contents moved when it is a mount.
-pub(super) fn data_aside(journal: &Journal, root: &Path) -> Result<()> {
-    let data = under(root, &journal.data_dir);
-    let old = old_data(journal, root);
+pub(super) fn data_aside(journal: &Journal, cx: Cx<'_>) -> Result<()> {
+    let data = under(cx.root(), &journal.data_dir);
+    let old = old_data(journal, cx.root());
     if is_mount_point(&data) {
-        return move_entries(&data, &old, &[]);
+        return move_entries(&data, &old, &[], cx);
     }
     if data.exists() && !old.exists() {
         std::fs::rename(&data, &old).map_err(io("rename", &data))?;
         if let Some(parent) = data.parent() {
-            crate::fsio::sync_dir(parent)?;
+            lifeboat_core::fsio::sync_dir(parent)?;
         }
+        cx.reached("renamed")?;
     }
     Ok(())
 }
@@ -125,55 +127,86 @@ pub(super) fn place_restored(journal: &Journal, data: &Path) -> Result<()> {
     if target.exists() {
         std::fs::remove_dir_all(&target).map_err(io("remove", &target))?;
     }
-    crate::fsio::sync_dir(data)
+    Ok(lifeboat_core::fsio::sync_dir(data)?)
 }
 
-/// `--abort`: the restored data kept aside as `<data>.aborted-recover-<run>` (inside the data
-/// directory when it is a mount point), the old data back. What was done, for the report.
-pub(super) fn data_back(journal: &Journal, root: &Path) -> Result<Vec<String>> {
-    let (data, old) = (under(root, &journal.data_dir), old_data(journal, root));
-    let mut done = Vec::new();
-    if !old.exists() {
-        return Ok(done);
+/// Where `--abort` keeps the restored data: `<data>.aborted-recover-<run>`, inside the data
+/// directory when it is a mount point.
+fn kept_restored(journal: &Journal, data: &Path, root: &Path) -> PathBuf {
+    let mut kept = journal.data_dir.clone().into_os_string();
+    kept.push(format!(".aborted-recover-{}", journal.run));
+    let kept = PathBuf::from(kept);
+    match is_mount_point(data) {
+        true => data.join(kept.file_name().unwrap_or_default()),
+        false => under(root, &kept),
     }
-    let mut restored = journal.data_dir.clone().into_os_string();
-    restored.push(format!(".aborted-recover-{}", journal.run));
-    let restored = PathBuf::from(restored);
+}
+
+/// `--abort` of the restore: what it wrote is kept aside, never deleted. Everything the data
+/// directory holds is the restore's (the old data is aside since the step before); the
+/// journal records this undone before the old data returns, so it is never taken for the
+/// restore's. What was done, for the report.
+pub(super) fn restored_aside(journal: &Journal, cx: Cx<'_>) -> Result<Vec<String>> {
+    let root = cx.root();
+    let data = under(root, &journal.data_dir);
+    let kept = kept_restored(journal, &data, root);
     if is_mount_point(&data) {
-        // Only while the old member waits aside is what the data directory holds the restored
-        // data (a crash may have come before the first move aside, or after the move back).
-        if old.join("member").exists() {
-            let kept = data.join(restored.file_name().unwrap_or_default());
-            let keep = [
-                old.file_name().unwrap_or_default(),
-                kept.file_name().unwrap_or_default(),
-            ];
-            if data.join("member").exists() {
-                move_entries(&data, &kept, &keep)?;
-                done.push(format!(
-                    "the restored data is kept aside in {} (the data directory is a mount point)",
-                    kept.display()
-                ));
-            }
-            move_entries(&old, &data, &[])?;
+        let restore_target = restore_target(journal, &data);
+        let written: Vec<PathBuf> = [data.join("member"), restore_target]
+            .into_iter()
+            .filter(|path| std::fs::symlink_metadata(path).is_ok())
+            .collect();
+        if written.is_empty() {
+            return Ok(Vec::new());
         }
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&kept)
+            .map_err(io("create", &kept))?;
+        for path in written {
+            let name = path.file_name().unwrap_or_default();
+            std::fs::rename(&path, kept.join(name)).map_err(io("rename", &path))?;
+            cx.reached(&format!("kept-{}", name.to_string_lossy()))?;
+        }
+        lifeboat_core::fsio::sync_dir(&kept)?;
+        lifeboat_core::fsio::sync_dir(&data)?;
+        return Ok(vec![format!(
+            "the restored data is kept aside in {} (the data directory is a mount point)",
+            kept.display()
+        )]);
+    }
+    if !data.exists() {
+        return Ok(Vec::new());
+    }
+    std::fs::rename(&data, &kept).map_err(io("rename", &data))?;
+    if let Some(parent) = data.parent() {
+        lifeboat_core::fsio::sync_dir(parent)?;
+    }
+    cx.reached("kept-restored")?;
+    Ok(vec![format!(
+        "the restored data directory is kept aside as {}",
+        kept.display()
+    )])
+}
+
+/// `--abort` of setting the old data aside: it returns. What was done, for the report.
+pub(super) fn data_back(journal: &Journal, cx: Cx<'_>) -> Result<Vec<String>> {
+    let root = cx.root();
+    let (data, old) = (under(root, &journal.data_dir), old_data(journal, root));
+    if !old.exists() {
+        return Ok(Vec::new());
+    }
+    if is_mount_point(&data) {
+        move_entries(&old, &data, &[], cx)?;
         std::fs::remove_dir(&old).map_err(io("remove", &old))?;
+        lifeboat_core::fsio::sync_dir(&data)?;
     } else {
-        if data.exists() {
-            let kept = under(root, &restored);
-            std::fs::rename(&data, &kept).map_err(io("rename", &data))?;
-            done.push(format!(
-                "the restored data directory is kept aside as {}",
-                kept.display()
-            ));
-        }
         std::fs::rename(&old, &data).map_err(io("rename", &old))?;
         if let Some(parent) = data.parent() {
-            crate::fsio::sync_dir(parent)?;
+            lifeboat_core::fsio::sync_dir(parent)?;
         }
     }
-    done.push(format!("{} is back", journal.data_dir.display()));
-    Ok(done)
+    cx.reached("old-back")?;
+    Ok(vec![format!("{} is back", journal.data_dir.display())])
 }
 
 #[cfg(test)]

@@ -92,7 +92,7 @@ fn hex(id: u64) -> String {
 
 /// Chooses the etcd backup for this node's recovery (see the module documentation).
 pub async fn choose_etcd_backup(repo: &Repository, request: &SourceRequest<'_>) -> Result<ChosenBackup> {
-    let usage = |message: String| Error::Usage { message };
+    let usage = |message: String| Error::Refused { message };
     let name = repo.storage().repo().to_string();
     let backups: Vec<Manifest> = repo
         .list()
@@ -251,7 +251,7 @@ pub async fn write_pin(repo: &Repository, pin: &RecoveryPin, cluster_id: u64, no
         created: OffsetDateTime::from(now).format(&Rfc3339).unwrap_or_default(),
         ..pin.clone()
     };
-    let json = serde_json::to_vec_pretty(&pin).map_err(|e| Error::Usage {
+    let json = serde_json::to_vec_pretty(&pin).map_err(|e| Error::Refused {
         message: format!("the recovery pin cannot be written: {e}"),
     })?;
     repo.put_recovery_pin(cluster_id, json).await?;

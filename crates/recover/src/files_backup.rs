@@ -34,7 +34,7 @@ pub(crate) fn in_kubeadm_set(path: &Path, is_dir: bool) -> bool {
 /// symlink. Every finding is named (the first few, and how many more), not only the first.
 pub fn check_placeable(tar: &[u8], id: &str, root: &Path) -> Result<()> {
     const NAMED: usize = 5;
-    let unreadable = |e: std::io::Error| Error::Usage {
+    let unreadable = |e: std::io::Error| Error::Refused {
         message: format!("files backup {id} cannot be read: {e}"),
     };
     let mut findings: Vec<String> = Vec::new();
@@ -54,7 +54,7 @@ pub fn check_placeable(tar: &[u8], id: &str, root: &Path) -> Result<()> {
         n => format!(" and {n} more"),
     };
     findings.truncate(NAMED);
-    Err(Error::Usage {
+    Err(Error::Refused {
         message: format!(
             "files backup {id} holds {}{more}; recover places only kubeadm's files (/etc/kubernetes, the kubelet's configuration): restore it with `lifeboat restore-files {id} --target DIR` and copy what you need",
             findings.join("; ")
@@ -104,7 +104,7 @@ pub fn choose_files_backup<'a>(
 ) -> Result<&'a Manifest> {
     let of_host = from_host.unwrap_or(host);
     let files = || backups.iter().filter(|m| m.kind == "files");
-    let usage = |message: String| Error::Usage { message };
+    let usage = |message: String| Error::Refused { message };
     if wanted == "latest" {
         if let Some(newest) = files().rev().find(|m| m.host == of_host) {
             return Ok(newest);

@@ -3,19 +3,6 @@
 
 use super::*;
 
-/// The steps, in order; the journal records the ones done. `files` runs only with a files
-/// backup to put in place.
-pub(super) const ALL_STEPS: [&str; 8] = [
-    "safety-copy",
-    "stop",
-    "data-aside",
-    "files",
-    "restore",
-    "start-etcd",
-    "start-apiserver",
-    "start-rest",
-];
-
 /// [`Journal::outcome`] values.
 pub(super) const OUTCOME_RECOVERED: &str = "recovered";
 pub(super) const OUTCOME_APISERVER: &str = "apiserver-not-ready";
@@ -33,13 +20,11 @@ pub struct Journal {
     pub mark_compacted: bool,
     /// The snapshot's revision; the restored member serves at least this plus the bump.
     pub snapshot_revision: i64,
+    /// The node's static Pod and data directories as the run began: a node that no longer has
+    /// them is refused ([`Journal::check_node`]); every path the run writes is derived from
+    /// them and the run's ID, never read from the journal.
     pub static_pod_dir: PathBuf,
-    pub etcd_file: String,
-    pub apiserver_file: Option<String>,
-    /// Where the manifests wait while the control plane is down (a node path).
-    pub manifests_aside: PathBuf,
     pub data_dir: PathBuf,
-    pub data_aside: PathBuf,
     /// The files backup put in place first (`--with-files`), by ID.
     #[serde(default)]
     pub with_files: Option<String>,
@@ -47,7 +32,11 @@ pub struct Journal {
     /// `before-files.tar`), recorded before it is placed: `abort` removes it.
     #[serde(default)]
     pub added_files: Option<Vec<PathBuf>>,
-    pub done: Vec<String>,
+    pub done: Vec<Step>,
+    /// The steps `--abort` has undone: never undone twice, so that what returned is not taken
+    /// for what the run wrote.
+    #[serde(default)]
+    pub undone: Vec<Step>,
     pub finished: bool,
     /// How a finished run ended: `recovered`, `apiserver-not-ready`, `quorum-pending` or
     /// `aborted`.
@@ -57,11 +46,37 @@ pub struct Journal {
 
 impl Journal {
     /// The steps of this run, in order.
-    pub fn steps(&self) -> Vec<&'static str> {
-        ALL_STEPS
+    pub fn steps(&self) -> Vec<Step> {
+        Step::ALL
             .into_iter()
-            .filter(|step| *step != "files" || self.with_files.is_some())
+            .filter(|step| *step != Step::Files || self.with_files.is_some())
             .collect()
+    }
+
+    /// The steps a rollback undoes, last first: those done and the one after them, which may
+    /// have been cut off half-way.
+    pub(super) fn begun(&self) -> Vec<Step> {
+        let steps = self.steps();
+        let begun = steps.iter().take_while(|step| self.is_done(**step)).count();
+        let mut to_undo: Vec<Step> = steps
+            .into_iter()
+            .take(begun + 1)
+            .filter(|step| !self.undone.contains(step))
+            .collect();
+        to_undo.reverse();
+        to_undo
+    }
+
+    /// Where the manifests wait while the control plane is down (a node path).
+    pub fn manifests_aside(&self, options: &RecoverOptions) -> PathBuf {
+        self.run_dir(options).join("manifests")
+    }
+
+    /// Where the old data directory waits (a node path; inside it when it is a mount point).
+    pub fn data_aside(&self) -> PathBuf {
+        let mut aside = self.data_dir.clone().into_os_string();
+        aside.push(format!(".before-recover-{}", self.run));
+        PathBuf::from(aside)
     }
 
     /// The run's private directory (a node path): safety copies, the manifests taken out.
@@ -99,19 +114,15 @@ impl Journal {
                 ),
             )
         })?;
-        // What the journal names is renamed and removed: it must be what this run would have
-        // written, not whatever the file says.
-        let mut aside = journal.data_dir.clone().into_os_string();
-        aside.push(format!(".before-recover-{}", journal.run));
+        // The run's ID names what it writes: letters and digits only; and `abort` removes what
+        // it recorded adding only inside the kubeadm set.
         let sound = !journal.run.is_empty()
             && journal.run.bytes().all(|b| b.is_ascii_alphanumeric())
-            && journal.manifests_aside == journal.run_dir(options).join("manifests")
-            && journal.data_aside.as_os_str() == aside
-            // `abort` removes what it lists: only ever inside the kubeadm set.
+            && journal.data_dir.is_absolute()
             && journal.added_files.iter().flatten().all(|path| {
                 path.components()
                     .all(|c| matches!(c, std::path::Component::Normal(_)))
-                    && crate::recover_files::in_kubeadm_set(path, true)
+                    && crate::files_backup::in_kubeadm_set(path, true)
             });
         if !sound {
             return Err(failed(
@@ -146,11 +157,26 @@ impl Journal {
     /// Written atomically (temporary name, fsync, rename), 0600.
     pub(super) fn save(&self, options: &RecoverOptions) -> Result<()> {
         let path = Self::path(options);
-        let mut pending = crate::fsio::PendingFile::create(&path)?;
+        let mut pending = lifeboat_core::fsio::PendingFile::create(&path)?;
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| failed("journal", e.to_string()))?;
         pending.write_all(&bytes)?;
         pending.commit()?;
         Ok(())
+    }
+
+    /// Refuses to resume a run whose rollback began: steps undone are not redone, and resuming
+    /// would start etcd on data that went aside.
+    pub fn check_resumable(&self) -> Result<()> {
+        if self.undone.is_empty() {
+            return Ok(());
+        }
+        Err(failed(
+            "journal",
+            format!(
+                "run {}'s rollback was cut off; run `lifeboat recover --kubeadm --abort` again to finish it",
+                self.run
+            ),
+        ))
     }
 
     /// Whether `--abort` may roll the run back: one in progress, or one that ended with etcd
@@ -175,13 +201,20 @@ impl Journal {
         self.save(options)
     }
 
-    pub fn is_done(&self, step: &str) -> bool {
-        self.done.iter().any(|d| d == step)
+    pub fn is_done(&self, step: Step) -> bool {
+        self.done.contains(&step)
     }
 
-    pub(super) fn mark(&mut self, step: &str, options: &RecoverOptions) -> Result<()> {
+    pub(super) fn mark_undone(&mut self, step: Step, options: &RecoverOptions) -> Result<()> {
+        if !self.undone.contains(&step) {
+            self.undone.push(step);
+        }
+        self.save(options)
+    }
+
+    pub(super) fn mark(&mut self, step: Step, options: &RecoverOptions) -> Result<()> {
         if !self.is_done(step) {
-            self.done.push(step.to_string());
+            self.done.push(step);
         }
         self.save(options)
     }
@@ -210,7 +243,6 @@ pub struct Restoring {
 /// A new journal for a run restoring `restoring` on `node`.
 pub fn new_journal(
     node: &Node,
-    options: &RecoverOptions,
     restoring: &Restoring,
     with_files: Option<String>,
     now: SystemTime,
@@ -220,9 +252,6 @@ pub fn new_journal(
             "[year][month][day]T[hour][minute][second]Z"
         ))
         .unwrap_or_else(|_| "run".into());
-    let data_dir = node.etcd.host_data_dir.clone();
-    let mut aside = data_dir.clone().into_os_string();
-    aside.push(format!(".before-recover-{run}"));
     Journal {
         token: token_for(&restoring.identity),
         source: restoring.source.clone(),
@@ -230,17 +259,11 @@ pub fn new_journal(
         mark_compacted: restoring.bump_revision > 0,
         snapshot_revision: restoring.snapshot_revision,
         static_pod_dir: node.static_pod_dir.clone(),
-        etcd_file: node.etcd_file.clone(),
-        apiserver_file: node.apiserver.as_ref().map(|(file, _)| file.clone()),
-        manifests_aside: options
-            .journal_dir
-            .join(format!("recover-{run}"))
-            .join("manifests"),
-        data_dir,
-        data_aside: PathBuf::from(aside),
+        data_dir: node.etcd.host_data_dir.clone(),
         with_files,
         added_files: None,
         done: Vec::new(),
+        undone: Vec::new(),
         finished: false,
         outcome: None,
         run,
