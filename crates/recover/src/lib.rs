@@ -28,6 +28,7 @@ mod journal;
 mod node;
 mod node_files;
 mod plan;
+mod policy;
 pub mod source;
 mod step;
 
@@ -40,6 +41,7 @@ pub use journal::*;
 pub use node::*;
 use node_files::*;
 pub use plan::*;
+pub use policy::*;
 pub use step::Step;
 use step::*;
 

@@ -13,7 +13,7 @@ use lifeboat_core::Cancel;
 use lifeboat_core::snapshot_restore::RestoreOptions;
 use lifeboat_recover::{
     Error, Host, HostFuture, Journal, Narrator, Node, Outcome, RecoverOptions, RestoreFn, Restoring, Setting,
-    Step, abort, discover, lock, new_journal, run,
+    Step, abort, discover, earlier_run, lock, new_journal, resume_or_begin, run,
 };
 use lifeboat_test_support::kubelet::{StaticMember, write_control_plane_node};
 use lifeboat_test_support::{EtcdVersion, Tmpfs};
@@ -369,4 +369,54 @@ async fn on_a_dedicated_data_disk_a_run_cut_off_after_any_action_resumes_or_roll
         !actions.contains(&"data-aside:renamed".to_string()),
         "{actions:?}"
     );
+}
+
+#[tokio::test]
+async fn an_earlier_run_is_resumed_by_the_same_source_and_a_finished_one_only_on_request() {
+    let tree = Tree::new(false);
+    assert!(
+        tree.run(&StandIn::crashing_at(Some(5)), None, false)
+            .await
+            .is_err()
+    );
+    let earlier = earlier_run(&tree.options, false, false).unwrap();
+    let in_progress = earlier.in_progress.expect("the cut run is in progress");
+    let node = discover(
+        tree.root(),
+        Some(&in_progress.manifests_aside(&tree.options)),
+        None,
+    )
+    .unwrap();
+    let other = Restoring {
+        source: "backup 20261205T000002.000Z-0123456789abcdef".into(),
+        identity: "20261205T000002.000Z-0123456789abcdef".into(),
+        snapshot_revision: 10,
+        bump_revision: 0,
+    };
+    let refused =
+        resume_or_begin(Some(in_progress.clone()), &node, &other, None, SystemTime::now()).unwrap_err();
+    assert!(refused.to_string().contains("is in progress"), "{refused}");
+    let same = Restoring {
+        source: in_progress.source.clone(),
+        ..other
+    };
+    let (resumed, resuming) =
+        resume_or_begin(Some(in_progress.clone()), &node, &same, None, SystemTime::now()).unwrap();
+    assert!(resuming);
+    assert_eq!(resumed.run, in_progress.run);
+
+    assert_eq!(
+        tree.run(&StandIn::crashing_at(None), None, false).await.unwrap(),
+        Outcome::Recovered
+    );
+    let again = earlier_run(&tree.options, false, false).unwrap_err();
+    assert!(again.to_string().contains("pass --new-run"), "{again}");
+    let planned = earlier_run(&tree.options, false, true).unwrap();
+    assert!(
+        planned
+            .note
+            .is_some_and(|note| note.contains("already recovered"))
+    );
+    let new_run = earlier_run(&tree.options, true, false).unwrap();
+    assert!(new_run.in_progress.is_none() && new_run.note.is_none());
 }

@@ -12,15 +12,15 @@ use lifeboat_core::backups::fetch_snapshot_into;
 use lifeboat_core::files::fetch_files;
 use lifeboat_core::private_file::UnlinkedFile;
 use lifeboat_core::snapshot_restore::RestoreOptions;
-use lifeboat_etcd_proc::Version;
 use lifeboat_recover::files_backup::{check_placeable, choose_files_backup};
 use lifeboat_recover::source::{
     RecoveryPin, SourceRequest, choose_etcd_backup, new_cluster_id, node_cluster_id, remove_pins_of_run,
     write_pin,
 };
 use lifeboat_recover::{
-    DEFAULT_BUMP, Journal, Narrator, Node, NodeHost, Outcome, RecoverOptions, Restoring, Setting, abort,
-    discover, lock, new_journal, old_data, plan, restore_file, run, space_needs, under,
+    BumpRequest, Journal, Narrator, NodeHost, Outcome, RecoverOptions, Restoring, Setting, SnapshotFacts,
+    abort, choose_bump, discover, earlier_run, lock, old_data, plan, preflight, restore_file,
+    resume_or_begin, run, under,
 };
 use lifeboat_repo::{BackupId, Identity, Repository};
 
@@ -244,99 +244,6 @@ fn options(args: &RecoverArgs) -> RecoverOptions {
     }
 }
 
-/// The bump a new run uses, and why: `--no-bump`, `--bump-revision`, else the one measured from
-/// the agent's revision mark, else [`DEFAULT_BUMP`]. Every member of a cluster must restore with
-/// the same bump, and a mark may move between the nodes' runs: a measured bump is used only for
-/// a cluster of one member.
-fn bump_for(args: &RecoverArgs, node: &Node, resolved: &Resolved) -> (u64, String) {
-    let members = node.etcd.initial_cluster.len();
-    match (args.no_bump, args.bump_revision, &resolved.measured_bump) {
-        (true, _, _) => (0, "none (--no-bump)".into()),
-        (false, Some(bump), _) => (bump, format!("{bump} (--bump-revision)")),
-        (false, None, Some(measured)) if members <= 1 => (measured.bump, measured.to_string()),
-        (false, None, Some(_)) => (
-            DEFAULT_BUMP,
-            format!(
-                "{DEFAULT_BUMP}: a cluster of {members} members restores with the same bump on every node, so the agent's measure (which may move between the runs) is not used; give the same --bump-revision on every node to choose another"
-            ),
-        ),
-        (false, None, None) => (
-            DEFAULT_BUMP,
-            format!(
-                "{DEFAULT_BUMP}: no revision of this cluster was recorded after the snapshot (the agent records one)"
-            ),
-        ),
-    }
-}
-
-/// Refuses what cannot work, before anything changes.
-fn preflight(node: &Node, resolved: &Resolved, options: &RecoverOptions) -> anyhow::Result<Vec<String>> {
-    let mut checks = Vec::new();
-    if !nix::unistd::geteuid().is_root() {
-        bail!("recover must run as root: it stops static Pods and writes etcd's data directory");
-    }
-    checks.push("running as root".to_string());
-    checks.push(format!(
-        "a control-plane node: {} runs etcd member {}{}",
-        node.static_pod_dir.join(&node.etcd_file).display(),
-        node.etcd.name,
-        if node.from_files {
-            " (from the files backup)"
-        } else {
-            ""
-        }
-    ));
-    match (&resolved.version, &node.etcd.image_version) {
-        (Some(data), Some(image)) => {
-            let (Some(data_version), Some(image_version)) = (Version::parse(data), Version::parse(image))
-            else {
-                bail!("cannot compare the snapshot's etcd version {data} with the image's {image}");
-            };
-            let note = lifeboat_etcd_data::boot_rule(data_version, image_version).map_err(|refused| {
-                anyhow::anyhow!(
-                    "{} cannot be restored with the node's etcd image {}: {refused}",
-                    resolved.shown,
-                    node.etcd.image
-                )
-            })?;
-            if let Some(note) = note {
-                checks.push(note);
-            }
-            checks.push(format!("etcd {data} data on etcd {image} ({})", node.etcd.image));
-        }
-        _ => checks.push(format!(
-            "etcd version not compared (snapshot {}, image {})",
-            resolved.version.as_deref().unwrap_or("unknown"),
-            node.etcd.image
-        )),
-    }
-    // The restored directory is about the snapshot's size, and the old one is kept; a backup is
-    // fetched into the run's directory, beside the safety snapshot.
-    let fetched = match resolved.source {
-        Source::Backup { .. } => resolved.bytes,
-        Source::File(_) => 0,
-    };
-    for need in space_needs(options, node, resolved.bytes, fetched)? {
-        if need.free < need.needed {
-            bail!(
-                "{} has {} free, {} need about {}; free space there (the old data directory is kept, not deleted)",
-                need.path.display(),
-                crate::output::si_bytes(need.free),
-                need.what,
-                crate::output::si_bytes(need.needed)
-            );
-        }
-        checks.push(format!(
-            "{} free at {} (about {} needed for {})",
-            crate::output::si_bytes(need.free),
-            need.path.display(),
-            crate::output::si_bytes(need.needed),
-            need.what
-        ));
-    }
-    Ok(checks)
-}
-
 fn confirm(yes: bool) -> anyhow::Result<()> {
     if yes {
         return Ok(());
@@ -468,28 +375,11 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
         )?;
         return Ok(());
     }
-    let last = Journal::load(&options)?;
-    // A finished recovery is not repeated by accident (a command run again from the shell's
-    // history would discard everything written since): a new one is asked for by name.
-    let finished = last.as_ref().filter(|j| j.recovered_node());
-    if let Some(finished) = finished
-        && !args.new_run
-    {
-        let message = format!(
-            "run {} already recovered this node from {} ({}); a new recovery would discard everything written since: pass --new-run to start one",
-            finished.run,
-            finished.source,
-            finished.outcome.as_deref().unwrap_or("finished")
-        );
-        if !args.dry_run {
-            bail!(message);
-        }
-        writeln!(out, "Note: {message}.")?;
+    let earlier = earlier_run(&options, args.new_run, args.dry_run)?;
+    if let Some(note) = &earlier.note {
+        writeln!(out, "Note: {note}.")?;
     }
-    let in_progress = last.filter(|j| !j.finished);
-    if let Some(journal) = &in_progress {
-        journal.check_resumable()?;
-    }
+    let in_progress = earlier.in_progress;
     let aside = in_progress.as_ref().map(|j| j.manifests_aside(&options));
     let on_node = discover(&options.root, aside.as_deref(), None);
     let files_given = match &in_progress {
@@ -557,33 +447,34 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
         (Err(_), Some(tar)) => discover(&options.root, aside.as_deref(), Some(tar))?,
         (Err(error), None) => return Err(error.into()),
     };
-    let bump = bump_for(&args, &node, &resolved);
-    let (mut journal, resuming) = match in_progress {
-        Some(journal) if journal.source == resolved.shown => {
-            journal.check_node(&node)?;
-            (journal, true)
-        }
-        Some(journal) => bail!(
-            "run {} restoring {} is in progress; rerun it with the same source to resume, or `lifeboat recover --kubeadm --abort` to roll it back",
-            journal.run,
-            journal.source
-        ),
-        None => (
-            new_journal(
-                &node,
-                &Restoring {
-                    source: resolved.shown.clone(),
-                    identity: resolved.identity.clone(),
-                    snapshot_revision: resolved.revision,
-                    bump_revision: bump.0,
-                },
-                files_id.clone(),
-                SystemTime::now(),
-            ),
-            false,
-        ),
+    let bump = choose_bump(
+        &node,
+        BumpRequest {
+            none: args.no_bump,
+            given: args.bump_revision,
+            measured: resolved.measured_bump.as_ref(),
+        },
+    );
+    let restoring = Restoring {
+        source: resolved.shown.clone(),
+        identity: resolved.identity.clone(),
+        snapshot_revision: resolved.revision,
+        bump_revision: bump.0,
     };
-    let checks = preflight(&node, &resolved, &options)?;
+    let (mut journal, resuming) = resume_or_begin(
+        in_progress,
+        &node,
+        &restoring,
+        files_id.clone(),
+        SystemTime::now(),
+    )?;
+    let facts = SnapshotFacts {
+        shown: &resolved.shown,
+        version: resolved.version.as_deref(),
+        bytes: resolved.bytes,
+        fetched: matches!(resolved.source, Source::Backup { .. }),
+    };
+    let checks = preflight(&node, &facts, &options, crate::output::si_bytes)?;
     writeln!(
         out,
         "Recovery plan for {} on {}:",
