@@ -59,7 +59,14 @@ async fn pins(repo: &Repository) -> Result<Vec<RecoveryPin>> {
         .recovery_pins()
         .await?
         .iter()
-        .filter_map(|bytes| serde_json::from_slice(bytes).ok())
+        .filter_map(|(cluster_id, bytes)| {
+            serde_json::from_slice::<RecoveryPin>(bytes)
+                .ok()
+                .map(|pin| (cluster_id, pin))
+        })
+        // A pin holds only for the cluster its name gives.
+        .filter(|(cluster_id, pin)| u64::from_str_radix(&pin.cluster_id, 16).ok() == Some(**cluster_id))
+        .map(|(_, pin)| pin)
         .collect())
 }
 

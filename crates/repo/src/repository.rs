@@ -261,12 +261,20 @@ impl Repository {
             .await
     }
 
-    /// Every stored recovery pin, as stored bytes.
-    pub async fn recovery_pins(&self) -> Result<Vec<Vec<u8>>> {
+    /// Every stored recovery pin: the cluster ID its name gives, and its stored bytes (which
+    /// the caller checks against that ID). Objects named otherwise are not pins.
+    pub async fn recovery_pins(&self) -> Result<Vec<(u64, Vec<u8>)>> {
         let mut pins = Vec::new();
         for (key, _) in self.storage.list(RECOVERIES).await? {
+            let Some(cluster_id) = key
+                .strip_prefix(&format!("{RECOVERIES}/"))
+                .and_then(|name| name.strip_suffix(".json"))
+                .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+            else {
+                continue;
+            };
             if let Some(bytes) = self.storage.get(&key).await? {
-                pins.push(bytes);
+                pins.push((cluster_id, bytes));
             }
         }
         Ok(pins)

@@ -243,6 +243,51 @@ async fn latest_is_this_clusters_and_another_clusters_backup_is_refused_unless_f
         forced.contains(&format!("Recovery plan for backup {other}")),
         "{forced}"
     );
+
+    // A node whose data directory is gone knows no cluster. With one recovery pinned it
+    // follows that one; with two it cannot tell which is its own, and names both. A pin whose
+    // content names another cluster than its object's name is not followed.
+    let bare = tempfile::tempdir().unwrap();
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(node.root.path().join("etc"))
+        .arg(bare.path())
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let recoveries = std::path::Path::new(repo.location()).join("recoveries");
+    std::fs::create_dir_all(&recoveries).unwrap();
+    let pin = |cluster: &str, backup: &str| {
+        format!(
+            r#"{{"cluster_id":"{cluster}","new_cluster_id":"","backup":"{backup}","run":"20261205T000000Z","host":"node-a","created":"2026-12-05T00:00:00Z"}}"#
+        )
+    };
+    let bare_plan = || {
+        let mut command = repo.lifeboat();
+        command
+            .args(["recover", "--kubeadm", "latest", "--dry-run", "--identity-file"])
+            .arg(repo.identity())
+            .arg("--root")
+            .arg(bare.path());
+        command
+    };
+    std::fs::write(recoveries.join("aaaa.json"), pin("aaaa", &mine)).unwrap();
+    std::fs::write(recoveries.join("cccc.json"), pin("dddd", &other)).unwrap();
+    let followed = run_ok(&mut bare_plan());
+    assert!(
+        followed.contains(&format!("Recovery plan for backup {mine}"))
+            && followed.contains("pins this one recovery"),
+        "{followed}"
+    );
+    std::fs::write(recoveries.join("bbbb.json"), pin("bbbb", &other)).unwrap();
+    let ambiguous = run_failing(&mut bare_plan(), 1);
+    assert!(
+        ambiguous.contains("pins recoveries of clusters")
+            && ambiguous.contains("aaaa")
+            && ambiguous.contains("bbbb")
+            && !ambiguous.contains("dddd"),
+        "{ambiguous}"
+    );
 }
 
 #[tokio::test]
