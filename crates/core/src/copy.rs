@@ -124,7 +124,7 @@ pub async fn copy(
             .await?
             .backups
             .last()
-            .map(|m| m.id.time());
+            .map(Manifest::time);
         report.lag_seconds = newest.map(|time| {
             let now = time::OffsetDateTime::from(SystemTime::now());
             u64::try_from((now - time).whole_seconds()).unwrap_or(0)

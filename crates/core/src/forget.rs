@@ -47,7 +47,7 @@ pub fn decide(policy: &Policy, backups: &[Manifest]) -> Vec<Decision> {
     }
     let mut decisions = Vec::new();
     for (name, members) in groups {
-        let times: Vec<_> = members.iter().map(|m| m.id.time()).collect();
+        let times: Vec<_> = members.iter().map(|m| m.time()).collect();
         for (manifest, rules) in members.iter().zip(apply(policy, &times)) {
             decisions.push(Decision {
                 id: manifest.id.clone(),
@@ -136,4 +136,41 @@ async fn forget_locked(
         stopped?;
     }
     Ok(ForgetReport { decisions, damaged })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    fn stored(id_time: SystemTime, stored_at: SystemTime) -> Manifest {
+        Manifest {
+            format: lifeboat_repo::FORMAT,
+            id: BackupId::new(id_time),
+            kind: "files".into(),
+            created: String::new(),
+            host: "node-1".into(),
+            tool: "test".into(),
+            tags: Vec::new(),
+            etcd: None,
+            artefacts: Vec::new(),
+            stored_at: Some(stored_at),
+        }
+    }
+
+    #[test]
+    fn a_backup_named_by_a_clock_running_ahead_is_not_kept_as_the_newest() {
+        let now = SystemTime::now();
+        // Listed in the storage's order: the one named a day ahead was received first.
+        let ahead = stored(now + Duration::from_secs(86_400), now - Duration::from_secs(60));
+        let newest = stored(now, now);
+        let policy = Policy {
+            last: Some(1),
+            ..Policy::default()
+        };
+        let decisions = decide(&policy, &[ahead.clone(), newest.clone()]);
+        let kept: Vec<&BackupId> = decisions.iter().filter(|d| d.keep).map(|d| &d.id).collect();
+        assert_eq!(kept, [&newest.id]);
+    }
 }

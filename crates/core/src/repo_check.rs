@@ -18,6 +18,14 @@ pub struct Leftover {
     pub age_seconds: u64,
 }
 
+/// A backup whose ID is ahead of when the storage received it: its node's clock runs ahead.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClockAhead {
+    pub id: BackupId,
+    pub host: String,
+    pub ahead_seconds: u64,
+}
+
 /// What `repo check` found.
 #[derive(Debug, Clone, Serialize)]
 pub struct RepoCheck {
@@ -32,6 +40,9 @@ pub struct RepoCheck {
     pub unreferenced: Vec<Leftover>,
     /// Uploads begun and never completed or aborted; `None` where the storage cannot list them.
     pub open_uploads: Option<Vec<Leftover>>,
+    /// Backups whose ID is ahead of the storage's time by more than
+    /// [`lifeboat_repo::MAX_CLOCK_SKEW`]: ordered and kept by the storage's time instead.
+    pub clock_ahead: Vec<ClockAhead>,
 }
 
 impl RepoCheck {
@@ -40,6 +51,7 @@ impl RepoCheck {
             && self.missing.is_empty()
             && self.unreferenced.is_empty()
             && self.open_uploads.as_ref().is_none_or(Vec::is_empty)
+            && self.clock_ahead.is_empty()
     }
 }
 
@@ -119,6 +131,17 @@ async fn survey(repo: &Repository) -> Result<(RepoCheck, Vec<OpenUpload>)> {
         missing,
         unreferenced,
         open_uploads,
+        clock_ahead: listing
+            .backups
+            .iter()
+            .filter_map(|m| {
+                Some(ClockAhead {
+                    id: m.id.clone(),
+                    host: m.host.clone(),
+                    ahead_seconds: m.clock_ahead()?.as_secs(),
+                })
+            })
+            .collect(),
     };
     Ok((found, uploads.unwrap_or_default()))
 }

@@ -37,18 +37,31 @@ pub(super) fn put_back(journal: &Journal, names: &[String], cx: Cx<'_>) -> Resul
     Ok(())
 }
 
-/// The manifests waiting aside.
-pub(super) fn aside_names(journal: &Journal, cx: Cx<'_>) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(under(cx.root(), &journal.manifests_aside(cx.options)))
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
+/// The manifests waiting aside (none when the directory is absent).
+pub(super) fn aside_names(journal: &Journal, cx: Cx<'_>) -> Result<Vec<String>> {
+    let dir = under(cx.root(), &journal.manifests_aside(cx.options));
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(io("read", &dir)(error)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let name = entry.map_err(io("read", &dir))?.file_name();
+        // Only names this run wrote: static Pod files, which are UTF-8.
+        let name = name.into_string().map_err(|name| {
+            failed(
+                "journal",
+                format!(
+                    "{} holds {name:?}, which no run puts there; check the node by hand",
+                    dir.display()
+                ),
+            )
+        })?;
+        names.push(name);
+    }
     names.sort();
-    names
+    Ok(names)
 }
 
 pub(super) async fn stop(node: &Node, journal: &Journal, cx: Cx<'_>) -> Result<()> {
@@ -70,7 +83,7 @@ pub(super) async fn stop(node: &Node, journal: &Journal, cx: Cx<'_>) -> Result<(
             None => return Ok(()),
             Some(reason) if Instant::now() >= deadline => {
                 // Back as it was: the manifests return, and the run can be retried.
-                put_back(journal, &aside_names(journal, cx), cx)?;
+                put_back(journal, &aside_names(journal, cx)?, cx)?;
                 return Err(failed(
                     "stop",
                     format!(

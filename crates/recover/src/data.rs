@@ -3,7 +3,13 @@
 
 use super::*;
 
-pub(super) async fn safety_copy(node: &Node, journal: &Journal, cx: Cx<'_>, cancel: &Cancel) -> Result<()> {
+pub(super) async fn safety_copy(
+    node: &Node,
+    journal: &Journal,
+    files: Option<&[u8]>,
+    cx: Cx<'_>,
+    cancel: &Cancel,
+) -> Result<()> {
     let run_dir = under(cx.root(), &journal.run_dir(cx.options));
     std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
         .create(&run_dir)
@@ -21,17 +27,30 @@ pub(super) async fn safety_copy(node: &Node, journal: &Journal, cx: Cx<'_>, canc
             .note(&format!("no safety snapshot: etcd does not answer ({error})")),
     }
     cx.reached("saved-snapshot")?;
-    if journal.with_files.is_some() {
-        // The files the backup's will replace, kept to put back on --abort.
+    if let Some(backup) = files {
+        // The files the backup's will replace, kept to put back on --abort: kubeadm's set and
+        // whatever else of the node the backup holds.
+        let replaced = archive_entries(backup)?
+            .into_iter()
+            .filter(|(path, contents)| contents.is_some() && cx.root().join(path).is_file())
+            .map(|(path, _)| globset::escape(&path.to_string_lossy()));
         let current = lifeboat_core::files::FilesOptions {
             root: cx.options.root.clone(),
             include: lifeboat_core::files::KUBEADM_SET
                 .iter()
                 .map(|p| p.to_string())
+                .chain(replaced)
                 .collect(),
             exclude: Vec::new(),
         };
         let tar = lifeboat_core::files::archive(&cx.options.root, &lifeboat_core::files::collect(&current)?)?;
+        // What cannot be put back (a symlink, a setuid file) is refused now, not on --abort.
+        crate::files_backup::check_placeable(&tar, "(the node's own files)", cx.root()).map_err(|error| {
+            failed(
+                "safety-copy",
+                format!("the node's files could not be put back on --abort, so the files backup is not placed: {error}"),
+            )
+        })?;
         let path = run_dir.join("before-files.tar");
         let mut pending = lifeboat_core::fsio::PendingFile::create(&path)?;
         pending.write_all(&tar)?;

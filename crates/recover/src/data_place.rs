@@ -95,7 +95,18 @@ pub(super) fn data_aside(journal: &Journal, cx: Cx<'_>) -> Result<()> {
     if is_mount_point(&data) {
         return move_entries(&data, &old, &[], cx);
     }
-    if data.exists() && !old.exists() {
+    if data.exists() && old.exists() {
+        // Aside already, and something in the data directory since: the restore would remove it.
+        return Err(failed(
+            "data-aside",
+            format!(
+                "both {} and {} exist; check which holds the member's data by hand",
+                data.display(),
+                old.display()
+            ),
+        ));
+    }
+    if data.exists() {
         std::fs::rename(&data, &old).map_err(io("rename", &data))?;
         if let Some(parent) = data.parent() {
             lifeboat_core::fsio::sync_dir(parent)?;

@@ -20,9 +20,9 @@ pub struct Journal {
     pub mark_compacted: bool,
     /// The snapshot's revision; the restored member serves at least this plus the bump.
     pub snapshot_revision: i64,
-    /// The node's static Pod and data directories as the run began: a node that no longer has
-    /// them is refused ([`Journal::check_node`]); every path the run writes is derived from
-    /// them and the run's ID, never read from the journal.
+    /// The node's static Pod and data directories as the run began (absolute, plain): a node
+    /// that no longer has them is refused ([`Journal::check_node`]); every other path the run
+    /// writes is derived from them and the run's ID.
     pub static_pod_dir: PathBuf,
     pub data_dir: PathBuf,
     /// The files backup put in place first (`--with-files`), by ID.
@@ -118,7 +118,12 @@ impl Journal {
         // it recorded adding only inside the kubeadm set.
         let sound = !journal.run.is_empty()
             && journal.run.bytes().all(|b| b.is_ascii_alphanumeric())
-            && journal.data_dir.is_absolute()
+            && [&journal.data_dir, &journal.static_pod_dir].iter().all(|dir| {
+                dir.is_absolute()
+                    && dir
+                        .components()
+                        .all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)))
+            })
             && journal.added_files.iter().flatten().all(|path| {
                 path.components()
                     .all(|c| matches!(c, std::path::Component::Normal(_)))
@@ -167,7 +172,7 @@ impl Journal {
     /// Refuses to resume a run whose rollback began: steps undone are not redone, and resuming
     /// would start etcd on data that went aside.
     pub fn check_resumable(&self) -> Result<()> {
-        if self.undone.is_empty() {
+        if self.undone.is_empty() || self.outcome.as_deref() == Some(OUTCOME_ABORTED) {
             return Ok(());
         }
         Err(failed(
@@ -191,7 +196,7 @@ impl Journal {
 
     /// Whether a finished run recovered the node (a new run would replace what came since).
     pub fn recovered_node(&self) -> bool {
-        self.finished && self.outcome.as_deref() != Some(OUTCOME_ABORTED)
+        self.finished && self.outcome.as_deref() != Some(OUTCOME_ABORTED) && self.undone.is_empty()
     }
 
     /// Marks the run finished with `outcome`.

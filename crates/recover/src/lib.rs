@@ -209,9 +209,12 @@ pub async fn run(
         setting.narrator.step_worked(index + 1, step.name());
         cx.reached("worked")?;
         if let Applied::Ended(outcome) = applied {
-            // The steps after it have nothing left to do: every manifest is back.
+            // The steps after it have nothing left to do: every manifest is back. One write,
+            // so a crash never leaves the steps marked without the outcome.
             for later in &steps[index..] {
-                journal.mark(*later, options)?;
+                if !journal.is_done(*later) {
+                    journal.done.push(*later);
+                }
             }
             journal.finish(outcome.journal_name(), options)?;
             return Ok(outcome);

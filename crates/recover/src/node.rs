@@ -72,37 +72,7 @@ pub fn discover(root: &Path, aside: Option<&Path>, files: Option<&[u8]>) -> Resu
     }
     let on_node = node_from(static_pod_dir, found);
     match (on_node, files) {
-        (Err(Error::Recovery { step: "discover", .. }), Some(tar)) => {
-            let texts: Vec<(PathBuf, String)> = archive_entries(tar)?
-                .into_iter()
-                .filter_map(|(path, contents)| Some((path, String::from_utf8(contents?).ok()?)))
-                .collect();
-            let kubelet_config = relative_to_root(Path::new(KUBELET_CONFIG));
-            let static_pod_dir = match texts.iter().find(|(path, _)| *path == kubelet_config) {
-                Some((_, text)) => {
-                    static_pod_path(&format!("{KUBELET_CONFIG} in the files backup"), Some(text))?
-                }
-                None => static_pod_path(KUBELET_CONFIG, config_text.as_deref())?,
-            };
-            let pods = relative_to_root(&static_pod_dir);
-            let manifests = texts
-                .into_iter()
-                .filter(|(path, _)| path.parent() == Some(pods.as_path()))
-                .filter_map(|(path, text)| Some((path.file_name()?.to_string_lossy().into_owned(), text)))
-                .filter(|(name, _)| !name.starts_with('.'))
-                .collect();
-            let node = node_from(static_pod_dir, manifests).map_err(|error| match error {
-                Error::Recovery { step: "discover", message } => failed(
-                    "preflight",
-                    format!("{message}, on the node or in the files backup; choose a files backup of a control-plane node"),
-                ),
-                other => other,
-            })?;
-            Ok(Node {
-                from_files: true,
-                ..node
-            })
-        }
+        (Err(Error::Recovery { step: "discover", .. }), Some(tar)) => node_in_files(root, tar),
         (
             Err(Error::Recovery {
                 step: "discover",
@@ -116,6 +86,66 @@ pub fn discover(root: &Path, aside: Option<&Path>, files: Option<&[u8]>) -> Resu
             ),
         )),
         (result, _) => result,
+    }
+}
+
+/// The node a files backup (`tar`) describes: its kubelet configuration's (or the node's)
+/// static Pod directory, and the static Pods in it.
+pub fn node_in_files(root: &Path, tar: &[u8]) -> Result<Node> {
+    let config_text = std::fs::read_to_string(under(root, Path::new(KUBELET_CONFIG))).ok();
+    let texts: Vec<(PathBuf, String)> = archive_entries(tar)?
+        .into_iter()
+        .filter_map(|(path, contents)| Some((path, String::from_utf8(contents?).ok()?)))
+        .collect();
+    let kubelet_config = relative_to_root(Path::new(KUBELET_CONFIG));
+    let static_pod_dir = match texts.iter().find(|(path, _)| *path == kubelet_config) {
+        Some((_, text)) => static_pod_path(&format!("{KUBELET_CONFIG} in the files backup"), Some(text))?,
+        None => static_pod_path(KUBELET_CONFIG, config_text.as_deref())?,
+    };
+    let pods = relative_to_root(&static_pod_dir);
+    let manifests = texts
+        .into_iter()
+        .filter(|(path, _)| path.parent() == Some(pods.as_path()))
+        .filter_map(|(path, text)| Some((path.file_name()?.to_string_lossy().into_owned(), text)))
+        .filter(|(name, _)| !name.starts_with('.'))
+        .collect();
+    let node = node_from(static_pod_dir, manifests).map_err(|error| match error {
+        Error::Recovery {
+            step: "discover",
+            message,
+        } => failed(
+            "preflight",
+            format!(
+                "{message}, on the node or in the files backup; choose a files backup of a control-plane node"
+            ),
+        ),
+        other => other,
+    })?;
+    Ok(Node {
+        from_files: true,
+        ..node
+    })
+}
+
+/// Refuses a files backup whose static Pods describe another node than the run's (another data
+/// directory or static Pod directory), before anything of it is placed. A backup without an
+/// etcd static Pod leaves the node's own.
+pub fn check_files_node(journal: &Journal, root: &Path, tar: &[u8]) -> Result<()> {
+    match node_in_files(root, tar) {
+        Ok(described) => journal.check_node(&described).map_err(|_| {
+            failed(
+                "files",
+                format!(
+                    "files backup {} runs etcd on {} from static Pods in {}, but this run recovers {} with static Pods in {}; choose a files backup of this node",
+                    journal.with_files.as_deref().unwrap_or_default(),
+                    described.etcd.host_data_dir.display(),
+                    described.static_pod_dir.display(),
+                    journal.data_dir.display(),
+                    journal.static_pod_dir.display()
+                ),
+            )
+        }),
+        Err(_) => Ok(()),
     }
 }
 

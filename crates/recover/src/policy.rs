@@ -18,6 +18,11 @@ pub struct Earlier {
 /// for with `new_run`. A run whose rollback began is finished by `--abort`, never resumed.
 pub fn earlier_run(options: &RecoverOptions, new_run: bool, dry_run: bool) -> Result<Earlier> {
     let last = Journal::load(options)?;
+    // A rollback cut off is finished before anything else, a new run included: a new journal
+    // would lose where the old data and manifests wait.
+    if let Some(journal) = &last {
+        journal.check_resumable()?;
+    }
     let mut note = None;
     if let Some(finished) = last.as_ref().filter(|j| j.recovered_node())
         && !new_run
@@ -34,9 +39,6 @@ pub fn earlier_run(options: &RecoverOptions, new_run: bool, dry_run: bool) -> Re
         note = Some(message);
     }
     let in_progress = last.filter(|j| !j.finished);
-    if let Some(journal) = &in_progress {
-        journal.check_resumable()?;
-    }
     Ok(Earlier { in_progress, note })
 }
 

@@ -101,13 +101,14 @@ impl Step {
         cx: Cx<'_>,
     ) -> Result<Applied> {
         match self {
-            Step::SafetyCopy => safety_copy(node, journal, cx, inputs.cancel).await?,
+            Step::SafetyCopy => safety_copy(node, journal, inputs.files, cx, inputs.cancel).await?,
             Step::Stop => stop(node, journal, cx).await?,
             Step::DataAside => data_aside(journal, cx)?,
             Step::Files => {
                 let tar = inputs
                     .files
                     .ok_or_else(|| failed("files", "the files backup was not fetched"))?;
+                check_files_node(journal, cx.root(), tar)?;
                 if journal.added_files.is_none() {
                     // Once, before anything is placed: a rerun would find its own additions.
                     journal.added_files = Some(added_files(journal, cx.options, tar)?);
@@ -128,16 +129,16 @@ impl Step {
             }
             // Its cluster needs the other members: the rest goes back, nothing more to wait for.
             Step::StartEtcd if !start_etcd(node, journal, cx).await? => {
-                put_back(journal, &aside_names(journal, cx), cx)?;
+                put_back(journal, &aside_names(journal, cx)?, cx)?;
                 return Ok(Applied::Ended(Outcome::QuorumPending));
             }
             // The rest goes back all the same: the node is left as the kubelet expects.
             Step::StartApiserver if !start_apiserver(node, journal, cx).await? => {
-                put_back(journal, &aside_names(journal, cx), cx)?;
+                put_back(journal, &aside_names(journal, cx)?, cx)?;
                 return Ok(Applied::Ended(Outcome::ApiServerNotReady));
             }
             Step::StartEtcd | Step::StartApiserver => {}
-            Step::StartRest => put_back(journal, &aside_names(journal, cx), cx)?,
+            Step::StartRest => put_back(journal, &aside_names(journal, cx)?, cx)?,
         }
         Ok(Applied::Done)
     }
@@ -182,7 +183,7 @@ impl Step {
             }
             Step::DataAside => done.extend(data_back(journal, cx)?),
             Step::Stop => {
-                let names = aside_names(journal, cx);
+                let names = aside_names(journal, cx)?;
                 put_back(journal, &names, cx)?;
                 if !names.is_empty() {
                     done.push(format!(

@@ -13,7 +13,7 @@ use lifeboat_core::Cancel;
 use lifeboat_core::snapshot_restore::RestoreOptions;
 use lifeboat_recover::{
     Error, Host, HostFuture, Journal, Narrator, Node, Outcome, RecoverOptions, RestoreFn, Restoring, Setting,
-    Step, abort, discover, earlier_run, lock, new_journal, resume_or_begin, run,
+    Step, abort, check_files_node, discover, earlier_run, lock, resume_or_begin, run,
 };
 use lifeboat_test_support::kubelet::{StaticMember, write_control_plane_node};
 use lifeboat_test_support::{EtcdVersion, Tmpfs};
@@ -113,7 +113,8 @@ struct Tree {
 impl Tree {
     /// A control-plane node: etcd, an API server and a scheduler; etcd's old data, on a disk
     /// of its own with `on_disk`.
-    fn new(on_disk: bool) -> Self {
+    /// `ready`: whether the API server comes back (else the run ends with exit 3).
+    fn new(on_disk: bool, ready: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let disk = on_disk.then(|| Tmpfs::mount_at(&root.join("var/lib/etcd"), 1 << 20).unwrap());
@@ -146,7 +147,11 @@ impl Tree {
             journal_dir: PathBuf::from("/var/lib/lifeboat"),
             stop_timeout: Duration::from_secs(5),
             etcd_timeout: Duration::from_secs(5),
-            apiserver_timeout: Duration::from_secs(5),
+            apiserver_timeout: if ready {
+                Duration::from_secs(5)
+            } else {
+                Duration::ZERO
+            },
         };
         Self {
             options,
@@ -193,25 +198,15 @@ impl Tree {
             include: lifeboat_core::files::KUBEADM_SET
                 .iter()
                 .map(|p| p.to_string())
+                .chain(["etc/kubernetes/audit".to_string()])
                 .collect(),
             exclude: Vec::new(),
         };
         lifeboat_core::files::archive(self.root(), &lifeboat_core::files::collect(&options).unwrap()).unwrap()
     }
 
-    fn new_journal(&self, with_files: bool) -> Journal {
-        let node = discover(self.root(), None, None).unwrap();
-        let restoring = Restoring {
-            source: "backup 20261205T000000.000Z-0123456789abcdef".into(),
-            identity: "20261205T000000.000Z-0123456789abcdef".into(),
-            snapshot_revision: 10,
-            bump_revision: 1000,
-        };
-        let files = with_files.then(|| "20261205T000001.000Z-0123456789abcdef".to_string());
-        new_journal(&node, &restoring, files, SystemTime::UNIX_EPOCH)
-    }
-
-    /// Starts (no journal) or resumes the run, as `recover` does.
+    /// Starts or resumes the run, as `recover` does: the earlier run read, the node found
+    /// (its manifests maybe aside), the same source resumed, a files backup checked.
     async fn run(
         &self,
         host: &StandIn,
@@ -219,12 +214,29 @@ impl Tree {
         with_files: bool,
     ) -> lifeboat_recover::Result<Outcome> {
         let _lock = lock(&self.options, false)?;
-        let mut journal = match Journal::load(&self.options)? {
-            Some(journal) => journal,
-            None => self.new_journal(with_files),
+        let earlier = earlier_run(&self.options, false, false)?;
+        let aside = earlier
+            .in_progress
+            .as_ref()
+            .map(|j| j.manifests_aside(&self.options));
+        let node = discover(self.root(), aside.as_deref(), None)?;
+        let restoring = Restoring {
+            source: "backup 20261205T000000.000Z-0123456789abcdef".into(),
+            identity: "20261205T000000.000Z-0123456789abcdef".into(),
+            snapshot_revision: 10,
+            bump_revision: 1000,
         };
-        let node = discover(self.root(), Some(&journal.manifests_aside(&self.options)), None)?;
-        journal.check_node(&node)?;
+        let files_id = with_files.then(|| "20261205T000001.000Z-0123456789abcdef".to_string());
+        let (mut journal, _) = resume_or_begin(
+            earlier.in_progress,
+            &node,
+            &restoring,
+            files_id,
+            SystemTime::UNIX_EPOCH,
+        )?;
+        if let Some(tar) = files {
+            check_files_node(&journal, self.root(), tar)?;
+        }
         let setting = Setting {
             options: &self.options,
             host,
@@ -236,8 +248,13 @@ impl Tree {
     /// Rolls the run back, as `recover --abort` does.
     async fn abort(&self, host: &StandIn) -> lifeboat_recover::Result<()> {
         let _lock = lock(&self.options, false)?;
-        let mut journal = Journal::load(&self.options)?.expect("a run to roll back");
+        let mut journal = Journal::load(&self.options)?
+            .filter(Journal::abortable)
+            .expect("a run to roll back");
         let node = discover(self.root(), Some(&journal.manifests_aside(&self.options)), None).ok();
+        if let Some(node) = &node {
+            journal.check_node(node)?;
+        }
         let setting = Setting {
             options: &self.options,
             host,
@@ -247,19 +264,28 @@ impl Tree {
     }
 }
 
+/// How a run on a tree made `ready` ends.
+fn expected(ready: bool) -> Outcome {
+    match ready {
+        true => Outcome::Recovered,
+        false => Outcome::ApiServerNotReady,
+    }
+}
+
 /// The node a run leaves, from a node as [`Tree::new`] makes it changed by `prepare`, and
 /// the actions it reaches.
 async fn uncut(
     on_disk: bool,
+    ready: bool,
     with_files: bool,
     prepare: &dyn Fn(&Tree) -> Option<Vec<u8>>,
 ) -> (BTreeMap<String, String>, Vec<String>) {
-    let tree = Tree::new(on_disk);
+    let tree = Tree::new(on_disk, ready);
     let files = prepare(&tree);
     let host = StandIn::crashing_at(None);
     assert_eq!(
         tree.run(&host, files.as_deref(), with_files).await.unwrap(),
-        Outcome::Recovered
+        expected(ready)
     );
     (tree.contents(false), host.actions())
 }
@@ -268,21 +294,22 @@ async fn uncut(
 /// rolled back, the node as it was, also when the rollback itself is cut off and repeated.
 async fn every_cut_resumes_or_rolls_back(
     on_disk: bool,
+    ready: bool,
     with_files: bool,
     prepare: &dyn Fn(&Tree) -> Option<Vec<u8>>,
 ) -> Vec<String> {
-    let (recovered, actions) = uncut(on_disk, with_files, prepare).await;
+    let (recovered, actions) = uncut(on_disk, ready, with_files, prepare).await;
     assert!(actions.len() > 20, "{actions:?}");
     for (index, action) in actions.iter().enumerate() {
         let crash_at = index + 1;
         // Resumed.
-        let tree = Tree::new(on_disk);
+        let tree = Tree::new(on_disk, ready);
         let files = prepare(&tree);
         let (cut_host, resumed_host) = (StandIn::crashing_at(Some(crash_at)), StandIn::crashing_at(None));
         let cut = tree.run(&cut_host, files.as_deref(), with_files).await;
         assert!(cut.is_err(), "cut at {action}");
         let resumed = tree.run(&resumed_host, files.as_deref(), with_files).await;
-        assert_eq!(resumed.unwrap(), Outcome::Recovered, "resumed after {action}");
+        assert_eq!(resumed.unwrap(), expected(ready), "resumed after {action}");
         assert_eq!(tree.contents(false), recovered, "resumed after {action}");
         // The restored data's owner is set once it is in place, however late the cut fell.
         let owned = [cut_host.actions(), resumed_host.actions()]
@@ -293,7 +320,7 @@ async fn every_cut_resumes_or_rolls_back(
         assert!(owned >= 1, "the owner is never set after a cut at {action}");
 
         // Rolled back; the rollback cut off at its first action, then its second, and so on.
-        let tree = Tree::new(on_disk);
+        let tree = Tree::new(on_disk, ready);
         let files = prepare(&tree);
         let before = tree.contents(true);
         let cut = tree
@@ -315,6 +342,12 @@ async fn every_cut_resumes_or_rolls_back(
             // A rollback under way is finished, never resumed as a run.
             let journal = Journal::load(&tree.options).unwrap().unwrap();
             if !journal.undone.is_empty() {
+                // Nor replaced by a new run, which would lose where the old data waits.
+                let replaced = earlier_run(&tree.options, true, false).unwrap_err();
+                assert!(
+                    replaced.to_string().contains("rollback was cut off"),
+                    "{replaced}"
+                );
                 let resumed = tree
                     .run(&StandIn::crashing_at(None), files.as_deref(), with_files)
                     .await;
@@ -333,7 +366,7 @@ async fn every_cut_resumes_or_rolls_back(
 
 #[tokio::test]
 async fn a_run_cut_off_after_any_action_resumes_or_rolls_back() {
-    let actions = every_cut_resumes_or_rolls_back(false, false, &|_| None).await;
+    let actions = every_cut_resumes_or_rolls_back(false, true, false, &|_| None).await;
     assert!(actions.contains(&"data-aside:renamed".to_string()), "{actions:?}");
 }
 
@@ -345,22 +378,35 @@ async fn with_a_files_backup_a_run_cut_off_after_any_action_resumes_or_rolls_bac
         std::fs::write(root.join("etc/kubernetes/admin.conf"), b"admin of the backup").unwrap();
         std::fs::create_dir_all(root.join("etc/kubernetes/pki")).unwrap();
         std::fs::write(root.join("etc/kubernetes/pki/ca.crt"), b"the backup's CA").unwrap();
+        // Beyond kubeadm's own files (`backup --files --include`): the node's copy comes back
+        // on --abort.
+        std::fs::create_dir_all(root.join("etc/kubernetes/audit")).unwrap();
+        std::fs::write(
+            root.join("etc/kubernetes/audit/policy.yaml"),
+            b"the backup's policy",
+        )
+        .unwrap();
         let tar = tree.files_backup();
+        std::fs::write(
+            root.join("etc/kubernetes/audit/policy.yaml"),
+            b"the node's policy",
+        )
+        .unwrap();
         std::fs::write(root.join("etc/kubernetes/admin.conf"), b"admin of the node").unwrap();
         std::fs::remove_dir_all(root.join("etc/kubernetes/pki")).unwrap();
         Some(tar)
     };
-    let (recovered, _) = uncut(false, true, &prepare).await;
+    let (recovered, _) = uncut(false, true, true, &prepare).await;
     assert_eq!(recovered["etc/kubernetes/admin.conf"], "admin of the backup");
     assert_eq!(recovered["etc/kubernetes/pki/ca.crt"], "the backup's CA");
-    every_cut_resumes_or_rolls_back(false, true, &prepare).await;
+    every_cut_resumes_or_rolls_back(false, true, true, &prepare).await;
 }
 
 #[tokio::test]
 async fn on_a_dedicated_data_disk_a_run_cut_off_after_any_action_resumes_or_rolls_back() {
     // The data directory is a mount point: its contents move, one entry at a time, and the
     // restore is written inside it.
-    let actions = every_cut_resumes_or_rolls_back(true, false, &|_| None).await;
+    let actions = every_cut_resumes_or_rolls_back(true, true, false, &|_| None).await;
     assert!(
         actions.contains(&"data-aside:moved-member".to_string()),
         "{actions:?}"
@@ -373,7 +419,7 @@ async fn on_a_dedicated_data_disk_a_run_cut_off_after_any_action_resumes_or_roll
 
 #[tokio::test]
 async fn an_earlier_run_is_resumed_by_the_same_source_and_a_finished_one_only_on_request() {
-    let tree = Tree::new(false);
+    let tree = Tree::new(false, true);
     assert!(
         tree.run(&StandIn::crashing_at(Some(5)), None, false)
             .await
@@ -419,4 +465,29 @@ async fn an_earlier_run_is_resumed_by_the_same_source_and_a_finished_one_only_on
     );
     let new_run = earlier_run(&tree.options, true, false).unwrap();
     assert!(new_run.in_progress.is_none() && new_run.note.is_none());
+}
+
+#[tokio::test]
+async fn a_run_that_ends_with_the_api_server_not_ready_is_resumed_or_rolled_back_from_any_cut() {
+    every_cut_resumes_or_rolls_back(false, false, false, &|_| None).await;
+}
+
+#[tokio::test]
+async fn a_files_backup_of_another_node_is_refused_before_anything_is_placed() {
+    let tree = Tree::new(false, true);
+    let pods = tree.root().join("etc/kubernetes/manifests/etcd.yaml");
+    let own = std::fs::read_to_string(&pods).unwrap();
+    std::fs::write(&pods, own.replace("/var/lib/etcd", "/var/lib/etcd2")).unwrap();
+    let tar = tree.files_backup();
+    std::fs::write(&pods, own).unwrap();
+    let before = tree.contents(true);
+    let refused = tree
+        .run(&StandIn::crashing_at(None), Some(&tar), true)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("choose a files backup of this node"),
+        "{refused}"
+    );
+    assert_eq!(tree.contents(true), before);
 }

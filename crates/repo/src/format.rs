@@ -80,7 +80,7 @@ pub struct Artefact {
 }
 
 /// `backups/<ID>/manifest.json`: the backup exists exactly when this does.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: u32,
     pub id: BackupId,
@@ -95,7 +95,48 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etcd: Option<EtcdFacts>,
     pub artefacts: Vec<Artefact>,
+    /// When the storage received the manifest, as a listing reports it (not stored in it).
+    #[serde(skip)]
+    pub stored_at: Option<std::time::SystemTime>,
 }
+
+/// Two manifests are equal when they say the same: when the storage received them is not part
+/// of what they say.
+impl PartialEq for Manifest {
+    fn eq(&self, other: &Self) -> bool {
+        // Destructured so that a field added later cannot be left out of the comparison.
+        let Manifest {
+            format,
+            id,
+            kind,
+            created,
+            host,
+            tool,
+            tags,
+            etcd,
+            artefacts,
+            stored_at: _,
+        } = self;
+        (format, id, kind, created, host, tool, tags, etcd, artefacts)
+            == (
+                &other.format,
+                &other.id,
+                &other.kind,
+                &other.created,
+                &other.host,
+                &other.tool,
+                &other.tags,
+                &other.etcd,
+                &other.artefacts,
+            )
+    }
+}
+
+impl Eq for Manifest {}
+
+/// How far ahead of the storage's clock a backup's ID may be (the ID is taken before the
+/// upload, so a correct clock is never ahead by more than the clocks' drift).
+pub const MAX_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
 /// The artefact names a backup may have: plain file names, never the manifest's.
 pub fn check_artefact_name(name: &str) -> Result<()> {
@@ -215,6 +256,27 @@ impl RepoConfig {
 }
 
 impl Manifest {
+    /// When the backup was made, for ordering, `latest` and retention: its ID's time, unless the
+    /// ID is ahead of when the storage received the manifest by more than [`MAX_CLOCK_SKEW`]
+    /// (a node whose clock runs ahead), then the storage's time. An ID behind it is kept: a
+    /// copy stores an old backup late.
+    pub fn time(&self) -> time::OffsetDateTime {
+        match (self.clock_ahead(), self.stored_at) {
+            (Some(_), Some(stored)) => time::OffsetDateTime::from(stored),
+            _ => self.id.time(),
+        }
+    }
+
+    /// How far the ID is ahead of when the storage received the manifest, when by more than
+    /// [`MAX_CLOCK_SKEW`].
+    pub fn clock_ahead(&self) -> Option<std::time::Duration> {
+        let stored = self.stored_at?;
+        let ahead = std::time::SystemTime::from(self.id.time())
+            .duration_since(stored)
+            .ok()?;
+        (ahead > MAX_CLOCK_SKEW).then_some(ahead)
+    }
+
     /// Parses a `manifest.json`.
     pub fn parse(object: &str, bytes: &[u8]) -> Result<Self> {
         parse(object, "manifest", bytes)

@@ -355,6 +355,7 @@ impl NewBackup {
             tags: description.tags,
             etcd: description.etcd,
             artefacts: std::mem::take(&mut self.artefacts),
+            stored_at: None,
         };
         let written = match manifest.check_location(&self.id, self.repo.config()) {
             Ok(()) => self.repo.put_manifest(&manifest).await,

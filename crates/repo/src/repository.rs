@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::format::{BACKUPS, FORMAT, MANIFEST, manifest_key};
-use crate::{BackupId, Compression, Encryption, Error, Manifest, RepoConfig, Result, Storage};
+use crate::{BackupId, Compression, Encryption, Error, Manifest, RepoConfig, Result, Storage, StoredObject};
 
 /// The repository config's key.
 pub const CONFIG_KEY: &str = "lifeboat-repo.json";
@@ -98,14 +98,15 @@ impl Repository {
     /// Every backup (those with a manifest), oldest first. A manifest that cannot be parsed
     /// does not hide the others: it is returned among `unreadable`.
     pub async fn list(&self) -> Result<Listing> {
-        self.listing_of(self.storage.list(BACKUPS).await?).await
+        self.listing_of(self.storage.list_objects(BACKUPS).await?).await
     }
 
-    /// The backups whose manifests `keys` (a listing of `backups/`) name. A manifest deleted
-    /// since the listing (by a concurrent forget) is left out, not an error.
-    pub(crate) async fn listing_of(&self, keys: Vec<(String, u64)>) -> Result<Listing> {
+    /// The backups whose manifests `objects` (a listing of `backups/`) name, in the order of
+    /// their [`Manifest::time`]. A manifest deleted since the listing (by a concurrent forget)
+    /// is left out, not an error.
+    pub(crate) async fn listing_of(&self, objects: Vec<StoredObject>) -> Result<Listing> {
         let mut listing = Listing::default();
-        for (key, _) in keys {
+        for StoredObject { key, modified, .. } in objects {
             let Some(directory) = key
                 .strip_suffix(&format!("/{MANIFEST}"))
                 .and_then(|k| k.strip_prefix(&format!("{BACKUPS}/")))
@@ -124,7 +125,10 @@ impl Repository {
                 continue;
             };
             match self.manifest(&id).await {
-                Ok(manifest) => listing.backups.push(manifest),
+                Ok(manifest) => listing.backups.push(Manifest {
+                    stored_at: Some(modified),
+                    ..manifest
+                }),
                 Err(Error::NoSuchBackup { .. }) => {}
                 Err(
                     error @ (Error::Format { .. }
@@ -135,7 +139,9 @@ impl Repository {
                 Err(error) => return Err(error),
             }
         }
-        listing.backups.sort_by(|a, b| a.id.cmp(&b.id));
+        listing
+            .backups
+            .sort_by(|a, b| (a.time(), &a.id).cmp(&(b.time(), &b.id)));
         Ok(listing)
     }
 
@@ -317,7 +323,14 @@ mod tests {
         .unwrap();
         // Listed, then deleted by a concurrent forget before its manifest was read.
         let gone = BackupId::new(std::time::UNIX_EPOCH);
-        let listing = repo.listing_of(vec![(manifest_key(&gone), 100)]).await.unwrap();
+        let listing = repo
+            .listing_of(vec![StoredObject {
+                key: manifest_key(&gone),
+                size: 100,
+                modified: std::time::SystemTime::now(),
+            }])
+            .await
+            .unwrap();
         assert!(listing.backups.is_empty() && listing.unreadable.is_empty());
     }
 }

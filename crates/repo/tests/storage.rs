@@ -92,7 +92,11 @@ fn description(now: std::time::SystemTime) -> Description {
 
 /// A committed backup created at `seconds` with one small artefact.
 async fn committed(repo: &Repository, seconds: u64) -> Manifest {
-    let now = UNIX_EPOCH + Duration::from_secs(seconds);
+    committed_at(repo, UNIX_EPOCH + Duration::from_secs(seconds)).await
+}
+
+/// A committed backup whose ID says `now`, with one small artefact.
+async fn committed_at(repo: &Repository, now: std::time::SystemTime) -> Manifest {
     let mut backup = repo.begin(BackupId::new(now));
     backup.start_artefact("etcd-snapshot.db").await.unwrap();
     backup.write(&[1; 10]).await.unwrap();
@@ -548,6 +552,37 @@ async fn suite(base: &str, settings: &StorageSettings) {
     hostile_objects(open("hostile")).await;
     concurrent_writers(open("concurrent")).await;
     locks(open("locks")).await;
+    clock_ahead(open("clock")).await;
+}
+
+/// A node whose clock runs a day ahead names its backup in the future: the listing orders it
+/// by when the storage received it, so a backup made after it is the newest (`latest`, and
+/// what retention keeps), and the skew is named.
+async fn clock_ahead(storage: Storage) {
+    let (repo, _) = init(
+        &storage,
+        age::x25519::Identity::generate().to_public().to_string(),
+    )
+    .await;
+    let day = Duration::from_secs(86_400);
+    let ahead = committed_at(&repo, std::time::SystemTime::now() + day).await;
+    let later = committed_at(&repo, std::time::SystemTime::now()).await;
+    let listing = repo.list().await.unwrap();
+    let ids: Vec<&BackupId> = listing.backups.iter().map(|m| &m.id).collect();
+    assert_eq!(ids, [&ahead.id, &later.id]);
+    let skew = listing.backups[0].clock_ahead().unwrap();
+    // Storage times may be whole seconds.
+    assert!(
+        skew > day - Duration::from_secs(600) && skew < day + Duration::from_secs(2),
+        "{skew:?}"
+    );
+    assert_eq!(listing.backups[1].clock_ahead(), None);
+    assert!(listing.backups[0].time() <= listing.backups[1].time());
+    // An ID behind the storage's time (a copy stores an old backup late) keeps its own time.
+    let old = committed(&repo, 1_000).await;
+    let listing = repo.list().await.unwrap();
+    assert_eq!(listing.backups[0].id, old.id);
+    assert_eq!(listing.backups[0].time(), old.id.time());
 }
 
 #[tokio::test]

@@ -19,8 +19,8 @@ use lifeboat_recover::source::{
 };
 use lifeboat_recover::{
     BumpRequest, Journal, Narrator, NodeHost, Outcome, RecoverOptions, Restoring, Setting, SnapshotFacts,
-    abort, choose_bump, discover, earlier_run, lock, old_data, plan, preflight, restore_file,
-    resume_or_begin, run, under,
+    abort, check_files_node, choose_bump, discover, earlier_run, lock, old_data, plan, preflight,
+    restore_file, resume_or_begin, run, under,
 };
 use lifeboat_repo::{BackupId, Identity, Repository};
 
@@ -468,6 +468,9 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
         files_id.clone(),
         SystemTime::now(),
     )?;
+    if let Some(tar) = &files {
+        check_files_node(&journal, &options.root, tar)?;
+    }
     let facts = SnapshotFacts {
         shown: &resolved.shown,
         version: resolved.version.as_deref(),

@@ -58,6 +58,15 @@ fn print(out: &mut impl Write, found: &RepoCheck) -> anyhow::Result<()> {
     for leftover in &found.unreferenced {
         writeln!(out, "{}", leftover_line("unreferenced object", leftover))?;
     }
+    for skewed in &found.clock_ahead {
+        writeln!(
+            out,
+            "backup {} is named {} ahead of when the storage received it: the clock of host {} runs ahead; it is ordered and kept by the storage's time (fix the host's clock, e.g. with chrony)",
+            skewed.id,
+            humantime::format_duration(std::time::Duration::from_secs(skewed.ahead_seconds)),
+            skewed.host
+        )?;
+    }
     match &found.open_uploads {
         Some(uploads) => {
             for upload in uploads {
