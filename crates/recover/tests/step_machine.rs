@@ -219,7 +219,12 @@ impl Tree {
             .in_progress
             .as_ref()
             .map(|j| j.manifests_aside(&self.options));
-        let node = discover(self.root(), aside.as_deref(), None)?;
+        // A node that lost its static Pods is read from the files backup, as `recover` does.
+        let node = match (discover(self.root(), aside.as_deref(), None), files) {
+            (Ok(node), _) => node,
+            (Err(_), Some(tar)) => discover(self.root(), aside.as_deref(), Some(tar))?,
+            (Err(error), None) => return Err(error),
+        };
         let restoring = Restoring {
             source: "backup 20261205T000000.000Z-0123456789abcdef".into(),
             identity: "20261205T000000.000Z-0123456789abcdef".into(),
@@ -490,4 +495,18 @@ async fn a_files_backup_of_another_node_is_refused_before_anything_is_placed() {
         "{refused}"
     );
     assert_eq!(tree.contents(true), before);
+}
+
+#[tokio::test]
+async fn a_node_that_lost_etc_kubernetes_and_its_data_is_rebuilt_or_left_as_it_was_from_any_cut() {
+    let prepare = |tree: &Tree| {
+        let tar = tree.files_backup();
+        std::fs::remove_dir_all(tree.root().join("etc/kubernetes")).unwrap();
+        std::fs::remove_dir_all(tree.root().join("var/lib/etcd")).unwrap();
+        Some(tar)
+    };
+    let (recovered, _) = uncut(false, true, true, &prepare).await;
+    assert_eq!(recovered["etc/kubernetes/admin.conf"], "admin of the node");
+    assert_eq!(recovered["var/lib/etcd/member/snap/db"], "restored");
+    every_cut_resumes_or_rolls_back(false, true, true, &prepare).await;
 }
