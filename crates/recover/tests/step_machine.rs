@@ -113,8 +113,9 @@ struct Tree {
 impl Tree {
     /// A control-plane node: etcd, an API server and a scheduler; etcd's old data, on a disk
     /// of its own with `on_disk`.
-    /// `ready`: whether the API server comes back (else the run ends with exit 3).
-    fn new(on_disk: bool, ready: bool) -> Self {
+    /// `ending`: how a run on it ends: recovered, the API server not back (exit 3), or a member
+    /// of three whose cluster waits for the others (exit 3).
+    fn new(on_disk: bool, ending: Outcome) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let disk = on_disk.then(|| Tmpfs::mount_at(&root.join("var/lib/etcd"), 1 << 20).unwrap());
@@ -124,14 +125,16 @@ impl Tree {
             client: "http://127.0.0.1:2379".into(),
             peer: "http://127.0.0.1:2380".into(),
         };
-        write_control_plane_node(
-            root,
-            EtcdVersion::V3_5,
-            &member,
-            std::slice::from_ref(&member),
-            None,
-        )
-        .unwrap();
+        let peer = |n: u16| StaticMember {
+            name: format!("node-{n}"),
+            client: format!("http://127.0.0.1:{}", 2379 + 10 * n),
+            peer: format!("http://127.0.0.1:{}", 2380 + 10 * n),
+        };
+        let all = match ending {
+            Outcome::QuorumPending => vec![member.clone(), peer(2), peer(3)],
+            _ => vec![member.clone()],
+        };
+        write_control_plane_node(root, EtcdVersion::V3_5, &member, &all, None).unwrap();
         std::fs::write(
             root.join("etc/kubernetes/manifests/kube-apiserver.yaml"),
             "apiVersion: v1\nkind: Pod\nmetadata: {name: kube-apiserver}\nspec:\n  containers:\n  - {name: kube-apiserver, image: registry.k8s.io/kube-apiserver:v1.33.0, command: [kube-apiserver, --secure-port=6443]}\n",
@@ -146,11 +149,13 @@ impl Tree {
             root: root.to_path_buf(),
             journal_dir: PathBuf::from("/var/lib/lifeboat"),
             stop_timeout: Duration::from_secs(5),
-            etcd_timeout: Duration::from_secs(5),
-            apiserver_timeout: if ready {
-                Duration::from_secs(5)
-            } else {
-                Duration::ZERO
+            etcd_timeout: match ending {
+                Outcome::QuorumPending => Duration::ZERO,
+                _ => Duration::from_secs(5),
+            },
+            apiserver_timeout: match ending {
+                Outcome::ApiServerNotReady => Duration::ZERO,
+                _ => Duration::from_secs(5),
             },
         };
         Self {
@@ -269,28 +274,20 @@ impl Tree {
     }
 }
 
-/// How a run on a tree made `ready` ends.
-fn expected(ready: bool) -> Outcome {
-    match ready {
-        true => Outcome::Recovered,
-        false => Outcome::ApiServerNotReady,
-    }
-}
-
 /// The node a run leaves, from a node as [`Tree::new`] makes it changed by `prepare`, and
 /// the actions it reaches.
 async fn uncut(
     on_disk: bool,
-    ready: bool,
+    ending: Outcome,
     with_files: bool,
     prepare: &dyn Fn(&Tree) -> Option<Vec<u8>>,
 ) -> (BTreeMap<String, String>, Vec<String>) {
-    let tree = Tree::new(on_disk, ready);
+    let tree = Tree::new(on_disk, ending);
     let files = prepare(&tree);
     let host = StandIn::crashing_at(None);
     assert_eq!(
         tree.run(&host, files.as_deref(), with_files).await.unwrap(),
-        expected(ready)
+        ending
     );
     (tree.contents(false), host.actions())
 }
@@ -299,22 +296,22 @@ async fn uncut(
 /// rolled back, the node as it was, also when the rollback itself is cut off and repeated.
 async fn every_cut_resumes_or_rolls_back(
     on_disk: bool,
-    ready: bool,
+    ending: Outcome,
     with_files: bool,
     prepare: &dyn Fn(&Tree) -> Option<Vec<u8>>,
 ) -> Vec<String> {
-    let (recovered, actions) = uncut(on_disk, ready, with_files, prepare).await;
+    let (recovered, actions) = uncut(on_disk, ending, with_files, prepare).await;
     assert!(actions.len() > 20, "{actions:?}");
     for (index, action) in actions.iter().enumerate() {
         let crash_at = index + 1;
         // Resumed.
-        let tree = Tree::new(on_disk, ready);
+        let tree = Tree::new(on_disk, ending);
         let files = prepare(&tree);
         let (cut_host, resumed_host) = (StandIn::crashing_at(Some(crash_at)), StandIn::crashing_at(None));
         let cut = tree.run(&cut_host, files.as_deref(), with_files).await;
         assert!(cut.is_err(), "cut at {action}");
         let resumed = tree.run(&resumed_host, files.as_deref(), with_files).await;
-        assert_eq!(resumed.unwrap(), expected(ready), "resumed after {action}");
+        assert_eq!(resumed.unwrap(), ending, "resumed after {action}");
         assert_eq!(tree.contents(false), recovered, "resumed after {action}");
         // The restored data's owner is set once it is in place, however late the cut fell.
         let owned = [cut_host.actions(), resumed_host.actions()]
@@ -325,7 +322,7 @@ async fn every_cut_resumes_or_rolls_back(
         assert!(owned >= 1, "the owner is never set after a cut at {action}");
 
         // Rolled back; the rollback cut off at its first action, then its second, and so on.
-        let tree = Tree::new(on_disk, ready);
+        let tree = Tree::new(on_disk, ending);
         let files = prepare(&tree);
         let before = tree.contents(true);
         let cut = tree
@@ -371,7 +368,7 @@ async fn every_cut_resumes_or_rolls_back(
 
 #[tokio::test]
 async fn a_run_cut_off_after_any_action_resumes_or_rolls_back() {
-    let actions = every_cut_resumes_or_rolls_back(false, true, false, &|_| None).await;
+    let actions = every_cut_resumes_or_rolls_back(false, Outcome::Recovered, false, &|_| None).await;
     assert!(actions.contains(&"data-aside:renamed".to_string()), "{actions:?}");
 }
 
@@ -401,17 +398,17 @@ async fn with_a_files_backup_a_run_cut_off_after_any_action_resumes_or_rolls_bac
         std::fs::remove_dir_all(root.join("etc/kubernetes/pki")).unwrap();
         Some(tar)
     };
-    let (recovered, _) = uncut(false, true, true, &prepare).await;
+    let (recovered, _) = uncut(false, Outcome::Recovered, true, &prepare).await;
     assert_eq!(recovered["etc/kubernetes/admin.conf"], "admin of the backup");
     assert_eq!(recovered["etc/kubernetes/pki/ca.crt"], "the backup's CA");
-    every_cut_resumes_or_rolls_back(false, true, true, &prepare).await;
+    every_cut_resumes_or_rolls_back(false, Outcome::Recovered, true, &prepare).await;
 }
 
 #[tokio::test]
 async fn on_a_dedicated_data_disk_a_run_cut_off_after_any_action_resumes_or_rolls_back() {
     // The data directory is a mount point: its contents move, one entry at a time, and the
     // restore is written inside it.
-    let actions = every_cut_resumes_or_rolls_back(true, true, false, &|_| None).await;
+    let actions = every_cut_resumes_or_rolls_back(true, Outcome::Recovered, false, &|_| None).await;
     assert!(
         actions.contains(&"data-aside:moved-member".to_string()),
         "{actions:?}"
@@ -424,7 +421,7 @@ async fn on_a_dedicated_data_disk_a_run_cut_off_after_any_action_resumes_or_roll
 
 #[tokio::test]
 async fn an_earlier_run_is_resumed_by_the_same_source_and_a_finished_one_only_on_request() {
-    let tree = Tree::new(false, true);
+    let tree = Tree::new(false, Outcome::Recovered);
     assert!(
         tree.run(&StandIn::crashing_at(Some(5)), None, false)
             .await
@@ -474,12 +471,17 @@ async fn an_earlier_run_is_resumed_by_the_same_source_and_a_finished_one_only_on
 
 #[tokio::test]
 async fn a_run_that_ends_with_the_api_server_not_ready_is_resumed_or_rolled_back_from_any_cut() {
-    every_cut_resumes_or_rolls_back(false, false, false, &|_| None).await;
+    every_cut_resumes_or_rolls_back(false, Outcome::ApiServerNotReady, false, &|_| None).await;
+}
+
+#[tokio::test]
+async fn a_member_whose_cluster_waits_for_the_others_is_resumed_or_rolled_back_from_any_cut() {
+    every_cut_resumes_or_rolls_back(false, Outcome::QuorumPending, false, &|_| None).await;
 }
 
 #[tokio::test]
 async fn a_files_backup_of_another_node_is_refused_before_anything_is_placed() {
-    let tree = Tree::new(false, true);
+    let tree = Tree::new(false, Outcome::Recovered);
     let pods = tree.root().join("etc/kubernetes/manifests/etcd.yaml");
     let own = std::fs::read_to_string(&pods).unwrap();
     std::fs::write(&pods, own.replace("/var/lib/etcd", "/var/lib/etcd2")).unwrap();
@@ -505,8 +507,8 @@ async fn a_node_that_lost_etc_kubernetes_and_its_data_is_rebuilt_or_left_as_it_w
         std::fs::remove_dir_all(tree.root().join("var/lib/etcd")).unwrap();
         Some(tar)
     };
-    let (recovered, _) = uncut(false, true, true, &prepare).await;
+    let (recovered, _) = uncut(false, Outcome::Recovered, true, &prepare).await;
     assert_eq!(recovered["etc/kubernetes/admin.conf"], "admin of the node");
     assert_eq!(recovered["var/lib/etcd/member/snap/db"], "restored");
-    every_cut_resumes_or_rolls_back(false, true, true, &prepare).await;
+    every_cut_resumes_or_rolls_back(false, Outcome::Recovered, true, &prepare).await;
 }
