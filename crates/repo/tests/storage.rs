@@ -566,6 +566,9 @@ async fn clock_ahead(storage: Storage) {
     .await;
     let day = Duration::from_secs(86_400);
     let ahead = committed_at(&repo, std::time::SystemTime::now() + day).await;
+    // IDs name milliseconds while a file's time is finer: within one millisecond the later
+    // backup's ID may read earlier than the first one's storage time.
+    tokio::time::sleep(Duration::from_millis(20)).await;
     let later = committed_at(&repo, std::time::SystemTime::now()).await;
     let listing = repo.list().await.unwrap();
     let ids: Vec<&BackupId> = listing.backups.iter().map(|m| &m.id).collect();
