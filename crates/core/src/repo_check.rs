@@ -109,7 +109,7 @@ async fn survey(repo: &Repository) -> Result<(RepoCheck, Vec<OpenUpload>)> {
             age_seconds: age(now, o.modified),
         })
         .collect();
-    let uploads = repo.storage().open_uploads()?;
+    let uploads = repo.storage().open_uploads().await?;
     let open_uploads = uploads.as_ref().map(|uploads| {
         uploads
             .iter()
@@ -203,8 +203,12 @@ async fn prune_locked(
                 .await?;
         }
         for (_, upload) in &aborted {
-            cancel.check()?;
-            repo.storage().abort_open_upload(upload)?;
+            if let Some(lock) = lock {
+                lock.ensure_held()?;
+            }
+            cancel
+                .run(async { Ok(repo.storage().abort_open_upload(upload).await?) })
+                .await?;
         }
     }
     let aborted = aborted.into_iter().map(|(leftover, _)| leftover).collect();

@@ -18,6 +18,7 @@ mod id;
 mod keys;
 mod locks;
 mod new_backup;
+mod open_uploads;
 mod read;
 mod repository;
 mod seal;
@@ -33,10 +34,10 @@ pub use id::BackupId;
 pub use keys::{generate_identity, parse_identities, parse_recipient};
 pub use locks::{LOCK_REFRESH, LOCK_VALIDITY, LockKind, LockRecord, LockTiming, RepoLock, StoredLock};
 pub use new_backup::{Description, NewBackup};
+pub use open_uploads::OpenUpload;
 pub use read::ReadBack;
 pub use repository::{CONFIG_KEY, Listing, Repository, timestamp};
 pub use seal::{Sealed, Sealer, open_sealed};
 pub use store::{
-    Download, Location, OpenUpload, PART_SIZE, SMALL_OBJECT_MAX, Storage, StorageSettings, StoredObject,
-    Upload,
+    Download, Location, PART_SIZE, SMALL_OBJECT_MAX, Storage, StorageSettings, StoredObject, Upload,
 };

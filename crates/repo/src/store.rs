@@ -5,13 +5,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use object_store::ClientOptions;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
+use crate::open_uploads::MultipartLister;
 use crate::{Error, Result};
 
 /// Where a repository lives.
@@ -196,6 +197,26 @@ macro_rules! cloud_builder {
 cloud_builder!(GoogleCloudStorageBuilder, GoogleConfigKey);
 cloud_builder!(MicrosoftAzureBuilder, AzureConfigKey);
 
+/// Where object_store sends bucket requests, worked out as its builder does: the configured
+/// endpoint (with the bucket in its path unless virtual-hosted), else AWS's own.
+fn bucket_url(builder: &AmazonS3Builder, bucket: &str) -> String {
+    let region = builder
+        .get_config_value(&AmazonS3ConfigKey::Region)
+        .unwrap_or_else(|| "us-east-1".into());
+    let virtual_hosted = builder
+        .get_config_value(&AmazonS3ConfigKey::VirtualHostedStyleRequest)
+        .is_some_and(|v| v == "true");
+    let endpoint = builder
+        .get_config_value(&AmazonS3ConfigKey::S3Endpoint)
+        .or_else(|| builder.get_config_value(&AmazonS3ConfigKey::Endpoint));
+    match (endpoint, virtual_hosted) {
+        (Some(endpoint), true) => endpoint,
+        (Some(endpoint), false) => format!("{}/{bucket}", endpoint.trim_end_matches('/')),
+        (None, true) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
+        (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
+    }
+}
+
 fn is_loopback_http(endpoint: &str) -> bool {
     let rest = endpoint.strip_prefix("http://").unwrap_or_default();
     let host = rest.split(['/', ':']).next().unwrap_or_default();
@@ -215,6 +236,8 @@ pub struct Storage {
     metadata_fallback: Option<String>,
     /// Where this storage's credentials come from, for an access-denied error.
     credentials: &'static str,
+    /// On S3: how to list and abort the multipart uploads object_store does not.
+    multipart: Option<Arc<MultipartLister>>,
 }
 
 /// A stored object and when it was last written.
@@ -224,15 +247,6 @@ pub struct StoredObject {
     pub key: String,
     pub size: u64,
     pub modified: std::time::SystemTime,
-}
-
-/// An upload that was begun and neither completed nor aborted (its process died).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenUpload {
-    /// The object it would have become, relative to the repository root.
-    pub key: String,
-    pub started: std::time::SystemTime,
-    staging: PathBuf,
 }
 
 impl Storage {
@@ -261,6 +275,7 @@ impl Storage {
                     local_root: Some(absolute),
                     metadata_fallback: None,
                     credentials: "the directory's owner and mode",
+                    multipart: None,
                 })
             }
             Location::S3 { bucket, prefix } => {
@@ -302,14 +317,32 @@ impl Storage {
                         builder = set(builder, value.clone());
                     }
                 }
-                let store = builder.build().map_err(|e| failed(e.to_string()))?;
-                Ok(Self::cloud(
-                    Arc::new(store),
+                let mut options = ClientOptions::new();
+                for (key, value) in s3.config_for::<object_store::ClientConfigKey>() {
+                    options = options.with_config(key, value);
+                }
+                if let Some(endpoint) = &s3.endpoint {
+                    options = options.with_allow_http(plain_http(endpoint, s3.allow_http).map_err(failed)?);
+                }
+                let bucket_url = bucket_url(&builder, bucket);
+                let region = builder
+                    .get_config_value(&AmazonS3ConfigKey::Region)
+                    .unwrap_or_else(|| "us-east-1".into());
+                let store = Arc::new(builder.build().map_err(|e| failed(e.to_string()))?);
+                let mut storage = Self::cloud(
+                    store.clone(),
                     repo,
                     prefix,
                     metadata_fallback,
                     "the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or the role) and the bucket policy",
-                ))
+                );
+                storage.multipart = Some(Arc::new(MultipartLister {
+                    store,
+                    bucket_url,
+                    region,
+                    options,
+                }));
+                Ok(storage)
             }
             Location::Gcs { bucket, prefix } => Self::open_cloud(
                 GoogleCloudStorageBuilder::new().with_bucket_name(bucket),
@@ -370,6 +403,7 @@ impl Storage {
             local_root: None,
             metadata_fallback,
             credentials,
+            multipart: None,
         }
     }
 
@@ -378,8 +412,34 @@ impl Storage {
             .fold(self.prefix.clone(), |path, part| path.join(part))
     }
 
-    fn error(&self, key: &str, error: object_store::Error) -> Error {
-        let text = error.to_string();
+    /// A local repository's directory.
+    pub(crate) fn local_root(&self) -> Option<&std::path::Path> {
+        self.local_root.as_deref()
+    }
+
+    pub(crate) fn multipart(&self) -> Option<&MultipartLister> {
+        self.multipart.as_deref()
+    }
+
+    /// The repository's root as a key prefix: empty, or `prefix/`.
+    pub(crate) fn root_prefix(&self) -> String {
+        match self.prefix.as_ref() {
+            "" => String::new(),
+            prefix => format!("{prefix}/"),
+        }
+    }
+
+    pub(crate) fn object_error(&self, key: &str, error: object_store::Error) -> Error {
+        let denied = matches!(
+            error,
+            object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+        );
+        self.storage_error(key, error.to_string(), denied)
+    }
+
+    /// The error for a failed request about `key`, whose answer was `text`; `denied` when the
+    /// answer itself said so (not only its XML code).
+    pub(crate) fn storage_error(&self, key: &str, text: String, denied: bool) -> Error {
         if let Some(endpoint) = &self.metadata_fallback
             && text.contains(endpoint.trim_end_matches('/'))
         {
@@ -402,13 +462,11 @@ impl Storage {
                     .into(),
             };
         }
-        let denied = matches!(
-            error,
-            object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
-        ) || matches!(
-            code.as_deref(),
-            Some("AccessDenied" | "SignatureDoesNotMatch" | "InvalidAccessKeyId")
-        );
+        let denied = denied
+            || matches!(
+                code.as_deref(),
+                Some("AccessDenied" | "SignatureDoesNotMatch" | "InvalidAccessKeyId")
+            );
         let message = match (denied, code) {
             (true, code) => format!(
                 "access denied{}; check {}",
@@ -431,7 +489,7 @@ impl Storage {
             .list_with_delimiter(Some(&self.prefix))
             .await
             .map(|_| ())
-            .map_err(|e| self.error("(listing)", e))
+            .map_err(|e| self.object_error("(listing)", e))
     }
 
     /// The repository as the user named it.
@@ -444,7 +502,7 @@ impl Storage {
         self.store
             .put(&self.path(key), PutPayload::from(bytes))
             .await
-            .map_err(|e| self.error(key, e))?;
+            .map_err(|e| self.object_error(key, e))?;
         Ok(())
     }
 
@@ -477,7 +535,7 @@ impl Storage {
     pub async fn delete(&self, key: &str) -> Result<()> {
         match self.store.delete(&self.path(key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.error(key, e)),
+            Err(e) => Err(self.object_error(key, e)),
         }
     }
 
@@ -500,7 +558,7 @@ impl Storage {
             .list(Some(&root))
             .try_collect()
             .await
-            .map_err(|e| self.error(prefix, e))?;
+            .map_err(|e| self.object_error(prefix, e))?;
         let skip = self.prefix.parts().count();
         let mut found: Vec<StoredObject> = objects
             .into_iter()
@@ -520,57 +578,6 @@ impl Storage {
             .collect();
         found.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(found)
-    }
-
-    /// Uploads left open by processes that died, where the backend can list them: a local
-    /// repository's staging files (`<key>#<n>`). `None` where it cannot (S3 multipart uploads
-    /// are not listed through object_store; a bucket lifecycle rule AbortIncompleteMultipartUpload
-    /// removes them).
-    pub fn open_uploads(&self) -> Result<Option<Vec<OpenUpload>>> {
-        let Some(root) = &self.local_root else {
-            return Ok(None);
-        };
-        let mut found = Vec::new();
-        let mut pending = vec![root.clone()];
-        while let Some(dir) = pending.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let Ok(metadata) = entry.metadata() else { continue };
-                if metadata.is_dir() {
-                    pending.push(path);
-                    continue;
-                }
-                let Some((target, _)) = path.to_str().and_then(|p| p.rsplit_once('#')) else {
-                    continue;
-                };
-                let key = std::path::Path::new(target)
-                    .strip_prefix(root)
-                    .map(|k| k.display().to_string())
-                    .unwrap_or_default();
-                found.push(OpenUpload {
-                    key,
-                    started: metadata.modified().unwrap_or(std::time::UNIX_EPOCH),
-                    staging: path,
-                });
-            }
-        }
-        found.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(Some(found))
-    }
-
-    /// Removes what an open upload stored.
-    pub fn abort_open_upload(&self, upload: &OpenUpload) -> Result<()> {
-        match std::fs::remove_file(&upload.staging) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(Error::Io {
-                object: format!("{}/{}", self.repo, upload.key),
-                source,
-            }),
-        }
     }
 }
 
@@ -606,7 +613,7 @@ impl Storage {
                 stream: result.into_stream(),
             })),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.error(key, e)),
+            Err(e) => Err(self.object_error(key, e)),
         }
     }
 }
@@ -623,7 +630,7 @@ impl Download {
         match self.stream.next().await {
             None => Ok(None),
             Some(Ok(chunk)) => Ok(Some(chunk)),
-            Some(Err(e)) => Err(self.storage.error(&self.key, e)),
+            Some(Err(e)) => Err(self.storage.object_error(&self.key, e)),
         }
     }
 }
@@ -657,7 +664,7 @@ impl Storage {
             .store
             .put_multipart(&self.path(key))
             .await
-            .map_err(|e| self.error(key, e))?;
+            .map_err(|e| self.object_error(key, e))?;
         Ok(Upload {
             key: key.to_string(),
             storage: self.clone(),
@@ -672,7 +679,7 @@ impl Upload {
         self.writer
             .wait_for_capacity(PARTS_IN_FLIGHT)
             .await
-            .map_err(|e| self.storage.error(&self.key, e))?;
+            .map_err(|e| self.storage.object_error(&self.key, e))?;
         self.writer.put(bytes::Bytes::from(bytes));
         Ok(())
     }
@@ -682,7 +689,7 @@ impl Upload {
         self.writer
             .finish()
             .await
-            .map_err(|e| self.storage.error(&self.key, e))?;
+            .map_err(|e| self.storage.object_error(&self.key, e))?;
         Ok(())
     }
 
@@ -691,7 +698,7 @@ impl Upload {
         self.writer
             .abort()
             .await
-            .map_err(|e| self.storage.error(&self.key, e))
+            .map_err(|e| self.storage.object_error(&self.key, e))
     }
 }
 

@@ -9,6 +9,7 @@ pub mod cloud;
 pub mod etcd;
 pub mod faulty;
 pub mod fill;
+pub mod garage;
 pub mod kubelet;
 pub mod kubernetes;
 pub mod pki;
@@ -22,6 +23,7 @@ pub use etcd::{
 };
 pub use faulty::FaultyProxy;
 pub use fill::{FillSpec, FillSummary, fill, fill_large_values, fill_small_keys};
+pub use garage::{GARAGE_REGION, GarageServer};
 pub use kubelet::FakeKubelet;
 pub use kubernetes::{KubeadmNode, NodeOptions};
 pub use pki::{Pki, apiserver_pki, control_plane_tree};

@@ -10,6 +10,7 @@ mod hashkv;
 mod k8s;
 mod kube;
 mod kube_recover;
+mod open_uploads;
 mod recover;
 mod recover_safety;
 mod repository;
