@@ -61,7 +61,7 @@ pub(crate) async fn lock(
 
 /// Runs `produce` into new backup `id` of `repo` unless cancelled, then commits it (manifest last);
 /// on an error or a cancellation everything it wrote is removed. `operation` holds a shared lock
-/// claiming `id` meanwhile, checked before the commit.
+/// claiming `id` meanwhile; it and `cancel` are checked before the commit.
 pub(crate) async fn write_backup(
     repo: &Repository,
     id: BackupId,
@@ -71,10 +71,12 @@ pub(crate) async fn write_backup(
 ) -> Result<Manifest> {
     let lock = lock(repo, operation, LockKind::Writing(id.clone()), cancel).await?;
     let mut backup = repo.begin(id);
-    let outcome = cancel
-        .run(produce(&mut backup))
-        .await
-        .and_then(|description| Ok(lock.ensure_held().map(|()| description)?));
+    let outcome = cancel.run(produce(&mut backup)).await.and_then(|description| {
+        // The last look before the manifest: a cancellation (or a lost leadership) since
+        // the work ended still commits nothing.
+        cancel.check()?;
+        Ok(lock.ensure_held().map(|()| description)?)
+    });
     let settled = backup.settle(outcome).await;
     lock.release().await;
     settled

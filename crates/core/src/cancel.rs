@@ -1,9 +1,12 @@
 //! One way to stop every long operation: the caller cancels (a signal handler, an agent's
 //! shutdown or job timeout), the operation aborts what it started and returns
-//! [`Error::Interrupted`] with the reason given.
+//! [`Error::Interrupted`] with the reason given. A cancellation may also be fenced by a
+//! leadership [`Term`]: once the term is no longer surely held, every check fails, whether or
+//! not anyone has noticed yet, so work that ran on past its leadership commits nothing.
 
 use std::sync::{Arc, OnceLock};
 
+use lifeboat_etcd_conn::Term;
 use tokio_util::sync::CancellationToken;
 
 use crate::{Error, Result};
@@ -13,7 +16,11 @@ use crate::{Error, Result};
 pub struct Cancel {
     token: CancellationToken,
     reason: Arc<OnceLock<&'static str>>,
+    fence: Option<Term>,
 }
+
+/// The reason an operation fenced by a lost term stops with.
+pub const LEADERSHIP_LOST: &str = "the loss of leadership (its etcd lease was not renewed in time)";
 
 impl Cancel {
     pub fn new() -> Self {
@@ -27,8 +34,14 @@ impl Cancel {
         self.token.cancel();
     }
 
+    /// The same cancellation, failing every check once `term` is no longer held.
+    pub fn fenced_by(mut self, term: Term) -> Self {
+        self.fence = Some(term);
+        self
+    }
+
     pub fn is_cancelled(&self) -> bool {
-        self.token.is_cancelled()
+        self.token.is_cancelled() || self.fence.as_ref().is_some_and(|term| !term.held())
     }
 
     /// Resolves once cancelled, to the reason.
@@ -38,7 +51,11 @@ impl Cancel {
     }
 
     fn reason(&self) -> &'static str {
-        self.reason.get().copied().unwrap_or("cancellation")
+        match self.reason.get() {
+            Some(reason) => reason,
+            None if self.fence.as_ref().is_some_and(|term| !term.held()) => LEADERSHIP_LOST,
+            None => "cancellation",
+        }
     }
 
     /// `Err(Interrupted)` once cancelled: for checks between steps.
@@ -54,6 +71,7 @@ impl Cancel {
     /// Runs `work` unless cancelled first; then `work` is dropped (what it owns cleans up on drop)
     /// and [`Error::Interrupted`] returned.
     pub async fn run<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
+        self.check()?;
         tokio::select! {
             biased;
             signal = self.cancelled() => Err(Error::Interrupted { signal }),

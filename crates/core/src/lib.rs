@@ -45,6 +45,6 @@ pub mod snapshot_restore;
 pub mod snapshot_save;
 pub mod stream;
 
-pub use cancel::Cancel;
+pub use cancel::{Cancel, LEADERSHIP_LOST};
 pub use error::{Error, Result};
 pub use progress::{NoProgress, Progress};

@@ -6,14 +6,17 @@
 //! - [`connect_first_healthy`]: tries the endpoints in order and returns the first [`Member`] that
 //!   answers Status, with every other endpoint's failure kept for the error.
 //! - [`Member`]: one connected endpoint, its [`MemberStatus`], and its snapshot stream.
+//! - [`Candidacy`], [`Term`]: leadership by etcd's election API over a kept-alive lease.
 //! - [`Error`]: every failure named by cause (refused, timed out, untrusted server certificate,
 //!   rejected client certificate, wrong password, ...), never a bare "transport error".
 
 mod classify;
+mod election;
 mod error;
 mod member;
 mod tls;
 
+pub use election::{Candidacy, Elected, Term};
 pub use error::{EndpointFailure, Error, Result};
 pub use member::{LiveHashKv, Member, MemberStatus, SnapshotStream, connect, connect_first_healthy};
 pub use tls::TlsFiles;

@@ -49,14 +49,14 @@ pub struct Member {
 
 /// What error classification needs to know about an established connection.
 #[derive(Debug, Clone)]
-struct Peer {
+pub(crate) struct Peer {
     endpoint: String,
     tls: bool,
     client_cert: bool,
 }
 
 impl Peer {
-    fn classify(&self, error: &(dyn std::error::Error + 'static)) -> Error {
+    pub(crate) fn classify(&self, error: &(dyn std::error::Error + 'static)) -> Error {
         let situation = Situation {
             endpoint: &self.endpoint,
             tls: self.tls,
@@ -383,6 +383,10 @@ impl Member {
         let response = self.client.status().await.map_err(|e| self.peer.classify(&e))?;
         self.status = member_status(&self.status.endpoint, &response);
         Ok(&self.status)
+    }
+
+    pub(crate) fn peer(&self) -> &Peer {
+        &self.peer
     }
 
     /// The underlying client, for test harnesses that write data.

@@ -27,9 +27,12 @@ pub struct Config {
     pub listen: SocketAddr,
     #[serde(default)]
     pub leader: LeaderMode,
-    /// How often the local member is asked who leads.
+    /// How often the election and this agent's lease are looked at.
     #[serde(default = "default_leader_check", deserialize_with = "duration")]
     pub leader_check: Duration,
+    /// The leader's lease: another agent leads within this of the leader's end.
+    #[serde(default = "default_leader_ttl", deserialize_with = "duration")]
+    pub leader_ttl: Duration,
     /// The cluster's name on the status page.
     #[serde(default)]
     pub cluster: Option<String>,
@@ -55,11 +58,15 @@ fn default_leader_check() -> Duration {
     Duration::from_secs(5)
 }
 
+fn default_leader_ttl() -> Duration {
+    Duration::from_secs(15)
+}
+
 /// Which agent runs the cluster-wide jobs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LeaderMode {
-    /// The agent whose local etcd member is the raft leader.
+    /// The agent etcd's election (a lease-backed key under `lifeboat/leader`) elects.
     #[default]
     Etcd,
     /// This agent, whatever etcd says (one agent per cluster).
@@ -589,7 +596,14 @@ impl Config {
             config.jobs.iter().any(|j| j.kind == JobKind::Backup) || config.leader == LeaderMode::Etcd;
         if needs_etcd && config.etcd.endpoints.is_empty() && !config.etcd.kubeadm {
             anyhow::bail!(
-                "{origin}: etcd: no endpoints and no `kubeadm: true`; backups and `leader: etcd` need the local member (or set `leader: always` without backup jobs)"
+                "{origin}: etcd: no endpoints and no `kubeadm: true`; backups and `leader: etcd` need the cluster's endpoints (or set `leader: always` without backup jobs)"
+            );
+        }
+        // etcd refuses leases much shorter than its election timeout.
+        if config.leader_ttl < Duration::from_secs(3) {
+            anyhow::bail!(
+                "{origin}: leader_ttl: {:?} is too short for an etcd lease; give 3s or more (15s by default)",
+                config.leader_ttl
             );
         }
         Ok(config)
@@ -616,6 +630,7 @@ mod tests {
     #[test]
     fn the_example_file_parses_with_every_kind() {
         let config = Config::parse("example", EXAMPLE).unwrap();
+        assert_eq!(config.leader_ttl, Duration::from_secs(15));
         let kinds: BTreeSet<&str> = config.jobs.iter().map(|j| j.kind.as_str()).collect();
         assert_eq!(kinds.len(), 7, "{kinds:?}");
         assert_eq!(config.objectives.rpo, Duration::from_secs(3600));
@@ -632,6 +647,14 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("10 parsecs"), "{message}");
+
+        let message = error(
+            "repository: /tmp/r\nleader: always\nleader_ttl: 1s\njobs:\n  - {name: c, kind: certs, every: 1h}\n",
+        );
+        assert!(
+            message.contains("leader_ttl") && message.contains("3s or more"),
+            "{message}"
+        );
 
         let message = error("repository: /tmp/r\nleader: always\nlisten: nowhere\njobs: []\n");
         assert!(

@@ -46,14 +46,14 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready: the repository answered at the last look and, with `leader: etcd`, the local member
-/// was asked who leads.
+/// Ready: the repository answered at the last look and, with `leader: etcd`, the agent joined
+/// the leader election.
 async fn readyz(State(agent): State<Arc<Agent>>) -> Response {
     let status = agent.status();
     let reason = match (&status.repository_checked, status.leadership.known) {
         (None, _) => Some("the repository has not been listed yet".to_string()),
         (Some(Err(error)), _) => Some(format!("the repository is unreachable: {error}")),
-        (Some(Ok(_)), false) => Some("the local etcd member has not been asked who leads yet".to_string()),
+        (Some(Ok(_)), false) => Some("the agent has not joined the leader election yet".to_string()),
         (Some(Ok(_)), true) => None,
     };
     match reason {

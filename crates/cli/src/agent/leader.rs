@@ -1,117 +1,42 @@
-//! Leadership without the Kubernetes API: the agent whose local etcd member is the raft leader
-//! runs the cluster-wide jobs (as gardener's backup sidecars decide). The local member is asked
-//! (Maintenance.Status) every `leader_check`; an unanswered question means "not leading", so two
-//! agents never both back up because one lost its member. The leading agent also records the
-//! cluster's revision in the repository (at most once a minute), so a recovery can size its
-//! revision bump (`lifeboat_core::revision_gap`).
+//! Leadership by etcd's own election: every agent of a cluster campaigns under
+//! [`ELECTION`] with a lease it keeps alive; the cluster, not the endpoint an agent happens to
+//! ask, decides who leads, so exactly one agent runs the cluster-wide jobs whatever endpoints
+//! each was given. The leader's jobs are fenced by its [`Term`]: once the lease is not surely
+//! held (the agent was paused, cut off, or its renewals refused), every check in them fails and
+//! nothing more is committed. Another agent leads within one lease TTL of the leader's end.
+//!
+//! Tie-break: an agent whose answering member is the raft leader campaigns at once, the others
+//! a quarter TTL later, so at start the leader's agent usually wins (the snapshot is then taken
+//! without a network hop). The leading agent also records the cluster's revision in the
+//! repository (at most once a minute), so a recovery can size its revision bump
+//! (`lifeboat_core::revision_gap`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use lifeboat_core::Cancel;
-use lifeboat_etcd_conn::{Member, MemberStatus};
+use lifeboat_etcd_conn::{Candidacy, Elected, Member, Term, connect_first_healthy};
 use tracing::{info, warn};
 
 use super::Agent;
 use super::config::LeaderMode;
 
+/// The election's name: its keys are `lifeboat/leader/<lease>` in the cluster's own etcd.
+pub const ELECTION: &str = "lifeboat/leader";
 /// How often the leading agent records the cluster's revision.
 const MARK_EVERY: Duration = Duration::from_secs(60);
-
-/// Asks the local member (the first endpoint) how it stands: its ID, the leader's, its
-/// cluster's and its revision.
-async fn ask(agent: &Agent, member: &mut Option<Member>) -> anyhow::Result<MemberStatus> {
-    if member.is_none() {
-        let options = agent.etcd_flags()?.resolve()?;
-        let endpoint = options.endpoints.first().cloned().unwrap_or_default();
-        *member = Some(lifeboat_etcd_conn::connect(&options, &endpoint).await?);
-    }
-    let Some(connected) = member.as_mut() else {
-        anyhow::bail!("no connection to the local member");
-    };
-    match connected.refresh_status().await {
-        Ok(status) => Ok(status.clone()),
-        Err(error) => {
-            // Reconnect next time: the member may have restarted.
-            *member = None;
-            Err(error.into())
-        }
-    }
-}
 
 pub async fn watch(agent: Arc<Agent>, stop: Cancel) {
     if agent.config.leader == LeaderMode::Always {
         return;
     }
-    let mut member = None;
-    let mut marked: Option<Instant> = None;
     loop {
-        let answer = tokio::select! {
-            _ = stop.cancelled() => return,
-            answer = tokio::time::timeout(agent.config.leader_check.max(std::time::Duration::from_secs(2)), ask(&agent, &mut member)) => answer,
-        };
-        let answer = answer.unwrap_or_else(|_| {
-            member = None;
-            Err(anyhow::anyhow!("the local member did not answer in time"))
-        });
-        let (leading, member_id, leader_id, error) = match &answer {
-            Ok(status) => (
-                status.leader != 0 && status.leader == status.member_id,
-                Some(status.member_id),
-                Some(status.leader),
-                None,
-            ),
-            Err(error) => (false, None, None, Some(crate::exit::one_line(error))),
-        };
-        if let Ok(status) = &answer
-            && leading
-            && marked.is_none_or(|at| at.elapsed() >= MARK_EVERY)
-        {
-            marked = Some(Instant::now());
-            // Off the loop: a slow repository must not delay the next look at leadership.
-            let (agent, status) = (agent.clone(), status.clone());
-            tokio::spawn(async move {
-                if let Err(error) = mark_revision(&agent, &status).await {
-                    warn!(
-                        "cannot record the cluster's revision in the repository: {}",
-                        crate::exit::one_line(&error)
-                    );
-                }
-            });
-        }
-        let changed = {
-            let mut status = agent.status();
-            let state = &mut status.leadership;
-            let changed = state.leading != leading;
-            if changed || !state.known {
-                state.since = Some(SystemTime::now());
+        if let Err(error) = stand(&agent, &stop).await {
+            let error = crate::exit::one_line(&error);
+            if agent.status().leadership.error.is_none() {
+                warn!("leadership: {error}; cluster-wide jobs wait until this agent is elected again");
             }
-            if error.is_some() && state.error.is_none() {
-                warn!(
-                    "cannot ask the local etcd member who leads: {}; cluster-wide jobs wait",
-                    error.as_deref().unwrap_or_default()
-                );
-            }
-            state.leading = leading;
-            state.member_id = member_id;
-            state.leader_id = leader_id;
-            state.error = error;
-            state.known = true;
-            changed
-        };
-        agent.metrics.leader.set(i64::from(leading));
-        if changed {
-            agent.metrics.leader_changes.inc();
-            match leading {
-                true => info!(
-                    "leadership: the local member {:x} leads; this agent now runs the cluster-wide jobs",
-                    member_id.unwrap_or_default()
-                ),
-                false => info!(
-                    "leadership: the local member no longer leads (leader {:x}); cluster-wide jobs stop here",
-                    leader_id.unwrap_or_default()
-                ),
-            }
+            agent.settle(false, None, Some(error));
         }
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -120,8 +45,142 @@ pub async fn watch(agent: Arc<Agent>, stop: Cancel) {
     }
 }
 
-async fn mark_revision(agent: &Agent, status: &MemberStatus) -> anyhow::Result<()> {
-    let repo = agent.open_repository().await?;
-    lifeboat_core::revision_gap::record(&repo, status.cluster_id, status.revision, SystemTime::now()).await?;
+/// One candidacy: campaign, then lead until the term ends or the agent stops (Ok).
+async fn stand(agent: &Arc<Agent>, stop: &Cancel) -> anyhow::Result<()> {
+    let options = agent.etcd_flags()?.resolve()?;
+    let ttl = agent.config.leader_ttl;
+    let mut member = connect_first_healthy(&options).await?;
+    let candidacy = member.stand(ELECTION, ttl).await?;
+    let term = candidacy.term();
+    let status = member.status().clone();
+    if status.leader != status.member_id {
+        tokio::select! {
+            _ = stop.cancelled() => return resign(candidacy, None).await,
+            _ = tokio::time::sleep(ttl / 4) => {}
+        }
+    }
+    let me = format!("{} (pid {})", agent.host, std::process::id());
+    let outcome = {
+        let campaign = candidacy.campaign(&me);
+        tokio::pin!(campaign);
+        loop {
+            tokio::select! {
+                elected = &mut campaign => break Some(elected?),
+                _ = stop.cancelled() => break None,
+                _ = tokio::time::sleep(check_every(agent)) => {
+                    if !term.held() {
+                        anyhow::bail!("the lease on {} was not renewed in time", status.endpoint);
+                    }
+                    let leader = tokio::time::timeout(ttl / 4, candidacy.leader()).await;
+                    agent.settle(false, leader.ok().and_then(Result::ok).flatten(), None);
+                }
+            }
+        }
+    };
+    let Some(elected) = outcome else {
+        return resign(candidacy, None).await;
+    };
+    agent.lead(term.clone(), &me);
+    let mut marked: Option<Instant> = None;
+    loop {
+        if marked.is_none_or(|at| at.elapsed() >= MARK_EVERY) {
+            marked = Some(Instant::now());
+            mark_revision(agent, &mut member).await;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return resign(candidacy, Some(elected)).await,
+            _ = tokio::time::sleep(check_every(agent)) => {}
+        }
+        if !term.held() {
+            agent.settle(false, None, None);
+            anyhow::bail!(
+                "the lease on {} was not renewed in time; another agent may lead now",
+                status.endpoint
+            );
+        }
+    }
+}
+
+/// How often the term and the election are looked at: often enough to notice a lost lease
+/// well within its TTL.
+fn check_every(agent: &Agent) -> Duration {
+    agent.config.leader_check.min(agent.config.leader_ttl / 4)
+}
+
+async fn resign(candidacy: Candidacy, elected: Option<Elected>) -> anyhow::Result<()> {
+    // Bounded: a cluster that does not answer lets the lease expire instead.
+    let _ = tokio::time::timeout(Duration::from_secs(2), candidacy.resign(elected)).await;
     Ok(())
+}
+
+/// Records the cluster's revision in the repository, off the leadership loop's path: a slow
+/// repository must not delay the next look at the term.
+async fn mark_revision(agent: &Arc<Agent>, member: &mut Member) {
+    let status = match tokio::time::timeout(Duration::from_secs(5), member.refresh_status()).await {
+        Ok(Ok(status)) => status.clone(),
+        _ => return,
+    };
+    let agent = agent.clone();
+    tokio::spawn(async move {
+        let recorded = async {
+            let repo = agent.open_repository().await?;
+            lifeboat_core::revision_gap::record(&repo, status.cluster_id, status.revision, SystemTime::now())
+                .await?;
+            anyhow::Ok(())
+        };
+        if let Err(error) = recorded.await {
+            warn!(
+                "cannot record the cluster's revision in the repository: {}",
+                crate::exit::one_line(&error)
+            );
+        }
+    });
+}
+
+impl Agent {
+    /// This agent leads from now, for as long as `term` holds.
+    fn lead(&self, term: Term, me: &str) {
+        *self.term.lock().unwrap_or_else(|e| e.into_inner()) = Some(term);
+        self.settle(true, Some(me.to_string()), None);
+    }
+
+    /// Records whether this agent leads, who does (as that agent names itself), or why it is
+    /// unknown; logs and counts changes.
+    pub(super) fn settle(&self, leading: bool, leader: Option<String>, error: Option<String>) {
+        if !leading {
+            *self.term.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+        let changed = {
+            let mut status = self.status();
+            let state = &mut status.leadership;
+            let changed = state.leading != leading;
+            if changed || !state.known {
+                state.since = Some(SystemTime::now());
+            }
+            state.leading = leading;
+            if leader.is_some() || leading || error.is_some() {
+                state.leader = leader;
+            }
+            state.error = error;
+            state.known = true;
+            changed
+        };
+        self.metrics.leader.set(i64::from(leading));
+        if changed {
+            self.metrics.leader_changes.inc();
+            match leading {
+                true => info!("leadership: elected; this agent now runs the cluster-wide jobs"),
+                false => info!("leadership: no longer leading; cluster-wide jobs stop here"),
+            }
+        }
+    }
+
+    /// The term a cluster-wide job runs under: `None` when this agent does not lead now.
+    pub(super) fn current_term(&self) -> Option<Term> {
+        self.term
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .filter(Term::held)
+    }
 }

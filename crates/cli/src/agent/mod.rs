@@ -40,6 +40,8 @@ pub struct Agent {
     identity: IdentityFlags,
     metrics: Metrics,
     status: Mutex<Status>,
+    /// While this agent leads: the lease its cluster-wide jobs are fenced by.
+    term: Mutex<Option<lifeboat_etcd_conn::Term>>,
     /// Forget holds it alone; copies and drills share it: a backup must not be removed while
     /// this agent copies or drills it.
     repository_lock: tokio::sync::RwLock<()>,
@@ -73,6 +75,7 @@ impl Agent {
             metrics,
             repository_lock: tokio::sync::RwLock::new(()),
             catalog_ready: tokio::sync::watch::Sender::new(false),
+            term: Mutex::new(None),
             status: Mutex::new(Status {
                 leadership: status::Leadership {
                     leading: config.leader == LeaderMode::Always,
@@ -150,7 +153,10 @@ impl Agent {
     }
 
     fn leading(&self) -> bool {
-        self.status().leadership.leading
+        match self.config.leader {
+            LeaderMode::Always => true,
+            LeaderMode::Etcd => self.current_term().is_some(),
+        }
     }
 
     /// Lists the repository and its drills for the page and the repository metrics.
@@ -340,17 +346,40 @@ impl Agent {
         }
     }
 
-    /// One attempt, cancelled by the agent's stop or by the job's timeout.
+    /// One attempt, cancelled by the agent's stop or by the job's timeout; a cluster-wide job
+    /// also by the end of this agent's leadership, and fenced by its term so that it commits
+    /// nothing once the term is not surely held, even before anyone noticed.
     async fn attempt(&self, job: &Job, stop: &Cancel) -> anyhow::Result<String> {
-        let cancel = Cancel::new();
+        let term =
+            match (job.kind.node_local(), self.config.leader) {
+                (false, LeaderMode::Etcd) => Some(self.current_term().ok_or_else(|| {
+                    anyhow::anyhow!("this agent no longer leads; the leader's agent runs it")
+                })?),
+                _ => None,
+            };
+        let cancel = match &term {
+            Some(term) => Cancel::new().fenced_by(term.clone()),
+            None => Cancel::new(),
+        };
         let watcher = {
             let cancel = cancel.clone();
             let stop = stop.clone();
             let timeout = job.timeout;
             tokio::spawn(async move {
+                let lost = async {
+                    match term {
+                        Some(term) => {
+                            while term.held() {
+                                tokio::time::sleep(Duration::from_millis(250)).await;
+                            }
+                        }
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     reason = stop.cancelled() => cancel.cancel(reason),
                     _ = tokio::time::sleep(timeout) => cancel.cancel("the job's timeout"),
+                    _ = lost => cancel.cancel(lifeboat_core::LEADERSHIP_LOST),
                 }
             })
         };

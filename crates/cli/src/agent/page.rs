@@ -104,14 +104,11 @@ pub fn render(agent: &Agent, now: SystemTime) -> String {
     let leadership = &status.leadership;
     let leader_text = match (config.leader, leadership.leading, &leadership.error) {
         (LeaderMode::Always, _, _) => "runs every job (leader: always)".to_string(),
-        (_, true, _) => format!(
-            "leader: its etcd member {:x} leads, so it runs the cluster-wide jobs",
-            leadership.member_id.unwrap_or_default()
-        ),
+        (_, true, _) => "leader: elected through etcd, so it runs the cluster-wide jobs".to_string(),
         (_, false, Some(error)) => format!("leader unknown ({error}): cluster-wide jobs wait"),
         (_, false, None) => format!(
-            "standby: member {:x} leads; this agent runs only node-local jobs",
-            leadership.leader_id.unwrap_or_default()
+            "standby: {} leads; this agent runs only node-local jobs",
+            leadership.leader.as_deref().unwrap_or("another agent")
         ),
     };
     let _ = write!(

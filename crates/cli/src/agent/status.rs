@@ -60,12 +60,12 @@ pub struct RetentionStatus {
 pub struct Leadership {
     /// Whether this agent runs the cluster-wide jobs.
     pub leading: bool,
-    pub member_id: Option<u64>,
-    pub leader_id: Option<u64>,
+    /// The leading agent as it names itself (`host (pid N)`), when known.
+    pub leader: Option<String>,
     pub since: Option<SystemTime>,
     /// Why the leader is unknown, when it is.
     pub error: Option<String>,
-    /// Whether the question has been answered at least once.
+    /// Whether this agent has taken part in the election at least once.
     pub known: bool,
 }
 

@@ -1,7 +1,7 @@
 //! `lifeboat agent` against real etcd, the S3 server and a real browser (Debian's headless
 //! chromium): an agent with second-level schedules makes backups, copies, retention, a drill and
-//! certificate checks, and shows them in its metrics and on its page; in a three-member cluster
-//! only the leader's agent backs up, and another takes over when the leader dies; SIGTERM in the
+//! certificate checks, and shows them in its metrics and on its page (leadership:
+//! agent_election.rs); SIGTERM in the
 //! middle of a backup stops the agent at once and leaves nothing partial; a bad configuration is
 //! refused with its line and field.
 
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lifeboat_etcd_proc::{EtcdBinary, EtcdProcess, InitialCluster, Launch, free_port};
+use lifeboat_etcd_proc::free_port;
 use lifeboat_test_support::{EtcdConfig, EtcdVersion, control_plane_tree};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -51,16 +51,20 @@ impl Agent {
         Self { child, address, log }
     }
 
-    fn get(&self, path: &str) -> (u16, String) {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub(crate) fn get(&self, path: &str) -> (u16, String) {
         http_get(&self.address, path)
     }
 
-    fn metrics(&self) -> String {
+    pub(crate) fn metrics(&self) -> String {
         self.get("/metrics").1
     }
 
     /// Waits (bounded) until the metrics satisfy `ready`.
-    fn wait_for(&mut self, what: &str, limit: Duration, ready: impl Fn(&str) -> bool) {
+    pub(crate) fn wait_for(&mut self, what: &str, limit: Duration, ready: impl Fn(&str) -> bool) {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if ready(&self.metrics()) {
@@ -80,7 +84,7 @@ impl Agent {
         );
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -126,7 +130,7 @@ fn http_get(address: &str, path: &str) -> (u16, String) {
 }
 
 /// The value of the first sample of `metrics` whose line starts with `series`.
-fn sample(metrics: &str, series: &str) -> f64 {
+pub(crate) fn sample(metrics: &str, series: &str) -> f64 {
     metrics
         .lines()
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
@@ -139,7 +143,7 @@ pub(crate) fn listen() -> String {
     format!("127.0.0.1:{}", free_port().unwrap())
 }
 
-fn backups_of(repo: &Repo) -> Vec<Value> {
+pub(crate) fn backups_of(repo: &Repo) -> Vec<Value> {
     let out = run_ok(repo.lifeboat().args(["backups", "list", "-w", "json"]));
     serde_json::from_str::<Value>(&out)
         .unwrap()
@@ -434,177 +438,6 @@ async fn sigterm_in_the_middle_of_a_backup_stops_the_agent_at_once_and_leaves_no
         agent.log_text()
     );
     assert_no_backup(&repo);
-}
-
-/// A three-member cluster on loopback, with loopback election timings.
-fn three_members(dir: &Path) -> Vec<EtcdProcess> {
-    let binary = EtcdBinary::at(&EtcdVersion::V3_5.etcd()).unwrap();
-    let names = ["m1", "m2", "m3"];
-    let urls: Vec<(String, String)> = names
-        .iter()
-        .map(|_| {
-            (
-                format!("http://127.0.0.1:{}", free_port().unwrap()),
-                format!("http://127.0.0.1:{}", free_port().unwrap()),
-            )
-        })
-        .collect();
-    let initial = names
-        .iter()
-        .zip(&urls)
-        .map(|(name, (_, peer))| format!("{name}={peer}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    names
-        .iter()
-        .zip(urls)
-        .map(|(name, (client_url, peer_url))| {
-            EtcdProcess::spawn(Launch {
-                binary: binary.clone(),
-                name: name.to_string(),
-                data_dir: dir.join(name),
-                client_url,
-                peer_url,
-                initial: Some(InitialCluster {
-                    members: initial.clone(),
-                    token: "agent-test".into(),
-                }),
-                tls: None,
-                log: dir.join(format!("{name}.log")),
-                loopback_timing: true,
-            })
-            .unwrap()
-        })
-        .collect()
-}
-
-#[tokio::test]
-async fn in_a_three_member_cluster_only_the_leaders_agent_backs_up_and_a_new_leader_takes_over() {
-    let work = tempfile::tempdir().unwrap();
-    let mut members = three_members(work.path());
-    for member in &mut members {
-        member.wait_ready(Duration::from_secs(30)).await.unwrap();
-    }
-    let mut client = members[0].connect().await.unwrap().client();
-    for i in 0..50 {
-        client
-            .put(format!("/registry/configmaps/default/c{i}"), "v", None)
-            .await
-            .unwrap();
-    }
-    let repo = Repo::initialised(Backend::Local);
-    let interval = Duration::from_secs(3);
-    let mut agents: Vec<Agent> = members
-        .iter()
-        .map(|member| {
-            let config = format!(
-                "repository: {}\nlisten: {}\nleader: etcd\nleader_check: 300ms\nhost: agent-{}\netcd: {{endpoints: [{}]}}\njobs:\n  - {{name: snap, kind: backup, every: {}s}}\n",
-                repo.location(),
-                listen(),
-                member.name(),
-                member.endpoint(),
-                interval.as_secs(),
-            );
-            Agent::start(repo.lifeboat(), work.path(), &format!("agent-{}", member.name()), &config)
-        })
-        .collect();
-    for agent in &mut agents {
-        agent.wait_for("leadership known", Duration::from_secs(20), |m| {
-            sample(m, "lifeboat_leader") >= 0.0
-        });
-    }
-    let leading = |agents: &[Agent]| -> Vec<usize> {
-        (0..agents.len())
-            .filter(|&i| sample(&agents[i].metrics(), "lifeboat_leader") == 1.0)
-            .collect()
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let leader = loop {
-        let found = leading(&agents);
-        if found.len() == 1 {
-            break found[0];
-        }
-        assert!(Instant::now() < deadline, "exactly one agent leads: {found:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let old_host = format!("agent-{}", members[leader].name());
-    agents[leader].wait_for("two backups by the leader", Duration::from_secs(30), |m| {
-        sample(m, "lifeboat_backups_total{kind=\"etcd\",result=\"success\"}") >= 2.0
-    });
-    for (i, agent) in agents.iter().enumerate().filter(|(i, _)| *i != leader) {
-        let metrics = agent.metrics();
-        assert_eq!(
-            sample(
-                &metrics,
-                "lifeboat_backups_total{kind=\"etcd\",result=\"success\"}"
-            ),
-            0.0,
-            "agent {i} is not the leader"
-        );
-        assert!(
-            sample(
-                &metrics,
-                "lifeboat_job_skipped_total{job_name=\"snap\",reason=\"not_leader\"}"
-            ) >= 1.0,
-            "{metrics}"
-        );
-    }
-    let hosts: Vec<String> = backups_of(&repo)
-        .iter()
-        .map(|b| b["host"].as_str().unwrap().to_string())
-        .collect();
-    assert!(hosts.iter().all(|h| *h == old_host), "{hosts:?}");
-
-    // The leader's member dies: another member is elected and its agent takes over.
-    members[leader].kill();
-    let killed = Instant::now();
-    let deadline = killed + interval + Duration::from_secs(5);
-    let new_host = loop {
-        let hosts: Vec<String> = backups_of(&repo)
-            .iter()
-            .map(|b| b["host"].as_str().unwrap().to_string())
-            .filter(|h| *h != old_host)
-            .collect();
-        if let Some(host) = hosts.first() {
-            break host.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no other agent backed up within {:?} of the leader's death",
-            deadline - killed
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let took = killed.elapsed();
-    eprintln!("a new leader's agent backed up {took:?} after the leader's member died");
-    assert!(took <= interval + Duration::from_secs(3), "took over in {took:?}");
-    let successor = (0..agents.len())
-        .find(|&i| format!("agent-{}", members[i].name()) == new_host)
-        .unwrap();
-    let metrics = agents[successor].metrics();
-    assert_eq!(sample(&metrics, "lifeboat_leader"), 1.0, "{metrics}");
-    assert!(
-        sample(&metrics, "lifeboat_leader_changes_total") >= 1.0,
-        "{metrics}"
-    );
-    assert!(
-        agents[successor]
-            .log_text()
-            .contains("leadership: the local member"),
-        "{}",
-        agents[successor].log_text()
-    );
-    // The old leader's agent cannot reach its member, so it runs nothing cluster-wide.
-    let orphan = agents[leader].metrics();
-    assert_eq!(sample(&orphan, "lifeboat_leader"), 0.0, "{orphan}");
-    let (status, page) = agents[leader].get("/");
-    assert_eq!(status, 200);
-    assert!(page.contains("leader unknown"), "{page}");
-    for agent in &mut agents {
-        let (code, took) = agent.terminate();
-        assert_eq!(code, Some(0), "{}", agent.log_text());
-        assert!(took < Duration::from_secs(10), "stopped in {took:?}");
-    }
 }
 
 #[test]

@@ -36,6 +36,7 @@ identity_file: /etc/lifeboat-identity/identity.txt
 listen: 127.0.0.1:{{ .Values.port }}
 leader: {{ $agent.leader }}
 leader_check: {{ $agent.leaderCheck }}
+leader_ttl: {{ $agent.leaderTtl }}
 {{- if $agent.cluster }}
 cluster: {{ $agent.cluster | quote }}
 {{- end }}
