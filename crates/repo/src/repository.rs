@@ -310,11 +310,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_backup_deleted_while_listing_is_left_out() {
-        let dir = tempfile::tempdir().unwrap();
-        let location = crate::Location::parse(&dir.path().display().to_string()).unwrap();
-        let storage = Storage::open(&location, &crate::StorageSettings::default()).unwrap();
         let repo = Repository::init(
-            storage,
+            Storage::in_memory(),
             crate::Encryption::None,
             crate::Compression::Zstd { level: 1 },
             std::time::UNIX_EPOCH,

@@ -389,6 +389,27 @@ impl Storage {
         Ok(Self::cloud(store, repo, prefix, None, credentials))
     }
 
+    /// A new, empty repository place in this process's memory: for tests that need no server
+    /// or directory. Gone when the last clone is dropped.
+    pub fn in_memory() -> Self {
+        Self::cloud(
+            Arc::new(object_store::memory::InMemory::new()),
+            "memory:".into(),
+            "",
+            None,
+            "nothing (in memory)",
+        )
+    }
+
+    /// The same storage with its root moved down to `prefix` (`a/b`), as another repository.
+    pub fn within(&self, prefix: &str) -> Self {
+        let mut moved = self.clone();
+        moved.prefix = self.path(prefix);
+        moved.repo = format!("{}/{prefix}", self.repo.trim_end_matches('/'));
+        moved.local_root = self.local_root.as_ref().map(|root| root.join(prefix));
+        moved
+    }
+
     fn cloud(
         store: Arc<dyn ObjectStore>,
         repo: String,

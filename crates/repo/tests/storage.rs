@@ -582,6 +582,11 @@ async fn open_uploads(storage: Storage, sibling: Storage, lists: bool) {
 async fn suite(base: &str, settings: &StorageSettings, lists_uploads: bool) {
     let open =
         |part: &str| Storage::open(&Location::parse(&format!("{base}/{part}")).unwrap(), settings).unwrap();
+    suite_on(open, lists_uploads).await;
+}
+
+/// The suite's parts, each on the storage `open` gives for its own part's name.
+async fn suite_on(open: impl Fn(&str) -> Storage, lists_uploads: bool) {
     conformance(&open("conformance")).await;
     repository_rules(open("rules")).await;
     artefacts(open("artefacts")).await;
@@ -625,6 +630,15 @@ async fn clock_ahead(storage: Storage) {
     let listing = repo.list().await.unwrap();
     assert_eq!(listing.backups[0].id, old.id);
     assert_eq!(listing.backups[0].time(), old.id.time());
+}
+
+/// The in-memory backend unit tests use behaves as every other (it lists no open uploads:
+/// an unfinished one lives only in the process that began it).
+#[tokio::test]
+async fn memory_passes_the_suite() {
+    let memory = Storage::in_memory();
+    conformance(&memory.within("conformance-root")).await;
+    suite_on(|part| memory.within(part), false).await;
 }
 
 #[tokio::test]

@@ -81,7 +81,7 @@ pub struct Job {
     pub job_name: String,
 }
 
-type GaugeF64 = Gauge<f64, AtomicU64>;
+pub type GaugeF64 = Gauge<f64, AtomicU64>;
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn duration_histogram() -> Histogram {

@@ -185,6 +185,7 @@ impl Agent {
                             .set(metrics::seconds_since_epoch(newest));
                     }
                 }
+                self.carry_over_successes(&listing, drills.iter());
                 self.status().catalog(&listing, drills);
             }
             Err(error) => {
@@ -194,6 +195,56 @@ impl Agent {
             }
         }
         self.catalog_ready.send_replace(true);
+    }
+
+    /// After a restart (a rollout) this process's "last success" gauges would start at zero and
+    /// the alerts on them fire for nothing: the repository says when this host last succeeded.
+    /// A drill's only while a drill job is configured, so disabled drills never look overdue.
+    fn carry_over_successes<'a>(
+        &self,
+        listing: &lifeboat_repo::Listing,
+        drills: impl Iterator<Item = &'a lifeboat_core::drill::DrillReport>,
+    ) {
+        let raise = |gauge: &metrics::GaugeF64, at: SystemTime| {
+            let seconds = metrics::seconds_since_epoch(at);
+            if seconds > gauge.get() {
+                gauge.set(seconds);
+            }
+        };
+        for kind in metrics::BACKUP_KINDS {
+            let newest = listing
+                .backups
+                .iter()
+                .filter(|m| m.kind == kind && m.host == self.host)
+                .map(status::created)
+                .max();
+            if let Some(newest) = newest {
+                raise(
+                    &self
+                        .metrics
+                        .backup_last_success
+                        .get_or_create(&metrics::Kind { kind: kind.into() }),
+                    newest,
+                );
+            }
+        }
+        if self
+            .config
+            .jobs
+            .iter()
+            .any(|job| job.kind == config::JobKind::Drill)
+        {
+            let passed = drills
+                .filter(|d| d.result != lifeboat_core::drill::Outcome::Failed)
+                .filter_map(|d| {
+                    time::OffsetDateTime::parse(&d.timestamp, &time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .max();
+            if let Some(passed) = passed {
+                raise(&self.metrics.drill_last_success, passed.into());
+            }
+        }
     }
 
     /// When the job's output was last made, as the repository shows it (for the first firing).

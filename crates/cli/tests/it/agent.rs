@@ -139,6 +139,16 @@ pub(crate) fn sample(metrics: &str, series: &str) -> f64 {
         .unwrap_or(-1.0)
 }
 
+/// A repository at `target` that encrypts to `repo`'s key, for copies.
+pub(crate) fn init_copy_target(repo: &Repo, target: &Path) {
+    run_ok(
+        lifeboat()
+            .args(["repo", "init", "--repo"])
+            .arg(target)
+            .args(["--recipient", &recipient_of(&repo.identity())]),
+    );
+}
+
 pub(crate) fn listen() -> String {
     format!("127.0.0.1:{}", free_port().unwrap())
 }
@@ -217,12 +227,7 @@ async fn an_agent_backs_up_copies_forgets_drills_and_shows_it_in_metrics_and_on_
     let work = tempfile::tempdir().unwrap();
     // The copy target encrypts to the same key, in another repository.
     let target = work.path().join("eu");
-    run_ok(
-        lifeboat()
-            .args(["repo", "init", "--repo"])
-            .arg(&target)
-            .args(["--recipient", &recipient_of(&repo.identity())]),
-    );
+    init_copy_target(&repo, &target);
     let node = work.path().join("node");
     control_plane_tree(&node, true).unwrap();
     let address = listen();

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 mod agent;
+mod agent_alerts;
 mod agent_election;
 mod common;
 mod concurrency;
