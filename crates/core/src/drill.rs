@@ -230,8 +230,10 @@ async fn drill_uncancelled(
         phases: Vec::new(),
         checks: Vec::new(),
     };
+    crate::drill_sweep::sweep(&options.work_dir);
     // Declared before the members, so they are stopped before it is removed.
     let dir = private_dir(&options.work_dir)?;
+    crate::drill_sweep::claim(dir.path())?;
     let (label, repository) = match &source {
         DrillSource::Backup { repo, id, .. } => (id.to_string(), Some(repo.storage().repo().to_string())),
         DrillSource::File(path) => (path.display().to_string(), None),
@@ -306,7 +308,8 @@ async fn drill_uncancelled(
             let rules = HashRules::of(Some(options.binary.version));
             start_blocking(move || snapshot_hashes(&path, revision, facts.as_ref(), rules))
         };
-        let plan = plan_members(options, dir.path(), &id)?;
+        let tls = crate::drill_tls::generate(dir.path())?;
+        let plan = plan_members(options, dir.path(), &id, tls)?;
         restore_outcome = restore_members(&mut run, &plan, &fetched.path).await?;
         run.phase("restore");
         if restore_outcome == Outcome::Passed {
@@ -375,6 +378,7 @@ async fn drill_uncancelled(
     let kept = if options.keep && !members.is_empty() {
         let endpoints = members.iter().map(|m| m.endpoint().to_string()).collect();
         let pids = members.into_iter().filter_map(EtcdProcess::detach).collect();
+        crate::drill_sweep::keep(dir.path());
         Some(Kept {
             endpoints,
             pids,
@@ -443,7 +447,7 @@ fn humanize(duration: Duration) -> String {
 
 fn private_dir(parent: &Path) -> Result<tempfile::TempDir> {
     let dir = tempfile::Builder::new()
-        .prefix("lifeboat-drill-")
+        .prefix(crate::drill_sweep::PREFIX)
         .tempdir_in(parent)
         .map_err(|source| Error::Io {
             action: "create a temporary directory in",
@@ -548,18 +552,24 @@ struct PlannedMember {
 
 struct Plan {
     members: Vec<PlannedMember>,
+    tls: lifeboat_etcd_proc::ServerTls,
     initial_cluster: String,
     token: String,
 }
 
-fn plan_members(options: &DrillOptions, dir: &Path, drill: &BackupId) -> Result<Plan> {
+fn plan_members(
+    options: &DrillOptions,
+    dir: &Path,
+    drill: &BackupId,
+    tls: lifeboat_etcd_proc::ServerTls,
+) -> Result<Plan> {
     let mut members = Vec::new();
     for index in 1..=options.members {
         let name = format!("drill-{index}");
         members.push(PlannedMember {
             data_dir: dir.join(format!("{name}.etcd")),
             peer_url: format!("http://127.0.0.1:{}", free_port()?),
-            client_url: format!("http://127.0.0.1:{}", free_port()?),
+            client_url: format!("https://127.0.0.1:{}", free_port()?),
             log: dir.join(format!("{name}.log")),
             name,
         });
@@ -571,6 +581,7 @@ fn plan_members(options: &DrillOptions, dir: &Path, drill: &BackupId) -> Result<
         .join(",");
     Ok(Plan {
         members,
+        tls,
         initial_cluster,
         // A token of its own: the throwaway members can never join the live cluster.
         token: format!("lifeboat-drill-{drill}"),
@@ -615,9 +626,11 @@ async fn boot(run: &mut Run, plan: &Plan, options: &DrillOptions, members: &mut 
             client_url: planned.client_url.clone(),
             peer_url: planned.peer_url.clone(),
             initial: None::<InitialCluster>,
-            tls: None,
+            tls: Some(plan.tls.clone()),
             log: planned.log.clone(),
             loopback_timing: true,
+            // Kept members outlive the drill on purpose; the others die with it.
+            die_with_parent: !options.keep,
         };
         match EtcdProcess::spawn(launch) {
             Ok(process) => members.push(process),

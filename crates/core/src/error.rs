@@ -52,6 +52,9 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A drill's own certificates could not be made.
+    #[error("cannot make the drill's TLS certificates: {reason}")]
+    DrillTls { reason: String },
     /// Flags that cannot work together, or a target that must not be touched.
     #[error("{message}")]
     Usage { message: String },

@@ -29,6 +29,8 @@ mod cancel;
 pub mod certs;
 pub mod copy;
 pub mod drill;
+mod drill_sweep;
+mod drill_tls;
 mod error;
 pub mod files;
 pub mod forget;

@@ -67,6 +67,9 @@ pub struct Launch {
     /// than etcd's defaults), so a throwaway cluster elects its leader in tens of milliseconds
     /// instead of up to two seconds.
     pub loopback_timing: bool,
+    /// Killed by the kernel when the thread that started it ends (the process dying, even by
+    /// SIGKILL or the OOM killer): for members nobody else must find running afterwards.
+    pub die_with_parent: bool,
 }
 
 /// A running etcd member; killed and reaped when dropped.
@@ -122,6 +125,17 @@ impl EtcdProcess {
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| io("open", e))?)
             .stderr(log);
+        if launch.die_with_parent {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe and touches only the child being started.
+            #[allow(unsafe_code)]
+            unsafe {
+                command.pre_exec(|| {
+                    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                        .map_err(std::io::Error::from)
+                });
+            }
+        }
         let child = command.spawn().map_err(|source| Error::Spawn {
             path: launch.binary.path.clone(),
             source,

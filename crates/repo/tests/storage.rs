@@ -737,8 +737,8 @@ async fn azure_blob_storage_passes_the_suite() {
 
 fn s3_settings(server: &S3Server) -> StorageSettings {
     StorageSettings {
-        access_key_id: Some(GarageServer::ACCESS_KEY_ID.into()),
-        secret_access_key: Some(GarageServer::SECRET_ACCESS_KEY.into()),
+        access_key_id: Some(server.access_key_id.clone()),
+        secret_access_key: Some(server.secret_access_key.clone()),
         region: Some("us-east-1".into()),
         endpoint: Some(server.endpoint.clone()),
         allow_http: false,

@@ -196,6 +196,7 @@ impl EtcdServer {
                 }),
                 tls: pki.as_ref().map(server_tls),
                 loopback_timing: false,
+                die_with_parent: false,
                 name,
                 client_url,
                 peer_url,
@@ -236,6 +237,7 @@ impl EtcdServer {
                 initial: None,
                 tls: None,
                 loopback_timing: false,
+                die_with_parent: false,
                 log: dir.path().join(format!("{}.log", member.name)),
             };
             let process = EtcdProcess::spawn(launch)?;

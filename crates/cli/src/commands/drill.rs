@@ -227,15 +227,15 @@ pub fn print(report: &DrillReport, format: OutputFormat) -> anyhow::Result<()> {
     if let Some(kept) = &report.kept {
         writeln!(
             out,
-            "\nKept running: {} (PIDs {:?}), data in {}; stop it with `kill {}` and remove the directory",
+            "\nKept running: {} (PIDs {:?}), data in {dir}; connect with --cacert {dir}/ca.crt --cert {dir}/client.crt --key {dir}/client.key; stop it with `kill {}` and remove the directory",
             kept.endpoints.join(", "),
             kept.pids,
-            kept.dir.display(),
             kept.pids
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
-                .join(" ")
+                .join(" "),
+            dir = kept.dir.display(),
         )?;
     }
     Ok(())

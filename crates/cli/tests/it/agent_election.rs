@@ -51,6 +51,7 @@ fn three_members(dir: &Path) -> Vec<EtcdProcess> {
                 tls: None,
                 log: dir.join(format!("{name}.log")),
                 loopback_timing: true,
+                die_with_parent: false,
             })
             .unwrap()
         })

@@ -1,7 +1,7 @@
 //! `lifeboat drill` against real etcd 3.4 to 3.7 and the S3 server: a clean drill on each, etcd's
 //! upgrade policy (never down, one minor at a time), a damaged object, a backup whose recorded
 //! HashKV no longer matches, a stale backup, a missing or too old etcd binary, an interrupted
-//! drill, three members, `--keep`, and the history.
+//! drill, three members, `--keep`, the history, and a drill killed outright.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -467,7 +467,15 @@ async fn three_members_elect_a_leader_and_agree_and_keep_leaves_them_running() {
     let report = report_of(&output);
     let endpoint = report["kept"]["endpoints"][0].as_str().unwrap().to_string();
     let pid = report["kept"]["pids"][0].as_i64().unwrap() as i32;
+    // Kept members serve the holder of the drill's client certificate, kept beside them.
+    let kept = Path::new(report["kept"]["dir"].as_str().unwrap());
     let answer = Command::new(EtcdVersion::V3_5.etcdctl())
+        .arg("--cacert")
+        .arg(kept.join("ca.crt"))
+        .arg("--cert")
+        .arg(kept.join("client.crt"))
+        .arg("--key")
+        .arg(kept.join("client.key"))
         .args([
             "--endpoints",
             &endpoint,
@@ -512,4 +520,111 @@ async fn an_interrupted_drill_leaves_no_process_and_no_directory() {
     assert_eq!(wait_exit(&mut child, Duration::from_secs(20)), Some(130));
     assert!(entries(work.path()).is_empty());
     assert!(no_etcd_under(work.path()), "the throwaway etcd was stopped");
+}
+
+/// The processes running on data under `dir`: PID and arguments.
+fn members_under(dir: &Path) -> Vec<(i32, Vec<String>)> {
+    let needle = format!("--data-dir={}/", dir.display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let args: Vec<String> = std::fs::read(entry.path().join("cmdline"))
+                .ok()?
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            args.iter().any(|a| a.starts_with(&needle)).then_some((pid, args))
+        })
+        .collect()
+}
+
+/// Whether `pid` is gone (or a zombie nobody reaped yet: it runs nothing).
+fn gone(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+/// The throwaway member serves clients only over TLS to the drill's own client certificate
+/// (etcdctl without it is refused), dies with the drill's process even when that is SIGKILLed,
+/// and the next drill in the same place removes the directory (the restored Secrets) it left.
+#[tokio::test]
+async fn a_killed_drill_takes_its_member_along_and_the_next_drill_removes_what_it_left() {
+    let server = kubernetes_like(EtcdVersion::V3_5).await;
+    let repo = Repo::initialised(Backend::Local);
+    repo.backup(&server);
+    let work = tempfile::tempdir().unwrap();
+    let mut drill = drill_command(&repo, EtcdVersion::V3_5, work.path())
+        .arg("latest")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let drill_pid = Pid::from_raw(drill.id() as i32);
+    let mut found = Vec::new();
+    assert!(
+        wait_until(&mut drill, Duration::from_secs(60), || {
+            found = members_under(work.path());
+            !found.is_empty()
+        }),
+        "the drill started its member"
+    );
+    // Frozen, so the member stays up while it is looked at.
+    kill(drill_pid, Signal::SIGSTOP).unwrap();
+    let (member, args) = found.remove(0);
+    let url = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--listen-client-urls="))
+        .unwrap()
+        .to_string();
+    assert!(url.starts_with("https://127.0.0.1:"), "{args:?}");
+    assert!(args.contains(&"--client-cert-auth".to_string()), "{args:?}");
+    let refused = Command::new(EtcdVersion::V3_5.etcdctl())
+        .args([
+            "--endpoints",
+            &url,
+            "--insecure-skip-tls-verify",
+            "--dial-timeout=2s",
+        ])
+        .args(["--command-timeout=3s", "get", "--prefix", "/registry"])
+        .env_remove("ETCDCTL_API")
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success() && refused.stdout.is_empty(),
+        "without the drill's client certificate: {}",
+        String::from_utf8_lossy(&refused.stdout)
+    );
+
+    kill(drill_pid, Signal::SIGKILL).unwrap();
+    drill.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !gone(member) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the member outlived the drill"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left = entries(work.path());
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].starts_with("lifeboat-drill-"), "{left:?}");
+
+    let report = passed_report(
+        &drill_command(&repo, EtcdVersion::V3_5, work.path())
+            .arg("latest")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(report["result"], "passed", "{report}");
+    assert_eq!(
+        entries(work.path()),
+        Vec::<String>::new(),
+        "the dead drill's directory is removed"
+    );
 }
