@@ -1,21 +1,17 @@
-//! One conformance suite for every storage backend: a local directory and a real S3-compatible
-//! server (s3s-fs on 127.0.0.1).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::time::{Duration, UNIX_EPOCH};
+//! The parts of the storage conformance suite, each run on its own prefix of every backend.
 
 use std::io::Read;
+use std::time::{Duration, UNIX_EPOCH};
 
 use lifeboat_repo::{
     BackupId, Compression, Description, Encryption, Error, Location, LockKind, LockRecord, LockTiming,
     Manifest, RepoLock, Repository, Storage, StorageSettings, open_sealed,
 };
-use lifeboat_test_support::{AzureServer, FaultyProxy, GARAGE_REGION, GarageServer, GcsServer, S3Server};
 use sha2::{Digest, Sha256};
 
-const PART_SIZE_PLUS: usize = lifeboat_repo::PART_SIZE + 1;
+pub(crate) const PART_SIZE_PLUS: usize = lifeboat_repo::PART_SIZE + 1;
 
-async fn conformance(storage: &Storage) {
+pub(crate) async fn conformance(storage: &Storage) {
     assert_eq!(storage.get("backups/a/manifest.json").await.unwrap(), None);
     storage
         .put("backups/a/manifest.json", b"{}".to_vec())
@@ -91,7 +87,7 @@ fn description(now: std::time::SystemTime) -> Description {
 }
 
 /// A committed backup created at `seconds` with one small artefact.
-async fn committed(repo: &Repository, seconds: u64) -> Manifest {
+pub(crate) async fn committed(repo: &Repository, seconds: u64) -> Manifest {
     committed_at(repo, UNIX_EPOCH + Duration::from_secs(seconds)).await
 }
 
@@ -108,7 +104,7 @@ async fn committed_at(repo: &Repository, now: std::time::SystemTime) -> Manifest
 }
 
 /// A new repository encrypting to `recipient`.
-async fn init(storage: &Storage, recipient: String) -> (Repository, Encryption) {
+pub(crate) async fn init(storage: &Storage, recipient: String) -> (Repository, Encryption) {
     let encryption = Encryption::Age {
         recipients: vec![recipient],
     };
@@ -579,14 +575,14 @@ async fn open_uploads(storage: Storage, sibling: Storage, lists: bool) {
 /// The whole suite, each part on its own prefix of one backend: `base` is the location
 /// without a trailing slash (a directory, or scheme://bucket); `lists_uploads` says whether the
 /// backend lists open uploads.
-async fn suite(base: &str, settings: &StorageSettings, lists_uploads: bool) {
+pub(crate) async fn suite(base: &str, settings: &StorageSettings, lists_uploads: bool) {
     let open =
         |part: &str| Storage::open(&Location::parse(&format!("{base}/{part}")).unwrap(), settings).unwrap();
     suite_on(open, lists_uploads).await;
 }
 
 /// The suite's parts, each on the storage `open` gives for its own part's name.
-async fn suite_on(open: impl Fn(&str) -> Storage, lists_uploads: bool) {
+pub(crate) async fn suite_on(open: impl Fn(&str) -> Storage, lists_uploads: bool) {
     conformance(&open("conformance")).await;
     repository_rules(open("rules")).await;
     artefacts(open("artefacts")).await;
@@ -630,233 +626,4 @@ async fn clock_ahead(storage: Storage) {
     let listing = repo.list().await.unwrap();
     assert_eq!(listing.backups[0].id, old.id);
     assert_eq!(listing.backups[0].time(), old.id.time());
-}
-
-/// The in-memory backend unit tests use behaves as every other (it lists no open uploads:
-/// an unfinished one lives only in the process that began it).
-#[tokio::test]
-async fn memory_passes_the_suite() {
-    let memory = Storage::in_memory();
-    conformance(&memory.within("conformance-root")).await;
-    suite_on(|part| memory.within(part), false).await;
-}
-
-#[tokio::test]
-async fn local_directory_passes_the_suite() {
-    let dir = tempfile::tempdir().unwrap();
-    suite(
-        &dir.path().display().to_string(),
-        &StorageSettings::default(),
-        true,
-    )
-    .await;
-}
-
-/// Google Cloud Storage through fake-gcs-server: it does not implement the XML API uploads
-/// object_store writes with (fsouza/fake-gcs-server#852), so a repository written to a
-/// directory is uploaded through the emulator's JSON API; lifeboat then opens, lists, reads,
-/// decrypts, refuses a planted manifest and deletes over `gs://`.
-#[tokio::test]
-async fn google_cloud_storage_reads_lists_and_deletes_a_repository() {
-    let server = GcsServer::start().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let local = Storage::open(
-        &Location::parse(&dir.path().display().to_string()).unwrap(),
-        &StorageSettings::default(),
-    )
-    .unwrap();
-    let identity = age::x25519::Identity::generate();
-    let (written, _) = init(&local, identity.to_public().to_string()).await;
-    let backup = committed(&written, 1_700_000_000).await;
-    let planted = BackupId::new(UNIX_EPOCH + Duration::from_secs(1_800_000_000));
-    let forged = serde_json::to_string(&backup)
-        .unwrap()
-        .replace(backup.id.as_str(), planted.as_str())
-        .replace(
-            &format!("backups/{planted}/etcd-snapshot.db"),
-            "lifeboat-repo.json",
-        );
-    local
-        .put(&format!("backups/{planted}/manifest.json"), forged.into_bytes())
-        .await
-        .unwrap();
-    for (key, _) in local.list("").await.unwrap() {
-        let bytes = local.get(&key).await.unwrap().unwrap();
-        server.upload(&format!("cluster-a/{key}"), &bytes).unwrap();
-    }
-
-    let settings = StorageSettings {
-        config: server.config(),
-        ..StorageSettings::default()
-    };
-    let location = Location::parse(&format!(
-        "gs://{}/cluster-a",
-        lifeboat_test_support::cloud::BUCKET
-    ))
-    .unwrap();
-    let repo = Repository::open(Storage::open(&location, &settings).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(repo.config(), written.config());
-    let listing = repo.list().await.unwrap();
-    assert_eq!(listing.backups, std::slice::from_ref(&backup));
-    assert_eq!(listing.unreadable.len(), 1);
-    assert!(matches!(repo.manifest(&planted).await, Err(Error::Forged { .. })));
-    let artefact = &backup.artefacts[0];
-    let (plain, read) = repo
-        .read_plain(artefact, vec![identity], Vec::new(), &|_| {})
-        .await
-        .unwrap();
-    assert_eq!(plain, [1; 10]);
-    assert!(artefact.mismatches(&read).is_empty());
-    repo.delete(&backup.id).await.unwrap();
-    assert_eq!(repo.list().await.unwrap().backups, []);
-    assert_eq!(
-        repo.storage()
-            .list(&format!("backups/{}", backup.id))
-            .await
-            .unwrap(),
-        []
-    );
-}
-
-#[tokio::test]
-async fn azure_blob_storage_passes_the_suite() {
-    let server = AzureServer::start().unwrap();
-    let settings = StorageSettings {
-        config: server.config(),
-        ..StorageSettings::default()
-    };
-    suite(
-        &format!("az://{}", lifeboat_test_support::cloud::BUCKET),
-        &settings,
-        false,
-    )
-    .await;
-}
-
-fn s3_settings(server: &S3Server) -> StorageSettings {
-    StorageSettings {
-        access_key_id: Some(server.access_key_id.clone()),
-        secret_access_key: Some(server.secret_access_key.clone()),
-        region: Some("us-east-1".into()),
-        endpoint: Some(server.endpoint.clone()),
-        allow_http: false,
-        config: Vec::new(),
-    }
-}
-
-#[tokio::test]
-async fn s3_server_passes_the_suite_and_names_bad_credentials() {
-    let server = S3Server::start().unwrap();
-    let location = Location::parse(&format!("s3://{}/cluster-a", server.bucket)).unwrap();
-    let storage = Storage::open(&location, &s3_settings(&server)).unwrap();
-    conformance(&storage).await;
-    // s3s-fs does not implement ListMultipartUploads (Garage's test lists them).
-    suite(&format!("s3://{}", server.bucket), &s3_settings(&server), false).await;
-    assert!(
-        server
-            .bucket_dir()
-            .join("cluster-a/backups/b/manifest.json")
-            .exists(),
-        "the prefix is honoured"
-    );
-
-    let wrong = StorageSettings {
-        secret_access_key: Some("wrong".into()),
-        ..s3_settings(&server)
-    };
-    let error = Storage::open(&location, &wrong)
-        .unwrap()
-        .get("lifeboat-repo.json")
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(
-        error.contains("s3://lifeboat-test/cluster-a") && error.contains("credentials"),
-        "{error}"
-    );
-    assert!(!error.contains("wrong"), "the secret must not appear: {error}");
-
-    // The server dies mid-upload: the upload fails, naming the repository and the object.
-    let mut upload = storage.upload("backups/e/etcd-snapshot.db").await.unwrap();
-    upload.write(vec![3; PART_SIZE_PLUS]).await.unwrap();
-    let mut server = server;
-    server.kill();
-    let mut result = upload.write(vec![3; PART_SIZE_PLUS]).await;
-    if result.is_ok() {
-        result = upload.finish().await;
-    }
-    let error = result.unwrap_err().to_string();
-    assert!(error.contains("backups/e/etcd-snapshot.db"), "{error}");
-
-    let remote = StorageSettings {
-        endpoint: Some("http://192.0.2.1:9000".into()),
-        ..s3_settings(&server)
-    };
-    let error = Storage::open(&location, &remote).unwrap_err().to_string();
-    assert!(error.contains("plain http"), "{error}");
-}
-
-/// Garage implements ListMultipartUploads: the suite lists and aborts open multipart uploads,
-/// and Garage's own count (its admin API, not S3) confirms one begins and the abort ends it.
-#[tokio::test]
-async fn garage_passes_the_suite_and_aborts_open_uploads() {
-    let server = GarageServer::start().unwrap();
-    let settings = StorageSettings {
-        access_key_id: Some(GarageServer::ACCESS_KEY_ID.into()),
-        secret_access_key: Some(GarageServer::SECRET_ACCESS_KEY.into()),
-        region: Some(GARAGE_REGION.into()),
-        endpoint: Some(server.endpoint.clone()),
-        allow_http: false,
-        config: Vec::new(),
-    };
-    suite(&format!("s3://{}", GarageServer::BUCKET), &settings, true).await;
-    assert_eq!(server.unfinished_multipart_uploads().unwrap(), 0);
-
-    let location = Location::parse(&format!("s3://{}/crashed", GarageServer::BUCKET)).unwrap();
-    let storage = Storage::open(&location, &settings).unwrap();
-    let mut upload = storage.upload("backups/y/etcd-snapshot.db").await.unwrap();
-    upload.write(vec![9; PART_SIZE_PLUS]).await.unwrap();
-    std::mem::forget(upload);
-    assert_eq!(server.unfinished_multipart_uploads().unwrap(), 1);
-    let found = storage.open_uploads().await.unwrap().unwrap();
-    assert_eq!(found.len(), 1);
-    storage.abort_open_upload(&found[0]).await.unwrap();
-    assert_eq!(server.unfinished_multipart_uploads().unwrap(), 0);
-}
-
-/// Transient 503s (an overloaded S3) are retried with backoff until the server answers; a
-/// server that keeps failing is given up after the bounded retries, named in one error.
-#[tokio::test]
-async fn transient_failures_are_retried_with_backoff() {
-    let server = S3Server::start().unwrap();
-    let location = Location::parse(&format!("s3://{}/retries", server.bucket)).unwrap();
-    let direct = Storage::open(&location, &s3_settings(&server)).unwrap();
-    direct.put("backups/x/object", b"payload".to_vec()).await.unwrap();
-    let upstream: u16 = server.endpoint.rsplit(':').next().unwrap().parse().unwrap();
-    let through = |proxy: &FaultyProxy| {
-        let settings = StorageSettings {
-            endpoint: Some(proxy.endpoint.clone()),
-            ..s3_settings(&server)
-        };
-        Storage::open(&location, &settings).unwrap()
-    };
-
-    let flaky = FaultyProxy::start(upstream, 3).unwrap();
-    let read = through(&flaky).get("backups/x/object").await.unwrap();
-    assert_eq!(read.as_deref(), Some(&b"payload"[..]));
-    assert_eq!(flaky.failed(), 3, "three 503s, then the real answer");
-
-    let down = FaultyProxy::start(upstream, usize::MAX).unwrap();
-    let error = through(&down)
-        .get("backups/x/object")
-        .await
-        .unwrap_err()
-        .to_string();
-    assert_eq!(down.failed(), 6, "the first attempt and five retries");
-    assert!(
-        error.contains("backups/x/object") && error.contains("503"),
-        "{error}"
-    );
 }
