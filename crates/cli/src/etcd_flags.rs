@@ -1,4 +1,5 @@
-//! etcdctl's connection flags and `ETCDCTL_*` variables, plus `--kubeadm`.
+//! etcdctl's connection flags and `ETCDCTL_*` variables, plus `--kubeadm`, `--k3s` and `--rke2`
+//! (a distribution's own endpoint and etcd client certificate).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -10,8 +11,11 @@ use lifeboat_etcd_conn::{ConnectOptions, Credentials, TlsFiles};
 
 /// Where kubeadm keeps etcd's PKI.
 const KUBEADM_PKI_DIR: &str = "/etc/kubernetes/pki";
-/// Where a kubeadm control-plane node's etcd listens for clients.
-const KUBEADM_ENDPOINT: &str = "https://127.0.0.1:2379";
+/// Where a control-plane node's etcd listens for clients (kubeadm, k3s, RKE2).
+const LOOPBACK_ENDPOINT: &str = "https://127.0.0.1:2379";
+/// Where k3s and RKE2 keep their embedded etcd's certificates.
+const K3S_ETCD_TLS: &str = "/var/lib/rancher/k3s/server/tls/etcd";
+const RKE2_ETCD_TLS: &str = "/var/lib/rancher/rke2/server/tls/etcd";
 /// etcdctl's default endpoint.
 const DEFAULT_ENDPOINT: &str = "127.0.0.1:2379";
 
@@ -51,8 +55,16 @@ pub struct EtcdFlags {
     #[arg(long, env = "ETCDCTL_INSECURE_SKIP_TLS_VERIFY")]
     insecure_skip_tls_verify: bool,
     /// Use kubeadm's endpoint and etcd client certificate (healthcheck-client) unless given.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["k3s", "rke2"])]
     kubeadm: bool,
+    /// Use k3s's embedded etcd: its endpoint and client certificate under
+    /// /var/lib/rancher/k3s/server/tls/etcd, unless given.
+    #[arg(long, conflicts_with = "rke2")]
+    k3s: bool,
+    /// Use RKE2's etcd: its endpoint and client certificate under
+    /// /var/lib/rancher/rke2/server/tls/etcd, unless given.
+    #[arg(long)]
+    rke2: bool,
     /// kubeadm's PKI directory, for --kubeadm.
     #[arg(long, value_name = "DIR", default_value = KUBEADM_PKI_DIR, requires = "kubeadm")]
     kubeadm_pki_dir: PathBuf,
@@ -77,31 +89,54 @@ impl EtcdFlags {
         Ok(parsed.etcd)
     }
 
-    /// Whether an endpoint was asked for (a flag, a variable or `--kubeadm`), not just defaulted.
+    /// Whether an endpoint was asked for (a flag, a variable or a distribution), not just
+    /// defaulted.
     pub fn given(&self) -> bool {
-        self.endpoints.is_some() || self.kubeadm
+        self.endpoints.is_some() || self.kubeadm || self.k3s || self.rke2
     }
 
-    /// Resolves flags, variables and kubeadm defaults into connection options.
+    /// The CA, client certificate and key of the distribution asked for, if any.
+    fn distribution_files(&self) -> Option<[PathBuf; 3]> {
+        let under = |dir: &Path, names: [&str; 3]| names.map(|name| dir.join(name));
+        let rancher = ["server-ca.crt", "client.crt", "client.key"];
+        if self.kubeadm {
+            let etcd_pki = self.kubeadm_pki_dir.join("etcd");
+            Some(under(
+                &etcd_pki,
+                ["ca.crt", "healthcheck-client.crt", "healthcheck-client.key"],
+            ))
+        } else if self.k3s {
+            Some(under(Path::new(K3S_ETCD_TLS), rancher))
+        } else if self.rke2 {
+            Some(under(Path::new(RKE2_ETCD_TLS), rancher))
+        } else {
+            None
+        }
+    }
+
+    /// Resolves flags, variables and the distribution's defaults into connection options.
     pub fn resolve(self) -> anyhow::Result<ConnectOptions> {
-        let etcd_pki = self.kubeadm_pki_dir.join("etcd");
-        let kubeadm_file = |name: &str| self.kubeadm.then(|| etcd_pki.join(name));
+        let [ca, cert, key] = self
+            .distribution_files()
+            .map_or([None, None, None], |files| files.map(Some));
+        let distribution = self.kubeadm || self.k3s || self.rke2;
         let endpoints = match self.endpoints {
             Some(list) => list
                 .into_iter()
                 .map(|e| e.trim().to_string())
                 .filter(|e| !e.is_empty())
                 .collect(),
-            None if self.kubeadm => vec![KUBEADM_ENDPOINT.to_string()],
+            // All three serve clients on the node's loopback.
+            None if distribution => vec![LOOPBACK_ENDPOINT.to_string()],
             None => vec![DEFAULT_ENDPOINT.to_string()],
         };
         if endpoints.is_empty() {
             bail!("--endpoints is empty; give at least one host:port");
         }
         let tls = TlsFiles {
-            ca: self.cacert.or_else(|| kubeadm_file("ca.crt")),
-            cert: self.cert.or_else(|| kubeadm_file("healthcheck-client.crt")),
-            key: self.key.or_else(|| kubeadm_file("healthcheck-client.key")),
+            ca: self.cacert.or(ca),
+            cert: self.cert.or(cert),
+            key: self.key.or(key),
         };
         let credentials = match self.user {
             None => None,
@@ -148,10 +183,40 @@ pub fn check_files_exist(options: &ConnectOptions) -> anyhow::Result<()> {
     for (flag, path) in files {
         if let Some(path) = path.as_deref().filter(|p| !Path::exists(p)) {
             bail!(
-                "{flag} {} does not exist; check the path (kubeadm keeps etcd's under /etc/kubernetes/pki/etcd)",
+                "{flag} {} does not exist; check the path (kubeadm keeps etcd's under /etc/kubernetes/pki/etcd, k3s and RKE2 under /var/lib/rancher/<k3s|rke2>/server/tls/etcd)",
                 path.display()
             );
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolved(args: &[&str]) -> ConnectOptions {
+        EtcdFlags::from_args(args.iter().map(Into::into).collect())
+            .unwrap()
+            .resolve()
+            .unwrap()
+    }
+
+    #[test]
+    fn distributions_give_their_endpoint_and_client_certificate() {
+        for (flag, dir) in [("--k3s", K3S_ETCD_TLS), ("--rke2", RKE2_ETCD_TLS)] {
+            let options = resolved(&[flag]);
+            assert_eq!(options.endpoints, [LOOPBACK_ENDPOINT]);
+            assert_eq!(options.tls.ca, Some(Path::new(dir).join("server-ca.crt")));
+            assert_eq!(options.tls.cert, Some(Path::new(dir).join("client.crt")));
+            assert_eq!(options.tls.key, Some(Path::new(dir).join("client.key")));
+        }
+        let options = resolved(&["--kubeadm", "--cert", "/mine.crt"]);
+        assert_eq!(options.tls.cert, Some(PathBuf::from("/mine.crt")));
+        assert_eq!(
+            options.tls.key,
+            Some(PathBuf::from("/etc/kubernetes/pki/etcd/healthcheck-client.key"))
+        );
+        assert!(EtcdFlags::from_args(vec!["--k3s".into(), "--kubeadm".into()]).is_err());
+    }
 }

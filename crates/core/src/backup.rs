@@ -30,6 +30,8 @@ pub struct BackupOptions {
 pub struct Labels {
     pub host: String,
     pub tags: Vec<String>,
+    /// The etcd cluster (hex ID) a files or stream backup belongs to, when known.
+    pub cluster: Option<String>,
 }
 
 /// The description of a backup of `kind` created at `now`.
@@ -45,6 +47,8 @@ pub(crate) fn description(
         host: labels.host.clone(),
         tool: format!("lifeboat {}", env!("CARGO_PKG_VERSION")),
         tags: labels.tags.clone(),
+        // An etcd backup names its cluster in its facts.
+        cluster: labels.cluster.clone().filter(|_| etcd.is_none()),
         etcd,
     }
 }

@@ -153,11 +153,26 @@ fn describe(source: &str, der: &[u8], now: OffsetDateTime, warn_days: i64) -> Re
     })
 }
 
-/// The certificate files of a tree: `(path relative to root, bytes)` of every `.crt`/`.pem`
-/// under the PKI and every kubeconfig of `etc/kubernetes`.
+/// Where control planes keep certificates and kubeconfigs: kubeadm's, and k3s's and RKE2's
+/// (server certificates, and the kubeconfigs under `cred/` and `/etc/rancher`).
+const CERTIFICATE_DIRS: [&str; 5] = [
+    "etc/kubernetes",
+    "var/lib/rancher/k3s/server",
+    "var/lib/rancher/rke2/server",
+    "etc/rancher/k3s",
+    "etc/rancher/rke2",
+];
+
+/// The files of a tree's control-plane directories that exist: `(path relative to root,
+/// bytes)`; [`scan`] picks the certificates and kubeconfigs among them.
 pub fn read_tree(root: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files = Vec::new();
-    let mut stack = vec![root.join("etc/kubernetes")];
+    // k3s's db/ holds the datastore, never a certificate (and can be large).
+    let skipped = [
+        root.join("var/lib/rancher/k3s/server/db"),
+        root.join("var/lib/rancher/rke2/server/db"),
+    ];
+    let mut stack: Vec<_> = CERTIFICATE_DIRS.iter().map(|dir| root.join(dir)).collect();
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
@@ -165,7 +180,9 @@ pub fn read_tree(root: &Path) -> Vec<(String, Vec<u8>)> {
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
-                stack.push(path);
+                if !skipped.contains(&path) {
+                    stack.push(path);
+                }
             } else if let Ok(bytes) = std::fs::read(&path) {
                 let relative = path.strip_prefix(root).unwrap_or(&path);
                 files.push((relative.display().to_string(), bytes));
@@ -194,4 +211,41 @@ pub fn read_tar(tar: &[u8]) -> Vec<(String, Vec<u8>)> {
         }
     }
     files
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn k3s_and_rke2_server_certificates_are_found() {
+        let root = tempfile::tempdir().unwrap();
+        let pem = rcgen::generate_simple_self_signed(vec!["k3s".into()])
+            .unwrap()
+            .cert
+            .pem();
+        for dir in [
+            "var/lib/rancher/k3s/server/tls/etcd",
+            "var/lib/rancher/rke2/server/tls",
+        ] {
+            std::fs::create_dir_all(root.path().join(dir)).unwrap();
+            std::fs::write(root.path().join(dir).join("server-ca.crt"), &pem).unwrap();
+        }
+        std::fs::create_dir_all(root.path().join("var/lib/rancher/k3s/server/db")).unwrap();
+        std::fs::write(
+            root.path().join("var/lib/rancher/k3s/server/db/skipped.crt"),
+            &pem,
+        )
+        .unwrap();
+        let (found, unreadable) = scan(&read_tree(root.path()), OffsetDateTime::now_utc(), 30);
+        let sources: Vec<&str> = found.iter().map(|c| c.source.as_str()).collect();
+        assert_eq!(
+            sources,
+            [
+                "var/lib/rancher/k3s/server/tls/etcd/server-ca.crt",
+                "var/lib/rancher/rke2/server/tls/server-ca.crt"
+            ]
+        );
+        assert!(unreadable.is_empty());
+    }
 }

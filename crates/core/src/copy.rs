@@ -144,6 +144,7 @@ fn description_of(manifest: &Manifest) -> Description {
         tool: manifest.tool.clone(),
         tags: manifest.tags.clone(),
         etcd: manifest.etcd.clone(),
+        cluster: manifest.cluster.clone(),
     }
 }
 

@@ -127,6 +127,10 @@ pub struct DrillReport {
     pub timestamp: String,
     /// The backup ID, or the snapshot file.
     pub backup: String,
+    /// The drilled backup's etcd cluster (hex ID), so that each cluster's view of a shared
+    /// repository finds its own drills.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
     pub repository: Option<String>,
     /// Bytes of the snapshot.
     pub size: u64,
@@ -409,6 +413,10 @@ async fn drill_uncancelled(
         id,
         timestamp: timestamp(now),
         backup: label,
+        cluster_id: fetched
+            .manifest
+            .as_ref()
+            .and_then(|m| m.cluster_id().map(str::to_string)),
         repository,
         size: fetched.size,
         backup_time: fetched.created.map(timestamp),

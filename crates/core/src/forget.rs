@@ -154,6 +154,7 @@ mod tests {
             tool: "test".into(),
             tags: Vec::new(),
             etcd: None,
+            cluster: None,
             artefacts: Vec::new(),
             stored_at: Some(stored_at),
         }

@@ -41,6 +41,7 @@ async fn backup_stores_a_sound_encrypted_snapshot_and_a_manifest() {
         labels: Labels {
             host: "node-1".into(),
             tags: vec!["test".into()],
+            cluster: None,
         },
     };
 

@@ -28,6 +28,7 @@ async fn stream_backup(repo: &Repository, n: usize) {
     let labels = Labels {
         host: "node-1".into(),
         tags: Vec::new(),
+        cluster: None,
     };
     let command = ["sh".to_string(), "-c".into(), format!("echo dump {n}")];
     backup_stream(repo, "app.sql", &command, &labels, &NoProgress, &Cancel::new())

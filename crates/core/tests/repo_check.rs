@@ -26,6 +26,7 @@ async fn committed_at(repo: &Repository, id_time: SystemTime, host: &str) -> Bac
         tool: "lifeboat test".into(),
         tags: Vec::new(),
         etcd: None,
+        cluster: None,
     };
     backup.commit(description).await.unwrap().id
 }

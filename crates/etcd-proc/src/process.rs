@@ -16,10 +16,27 @@ pub fn free_port() -> Result<u16> {
         path: "127.0.0.1".into(),
         source,
     };
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(io)
+    // The kernel may hand a released port out again at once: a process never gives one port
+    // to two callers (two members of one cluster got the same one).
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut last = 0;
+    for _ in 0..64 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(io)?;
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded for a long-lived agent: ports given long ago are long taken or free again.
+        if given.len() >= 4096 {
+            given.clear();
+        }
+        if given.insert(port) {
+            return Ok(port);
+        }
+        last = port;
+    }
+    Ok(last)
 }
 
 /// etcd reads every `ETCD_*` variable as a flag (and 3.5 aborts on a clash), etcdctl every

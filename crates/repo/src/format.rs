@@ -94,6 +94,11 @@ pub struct Manifest {
     pub tags: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etcd: Option<EtcdFacts>,
+    /// The etcd cluster (its ID, hex) a files or stream backup belongs to, when its writer knew
+    /// it; an etcd backup's is `etcd.cluster_id`. Views of one cluster ([`Manifest::cluster_id`])
+    /// need it when several clusters share a repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
     pub artefacts: Vec<Artefact>,
     /// When the storage received the manifest, as a listing reports it (not stored in it).
     #[serde(skip)]
@@ -114,21 +119,24 @@ impl PartialEq for Manifest {
             tool,
             tags,
             etcd,
+            cluster,
             artefacts,
             stored_at: _,
         } = self;
-        (format, id, kind, created, host, tool, tags, etcd, artefacts)
-            == (
-                &other.format,
-                &other.id,
-                &other.kind,
-                &other.created,
-                &other.host,
-                &other.tool,
-                &other.tags,
-                &other.etcd,
-                &other.artefacts,
-            )
+        (
+            format, id, kind, created, host, tool, tags, etcd, cluster, artefacts,
+        ) == (
+            &other.format,
+            &other.id,
+            &other.kind,
+            &other.created,
+            &other.host,
+            &other.tool,
+            &other.tags,
+            &other.etcd,
+            &other.cluster,
+            &other.artefacts,
+        )
     }
 }
 
@@ -175,6 +183,15 @@ pub fn manifest_key(id: &BackupId) -> String {
 pub const KINDS: &[&str] = &["etcd", "files", "stream"];
 
 impl Manifest {
+    /// The etcd cluster the backup belongs to: an etcd backup's own, or the one its writer
+    /// recorded.
+    pub fn cluster_id(&self) -> Option<&str> {
+        match &self.etcd {
+            Some(etcd) => Some(&etcd.cluster_id),
+            None => self.cluster.as_deref(),
+        }
+    }
+
     /// Checks that this manifest belongs where it was found, `backups/<id>/manifest.json` of a
     /// repository configured as `config`: a manifest is data from storage and is followed only
     /// when its ID, kind, artefact names and keys are its own. Returns why not.

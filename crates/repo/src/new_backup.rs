@@ -30,6 +30,8 @@ pub struct Description {
     pub tool: String,
     pub tags: Vec<String>,
     pub etcd: Option<EtcdFacts>,
+    /// The etcd cluster a files or stream backup belongs to (hex ID), when known.
+    pub cluster: Option<String>,
 }
 
 /// The sealer's sink: full chunks go to the receiver the async side drains.
@@ -354,6 +356,7 @@ impl NewBackup {
             tool: description.tool,
             tags: description.tags,
             etcd: description.etcd,
+            cluster: description.cluster,
             artefacts: std::mem::take(&mut self.artefacts),
             stored_at: None,
         };

@@ -98,13 +98,30 @@ impl Repository {
     /// Every backup (those with a manifest), oldest first. A manifest that cannot be parsed
     /// does not hide the others: it is returned among `unreadable`.
     pub async fn list(&self) -> Result<Listing> {
-        self.listing_of(self.storage.list_objects(BACKUPS).await?).await
+        self.listing_of(self.storage.list_objects(BACKUPS).await?, None)
+            .await
+    }
+
+    /// [`Repository::list`] that reads only the manifests `previous` (an earlier listing of
+    /// this repository) did not hold: a manifest is written once and never changed, so one
+    /// listed before under the same key and modification time is taken from `previous`. One
+    /// LIST, then one GET per new backup: what a long-running reader refreshes with.
+    pub async fn list_after(&self, previous: &Listing) -> Result<Listing> {
+        self.listing_of(self.storage.list_objects(BACKUPS).await?, Some(previous))
+            .await
     }
 
     /// The backups whose manifests `objects` (a listing of `backups/`) name, in the order of
     /// their [`Manifest::time`]. A manifest deleted since the listing (by a concurrent forget)
     /// is left out, not an error.
-    pub(crate) async fn listing_of(&self, objects: Vec<StoredObject>) -> Result<Listing> {
+    pub(crate) async fn listing_of(
+        &self,
+        objects: Vec<StoredObject>,
+        previous: Option<&Listing>,
+    ) -> Result<Listing> {
+        let known: std::collections::HashMap<&BackupId, &Manifest> = previous
+            .map(|listing| listing.backups.iter().map(|m| (&m.id, m)).collect())
+            .unwrap_or_default();
         let mut listing = Listing::default();
         for StoredObject { key, modified, .. } in objects {
             let Some(directory) = key
@@ -124,6 +141,10 @@ impl Repository {
                 ));
                 continue;
             };
+            if let Some(manifest) = known.get(&id).filter(|m| m.stored_at == Some(modified)) {
+                listing.backups.push((*manifest).clone());
+                continue;
+            }
             match self.manifest(&id).await {
                 Ok(manifest) => listing.backups.push(Manifest {
                     stored_at: Some(modified),
@@ -308,26 +329,73 @@ fn drill_key(id: &BackupId) -> String {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_backup_deleted_while_listing_is_left_out() {
-        let repo = Repository::init(
+    async fn in_memory() -> Repository {
+        Repository::init(
             Storage::in_memory(),
             crate::Encryption::None,
             crate::Compression::Zstd { level: 1 },
             std::time::UNIX_EPOCH,
         )
         .await
-        .unwrap();
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_backup_deleted_while_listing_is_left_out() {
+        let repo = in_memory().await;
         // Listed, then deleted by a concurrent forget before its manifest was read.
         let gone = BackupId::new(std::time::UNIX_EPOCH);
         let listing = repo
-            .listing_of(vec![StoredObject {
-                key: manifest_key(&gone),
-                size: 100,
-                modified: std::time::SystemTime::now(),
-            }])
+            .listing_of(
+                vec![StoredObject {
+                    key: manifest_key(&gone),
+                    size: 100,
+                    modified: std::time::SystemTime::now(),
+                }],
+                None,
+            )
             .await
             .unwrap();
         assert!(listing.backups.is_empty() && listing.unreadable.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_listing_after_another_reads_only_new_manifests_and_drops_deleted_ones() {
+        let repo = in_memory().await;
+        let backup = |seconds: u64| {
+            let repo = repo.clone();
+            async move {
+                let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000 + seconds);
+                let mut new = repo.begin(BackupId::new(now));
+                new.start_artefact("a.txt").await.unwrap();
+                new.write(b"x").await.unwrap();
+                new.finish_artefact(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"x")))
+                    .await
+                    .unwrap();
+                new.commit(crate::Description {
+                    kind: "files".into(),
+                    created: crate::timestamp(now),
+                    host: "node-1".into(),
+                    tool: "test".into(),
+                    tags: Vec::new(),
+                    etcd: None,
+                    cluster: None,
+                })
+                .await
+                .unwrap()
+            }
+        };
+        let (first, second) = (backup(1).await, backup(2).await);
+        let mut previous = repo.list().await.unwrap();
+        assert_eq!(previous.backups.len(), 2);
+        // What the earlier listing held is taken as it was, not read again.
+        previous.backups[0].host = "as listed before".into();
+        repo.storage().delete(&manifest_key(&second.id)).await.unwrap();
+        let third = backup(3).await;
+        let listing = repo.list_after(&previous).await.unwrap();
+        let ids: Vec<&BackupId> = listing.backups.iter().map(|m| &m.id).collect();
+        assert_eq!(ids, [&first.id, &third.id]);
+        assert_eq!(listing.backups[0].host, "as listed before");
+        assert_eq!(listing.backups[1].host, "node-1");
     }
 }

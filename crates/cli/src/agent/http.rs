@@ -1,33 +1,87 @@
 //! The agent's HTTP endpoints: `/metrics`, `/healthz`, `/readyz` and `/` (the status page).
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use lifeboat_core::Cancel;
 
 use super::Agent;
+use super::http_access::{Access, Peer, guard};
 
-pub async fn serve(agent: Arc<Agent>, listener: tokio::net::TcpListener, stop: Cancel) {
-    let router = Router::new()
+/// How long a client has for the TLS handshake.
+const HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
+
+pub async fn serve(
+    agent: Arc<Agent>,
+    listener: tokio::net::TcpListener,
+    (access, tls): (Arc<Access>, Option<tokio_rustls::TlsAcceptor>),
+    stop: Cancel,
+) {
+    let guarded = Router::new()
         .route("/", get(page))
         .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(access, guard));
+    let router = guarded
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(agent);
-    let shutdown = async move {
-        stop.cancelled().await;
+    let Some(tls) = tls else {
+        let plain = router.layer(Extension(Peer { certified: false }));
+        let shutdown = async move {
+            stop.cancelled().await;
+        };
+        if let Err(error) = axum::serve(listener, plain)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!("the HTTP server stopped: {error}");
+        }
+        return;
     };
-    if let Err(error) = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!("the HTTP server stopped: {error}");
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(error) => {
+                // Out of descriptors, say: wait rather than spin.
+                tracing::warn!("the HTTP server cannot accept a connection: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let (tls, router) = (tls.clone(), router.clone());
+        connections.spawn(async move {
+            let Ok(Ok(stream)) = tokio::time::timeout(HANDSHAKE_LIMIT, tls.accept(tcp)).await else {
+                return;
+            };
+            let certified = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .is_some_and(|c| !c.is_empty());
+            let service =
+                hyper_util::service::TowerToHyperService::new(router.layer(Extension(Peer { certified })));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+        while connections.try_join_next().is_some() {}
     }
+    // Requests in flight get a moment; the agent's stop must stay within its bound.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    connections.abort_all();
 }
 
 async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
@@ -36,7 +90,7 @@ async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        agent.metrics.encode(),
+        agent.metrics.encode(&agent.cluster_label()),
     )
         .into_response()
 }

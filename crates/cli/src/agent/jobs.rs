@@ -31,6 +31,7 @@ impl Agent {
         let labels = Labels {
             host: self.host.clone(),
             tags: job.tags.clone(),
+            cluster: self.cluster_id(),
         };
         match &job.action {
             Action::Backup => {
@@ -102,9 +103,9 @@ impl Agent {
                 boot_timeout,
             } => {
                 let binary = EtcdBinary::locate(etcd_binary.as_deref(), std::env::var_os("PATH").as_deref())?;
-                let live = match self.config.etcd.endpoints.is_empty() && !self.config.etcd.kubeadm {
-                    true => None,
-                    false => Some(self.etcd_flags()?.resolve()?),
+                let live = match self.config.etcd.given() {
+                    true => Some(self.etcd_flags()?.resolve()?),
+                    false => None,
                 };
                 let options = DrillOptions {
                     binary,
@@ -369,7 +370,22 @@ impl Agent {
         let outcome = async {
             let repo = self.open_repository().await?;
             let identities = self.identity.require_for(&repo)?;
-            let id = crate::repo_flags::resolve_id(&repo, "latest", Some("etcd")).await?;
+            // The newest of this cluster's: another cluster's backup in a shared repository
+            // proves nothing about this one.
+            self.identify().await;
+            let listing = repo.list().await?;
+            self.adopt_from(&listing);
+            let id = self
+                .scoped(listing)
+                .backups
+                .into_iter()
+                .rev()
+                .find(|m| m.kind == "etcd")
+                .map(|m| m.id)
+                .ok_or_else(|| match self.cluster_id() {
+                    Some(cluster) => anyhow::anyhow!("the repository holds no etcd backup of cluster {cluster} to drill"),
+                    None => anyhow::anyhow!("this agent's etcd cluster is not known (no member answered, or the repository holds several clusters' backups: set cluster_id:), so no backup is known to be its own"),
+                })?;
             crate::commands::drill::drill_and_record(&repo, id, identities, options, &NoProgress, cancel)
                 .await
         }
@@ -415,7 +431,7 @@ impl Agent {
         .await?;
         if certificates.is_empty() && unreadable.is_empty() {
             bail!(
-                "no certificates under {} (looked in etc/kubernetes: *.crt, *.pem, kubeconfigs); check the job's root",
+                "no certificates under {} (looked in etc/kubernetes, var/lib/rancher/k3s|rke2/server and etc/rancher: *.crt, *.pem, kubeconfigs); check the job's root",
                 root.display()
             );
         }

@@ -50,6 +50,7 @@ async fn stand(agent: &Arc<Agent>, stop: &Cancel) -> anyhow::Result<()> {
     let options = agent.etcd_flags()?.resolve()?;
     let ttl = agent.config.leader_ttl;
     let mut member = connect_first_healthy(&options).await?;
+    agent.learn_cluster(member.status().cluster_id);
     let candidacy = member.stand(ELECTION, ttl).await?;
     let term = candidacy.term();
     let status = member.status().clone();

@@ -2,6 +2,7 @@
 //! `_total` counters, every label combination present from the start so that alerts never meet
 //! an absent series, and no backup IDs as labels.
 
+use std::borrow::Cow;
 use std::sync::atomic::AtomicU64;
 use std::time::SystemTime;
 
@@ -91,7 +92,6 @@ fn duration_histogram() -> Histogram {
 
 #[derive(Debug)]
 pub struct Metrics {
-    registry: Registry,
     pub backups: Family<KindResult, Counter>,
     pub backup_last_success: Family<Kind, GaugeF64>,
     pub backup_last_attempt: Family<Kind, GaugeF64>,
@@ -129,7 +129,6 @@ pub fn seconds_since_epoch(time: SystemTime) -> f64 {
 
 impl Metrics {
     pub fn new(config: &Config, repository: &str) -> Self {
-        let mut registry = Registry::with_prefix("lifeboat");
         let metrics = Metrics {
             backups: Family::default(),
             backup_last_success: Family::default(),
@@ -158,11 +157,14 @@ impl Metrics {
             job_last_success: Family::default(),
             job_interval: Family::default(),
             backup_interval: Family::default(),
-            registry: Registry::default(),
         };
         metrics.initialise(config, repository);
-        let m = &metrics;
-        let r = &mut registry;
+        metrics
+    }
+
+    /// Registers every metric (the registry shares their values) into `r`.
+    fn register(&self, r: &mut Registry) {
+        let m = self;
         r.register(
             "backups",
             "Backups attempted, by kind (etcd, files, stream) and result",
@@ -294,7 +296,6 @@ impl Metrics {
             "The running lifeboat",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
-        Metrics { registry, ..metrics }
     }
 
     /// Every label combination the configuration can produce, at zero.
@@ -381,11 +382,36 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus (OpenMetrics) text exposition.
-    pub fn encode(&self) -> String {
+    /// The Prometheus (OpenMetrics) text exposition, every series labelled with `cluster`
+    /// (learned after start, so the registry is built per scrape: it only holds handles).
+    pub fn encode(&self, cluster: &str) -> String {
+        let label = (Cow::Borrowed("cluster"), Cow::Owned(cluster.to_string()));
+        let mut registry = Registry::with_prefix_and_labels("lifeboat", std::iter::once(label));
+        self.register(&mut registry);
         let mut text = String::new();
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sample_carries_the_cluster_label() {
+        let config = Config::parse(
+            "test",
+            "repository: /tmp/r\nleader: always\njobs:\n  - {name: f, kind: files, every: 1h}\n  - {name: c, kind: copy, every: 1h, to: /tmp/t}\n",
+        )
+        .unwrap();
+        let metrics = Metrics::new(&config, "/tmp/r");
+        let text = metrics.encode("prod-eu");
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert!(samples.len() > 40, "{text}");
+        for line in samples {
+            assert!(line.contains("cluster=\"prod-eu\""), "{line}");
+        }
     }
 }

@@ -2,8 +2,10 @@
 //! files, streams, copies, retention, drills, certificate checks) and reports continuously
 //! (Prometheus metrics, health, a status page). Thin over `lifeboat-core`, like the commands.
 
+mod cluster;
 pub mod config;
 mod http;
+mod http_access;
 mod jobs;
 mod leader;
 mod metrics;
@@ -45,6 +47,8 @@ pub struct Agent {
     /// Forget holds it alone; copies and drills share it: a backup must not be removed while
     /// this agent copies or drills it.
     repository_lock: tokio::sync::RwLock<()>,
+    /// The etcd cluster ID (hex) this agent serves, once a member told it.
+    cluster_id: tokio::sync::watch::Sender<Option<String>>,
     /// Set once the repository has been looked at (listed, or found unreachable).
     catalog_ready: tokio::sync::watch::Sender<bool>,
 }
@@ -75,6 +79,7 @@ impl Agent {
             metrics,
             repository_lock: tokio::sync::RwLock::new(()),
             catalog_ready: tokio::sync::watch::Sender::new(false),
+            cluster_id: tokio::sync::watch::Sender::new(None),
             term: Mutex::new(None),
             status: Mutex::new(Status {
                 leadership: status::Leadership {
@@ -142,6 +147,12 @@ impl Agent {
                 args.push(dir.into());
             }
         }
+        if etcd.k3s {
+            args.push("--k3s".into());
+        }
+        if etcd.rke2 {
+            args.push("--rke2".into());
+        }
         if etcd.insecure_skip_tls_verify {
             args.push("--insecure-skip-tls-verify".into());
         }
@@ -159,12 +170,16 @@ impl Agent {
         }
     }
 
-    /// Lists the repository and its drills for the page and the repository metrics.
+    /// Lists the repository and its drills for the page and the repository metrics, in this
+    /// agent's view (its cluster's).
     async fn refresh_catalog(&self) {
+        self.identify().await;
         let outcome = async {
             let repo = self.open_repository().await?;
             let listing = repo.list().await?;
-            let drills = crate::commands::drills::records(&repo).await?.0;
+            self.adopt_from(&listing);
+            let listing = self.scoped(listing);
+            let drills = self.our_drills(crate::commands::drills::records(&repo).await?.0, &listing);
             anyhow::Ok((listing, drills))
         }
         .await;
@@ -215,7 +230,7 @@ impl Agent {
             let newest = listing
                 .backups
                 .iter()
-                .filter(|m| m.kind == kind && m.host == self.host)
+                .filter(|m| m.kind == kind && m.host == self.host && self.ours(m))
                 .map(status::created)
                 .max();
             if let Some(newest) = newest {
@@ -262,7 +277,8 @@ impl Agent {
         match &job.action {
             config::Action::Backup => made("etcd", None, None),
             config::Action::Files { .. } => made("files", Some(&self.host), None),
-            config::Action::Stream { artefact, .. } => made("stream", Some(&self.host), Some(artefact)),
+            // Streams run on whichever agent leads: any of this cluster's counts.
+            config::Action::Stream { artefact, .. } => made("stream", None, Some(artefact)),
             config::Action::Drill { .. } => status.last_drill.as_ref().and_then(|d| {
                 time::OffsetDateTime::parse(&d.timestamp, &time::format_description::well_known::Rfc3339)
                     .ok()
@@ -455,17 +471,19 @@ fn with_credentials(base: &S3Flags, credentials: Option<&StorageCredentials>) ->
 /// leader and job loops, then lets the running jobs abort cleanly.
 pub async fn run(config: Config, stop: Cancel) -> anyhow::Result<()> {
     let listen = config.listen;
+    let access = http_access::Access::load(&config.http)?;
+    let scheme = if access.1.is_some() { "https" } else { "http" };
     let agent = Arc::new(Agent::new(config)?);
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
         anyhow::anyhow!("cannot listen on {listen}: {e}; change `listen:` or stop what uses it")
     })?;
     info!(
-        "agent on {} ({} jobs, leader: {}); status page http://{listen}/",
+        "agent on {} ({} jobs, leader: {}); status page {scheme}://{listen}/",
         agent.host,
         agent.config.jobs.len(),
         agent.config.leader
     );
-    let server = tokio::spawn(http::serve(agent.clone(), listener, stop.clone()));
+    let server = tokio::spawn(http::serve(agent.clone(), listener, access, stop.clone()));
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(leader::watch(agent.clone(), stop.clone()));
     for job in agent.config.jobs.clone() {

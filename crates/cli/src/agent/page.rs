@@ -17,7 +17,11 @@ th{background:#f0f0f0}.green{background:#d4f7d4}.amber{background:#ffe9b3}\
 .red{background:#ffc9c9}.muted{color:#777}h2{margin-top:1.2em}";
 
 /// Text safe inside HTML elements and attribute values.
+/// Every text the page shows goes through here: URLs lose what can carry a credential (user
+/// information and query strings, e.g. a SAS token or a presigned signature), then markup is
+/// escaped.
 fn escape(text: &str) -> String {
+    let text = redact(text);
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -27,6 +31,39 @@ fn escape(text: &str) -> String {
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
             c => out.push(c),
+        }
+    }
+    out
+}
+
+fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (index, word) in text.split(' ').enumerate() {
+        if index > 0 {
+            out.push(' ');
+        }
+        let Some(scheme_end) = word.find("://") else {
+            out.push_str(word);
+            continue;
+        };
+        let (scheme, rest) = word.split_at(scheme_end + 3);
+        let rest = match rest.split_once('@') {
+            Some((userinfo, host)) if !userinfo.contains('/') => {
+                out.push_str(scheme);
+                out.push_str("REDACTED@");
+                host
+            }
+            _ => {
+                out.push_str(scheme);
+                rest
+            }
+        };
+        match rest.split_once('?') {
+            Some((path, _)) => {
+                out.push_str(path);
+                out.push_str("?REDACTED");
+            }
+            None => out.push_str(rest),
         }
     }
     out
@@ -90,10 +127,10 @@ pub fn render(agent: &Agent, now: SystemTime) -> String {
     let status = agent.status();
     let objectives = config.objectives;
     let mut page = String::new();
-    let title = format!(
-        "Lifeboat: {}",
-        config.cluster.as_deref().unwrap_or(&config.repository)
-    );
+    let title = match agent.cluster_label() {
+        label if label.is_empty() => format!("Lifeboat: {}", config.repository),
+        label => format!("Lifeboat: {label}"),
+    };
     let _ = write!(
         page,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -395,6 +432,21 @@ mod tests {
     #[test]
     fn markup_in_any_text_is_escaped() {
         assert_eq!(escape("<b a=\"x\">&'"), "&lt;b a=&quot;x&quot;&gt;&amp;&#39;");
+    }
+
+    #[test]
+    fn credentials_in_urls_are_not_shown() {
+        let shown =
+            escape("GET https://key:secret@bucket.example/p?X-Amz-Signature=abc&sig=zz failed: s3://b/p");
+        assert!(
+            !shown.contains("secret") && !shown.contains("abc") && !shown.contains("zz"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("https://REDACTED@bucket.example/p?REDACTED"),
+            "{shown}"
+        );
+        assert!(shown.contains("s3://b/p"), "{shown}");
     }
 
     #[test]

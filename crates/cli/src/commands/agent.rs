@@ -46,6 +46,9 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
 pub async fn run(args: AgentArgs, _format: OutputFormat) -> anyhow::Result<()> {
     if let Some(path) = &args.check_config {
         let config = load(path)?;
+        for warning in config.warnings() {
+            writeln!(std::io::stderr().lock(), "warning: {}: {warning}", path.display())?;
+        }
         let mut out = std::io::stdout().lock();
         writeln!(out, "{}: valid, {} jobs", path.display(), config.jobs.len())?;
         for job in &config.jobs {
@@ -63,6 +66,9 @@ pub async fn run(args: AgentArgs, _format: OutputFormat) -> anyhow::Result<()> {
         anyhow::bail!("give --config FILE");
     };
     let mut config = load(path)?;
+    for warning in config.warnings() {
+        tracing::warn!("{}: {warning}", path.display());
+    }
     if let Some(listen) = args.listen {
         config.listen = listen;
     }

@@ -56,6 +56,7 @@ pub async fn run(args: BackupArgs, format: OutputFormat) -> anyhow::Result<()> {
     let labels = Labels {
         host: args.host.unwrap_or_else(super::host_name),
         tags: args.tag,
+        cluster: None,
     };
     let cancel = cancel_on_signals();
     let manifest = match args.stream {

@@ -50,7 +50,7 @@ pub async fn run(args: CertsArgs, format: OutputFormat) -> anyhow::Result<()> {
     let (certs, unreadable) = scan(&files, now, args.warn_days);
     if certs.is_empty() && unreadable.is_empty() {
         anyhow::bail!(
-            "no certificates under {origin} (looked in etc/kubernetes: *.crt, *.pem, kubeconfigs); check --root"
+            "no certificates under {origin} (looked in etc/kubernetes, var/lib/rancher/k3s|rke2/server and etc/rancher: *.crt, *.pem, kubeconfigs); check --root"
         );
     }
     let mut out = std::io::stdout().lock();

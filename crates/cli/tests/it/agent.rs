@@ -59,8 +59,15 @@ impl Agent {
         http_get(&self.address, path)
     }
 
-    pub(crate) fn metrics(&self) -> String {
+    /// The metrics as served: every sample labelled with the agent's cluster.
+    pub(crate) fn labelled_metrics(&self) -> String {
         self.get("/metrics").1
+    }
+
+    /// The metrics with the `cluster` label taken out (after checking that every sample has
+    /// one), so that series read as their own labels.
+    pub(crate) fn metrics(&self) -> String {
+        without_cluster(&self.labelled_metrics())
     }
 
     /// Waits (bounded) until the metrics satisfy `ready`.
@@ -127,6 +134,29 @@ fn http_get(address: &str, path: &str) -> (u16, String) {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+/// `text` with each sample's `cluster` label removed; panics on a sample without one.
+pub(crate) fn without_cluster(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line.starts_with('#') || line.is_empty() {
+            out.push_str(line);
+        } else {
+            let start = line
+                .find("cluster=\"")
+                .unwrap_or_else(|| panic!("a sample without the cluster label: {line}"));
+            let value_end = line[start + 9..].find('"').map(|i| start + 9 + i + 1).unwrap();
+            let rest = &line[value_end..];
+            match rest.strip_prefix(',') {
+                Some(rest) => out.push_str(&format!("{}{rest}", &line[..start])),
+                // The only label: the braces go with it.
+                None => out.push_str(&format!("{}{}", &line[..start - 1], &rest[1..])),
+            }
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// The value of the first sample of `metrics` whose line starts with `series`.

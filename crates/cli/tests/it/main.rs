@@ -2,7 +2,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 mod agent;
+mod agent_access;
 mod agent_alerts;
+mod agent_clusters;
 mod agent_election;
 mod common;
 mod concurrency;

@@ -83,6 +83,7 @@ fn description(now: std::time::SystemTime) -> Description {
         tool: "lifeboat test".into(),
         tags: vec!["nightly".into()],
         etcd: None,
+        cluster: None,
     }
 }
 
