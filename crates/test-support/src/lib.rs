@@ -15,6 +15,7 @@ pub mod kubernetes;
 pub mod pki;
 pub mod postgres;
 pub mod s3;
+pub mod stalling;
 pub mod tmpfs;
 
 pub use cloud::{AzureServer, GcsServer};
@@ -29,4 +30,5 @@ pub use kubernetes::{KubeadmNode, NodeOptions};
 pub use pki::{Pki, apiserver_pki, control_plane_tree};
 pub use postgres::PostgresServer;
 pub use s3::S3Server;
+pub use stalling::StallingProxy;
 pub use tmpfs::Tmpfs;

@@ -35,7 +35,7 @@ impl Agent {
         };
         match &job.action {
             Action::Backup => {
-                self.backup("etcd", async {
+                self.backup("etcd", cancel, async {
                     let connect = self.etcd_flags()?.resolve()?;
                     check_files_exist(&connect)?;
                     let repo = self.open_repository().await?;
@@ -49,7 +49,7 @@ impl Agent {
                 include,
                 exclude,
             } => {
-                self.backup("files", async {
+                self.backup("files", cancel, async {
                     let repo = self.open_repository().await?;
                     let options = FilesOptions {
                         root: root.clone(),
@@ -67,7 +67,7 @@ impl Agent {
                 .await
             }
             Action::Stream { artefact, command } => {
-                self.backup("stream", async {
+                self.backup("stream", cancel, async {
                     let repo = self.open_repository().await?;
                     Ok(backup_stream(&repo, artefact, command, &labels, &NoProgress, cancel).await?)
                 })
@@ -78,7 +78,7 @@ impl Agent {
                 credentials,
                 keep,
             } => {
-                let _shared = self.repository_lock.read().await;
+                let _shared = waited(self.repository_lock.read(), cancel).await?;
                 self.copy(to, credentials.as_ref(), keep.as_ref(), &job.name, cancel)
                     .await
             }
@@ -88,7 +88,7 @@ impl Agent {
                 keep,
             } => {
                 // Nothing else of this agent reads the repository while backups are removed.
-                let _exclusive = self.repository_lock.write().await;
+                let _exclusive = waited(self.repository_lock.write(), cancel).await?;
                 let repo = match repository {
                     Some(location) => self.open_other(location, credentials.as_ref()).await?,
                     None => self.open_repository().await?,
@@ -118,7 +118,7 @@ impl Agent {
                     live,
                     boot_timeout: *boot_timeout,
                 };
-                let _shared = self.repository_lock.read().await;
+                let _shared = waited(self.repository_lock.read(), cancel).await?;
                 self.drill(&options, cancel).await
             }
             Action::Certs { root, warn_days } => self.certs(root, *warn_days).await,
@@ -129,6 +129,7 @@ impl Agent {
     async fn backup(
         &self,
         kind: &str,
+        cancel: &Cancel,
         work: impl Future<Output = anyhow::Result<Manifest>>,
     ) -> anyhow::Result<String> {
         let label = metrics::Kind { kind: kind.into() };
@@ -138,10 +139,11 @@ impl Agent {
             .set(seconds_since_epoch(SystemTime::now()));
         let clock = Instant::now();
         // A forget job of this agent waits for it (the repository's lock would refuse one).
-        let outcome = {
-            let _shared = self.repository_lock.read().await;
+        let outcome = async {
+            let _shared = waited(self.repository_lock.read(), cancel).await?;
             work.await
-        };
+        }
+        .await;
         let result = if outcome.is_ok() { "success" } else { "failure" };
         let pair = metrics::KindResult {
             kind: kind.into(),
@@ -487,4 +489,15 @@ pub fn describe_policy(policy: &lifeboat_core::retention::Policy) -> String {
         parts.push(format!("within {}", humantime::format_duration(within)));
     }
     parts.join(", ")
+}
+
+/// Waits for this agent's repository lock, unless the job is cancelled first (its timeout, the
+/// agent's stop, the loss of leadership): a job stuck behind a hung one ends with it.
+async fn waited<G>(lock: impl Future<Output = G>, cancel: &Cancel) -> anyhow::Result<G> {
+    tokio::select! {
+        guard = lock => Ok(guard),
+        reason = cancel.cancelled() => Err(anyhow::anyhow!(
+            "interrupted by {reason} while waiting for another job of this agent on the repository"
+        )),
+    }
 }

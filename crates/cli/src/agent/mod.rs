@@ -30,8 +30,11 @@ use status::{Run, Status};
 /// How long a stopping agent waits for its running jobs to abort before it exits anyway (the
 /// whole stop stays within 10 s: the runtime's own shutdown allows 5 s more).
 const STOP_GRACE: Duration = Duration::from_secs(4);
-/// How often the repository is listed for the page when no job did it.
+/// How often the repository is listed for the page when no job asked for it.
 const CATALOG_REFRESH: Duration = Duration::from_secs(60);
+/// How long a cancelled job has to abort what it started before it is dropped (a job stuck on
+/// storage that does not answer); within the agent's stop bound.
+const ABORT_GRACE: Duration = Duration::from_secs(3);
 
 /// Everything the jobs, the leader loop and the HTTP handlers share.
 pub struct Agent {
@@ -49,6 +52,11 @@ pub struct Agent {
     repository_lock: tokio::sync::RwLock<()>,
     /// The etcd cluster ID (hex) this agent serves, once a member told it.
     cluster_id: tokio::sync::watch::Sender<Option<String>>,
+    /// The last listing of the repository (all clusters'), which the next one reads only what
+    /// is new against.
+    catalog: tokio::sync::Mutex<lifeboat_repo::Listing>,
+    /// Asks the catalog refresher for a look now (after a job changed the repository).
+    catalog_wanted: tokio::sync::Notify,
     /// Set once the repository has been looked at (listed, or found unreachable).
     catalog_ready: tokio::sync::watch::Sender<bool>,
 }
@@ -79,6 +87,8 @@ impl Agent {
             metrics,
             repository_lock: tokio::sync::RwLock::new(()),
             catalog_ready: tokio::sync::watch::Sender::new(false),
+            catalog: tokio::sync::Mutex::new(lifeboat_repo::Listing::default()),
+            catalog_wanted: tokio::sync::Notify::new(),
             cluster_id: tokio::sync::watch::Sender::new(None),
             term: Mutex::new(None),
             status: Mutex::new(Status {
@@ -172,17 +182,29 @@ impl Agent {
 
     /// Lists the repository and its drills for the page and the repository metrics, in this
     /// agent's view (its cluster's).
+    /// Bounded by `listing_timeout`: a storage that hangs makes the repository unreachable (and
+    /// /readyz say so), it never holds the agent up.
     async fn refresh_catalog(&self) {
-        self.identify().await;
-        let outcome = async {
+        let limit = self.config.listing_timeout;
+        let look = async {
+            self.identify().await;
             let repo = self.open_repository().await?;
-            let listing = repo.list().await?;
+            let mut previous = self.catalog.lock().await;
+            let listing = repo.list_after(&previous).await?;
+            previous.backups.clone_from(&listing.backups);
+            drop(previous);
             self.adopt_from(&listing);
             let listing = self.scoped(listing);
             let drills = self.our_drills(crate::commands::drills::records(&repo).await?.0, &listing);
             anyhow::Ok((listing, drills))
-        }
-        .await;
+        };
+        let outcome = match tokio::time::timeout(limit, look).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(anyhow::anyhow!(
+                "it did not answer within {} (listing_timeout)",
+                humantime::format_duration(limit)
+            )),
+        };
         match outcome {
             Ok((listing, drills)) => {
                 self.metrics.repository_backups.set(listing.backups.len() as i64);
@@ -397,7 +419,7 @@ impl Agent {
                 detail,
             });
             if job.kind != config::JobKind::Certs {
-                self.refresh_catalog().await;
+                self.catalog_wanted.notify_one();
             }
             if ok || stop.is_cancelled() || attempt == job.retries {
                 return;
@@ -450,7 +472,18 @@ impl Agent {
                 }
             })
         };
-        let result = self.execute(job, &cancel).await;
+        let work = self.execute(job, &cancel);
+        tokio::pin!(work);
+        let result = tokio::select! {
+            result = &mut work => result,
+            reason = cancel.cancelled() => match tokio::time::timeout(ABORT_GRACE, &mut work).await {
+                Ok(result) => result,
+                Err(_) => Err(anyhow::anyhow!(
+                    "interrupted by {reason}; it did not finish aborting within {} s and was dropped",
+                    ABORT_GRACE.as_secs()
+                )),
+            },
+        };
         watcher.abort();
         result
     }
@@ -493,9 +526,13 @@ pub async fn run(config: Config, stop: Cancel) -> anyhow::Result<()> {
     let refresh_stop = stop.clone();
     tasks.spawn(async move {
         loop {
-            refresher.refresh_catalog().await;
             tokio::select! {
                 _ = refresh_stop.cancelled() => return,
+                _ = refresher.refresh_catalog() => {}
+            }
+            tokio::select! {
+                _ = refresh_stop.cancelled() => return,
+                _ = refresher.catalog_wanted.notified() => {}
                 _ = tokio::time::sleep(CATALOG_REFRESH) => {}
             }
         }

@@ -6,6 +6,7 @@ mod agent_access;
 mod agent_alerts;
 mod agent_clusters;
 mod agent_election;
+mod agent_storage;
 mod common;
 mod concurrency;
 mod drill;

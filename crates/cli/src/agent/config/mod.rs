@@ -54,6 +54,10 @@ pub struct Config {
     pub objectives: Objectives,
     #[serde(default)]
     pub etcd: EtcdSection,
+    /// How long one look at the repository (its listing, for the page, the metrics and the
+    /// first runs) may take before it counts as unreachable.
+    #[serde(default = "default_listing_timeout", deserialize_with = "duration")]
+    pub listing_timeout: Duration,
     /// Where copies and drills keep temporary files [default: $TMPDIR or /tmp].
     #[serde(default)]
     pub temp_dir: Option<PathBuf>,
@@ -67,6 +71,10 @@ fn default_listen() -> SocketAddr {
 
 fn default_leader_check() -> Duration {
     Duration::from_secs(5)
+}
+
+fn default_listing_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_leader_ttl() -> Duration {
