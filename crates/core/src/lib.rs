@@ -29,6 +29,7 @@ mod cancel;
 pub mod certs;
 pub mod copy;
 pub mod drill;
+mod drill_report;
 mod drill_sweep;
 mod drill_tls;
 mod error;

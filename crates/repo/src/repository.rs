@@ -244,20 +244,34 @@ impl Repository {
     /// are not `drills/<ID>.json` are left out.
     pub async fn drills(&self) -> Result<Vec<(BackupId, Vec<u8>)>> {
         let mut records = Vec::new();
-        for (key, _) in self.storage.list(DRILLS).await? {
-            let Some(id) = key
-                .strip_prefix(&format!("{DRILLS}/"))
-                .and_then(|k| k.strip_suffix(".json"))
-                .and_then(BackupId::parse)
-            else {
-                continue;
-            };
-            if let Some(bytes) = self.storage.get(&key).await? {
+        for id in self.drill_ids().await? {
+            if let Some(bytes) = self.drill(&id).await? {
                 records.push((id, bytes));
             }
         }
-        records.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(records)
+    }
+
+    /// The IDs of the stored drill records, oldest first (one LIST, no record read).
+    pub async fn drill_ids(&self) -> Result<Vec<BackupId>> {
+        let mut ids: Vec<BackupId> = self
+            .storage
+            .list(DRILLS)
+            .await?
+            .into_iter()
+            .filter_map(|(key, _)| {
+                key.strip_prefix(&format!("{DRILLS}/"))
+                    .and_then(|k| k.strip_suffix(".json"))
+                    .and_then(BackupId::parse)
+            })
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// One drill record's bytes, if it (still) exists.
+    pub async fn drill(&self, id: &BackupId) -> Result<Option<Vec<u8>>> {
+        self.storage.get(&drill_key(id)).await
     }
 
     /// Stores the newest revision a cluster was seen at as `revisions/<cluster ID>.json` (plain:

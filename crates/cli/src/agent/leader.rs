@@ -141,7 +141,7 @@ async fn mark_revision(agent: &Arc<Agent>, member: &mut Member) {
 impl Agent {
     /// This agent leads from now, for as long as `term` holds.
     fn lead(&self, term: Term, me: &str) {
-        *self.term.lock().unwrap_or_else(|e| e.into_inner()) = Some(term);
+        self.term.send_replace(Some(term));
         self.settle(true, Some(me.to_string()), None);
     }
 
@@ -149,7 +149,7 @@ impl Agent {
     /// unknown; logs and counts changes.
     pub(super) fn settle(&self, leading: bool, leader: Option<String>, error: Option<String>) {
         if !leading {
-            *self.term.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            self.term.send_replace(None);
         }
         let changed = {
             let mut status = self.status();
@@ -178,10 +178,6 @@ impl Agent {
 
     /// The term a cluster-wide job runs under: `None` when this agent does not lead now.
     pub(super) fn current_term(&self) -> Option<Term> {
-        self.term
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .filter(Term::held)
+        self.term.borrow().clone().filter(Term::held)
     }
 }

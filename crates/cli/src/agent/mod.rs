@@ -46,15 +46,15 @@ pub struct Agent {
     metrics: Metrics,
     status: Mutex<Status>,
     /// While this agent leads: the lease its cluster-wide jobs are fenced by.
-    term: Mutex<Option<lifeboat_etcd_conn::Term>>,
+    term: tokio::sync::watch::Sender<Option<lifeboat_etcd_conn::Term>>,
     /// Forget holds it alone; copies and drills share it: a backup must not be removed while
     /// this agent copies or drills it.
     repository_lock: tokio::sync::RwLock<()>,
     /// The etcd cluster ID (hex) this agent serves, once a member told it.
     cluster_id: tokio::sync::watch::Sender<Option<String>>,
-    /// The last listing of the repository (all clusters'), which the next one reads only what
-    /// is new against.
-    catalog: tokio::sync::Mutex<lifeboat_repo::Listing>,
+    /// What the last look at the repository read (all clusters'): the next one reads only
+    /// what is new.
+    catalog: tokio::sync::Mutex<Catalog>,
     /// Asks the catalog refresher for a look now (after a job changed the repository).
     catalog_wanted: tokio::sync::Notify,
     /// Set once the repository has been looked at (listed, or found unreachable).
@@ -87,10 +87,10 @@ impl Agent {
             metrics,
             repository_lock: tokio::sync::RwLock::new(()),
             catalog_ready: tokio::sync::watch::Sender::new(false),
-            catalog: tokio::sync::Mutex::new(lifeboat_repo::Listing::default()),
+            catalog: tokio::sync::Mutex::new(Catalog::default()),
             catalog_wanted: tokio::sync::Notify::new(),
             cluster_id: tokio::sync::watch::Sender::new(None),
-            term: Mutex::new(None),
+            term: tokio::sync::watch::Sender::new(None),
             status: Mutex::new(Status {
                 leadership: status::Leadership {
                     leading: config.leader == LeaderMode::Always,
@@ -190,12 +190,13 @@ impl Agent {
             self.identify().await;
             let repo = self.open_repository().await?;
             let mut previous = self.catalog.lock().await;
-            let listing = repo.list_after(&previous).await?;
-            previous.backups.clone_from(&listing.backups);
+            let listing = repo.list_after(&previous.listing).await?;
+            previous.listing.backups.clone_from(&listing.backups);
+            let drills = previous.drills_after(&repo).await?;
             drop(previous);
             self.adopt_from(&listing);
             let listing = self.scoped(listing);
-            let drills = self.our_drills(crate::commands::drills::records(&repo).await?.0, &listing);
+            let drills = self.our_drills(drills, &listing);
             anyhow::Ok((listing, drills))
         };
         let outcome = match tokio::time::timeout(limit, look).await {
@@ -486,6 +487,40 @@ impl Agent {
         };
         watcher.abort();
         result
+    }
+}
+
+/// What the agent read of the repository at its last look.
+#[derive(Debug, Default)]
+struct Catalog {
+    listing: lifeboat_repo::Listing,
+    drills: std::collections::BTreeMap<lifeboat_repo::BackupId, lifeboat_core::drill::DrillReport>,
+}
+
+impl Catalog {
+    /// The repository's drill records, reading only those not read before (a record is written
+    /// once); records that went away are forgotten.
+    async fn drills_after(
+        &mut self,
+        repo: &Repository,
+    ) -> anyhow::Result<Vec<lifeboat_core::drill::DrillReport>> {
+        let ids = repo.drill_ids().await?;
+        self.drills.retain(|id, _| ids.binary_search(id).is_ok());
+        for id in ids {
+            if self.drills.contains_key(&id) {
+                continue;
+            }
+            let Some(bytes) = repo.drill(&id).await? else {
+                continue;
+            };
+            match crate::commands::drills::parse_record(&id, &bytes) {
+                Ok(report) => {
+                    self.drills.insert(id, report);
+                }
+                Err(problem) => warn!("{problem}; the page leaves it out"),
+            }
+        }
+        Ok(self.drills.values().cloned().collect())
     }
 }
 

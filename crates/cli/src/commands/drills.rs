@@ -3,7 +3,7 @@
 use clap::{Args, Subcommand};
 use lifeboat_core::drill::{DrillReport, Outcome};
 
-use lifeboat_repo::Repository;
+use lifeboat_repo::{BackupId, Repository};
 
 use crate::output::{self, OutputFormat};
 use crate::repo_flags::RepoFlags;
@@ -35,14 +35,22 @@ pub struct ShowArgs {
 /// Records that parse, each checked against the key it was found under; the others named.
 /// The drill records of `repo` that can be trusted (their ID is their key), and what was wrong
 /// with the others.
+/// A drill record read from `drills/<id>.json`: it must name the drill it is stored as.
+pub fn parse_record(id: &BackupId, bytes: &[u8]) -> Result<DrillReport, String> {
+    match serde_json::from_slice::<DrillReport>(bytes) {
+        Ok(report) if report.id == *id => Ok(report),
+        Ok(_) => Err(format!("drills/{id}.json names another drill")),
+        Err(error) => Err(format!("drills/{id}.json: {error}")),
+    }
+}
+
 pub async fn records(repo: &Repository) -> anyhow::Result<(Vec<DrillReport>, Vec<String>)> {
     let mut reports = Vec::new();
     let mut unreadable = Vec::new();
     for (id, bytes) in repo.drills().await? {
-        match serde_json::from_slice::<DrillReport>(&bytes) {
-            Ok(report) if report.id == id => reports.push(report),
-            Ok(_) => unreadable.push(format!("drills/{id}.json names another drill")),
-            Err(error) => unreadable.push(format!("drills/{id}.json: {error}")),
+        match parse_record(&id, &bytes) {
+            Ok(report) => reports.push(report),
+            Err(problem) => unreadable.push(problem),
         }
     }
     for problem in &unreadable {
