@@ -36,7 +36,7 @@ pub use locks::{LOCK_REFRESH, LOCK_VALIDITY, LockKind, LockRecord, LockTiming, R
 pub use new_backup::{Description, NewBackup};
 pub use open_uploads::OpenUpload;
 pub use read::ReadBack;
-pub use repository::{CONFIG_KEY, Listing, Repository, timestamp};
+pub use repository::{CONFIG_KEY, Listing, ManifestCache, Repository, timestamp};
 pub use seal::{Sealed, Sealer, open_sealed};
 pub use store::{
     Download, Location, PART_SIZE, SMALL_OBJECT_MAX, Storage, StorageSettings, StoredObject, Upload,

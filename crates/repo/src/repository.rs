@@ -30,6 +30,9 @@ pub struct Listing {
     pub unreadable: Vec<(String, Error)>,
 }
 
+/// Manifests a long-running reader read before, by backup ID ([`Repository::list_cached`]).
+pub type ManifestCache = std::collections::HashMap<BackupId, Manifest>;
+
 /// A repository with its config read.
 #[derive(Debug, Clone)]
 pub struct Repository {
@@ -102,13 +105,16 @@ impl Repository {
             .await
     }
 
-    /// [`Repository::list`] that reads only the manifests `previous` (an earlier listing of
-    /// this repository) did not hold: a manifest is written once and never changed, so one
-    /// listed before under the same key and modification time is taken from `previous`. One
-    /// LIST, then one GET per new backup: what a long-running reader refreshes with.
-    pub async fn list_after(&self, previous: &Listing) -> Result<Listing> {
-        self.listing_of(self.storage.list_objects(BACKUPS).await?, Some(previous))
-            .await
+    /// [`Repository::list`] that reads only the manifests `cache` does not hold: a manifest is
+    /// written once and never changed, so one read before with the same modification time is
+    /// taken from the cache. Each manifest read goes into the cache at once, so a listing cut
+    /// short (a timeout) keeps what it read; manifests no longer listed leave it. One LIST, then
+    /// one GET per new backup: what a long-running reader refreshes with.
+    pub async fn list_cached(&self, cache: &mut ManifestCache) -> Result<Listing> {
+        let objects = self.storage.list_objects(BACKUPS).await?;
+        let listed: std::collections::HashSet<String> = objects.iter().map(|o| o.key.clone()).collect();
+        cache.retain(|id, _| listed.contains(&manifest_key(id)));
+        self.listing_of(objects, Some(cache)).await
     }
 
     /// The backups whose manifests `objects` (a listing of `backups/`) name, in the order of
@@ -117,11 +123,8 @@ impl Repository {
     pub(crate) async fn listing_of(
         &self,
         objects: Vec<StoredObject>,
-        previous: Option<&Listing>,
+        mut cache: Option<&mut ManifestCache>,
     ) -> Result<Listing> {
-        let known: std::collections::HashMap<&BackupId, &Manifest> = previous
-            .map(|listing| listing.backups.iter().map(|m| (&m.id, m)).collect())
-            .unwrap_or_default();
         let mut listing = Listing::default();
         for StoredObject { key, modified, .. } in objects {
             let Some(directory) = key
@@ -141,15 +144,25 @@ impl Repository {
                 ));
                 continue;
             };
-            if let Some(manifest) = known.get(&id).filter(|m| m.stored_at == Some(modified)) {
-                listing.backups.push((*manifest).clone());
+            let cached = cache
+                .as_deref()
+                .and_then(|cache| cache.get(&id))
+                .filter(|m| m.stored_at == Some(modified));
+            if let Some(manifest) = cached {
+                listing.backups.push(manifest.clone());
                 continue;
             }
             match self.manifest(&id).await {
-                Ok(manifest) => listing.backups.push(Manifest {
-                    stored_at: Some(modified),
-                    ..manifest
-                }),
+                Ok(manifest) => {
+                    let manifest = Manifest {
+                        stored_at: Some(modified),
+                        ..manifest
+                    };
+                    if let Some(cache) = cache.as_deref_mut() {
+                        cache.insert(id, manifest.clone());
+                    }
+                    listing.backups.push(manifest);
+                }
                 Err(Error::NoSuchBackup { .. }) => {}
                 Err(
                     error @ (Error::Format { .. }
@@ -400,13 +413,15 @@ mod tests {
             }
         };
         let (first, second) = (backup(1).await, backup(2).await);
-        let mut previous = repo.list().await.unwrap();
-        assert_eq!(previous.backups.len(), 2);
-        // What the earlier listing held is taken as it was, not read again.
-        previous.backups[0].host = "as listed before".into();
+        let mut cache = ManifestCache::new();
+        assert_eq!(repo.list_cached(&mut cache).await.unwrap().backups.len(), 2);
+        assert_eq!(cache.len(), 2);
+        // What the earlier listing read is taken as it was, not read again.
+        cache.get_mut(&first.id).unwrap().host = "as listed before".into();
         repo.storage().delete(&manifest_key(&second.id)).await.unwrap();
         let third = backup(3).await;
-        let listing = repo.list_after(&previous).await.unwrap();
+        let listing = repo.list_cached(&mut cache).await.unwrap();
+        assert_eq!(cache.len(), 2, "the deleted backup left the cache");
         let ids: Vec<&BackupId> = listing.backups.iter().map(|m| &m.id).collect();
         assert_eq!(ids, [&first.id, &third.id]);
         assert_eq!(listing.backups[0].host, "as listed before");

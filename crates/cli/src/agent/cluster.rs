@@ -30,7 +30,8 @@ impl Agent {
             .unwrap_or_default()
     }
 
-    /// Takes in the cluster ID a member reported.
+    /// Takes in the cluster ID a member reported (or an etcd backup recorded); a new one
+    /// changes the view, so the repository is looked at again.
     pub(super) fn learn_cluster(&self, id: u64) {
         let id = format!("{id:x}");
         let previous = self.cluster_id.send_replace(Some(id.clone()));
@@ -40,7 +41,15 @@ impl Agent {
                 "etcd cluster ID changed from {old} to {id} (was the cluster restored?); \
                  the status page and metrics now follow {id}"
             ),
-            Some(_) => {}
+            Some(_) => return,
+        }
+        self.catalog_wanted.notify_one();
+    }
+
+    /// [`Agent::learn_cluster`] from a manifest's hex ID.
+    pub(super) fn learn_cluster_hex(&self, id: &str) {
+        if let Ok(id) = u64::from_str_radix(id, 16) {
+            self.learn_cluster(id);
         }
     }
 
@@ -69,15 +78,20 @@ impl Agent {
         }
     }
 
-    /// An agent without etcd (the drill Deployment) takes its cluster from the configuration,
-    /// else from the repository when that holds one cluster's etcd backups only; with several,
-    /// it claims none (and says so), rather than drill another cluster's.
+    /// An agent without etcd and without `cluster_id:` (the drill Deployment) serves the
+    /// cluster of the repository's newest etcd backup, looked at again at each listing: after a
+    /// restore (a new cluster ID) it follows the new cluster. When the repository holds
+    /// several clusters' backups it says so: `cluster_id:` pins one.
     pub(super) fn adopt_from(&self, listing: &Listing) {
-        if self.cluster_id().is_some() || self.config.etcd.given() {
+        if self.config.etcd.given() || self.config.cluster_id.is_some() {
             return;
         }
-        if let Some(id) = &self.config.cluster_id {
-            self.cluster_id.send_replace(Some(id.to_ascii_lowercase()));
+        // Oldest first: the last etcd backup is the newest.
+        let Some(newest) = listing.backups.iter().rev().find_map(|m| m.etcd.as_ref()) else {
+            return;
+        };
+        let id = newest.cluster_id.clone();
+        if self.cluster_id().as_deref() == Some(id.as_str()) {
             return;
         }
         let clusters: std::collections::BTreeSet<&str> = listing
@@ -86,17 +100,14 @@ impl Agent {
             .filter_map(|m| m.etcd.as_ref().map(|e| e.cluster_id.as_str()))
             .collect();
         match clusters.len() {
-            1 => {
-                let id = clusters.into_iter().next().unwrap_or_default().to_string();
-                info!("this agent serves etcd cluster {id}, the only one the repository holds");
-                self.cluster_id.send_replace(Some(id));
-            }
-            0 => {}
+            1 => info!("this agent serves etcd cluster {id}, the one the repository holds"),
             _ => warn!(
-                "the repository holds backups of etcd clusters {}; set cluster_id: to the one this agent serves",
+                "the repository holds backups of etcd clusters {}; this agent follows {id}, whose \
+                 backup is the newest; set cluster_id: to pin the one it serves",
                 clusters.into_iter().collect::<Vec<_>>().join(", ")
             ),
         }
+        self.cluster_id.send_replace(Some(id));
     }
 
     /// Whether `manifest` is in this agent's view.

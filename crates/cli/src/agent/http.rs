@@ -112,7 +112,12 @@ async fn readyz(State(agent): State<Arc<Agent>>) -> Response {
     };
     match reason {
         None => (StatusCode::OK, "ready\n".to_string()).into_response(),
-        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")).into_response(),
+        // Probes read it without credentials: URLs lose what can carry one, as on the page.
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", super::page::redact(&reason)),
+        )
+            .into_response(),
     }
 }
 

@@ -15,10 +15,10 @@ use lifeboat_etcd_proc::EtcdBinary;
 use lifeboat_repo::{Manifest, Repository};
 use tracing::warn;
 
-use super::Agent;
 use super::config::{Action, Job};
 use super::metrics::{self, seconds_since_epoch};
 use super::status::{CopyStatus, RetentionStatus};
+use super::{ABORT_GRACE, Agent};
 use crate::etcd_flags::check_files_exist;
 
 fn size_text(bytes: u64) -> String {
@@ -139,10 +139,13 @@ impl Agent {
             .set(seconds_since_epoch(SystemTime::now()));
         let clock = Instant::now();
         // A forget job of this agent waits for it (the repository's lock would refuse one).
-        let outcome = async {
-            let _shared = waited(self.repository_lock.read(), cancel).await?;
-            work.await
-        }
+        let outcome = bounded(
+            async {
+                let _shared = waited(self.repository_lock.read(), cancel).await?;
+                work.await
+            },
+            cancel,
+        )
         .await;
         let result = if outcome.is_ok() { "success" } else { "failure" };
         let pair = metrics::KindResult {
@@ -172,6 +175,8 @@ impl Agent {
         }
         if let Some(etcd) = &manifest.etcd {
             self.metrics.backup_last_revision.set(etcd.revision);
+            // Also where an agent with `leader: always` sees a restored cluster's new ID.
+            self.learn_cluster_hex(&etcd.cluster_id);
         }
         Ok(format!(
             "backup {} stored ({} plain, {} stored{})",
@@ -369,7 +374,7 @@ impl Agent {
         self.metrics
             .drill_last_attempt
             .set(seconds_since_epoch(SystemTime::now()));
-        let outcome = async {
+        let outcome = bounded(async {
             let repo = self.open_repository().await?;
             let identities = self.identity.require_for(&repo)?;
             // The newest of this cluster's: another cluster's backup in a shared repository
@@ -391,6 +396,7 @@ impl Agent {
             crate::commands::drill::drill_and_record(&repo, id, identities, options, &NoProgress, cancel)
                 .await
         }
+        , cancel)
         .await;
         let passed = matches!(&outcome, Ok(report) if report.result != Outcome::Failed);
         self.metrics
@@ -499,5 +505,24 @@ async fn waited<G>(lock: impl Future<Output = G>, cancel: &Cancel) -> anyhow::Re
         reason = cancel.cancelled() => Err(anyhow::anyhow!(
             "interrupted by {reason} while waiting for another job of this agent on the repository"
         )),
+    }
+}
+
+/// `work`, cut off [`ABORT_GRACE`] after `cancel` fires: a job stuck on storage that does not
+/// answer cannot finish aborting, and what counts its result must still run.
+pub(super) async fn bounded<T>(
+    work: impl Future<Output = anyhow::Result<T>>,
+    cancel: &Cancel,
+) -> anyhow::Result<T> {
+    tokio::pin!(work);
+    tokio::select! {
+        result = &mut work => result,
+        reason = cancel.cancelled() => match tokio::time::timeout(ABORT_GRACE, &mut work).await {
+            Ok(result) => result,
+            Err(_) => Err(anyhow::anyhow!(
+                "interrupted by {reason}; it did not finish aborting within {} s and was dropped",
+                ABORT_GRACE.as_secs()
+            )),
+        },
     }
 }

@@ -129,6 +129,12 @@ async fn mark_revision(agent: &Arc<Agent>, member: &mut Member) {
                 .await?;
             anyhow::Ok(())
         };
+        // Bounded: on a storage that hangs, marks must not pile up a minute at a time.
+        let recorded = async {
+            tokio::time::timeout(MARK_EVERY / 2, recorded)
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the repository did not answer")))
+        };
         if let Err(error) = recorded.await {
             warn!(
                 "cannot record the cluster's revision in the repository: {}",

@@ -89,7 +89,9 @@ impl Agent {
             catalog_ready: tokio::sync::watch::Sender::new(false),
             catalog: tokio::sync::Mutex::new(Catalog::default()),
             catalog_wanted: tokio::sync::Notify::new(),
-            cluster_id: tokio::sync::watch::Sender::new(None),
+            cluster_id: tokio::sync::watch::Sender::new(
+                config.cluster_id.as_ref().map(|id| id.to_ascii_lowercase()),
+            ),
             term: tokio::sync::watch::Sender::new(None),
             status: Mutex::new(Status {
                 leadership: status::Leadership {
@@ -186,12 +188,12 @@ impl Agent {
     /// /readyz say so), it never holds the agent up.
     async fn refresh_catalog(&self) {
         let limit = self.config.listing_timeout;
+        // Bounded on its own: a slow etcd is not the repository's fault.
+        self.identify().await;
         let look = async {
-            self.identify().await;
             let repo = self.open_repository().await?;
             let mut previous = self.catalog.lock().await;
-            let listing = repo.list_after(&previous.listing).await?;
-            previous.listing.backups.clone_from(&listing.backups);
+            let listing = repo.list_cached(&mut previous.manifests).await?;
             let drills = previous.drills_after(&repo).await?;
             drop(previous);
             self.adopt_from(&listing);
@@ -473,18 +475,7 @@ impl Agent {
                 }
             })
         };
-        let work = self.execute(job, &cancel);
-        tokio::pin!(work);
-        let result = tokio::select! {
-            result = &mut work => result,
-            reason = cancel.cancelled() => match tokio::time::timeout(ABORT_GRACE, &mut work).await {
-                Ok(result) => result,
-                Err(_) => Err(anyhow::anyhow!(
-                    "interrupted by {reason}; it did not finish aborting within {} s and was dropped",
-                    ABORT_GRACE.as_secs()
-                )),
-            },
-        };
+        let result = jobs::bounded(self.execute(job, &cancel), &cancel).await;
         watcher.abort();
         result
     }
@@ -493,7 +484,7 @@ impl Agent {
 /// What the agent read of the repository at its last look.
 #[derive(Debug, Default)]
 struct Catalog {
-    listing: lifeboat_repo::Listing,
+    manifests: lifeboat_repo::ManifestCache,
     drills: std::collections::BTreeMap<lifeboat_repo::BackupId, lifeboat_core::drill::DrillReport>,
 }
 

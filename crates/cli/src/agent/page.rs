@@ -36,7 +36,7 @@ fn escape(text: &str) -> String {
     out
 }
 
-fn redact(text: &str) -> String {
+pub(super) fn redact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for (index, word) in text.split(' ').enumerate() {
         if index > 0 {

@@ -56,12 +56,14 @@ async fn two_clusters_in_one_repository_each_see_only_their_own_backups() {
     let etcd_success = "lifeboat_backups_total{kind=\"etcd\",result=\"success\"}";
     let files_success = "lifeboat_backups_total{kind=\"files\",result=\"success\"}";
     // Cluster a has no backup of its own: its agent backs it up at once, b's notwithstanding.
-    agent_a.wait_for("cluster a's first backup", Duration::from_secs(30), |m| {
-        sample(m, etcd_success) >= 1.0 && sample(m, files_success) >= 1.0
+    let listed = "lifeboat_repository_backups";
+    // The repository gauges follow the jobs by a look at the repository: waited for too.
+    agent_a.wait_for("cluster a's first backup, listed", Duration::from_secs(30), |m| {
+        sample(m, etcd_success) >= 1.0 && sample(m, files_success) >= 1.0 && sample(m, listed) >= 2.0
     });
     // Cluster b's backup is fresh: its agent waits an interval (files: nothing of node-b yet).
-    agent_b.wait_for("node b's files backup", Duration::from_secs(30), |m| {
-        sample(m, files_success) >= 1.0
+    agent_b.wait_for("node b's files backup, listed", Duration::from_secs(30), |m| {
+        sample(m, files_success) >= 1.0 && sample(m, listed) >= 2.0
     });
     let metrics_b = agent_b.metrics();
     assert_eq!(sample(&metrics_b, etcd_success), 0.0, "{metrics_b}");

@@ -39,8 +39,10 @@ fn a_hanging_storage_times_jobs_out_says_why_and_does_not_hold_up_the_stop() {
 
     proxy.stall(true);
     let before = sample(&agent.metrics(), failure);
+    let backup_failure = "lifeboat_backups_total{kind=\"files\",result=\"failure\"}";
+    // Counted where the alerts look too, although the stuck backup was cut off.
     agent.wait_for("a job ended by its timeout", Duration::from_secs(20), |m| {
-        sample(m, failure) >= before + 1.0
+        sample(m, failure) >= before + 1.0 && sample(m, backup_failure) >= 1.0
     });
     assert!(
         agent.log_text().contains("the job's timeout"),

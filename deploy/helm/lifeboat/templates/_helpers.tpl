@@ -35,15 +35,17 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 /var/lib/rancher/{{ .Values.distribution }}
 {{- end -}}
 
-{{/* The nodes the agents run on: the value, or the distribution's control-plane label. kubeadm
-sets the label to "", k3s and RKE2 to "true", and a selector matches the value exactly. */}}
+{{/* The nodes the agents run on: the value, or the nodes that run an etcd member. kubeadm's
+stacked etcd runs on its control-plane nodes (label value ""); k3s and RKE2 label the servers
+with embedded etcd node-role.kubernetes.io/etcd: "true" (with split roles, control-plane-only
+servers have no member to back up). A selector matches the value exactly. */}}
 {{- define "lifeboat.nodeSelector" -}}
 {{- if .Values.nodeSelector -}}
 {{ toYaml .Values.nodeSelector }}
 {{- else if eq .Values.distribution "kubeadm" -}}
 node-role.kubernetes.io/control-plane: ""
 {{- else -}}
-node-role.kubernetes.io/control-plane: "true"
+node-role.kubernetes.io/etcd: "true"
 {{- end -}}
 {{- end -}}
 
