@@ -321,6 +321,22 @@ impl Agent {
             _ = stop.cancelled() => return,
             _ = tokio::time::timeout(Duration::from_secs(60), listed.wait_for(|ready| *ready)) => {}
         }
+        // Until the cluster is known none of its backups is in the view: a job whose first run
+        // goes by them waits (bounded) for the members to answer and a look that knows it.
+        let goes_by_output = job.kind.backup_kind().is_some() || job.kind == config::JobKind::Drill;
+        if goes_by_output && self.config.etcd.given() && self.cluster_id().is_none() {
+            let mut known = self.cluster_id.subscribe();
+            let learned = async {
+                let _ = known.wait_for(Option::is_some).await;
+                listed.mark_unchanged();
+                self.catalog_wanted.notify_one();
+                let _ = listed.changed().await;
+            };
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::timeout(Duration::from_secs(60), learned) => {}
+            }
+        }
         // A first drill waits one interval: right after a deployment there is nothing to drill.
         let last = self
             .last_output(&job)
@@ -485,6 +501,8 @@ impl Agent {
 #[derive(Debug, Default)]
 struct Catalog {
     manifests: lifeboat_repo::ManifestCache,
+    /// Drill records that did not parse: read (and reported) once.
+    unparsable: std::collections::BTreeSet<lifeboat_repo::BackupId>,
     drills: std::collections::BTreeMap<lifeboat_repo::BackupId, lifeboat_core::drill::DrillReport>,
 }
 
@@ -497,8 +515,9 @@ impl Catalog {
     ) -> anyhow::Result<Vec<lifeboat_core::drill::DrillReport>> {
         let ids = repo.drill_ids().await?;
         self.drills.retain(|id, _| ids.binary_search(id).is_ok());
+        self.unparsable.retain(|id| ids.binary_search(id).is_ok());
         for id in ids {
-            if self.drills.contains_key(&id) {
+            if self.drills.contains_key(&id) || self.unparsable.contains(&id) {
                 continue;
             }
             let Some(bytes) = repo.drill(&id).await? else {
@@ -508,7 +527,10 @@ impl Catalog {
                 Ok(report) => {
                     self.drills.insert(id, report);
                 }
-                Err(problem) => warn!("{problem}; the page leaves it out"),
+                Err(problem) => {
+                    warn!("{problem}; the page leaves it out");
+                    self.unparsable.insert(id);
+                }
             }
         }
         Ok(self.drills.values().cloned().collect())
