@@ -514,6 +514,7 @@ async fn restore_members(run: &mut Run, plan: &Plan, snapshot: &Path) -> Result<
             skip_hash_check: true,
             bump_revision: 0,
             mark_compacted: false,
+            replay: None,
         };
         match blocking(move || restore(&options)).await {
             Ok(report) => restored.push(report.member_id),

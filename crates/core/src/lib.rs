@@ -15,6 +15,8 @@
 //! - [`stream`]: a command's output (pg_dump and the like) as a backup.
 //! - [`files`]: the control plane's files (PKI, kubeconfigs, manifests) as a tar backup, and back;
 //!   [`certs`]: every certificate among them with its days left.
+//! - [`capture::capture`]: a whole-keyspace watch sealed into segments; [`pitr`]: restorable
+//!   ranges, and a restore to any revision or time in them.
 //! - [`Progress`]: how long operations report bytes done; the CLI draws a bar from it.
 //! - [`Cancel`]: how every long operation is stopped; it then removes what it started.
 //! - [`fsio`]: the temp-name, fsync, rename discipline every written artefact follows.
@@ -26,6 +28,8 @@ pub mod backup;
 pub mod backups;
 pub mod blocking;
 mod cancel;
+pub mod capture;
+mod capture_upload;
 pub mod certs;
 pub mod copy;
 pub mod drill;
@@ -37,6 +41,7 @@ pub mod files;
 pub mod forget;
 pub mod fsio;
 pub mod k8s_objects;
+pub mod pitr;
 pub mod private_file;
 mod progress;
 pub mod readyz;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use lifeboat_bbolt::{Db, MappedFile};
+use lifeboat_etcd_data::pitr::Replay;
 use lifeboat_etcd_data::restore::{
     BackendReport, Cluster, Member, RaftEncoding, rewrite_backend, snap_file, wal_segment,
 };
@@ -34,6 +35,8 @@ pub struct RestoreOptions {
     /// `--bump-revision N` (with `--mark-compacted`); 0 for none.
     pub bump_revision: u64,
     pub mark_compacted: bool,
+    /// Point-in-time recovery: captured revisions written after the snapshot's.
+    pub replay: Option<std::sync::Arc<Replay>>,
 }
 
 /// What was restored.
@@ -154,8 +157,15 @@ pub fn restore(options: &RestoreOptions) -> Result<RestoreReport> {
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
         });
-        let backend =
-            snapshot.read_with(|bytes| rewrite_backend(&Db::open(bytes)?, &db_file, &cluster, bump));
+        let backend = snapshot.read_with(|bytes| {
+            rewrite_backend(
+                &Db::open(bytes)?,
+                &db_file,
+                &cluster,
+                bump,
+                options.replay.as_deref(),
+            )
+        });
         writing.store(false, std::sync::atomic::Ordering::Relaxed);
         let _ = flushing.join();
         let trailer_state = hashing

@@ -118,6 +118,9 @@ pub enum Error {
         code: String,
         message: String,
     },
+    /// A watch asked to start at a revision the member has compacted away.
+    #[error("{endpoint}: the watch cannot start there: revisions up to {compact_revision} are compacted")]
+    WatchCompacted { endpoint: String, compact_revision: i64 },
     /// No endpoint answered Status.
     #[error("no endpoint is healthy: {}", render_failures(.failures))]
     NoHealthyEndpoint { failures: Vec<EndpointFailure> },

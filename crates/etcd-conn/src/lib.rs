@@ -6,6 +6,7 @@
 //! - [`connect_first_healthy`]: tries the endpoints in order and returns the first [`Member`] that
 //!   answers Status, with every other endpoint's failure kept for the error.
 //! - [`Member`]: one connected endpoint, its [`MemberStatus`], and its snapshot stream.
+//! - [`KeyspaceWatch`]: every event of the key space from a revision on, for capture.
 //! - [`Candidacy`], [`Term`]: leadership by etcd's election API over a kept-alive lease.
 //! - [`Error`]: every failure named by cause (refused, timed out, untrusted server certificate,
 //!   rejected client certificate, wrong password, ...), never a bare "transport error".
@@ -15,11 +16,13 @@ mod election;
 mod error;
 mod member;
 mod tls;
+mod watch;
 
 pub use election::{Candidacy, Elected, Term};
 pub use error::{EndpointFailure, Error, Result};
 pub use member::{LiveHashKv, Member, MemberStatus, SnapshotStream, connect, connect_first_healthy};
 pub use tls::TlsFiles;
+pub use watch::{KeyspaceWatch, WatchBatch, WatchedEvent, WatchedRevision};
 
 use std::time::Duration;
 

@@ -56,6 +56,17 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub(crate) fn lost(&self, reason: &str) -> Error {
+        Error::ConnectionLost {
+            endpoint: self.endpoint.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
     pub(crate) fn classify(&self, error: &(dyn std::error::Error + 'static)) -> Error {
         let situation = Situation {
             endpoint: &self.endpoint,

@@ -99,6 +99,14 @@ pub enum Error {
         "a bbolt file, but not an etcd database: it has no \"key\" bucket; give an etcd snapshot or a member's member/snap/db"
     )]
     NotEtcd,
+    /// A segment of captured events that cannot be replayed.
+    #[error("segment is damaged: {reason}")]
+    BadSegment { reason: String },
+    /// Captured events that do not follow the base snapshot.
+    #[error(
+        "the replay starts at revision {first}, but the base snapshot is at revision {base}; events must follow the base"
+    )]
+    ReplayOrder { base: i64, first: i64 },
     /// `snapshot status` cannot tell which etcdutl's figures to give.
     #[error("cannot tell which etcd's status to reproduce: {reason}; give --etcd-version")]
     StatusRulesUnknown { reason: String },

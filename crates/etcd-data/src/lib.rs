@@ -15,6 +15,8 @@
 //! - [`KeyValue`], [`Revision`]: the MVCC records of the `key` bucket.
 //! - [`restore`]: a snapshot's backend rewritten for a new cluster (membership, consistent
 //!   index, optional revision bump), the WAL segment, the `.snap` file, member and cluster IDs.
+//! - [`pitr`]: captured watch events in segments, replayed into a restore at their original
+//!   revisions.
 //!
 //! Synchronous and pure: no I/O, no network.
 
@@ -22,6 +24,7 @@ mod error;
 mod hashkv;
 mod keyspace;
 mod kv;
+pub mod pitr;
 pub mod restore;
 mod status;
 mod trailer;

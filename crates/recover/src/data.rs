@@ -117,6 +117,7 @@ pub(super) async fn restore_into(
         skip_hash_check: false,
         bump_revision: journal.bump_revision,
         mark_compacted: journal.mark_compacted,
+        replay: None,
     };
     restore(options).await
 }

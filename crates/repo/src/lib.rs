@@ -10,6 +10,7 @@
 //! - [`NewBackup`]: the write transaction every backup goes through (keys derived, uploads
 //!   aborted unless committed, manifest last).
 //! - [`RepoLock`]: shared and exclusive repository locks (restic's protocol), refreshed while held.
+//! - [`SegmentManifest`], [`GapRecord`]: point-in-time recovery's captured segments and gaps.
 //! - [`Sealer`]: the synchronous write stack plain → sha256 → zstd → age → sha256 → sink.
 
 mod error;
@@ -22,6 +23,7 @@ mod open_uploads;
 mod read;
 mod repository;
 mod seal;
+mod segments;
 mod store;
 
 pub use age::x25519::Identity;
@@ -38,6 +40,7 @@ pub use open_uploads::OpenUpload;
 pub use read::ReadBack;
 pub use repository::{CONFIG_KEY, Listing, ManifestCache, Repository, timestamp};
 pub use seal::{Sealed, Sealer, open_sealed};
+pub use segments::{GapRecord, SegmentFacts, SegmentListing, SegmentManifest, SegmentRange};
 pub use store::{
     Download, Location, PART_SIZE, SMALL_OBJECT_MAX, Storage, StorageSettings, StoredObject, Upload,
 };

@@ -3,6 +3,7 @@
 mod agent;
 mod backup;
 mod backups;
+mod capture;
 mod certs;
 mod copy;
 pub(crate) mod drill;
@@ -10,6 +11,7 @@ pub(crate) mod drills;
 mod dump;
 mod forget;
 mod k8s;
+mod pitr;
 mod recover;
 mod repo;
 mod repo_check;
@@ -38,8 +40,15 @@ pub enum Command {
     /// The backups in a repository: list, show, verify, delete.
     #[command(subcommand)]
     Backups(backups::BackupsCommand),
-    /// Restore a backup into a member data directory (etcd 3.4 and 3.5 boot it).
+    /// Restore a backup into a member data directory, or with --to-revision/--to-time a point
+    /// in time (a base backup plus captured segments).
     Restore(Box<restore::RestoreArgs>),
+    /// Capture every change of etcd into the repository, sealed every second, for point-in-time
+    /// recovery (until SIGINT/SIGTERM).
+    Capture(Box<capture::CaptureArgs>),
+    /// Point-in-time recovery: the restorable ranges.
+    #[command(subcommand)]
+    Pitr(pitr::PitrCommand),
     /// Remove backups a retention policy does not keep (restic's --keep-* rules).
     Forget(Box<forget::ForgetArgs>),
     /// Copy the backups other repositories lack (other regions or providers), checked there.
@@ -82,6 +91,8 @@ impl Command {
             Command::Backup(args) => backup::run(*args, format).await,
             Command::Backups(command) => command.run(format).await,
             Command::Restore(args) => restore::run(*args, format).await,
+            Command::Capture(args) => capture::run(*args, format).await,
+            Command::Pitr(command) => command.run(format).await,
             Command::Forget(args) => forget::run(*args, format).await,
             Command::Copy(args) => copy::run(*args, format).await,
             Command::Dump(args) => dump::run(*args, format).await,

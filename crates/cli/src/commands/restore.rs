@@ -1,22 +1,40 @@
-//! `lifeboat restore ID --data-dir DIR`: fetch, decrypt, verify, restore natively.
+//! `lifeboat restore ID --data-dir DIR`: fetch, decrypt, verify, restore natively; with
+//! `--to-revision R` or `--to-time T`, the base backup and captured segments that reach that
+//! point, replayed natively.
 
+use std::io::Write;
 use std::path::PathBuf;
+use std::time::SystemTime;
 
+use anyhow::bail;
 use clap::Args;
 use lifeboat_core::backups::restore_backup;
+use lifeboat_core::pitr::{PointProof, PointTarget, parse_time, plan, restore_to_point};
 
+use crate::commands::pitr::parse_cluster;
 use crate::commands::snapshot::restore::{RestoreFlags, print};
 use crate::exit::cancel_on_signals;
-use crate::output::OutputFormat;
+use crate::output::{self, OutputFormat};
 use crate::progress::TerminalBar;
 use crate::repo_flags::{IdentityFlags, RepoFlags, resolve_id};
 
 /// Arguments of `restore`.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// The backup's ID, or `latest` (the newest etcd backup).
-    #[arg(value_name = "ID")]
-    id: String,
+    /// The backup's ID, or `latest` (the newest etcd backup); not with --to-revision/--to-time,
+    /// which choose their base.
+    #[arg(value_name = "ID", required_unless_present_any = ["to_revision", "to_time"])]
+    id: Option<String>,
+    /// Restore the cluster as it was at this revision (point-in-time recovery).
+    #[arg(long, value_name = "REVISION", conflicts_with_all = ["id", "to_time"])]
+    to_revision: Option<i64>,
+    /// Restore the cluster as it was at this time: RFC 3339 (2026-12-06T03:12:00Z) or a
+    /// duration ago (15m). It resolves to the last revision received at or before it.
+    #[arg(long, value_name = "TIME", conflicts_with = "id")]
+    to_time: Option<String>,
+    /// The etcd cluster (hex ID) when the repository holds several.
+    #[arg(long, value_name = "ID", value_parser = parse_cluster)]
+    cluster: Option<u64>,
     #[command(flatten)]
     flags: RestoreFlags,
     #[command(flatten)]
@@ -28,11 +46,83 @@ pub struct RestoreArgs {
 pub async fn run(args: RestoreArgs, format: OutputFormat) -> anyhow::Result<()> {
     let repo = args.repo.open().await?;
     let identities = args.identity.require_for(&repo)?;
-    let id = resolve_id(&repo, &args.id, Some("etcd")).await?;
     // The snapshot is fetched into a private temporary file beside the data directory.
     let options = args.flags.options(PathBuf::new());
     let bar = TerminalBar::new("fetch");
-    let (manifest, report) =
-        restore_backup(&repo, &id, &identities, &options, &bar, &cancel_on_signals()).await?;
-    print(&format!("backup {}", manifest.id), &report, format)
+    let cancel = cancel_on_signals();
+    let target = match (args.to_revision, &args.to_time) {
+        (Some(revision), _) => PointTarget::Revision(revision),
+        (None, Some(text)) => match parse_time(text, SystemTime::now()) {
+            Some(time) => PointTarget::Time(time),
+            None => bail!(
+                "--to-time {text:?} is neither RFC 3339 (2026-12-06T03:12:00Z) nor a duration ago (15m)"
+            ),
+        },
+        (None, None) => {
+            let id = resolve_id(&repo, args.id.as_deref().unwrap_or("latest"), Some("etcd")).await?;
+            let (manifest, report) = restore_backup(&repo, &id, &identities, &options, &bar, &cancel).await?;
+            return print(&format!("backup {}", manifest.id), &report, format);
+        }
+    };
+    lifeboat_core::snapshot_restore::preflight(&options)?;
+    let plan = plan(&repo, args.cluster, target, &identities).await?;
+    if let Some(time) = &plan.time {
+        let next = match (&time.next_revision, &time.next_received) {
+            (Some(revision), Some(received)) => {
+                format!("; the next change (revision {revision}) was received {received}")
+            }
+            _ => "; no later change was captured".into(),
+        };
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "{} resolves to revision {}, received {}{next}",
+            time.asked,
+            time.revision,
+            time.received
+        );
+    }
+    let (report, proof) = restore_to_point(&repo, &plan, &identities, &options, &bar, &cancel).await?;
+    let source = format!(
+        "backup {} + {} segments to revision {}",
+        plan.base.id,
+        plan.segments.len(),
+        plan.revision
+    );
+    match format {
+        OutputFormat::Json => output::json(
+            &mut std::io::stdout().lock(),
+            &serde_json::json!({
+                "restore": report,
+                "base": plan.base.id,
+                "segments": plan.segments.len(),
+                "revision": plan.revision,
+                "time": plan.time,
+                "proof": proof,
+            }),
+        )?,
+        _ => {
+            print(&source, &report, format)?;
+            let line = match &proof {
+                PointProof::Equal { recorded } => format!(
+                    "HashKV at revision {} equals the live member's ({:08x})",
+                    recorded.revision, recorded.hash
+                ),
+                PointProof::Differs { recorded, computed } => format!(
+                    "HashKV at revision {} is {computed:08x}, the live member's was {:08x}",
+                    recorded.revision, recorded.hash
+                ),
+                PointProof::NotComparable { reason } => format!("HashKV not compared: {reason}"),
+            };
+            writeln!(std::io::stdout().lock(), "{line}")?;
+        }
+    }
+    if let PointProof::Differs { recorded, computed } = proof {
+        bail!(
+            "the restored data in {} differs from the live member at revision {} (HashKV {computed:08x}, recorded {:08x}): a segment is missing an event; keep the old data and report this",
+            report.data_dir.display(),
+            recorded.revision,
+            recorded.hash
+        );
+    }
+    Ok(())
 }

@@ -16,6 +16,7 @@ mod k8s;
 mod kube;
 mod kube_recover;
 mod open_uploads;
+mod pitr;
 mod recover;
 mod recover_safety;
 mod repository;

@@ -1,7 +1,8 @@
 //! The restored `db`: every bucket of the snapshot copied into a fresh compact file, except
 //! membership (replaced by the new cluster's), `meta/consistent_index` and `meta/term` (set to
 //! the new raft log's), and, with `--bump-revision N --mark-compacted`, one empty marker past
-//! the last revision plus a scheduled compaction at it.
+//! the last revision plus a scheduled compaction at it. With a [`Replay`], captured revisions
+//! follow the snapshot's in the `key` bucket and the `lease` bucket is rebuilt for them.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -10,10 +11,12 @@ use lifeboat_bbolt::{BucketRoot, BucketWriter, BulkWriter, Db, Entry, Source};
 
 use super::members::Cluster;
 use super::raft::{TERM, member_json};
+use crate::pitr::{Replay, ReplayReport, Replayer};
 use crate::status::{KEY_BUCKET, integrity_error, main_revision};
 use crate::{Error, Result, Version};
 
 const META: &[u8] = b"meta";
+const LEASE: &[u8] = b"lease";
 const MEMBERS: &[u8] = b"members";
 const MEMBERS_REMOVED: &[u8] = b"members_removed";
 const CLUSTER: &[u8] = b"cluster";
@@ -33,6 +36,9 @@ pub struct BackendReport {
     pub size: u64,
     /// The etcd version the snapshot records (its storage version, else its cluster version).
     pub snapshot_version: Option<String>,
+    /// What a point-in-time restore replayed after the snapshot's revision.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replayed: Option<ReplayReport>,
 }
 
 /// How a source bucket is carried over.
@@ -45,16 +51,18 @@ enum Treatment {
     Replace,
 }
 
-fn treatment(name: &[u8]) -> Treatment {
+fn treatment(name: &[u8], replaying: bool) -> Treatment {
     match name {
         META => Treatment::Edit,
+        LEASE if replaying => Treatment::Edit,
         MEMBERS | MEMBERS_REMOVED => Treatment::Replace,
         _ => Treatment::Copy,
     }
 }
 
-struct Rewrite<'f> {
+struct Rewrite<'f, 'r> {
     writer: BulkWriter<'f>,
+    replayer: Option<Replayer<'r>>,
     roots: Vec<(Vec<u8>, BucketRoot)>,
     current: Option<(Vec<u8>, Treatment, BucketWriter)>,
     meta: BTreeMap<Vec<u8>, Vec<u8>>,
@@ -70,12 +78,12 @@ fn revision_key(main: i64, sub: i64) -> Vec<u8> {
     [&main.to_be_bytes()[..], b"_", &sub.to_be_bytes()].concat()
 }
 
-impl Rewrite<'_> {
+impl Rewrite<'_, '_> {
     fn entry(&mut self, entry: &Entry<'_>) -> Result<()> {
         match entry.depth {
             0 => {
                 self.end_bucket()?;
-                let mode = treatment(entry.key);
+                let mode = treatment(entry.key, self.replayer.is_some());
                 self.current = Some((entry.key.to_vec(), mode, self.writer.bucket()));
             }
             1 => {
@@ -92,12 +100,20 @@ impl Rewrite<'_> {
                 }
                 match mode {
                     Treatment::Copy => self.writer.put(bucket, entry.key, entry.value, false)?,
+                    Treatment::Edit if name == LEASE => {
+                        if let Some(replayer) = self.replayer.as_mut() {
+                            replayer.base_lease(entry.key, entry.value);
+                        }
+                    }
                     Treatment::Edit => {
                         self.meta.insert(entry.key.to_vec(), entry.value.to_vec());
                     }
                     Treatment::Replace => {}
                 }
                 if name == KEY_BUCKET {
+                    if let Some(replayer) = self.replayer.as_mut() {
+                        replayer.base_record(entry.key, entry.value)?;
+                    }
                     self.revisions += 1;
                     let last = self.last_revision_key.get_or_insert_with(Vec::new);
                     last.clear();
@@ -127,6 +143,20 @@ impl Rewrite<'_> {
             return Ok(());
         }
         if name == KEY_BUCKET
+            && let Some(mut replayer) = self.replayer.take()
+        {
+            let base = self.revision()?;
+            let (writer, last, revisions) =
+                (&mut self.writer, &mut self.last_revision_key, &mut self.revisions);
+            replayer.records(base, |key, value| {
+                writer.put(&mut bucket, key, value, false)?;
+                *revisions += 1;
+                *last = Some(key.to_vec());
+                Ok(())
+            })?;
+            self.replayer = Some(replayer);
+        }
+        if name == KEY_BUCKET
             && let Some(n) = self.bump
         {
             let marker = self.revision()?.saturating_add(n);
@@ -153,16 +183,19 @@ impl Rewrite<'_> {
     }
 }
 
-/// Rewrites `source` into `out` for `cluster`. `bump` is `--bump-revision` (with
-/// `--mark-compacted`). The source's consistency check must be clean.
+/// Rewrites `source` into `out` for `cluster`, with `replay`'s revisions after the source's.
+/// `bump` is `--bump-revision` (with `--mark-compacted`), counted from the last revision
+/// written. The source's consistency check must be clean.
 pub fn rewrite_backend<S: Source + ?Sized>(
     source: &Db<'_, S>,
     out: &File,
     cluster: &Cluster,
     bump: Option<u64>,
+    replay: Option<&Replay>,
 ) -> Result<BackendReport> {
     let mut rewrite = Rewrite {
         writer: BulkWriter::new(out, source.page_size()),
+        replayer: replay.map(Replayer::new),
         roots: Vec::new(),
         current: None,
         meta: BTreeMap::new(),
@@ -219,6 +252,14 @@ pub fn rewrite_backend<S: Source + ?Sized>(
         .collect();
     rewrite.write_bucket(MEMBERS, members)?;
     rewrite.write_bucket(MEMBERS_REMOVED, [])?;
+    let replayed = match rewrite.replayer.take() {
+        Some(replayer) => {
+            let (leases, report) = replayer.finish();
+            rewrite.write_bucket(LEASE, leases)?;
+            Some(report)
+        }
+        None => None,
+    };
 
     let Rewrite {
         writer,
@@ -234,5 +275,6 @@ pub fn rewrite_backend<S: Source + ?Sized>(
         revisions,
         size,
         snapshot_version: snapshot_version.map(|v| v.to_string()),
+        replayed,
     })
 }

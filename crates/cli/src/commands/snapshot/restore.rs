@@ -67,6 +67,7 @@ impl RestoreFlags {
             skip_hash_check: self.skip_hash_check,
             bump_revision: self.bump_revision,
             mark_compacted: self.mark_compacted,
+            replay: None,
         }
     }
 }

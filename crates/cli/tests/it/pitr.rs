@@ -1,0 +1,340 @@
+//! Point-in-time recovery against real etcd 3.5 and 3.6: `capture` follows every change
+//! (transactions of many keys, a DeleteRange, leases, a lease that expires) into segments;
+//! `restore --to-revision R` and `--to-time T` write data whose HashKV at R equals etcd's own
+//! answer for R, which boots serving exactly the keys etcd served at R (revisions, versions and
+//! leases included); a capture killed and restarted continues without a gap; a start revision
+//! compacted away takes a full backup and records the gap, and no target inside it is offered.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use etcd_client::{Client, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp};
+use lifeboat_test_support::{EtcdConfig, EtcdServer, EtcdVersion, ExistingMember, free_port};
+use serde_json::Value;
+
+use crate::common::*;
+use crate::repository::{Backend, Repo};
+
+/// key → (value, create_revision, mod_revision, version, lease)
+type Dump = BTreeMap<Vec<u8>, (Vec<u8>, i64, i64, i64, i64)>;
+
+async fn dump_at(client: &mut Client, revision: i64) -> Dump {
+    let response = client
+        .get(
+            "",
+            Some(GetOptions::new().with_all_keys().with_revision(revision)),
+        )
+        .await
+        .unwrap();
+    response
+        .kvs()
+        .iter()
+        .map(|kv| {
+            let fields = (
+                kv.value().to_vec(),
+                kv.create_revision(),
+                kv.mod_revision(),
+                kv.version(),
+                kv.lease(),
+            );
+            (kv.key().to_vec(), fields)
+        })
+        .collect()
+}
+
+async fn revision(client: &mut Client) -> i64 {
+    client.status().await.unwrap().header().unwrap().revision()
+}
+
+fn capture(repo: &Repo, server: &EtcdServer) -> Child {
+    repo.lifeboat()
+        .args(["capture", "--segment", "200ms", "--hash-every", "0s"])
+        .args(server.etcdctl_args())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn ranges(repo: &Repo) -> Vec<Value> {
+    let out = run_ok(repo.lifeboat().args(["pitr", "ranges", "-w", "json"]));
+    serde_json::from_str::<Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Waits (bounded) until the repository can restore `revision`.
+fn wait_restorable(repo: &Repo, child: &mut Child, revision: i64) {
+    let reached = wait_until(child, Duration::from_secs(30), || {
+        ranges(repo)
+            .iter()
+            .any(|r| r["to_revision"].as_i64().unwrap() >= revision)
+    });
+    assert!(
+        reached,
+        "revision {revision} never became restorable: {:?}",
+        ranges(repo)
+    );
+}
+
+fn stop(mut child: Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(20)), Some(0));
+}
+
+/// Restores `target` (`--to-revision R` or `--to-time T`) and returns the JSON report.
+fn restore_point(repo: &Repo, dir: &Path, name: &str, peer_url: &str, target: &[&str]) -> Value {
+    let out = run_ok(
+        repo.lifeboat()
+            .args(["restore", "-w", "json", "--identity-file"])
+            .arg(repo.identity())
+            .args(target)
+            .arg(format!("--data-dir={}", dir.join(name).display()))
+            .args(["--name", name])
+            .arg(format!("--initial-cluster={name}={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}")),
+    );
+    serde_json::from_str(&out).unwrap()
+}
+
+/// Our HashKV of the restored member at `revision`.
+fn restored_hash(db: &Path, revision: i64) -> u64 {
+    let out = run_ok(
+        lifeboat()
+            .args(["snapshot", "hashkv", "-w", "json"])
+            .arg(db)
+            .arg(format!("--revision={revision}")),
+    );
+    serde_json::from_str::<Value>(&out).unwrap()["hash"]
+        .as_u64()
+        .unwrap()
+}
+
+async fn points_in_time(version: EtcdVersion) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = EtcdServer::start(EtcdConfig::new(version)).await.unwrap();
+    let mut client = server.member().await.unwrap().client();
+    for i in 0..20 {
+        client
+            .put(format!("/registry/pods/default/p{i}"), format!("v{i}"), None)
+            .await
+            .unwrap();
+    }
+    let repo = Repo::initialised(Backend::Local);
+    run_ok(repo.lifeboat().arg("backup").args(server.etcdctl_args()));
+    let mut child = capture(&repo, &server);
+    let mut points = Vec::new();
+
+    // Overwrites and a delete.
+    for i in 0..10 {
+        client
+            .put(format!("/registry/pods/default/p{i}"), format!("w{i}"), None)
+            .await
+            .unwrap();
+    }
+    client.delete("/registry/pods/default/p19", None).await.unwrap();
+    points.push(revision(&mut client).await);
+    // One transaction of many keys: one revision, many sub-revisions.
+    let puts: Vec<TxnOp> = (0..40)
+        .map(|i| {
+            TxnOp::put(
+                format!("/registry/configmaps/kube-system/c{i:02}"),
+                vec![b'x'; 300],
+                None,
+            )
+        })
+        .collect();
+    let txn = Txn::new()
+        .when([Compare::version("/registry/none", CompareOp::Equal, 0)])
+        .and_then(puts);
+    client.txn(txn).await.unwrap();
+    points.push(revision(&mut client).await);
+    // A DeleteRange: one revision, a tombstone per key.
+    client
+        .delete(
+            "/registry/configmaps/kube-system/c1",
+            Some(DeleteOptions::new().with_prefix()),
+        )
+        .await
+        .unwrap();
+    points.push(revision(&mut client).await);
+    // Leases: a long one kept, a short one that expires during the capture.
+    let long = client.lease_grant(600, None).await.unwrap().id();
+    let short = client.lease_grant(2, None).await.unwrap().id();
+    for i in 0..3 {
+        let lease = PutOptions::new().with_lease(long);
+        client
+            .put(format!("/registry/events/default/e{i}"), "event", Some(lease))
+            .await
+            .unwrap();
+    }
+    client
+        .put(
+            "/registry/masterleases/10.0.0.1",
+            "m",
+            Some(PutOptions::new().with_lease(short)),
+        )
+        .await
+        .unwrap();
+    points.push(revision(&mut client).await);
+
+    // Killed hard mid-way, a new capture continues from the last stored segment.
+    wait_restorable(&repo, &mut child, *points.last().unwrap());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut child = capture(&repo, &server);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while dump_at(&mut client, 0)
+        .await
+        .contains_key(&b"/registry/masterleases/10.0.0.1"[..])
+    {
+        assert!(Instant::now() < deadline, "the short lease never expired");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    points.push(revision(&mut client).await);
+    // A time target between two writes.
+    client
+        .put("/registry/pods/default/late", "1", None)
+        .await
+        .unwrap();
+    let before_time = revision(&mut client).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let asked = SystemTime::now();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    client
+        .put("/registry/pods/default/late", "2", None)
+        .await
+        .unwrap();
+    points.push(revision(&mut client).await);
+    wait_restorable(&repo, &mut child, *points.last().unwrap());
+    stop(child);
+
+    for (n, &point) in points.iter().enumerate() {
+        let peer_url = format!("http://127.0.0.1:{}", free_port().unwrap());
+        let name = format!("m{n}");
+        let report = restore_point(
+            &repo,
+            dir.path(),
+            &name,
+            &peer_url,
+            &["--to-revision", &point.to_string()],
+        );
+        assert_eq!(report["revision"], point, "{version:?}: {report}");
+        assert_eq!(report["restore"]["revision"], point, "{version:?}: {report}");
+        assert_eq!(
+            report["proof"]["result"], "equal",
+            "{version:?} at {point}: {report}"
+        );
+        let db = dir.path().join(&name).join("member/snap/db");
+        let theirs = client.hash_kv(point).await.unwrap().hash();
+        assert_eq!(
+            restored_hash(&db, point),
+            u64::from(theirs),
+            "{version:?}: HashKV at {point}"
+        );
+        let expected = dump_at(&mut client, point).await;
+        let member = ExistingMember {
+            name: name.clone(),
+            data_dir: dir.path().join(&name),
+            peer_url,
+        };
+        let booted = EtcdServer::boot_existing(version, &[member]).await.unwrap();
+        let mut restored = booted[0].member().await.unwrap().client();
+        assert_eq!(
+            revision(&mut restored).await,
+            point,
+            "{version:?}: served revision"
+        );
+        assert_eq!(
+            dump_at(&mut restored, 0).await,
+            expected,
+            "{version:?}: keys at {point}"
+        );
+        if expected.contains_key(&b"/registry/events/default/e0"[..]) {
+            let ttl = restored.lease_time_to_live(long, None).await.unwrap();
+            assert_eq!(
+                ttl.granted_ttl(),
+                600,
+                "{version:?}: the lease came back with its TTL"
+            );
+        }
+    }
+
+    let report = restore_point(
+        &repo,
+        dir.path(),
+        "by-time",
+        &format!("http://127.0.0.1:{}", free_port().unwrap()),
+        &["--to-time", &humantime::format_rfc3339_millis(asked).to_string()],
+    );
+    assert_eq!(report["revision"], before_time, "{version:?}: {report}");
+    assert_eq!(report["time"]["next_revision"], before_time + 1, "{report}");
+}
+
+#[tokio::test]
+async fn points_in_time_on_3_5() {
+    points_in_time(EtcdVersion::V3_5).await;
+}
+
+#[tokio::test]
+async fn points_in_time_on_3_6() {
+    points_in_time(EtcdVersion::V3_6).await;
+}
+
+/// A capture that cannot resume because etcd compacted its start takes a full backup, records
+/// the gap, and no restore is offered inside it.
+#[tokio::test]
+async fn a_compacted_start_is_a_recorded_gap() {
+    let server = EtcdServer::start(EtcdConfig::new(EtcdVersion::V3_6))
+        .await
+        .unwrap();
+    let mut client = server.member().await.unwrap().client();
+    client.put("/registry/a", "1", None).await.unwrap();
+    let repo = Repo::initialised(Backend::Local);
+    run_ok(repo.lifeboat().arg("backup").args(server.etcdctl_args()));
+    let base = revision(&mut client).await;
+    for i in 0..5 {
+        client.put("/registry/a", format!("{i}"), None).await.unwrap();
+    }
+    let compacted = revision(&mut client).await;
+    client.compact(compacted, None).await.unwrap();
+    let mut child = capture(&repo, &server);
+    client.put("/registry/b", "after", None).await.unwrap();
+    let after = revision(&mut client).await;
+    wait_restorable(&repo, &mut child, after);
+    stop(child);
+
+    let ranges = ranges(&repo);
+    assert_eq!(ranges.len(), 2, "{ranges:?}");
+    assert_eq!(ranges[0]["from_revision"], base);
+    assert_eq!(ranges[0]["to_revision"], base, "nothing after the first base");
+    // The new base is the full backup, taken at or after the compaction (the write of `b` races it).
+    let new_base = ranges[1]["from_revision"].as_i64().unwrap();
+    assert!((compacted..=after).contains(&new_base), "{ranges:?}");
+    assert_eq!(ranges[1]["to_revision"], after);
+    let gaps = std::fs::read_dir(Path::new(repo.location()).join("segments"))
+        .unwrap()
+        .flat_map(|cluster| std::fs::read_dir(cluster.unwrap().path().join("gaps")).unwrap())
+        .count();
+    assert_eq!(gaps, 1);
+    let inside = (base + 1).to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let error = run_failing(
+        repo.lifeboat()
+            .args(["restore", "--to-revision", &inside, "--identity-file"])
+            .arg(repo.identity())
+            .arg(format!("--data-dir={}", dir.path().join("d").display())),
+        1,
+    );
+    assert!(error.contains(&format!("revision {inside}")), "{error}");
+    assert!(error.contains("not restorable"), "{error}");
+    assert!(!dir.path().join("d").exists(), "nothing written");
+}

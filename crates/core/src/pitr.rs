@@ -1,0 +1,479 @@
+//! Point-in-time recovery from a repository: which revisions are restorable (a base backup and
+//! the contiguous segments after it), which base and segments reach a target revision or time,
+//! and the restore itself (docs/pitr.md).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lifeboat_etcd_data::pitr::{Replay, SegmentBody};
+use lifeboat_etcd_data::{HashRules, Version};
+use lifeboat_repo::{HashKvRecord, Identity, Manifest, Repository, SegmentManifest, SegmentRange};
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::snapshot_restore::{RestoreOptions, RestoreReport};
+use crate::{Cancel, Error, Progress, Result};
+
+/// What to restore to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PointTarget {
+    Revision(i64),
+    /// The last revision received at or before this time.
+    Time(SystemTime),
+}
+
+/// Revisions restorable without a break: from a base backup's revision to the last revision of
+/// the segments that follow it contiguously.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestorableRange {
+    pub cluster_id: String,
+    pub from_revision: i64,
+    pub to_revision: i64,
+    /// When the first base backup was made and the last captured revision received (RFC 3339).
+    pub from_time: String,
+    pub to_time: String,
+    pub backups: usize,
+    pub segments: usize,
+}
+
+/// How a time target became a revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TimeResolution {
+    pub asked: String,
+    pub revision: i64,
+    /// When the capture received that revision (or the base backup was made).
+    pub received: String,
+    /// The next change, received after the time asked: the state asked for lasted until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_revision: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_received: Option<String>,
+}
+
+/// The base and segments a point-in-time restore uses.
+#[derive(Debug, Clone)]
+pub struct PointPlan {
+    pub cluster_id: u64,
+    pub revision: i64,
+    pub base: Manifest,
+    pub segments: Vec<SegmentManifest>,
+    pub time: Option<TimeResolution>,
+}
+
+/// What the restored data was checked against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum PointProof {
+    /// The restored data's HashKV at `recorded.revision` equals the live member's.
+    Equal {
+        recorded: HashKvRecord,
+    },
+    Differs {
+        recorded: HashKvRecord,
+        computed: u32,
+    },
+    NotComparable {
+        reason: String,
+    },
+}
+
+pub(crate) fn rfc3339_ms(unix_ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| unix_ms.to_string())
+}
+
+fn unix_ms(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(_) => 0,
+    }
+}
+
+/// The segments that carry revision `from` on as far as they reach without a break: at each
+/// step the one starting at or before the next revision that reaches furthest. `ranges` sorted.
+pub fn chain_from(from: i64, ranges: &[SegmentRange]) -> Vec<SegmentRange> {
+    let mut chain = Vec::new();
+    let mut cursor = from;
+    loop {
+        let next = ranges
+            .iter()
+            .filter(|r| r.first <= cursor + 1 && r.last > cursor)
+            .max_by_key(|r| (r.last, std::cmp::Reverse(r.first)));
+        match next {
+            Some(range) => {
+                cursor = range.last;
+                chain.push(*range);
+            }
+            None => return chain,
+        }
+    }
+}
+
+fn reach(from: i64, ranges: &[SegmentRange]) -> i64 {
+    chain_from(from, ranges).last().map_or(from, |r| r.last)
+}
+
+/// The etcd backups of `cluster_id`, by revision.
+fn etcd_backups(backups: &[Manifest], cluster_id: u64) -> Vec<(i64, &Manifest)> {
+    let cluster = format!("{cluster_id:x}");
+    let mut found: Vec<(i64, &Manifest)> = backups
+        .iter()
+        .filter_map(|m| {
+            let etcd = m.etcd.as_ref()?;
+            (etcd.cluster_id == cluster).then_some((etcd.revision, m))
+        })
+        .collect();
+    found.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
+    found
+}
+
+/// The one cluster the repository's etcd backups belong to, or the one given.
+async fn cluster_of(repo: &Repository, given: Option<u64>, backups: &[Manifest]) -> Result<u64> {
+    if let Some(cluster) = given {
+        return Ok(cluster);
+    }
+    let clusters: BTreeSet<u64> = backups
+        .iter()
+        .filter_map(|m| u64::from_str_radix(&m.etcd.as_ref()?.cluster_id, 16).ok())
+        .collect();
+    match clusters.len() {
+        1 => Ok(clusters.into_iter().next().unwrap_or_default()),
+        0 => Err(Error::Usage {
+            message: format!(
+                "{} holds no etcd backup: point-in-time recovery starts from one (run `lifeboat backup` and `lifeboat capture`)",
+                repo.storage().repo()
+            ),
+        }),
+        n => Err(Error::Usage {
+            message: format!(
+                "{} holds backups of {n} etcd clusters ({}); give --cluster with one of them",
+                repo.storage().repo(),
+                clusters
+                    .iter()
+                    .map(|c| format!("{c:x}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+    }
+}
+
+/// The restorable ranges of one cluster (or of the only one).
+pub async fn ranges(repo: &Repository, cluster: Option<u64>) -> Result<Vec<RestorableRange>> {
+    let listing = repo.list().await?;
+    let cluster_id = cluster_of(repo, cluster, &listing.backups).await?;
+    let segments = repo.segments(cluster_id).await?;
+    let backups = etcd_backups(&listing.backups, cluster_id);
+    let mut merged: Vec<(i64, i64, Vec<&Manifest>)> = Vec::new();
+    for (revision, manifest) in backups {
+        let end = reach(revision, &segments.ranges);
+        match merged.last_mut() {
+            Some(last) if revision <= last.1 => {
+                last.1 = last.1.max(end);
+                last.2.push(manifest);
+            }
+            _ => merged.push((revision, end, vec![manifest])),
+        }
+    }
+    let mut ranges = Vec::new();
+    for (from, to, bases) in merged {
+        let chain = chain_from(from, &segments.ranges);
+        let used: Vec<&SegmentRange> = chain.iter().filter(|r| r.last <= to).collect();
+        let to_time = match used.last() {
+            Some(range) => repo
+                .segment_manifest(cluster_id, **range)
+                .await?
+                .facts
+                .last_received_ms
+                .map(rfc3339_ms)
+                .unwrap_or_default(),
+            None => bases.last().map(|m| m.created.clone()).unwrap_or_default(),
+        };
+        ranges.push(RestorableRange {
+            cluster_id: format!("{cluster_id:x}"),
+            from_revision: from,
+            to_revision: to,
+            from_time: bases.first().map(|m| m.created.clone()).unwrap_or_default(),
+            to_time,
+            backups: bases.len(),
+            segments: segments
+                .ranges
+                .iter()
+                .filter(|r| r.first > from && r.last <= to)
+                .count(),
+        });
+    }
+    Ok(ranges)
+}
+
+/// Reads and checks one segment's body.
+async fn body(repo: &Repository, manifest: &SegmentManifest, identities: &[Identity]) -> Result<SegmentBody> {
+    let plain = repo.read_segment(manifest, identities).await?;
+    let (first, last) = (manifest.first_revision, manifest.last_revision);
+    crate::blocking::blocking(move || {
+        SegmentBody::decode_checked(&plain, first, last).map_err(|source| Error::SnapshotFile {
+            path: format!("segment {first}-{last}").into(),
+            source,
+        })
+    })
+    .await
+}
+
+/// Resolves a time to the last revision received at or before it.
+async fn resolve_time(
+    repo: &Repository,
+    cluster_id: u64,
+    backups: &[(i64, &Manifest)],
+    ranges: &[SegmentRange],
+    asked: SystemTime,
+    identities: &[Identity],
+) -> Result<TimeResolution> {
+    let asked_ms = unix_ms(asked);
+    let backup = backups
+        .iter()
+        .filter(|(_, m)| unix_ms(m.time().into()) <= asked_ms)
+        .max_by_key(|(revision, _)| *revision);
+    // Receive times grow with revisions: binary search for the last segment that starts at or
+    // before the time asked, reading O(log n) manifests.
+    let (mut low, mut high) = (0usize, ranges.len());
+    let mut found: Option<SegmentManifest> = None;
+    while low < high {
+        let middle = (low + high) / 2;
+        let manifest = repo.segment_manifest(cluster_id, ranges[middle]).await?;
+        if manifest.facts.first_received_ms.is_some_and(|t| t <= asked_ms) {
+            found = Some(manifest);
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    let mut resolution = backup.map(|(revision, m)| TimeResolution {
+        asked: rfc3339_ms(asked_ms),
+        revision: *revision,
+        received: m.created.clone(),
+        next_revision: None,
+        next_received: None,
+    });
+    if let Some(manifest) = found {
+        let body = body(repo, &manifest, identities).await?;
+        let at = body
+            .revisions
+            .iter()
+            .rposition(|r| r.received_unix_ms <= asked_ms);
+        if let Some(at) = at
+            && resolution
+                .as_ref()
+                .is_none_or(|r| body.revisions[at].revision > r.revision)
+        {
+            let next = body.revisions.get(at + 1);
+            let next = match next {
+                Some(next) => Some((next.revision, next.received_unix_ms)),
+                None => match ranges.get(low) {
+                    Some(range) => {
+                        let following = repo.segment_manifest(cluster_id, *range).await?;
+                        following
+                            .facts
+                            .first_received_ms
+                            .map(|t| (following.first_revision, t))
+                    }
+                    None => None,
+                },
+            };
+            resolution = Some(TimeResolution {
+                asked: rfc3339_ms(asked_ms),
+                revision: body.revisions[at].revision,
+                received: rfc3339_ms(body.revisions[at].received_unix_ms),
+                next_revision: next.map(|n| n.0),
+                next_received: next.map(|n| rfc3339_ms(n.1)),
+            });
+        }
+    }
+    resolution.ok_or_else(|| Error::Usage {
+        message: format!(
+            "nothing of cluster {cluster_id:x} is restorable at {}: the oldest backup is newer; `lifeboat pitr ranges` lists what is",
+            rfc3339_ms(asked_ms)
+        ),
+    })
+}
+
+/// Finds the base backup and segments that reach `target`.
+pub async fn plan(
+    repo: &Repository,
+    cluster: Option<u64>,
+    target: PointTarget,
+    identities: &[Identity],
+) -> Result<PointPlan> {
+    let listing = repo.list().await?;
+    let cluster_id = cluster_of(repo, cluster, &listing.backups).await?;
+    let segments = repo.segments(cluster_id).await?;
+    let backups = etcd_backups(&listing.backups, cluster_id);
+    let (revision, time) = match target {
+        PointTarget::Time(asked) => {
+            let resolution =
+                resolve_time(repo, cluster_id, &backups, &segments.ranges, asked, identities).await?;
+            (resolution.revision, Some(resolution))
+        }
+        PointTarget::Revision(revision) => (revision, None),
+    };
+    // The newest base from which the segments reach the target.
+    let base = backups
+        .iter()
+        .rev()
+        .filter(|(r, _)| *r <= revision)
+        .find(|(r, _)| reach(*r, &segments.ranges) >= revision);
+    let Some((base_revision, base)) = base else {
+        let ranges = ranges(repo, Some(cluster_id)).await?;
+        let listed: Vec<String> = ranges
+            .iter()
+            .map(|r| format!("{}..={}", r.from_revision, r.to_revision))
+            .collect();
+        return Err(Error::Usage {
+            message: format!(
+                "revision {revision} of cluster {cluster_id:x} is not restorable (restorable: {}); choose a revision in a range",
+                match listed.is_empty() {
+                    true => "nothing".to_string(),
+                    false => listed.join(", "),
+                }
+            ),
+        });
+    };
+    let mut chain = Vec::new();
+    for range in chain_from(*base_revision, &segments.ranges) {
+        if range.first > revision {
+            break;
+        }
+        chain.push(repo.segment_manifest(cluster_id, range).await?);
+    }
+    Ok(PointPlan {
+        cluster_id,
+        revision,
+        base: (*base).clone(),
+        segments: chain,
+        time,
+    })
+}
+
+/// The captured revisions after the base up to the target, and every lease TTL seen.
+pub async fn load_replay(repo: &Repository, plan: &PointPlan, identities: &[Identity]) -> Result<Replay> {
+    let base_revision = plan.base.etcd.as_ref().map_or(0, |e| e.revision);
+    let mut replay = Replay::default();
+    let mut leases = BTreeMap::new();
+    let mut cursor = base_revision;
+    for manifest in &plan.segments {
+        let body = body(repo, manifest, identities).await?;
+        for revision in body.revisions {
+            if revision.revision > cursor && revision.revision <= plan.revision {
+                cursor = revision.revision;
+                replay.revisions.push(revision);
+            }
+        }
+        leases.extend(body.leases.iter().map(|l| (l.id, l.ttl)));
+    }
+    replay.leases = leases;
+    Ok(replay)
+}
+
+/// The newest HashKV recorded at or below the target: the base's or a segment's.
+fn newest_proof(plan: &PointPlan) -> Option<(HashKvRecord, HashRules)> {
+    let version = plan.base.etcd.as_ref().and_then(|e| Version::parse(&e.version));
+    let rules = HashRules::of(version);
+    plan.segments
+        .iter()
+        .filter_map(|s| s.facts.hash_kv)
+        .chain(plan.base.etcd.as_ref().and_then(|e| e.hash_kv))
+        .filter(|h| h.revision <= plan.revision)
+        .max_by_key(|h| h.revision)
+        .map(|h| (h, rules))
+}
+
+/// Restores `target` into `options.data_dir`: the base backup with the segments replayed
+/// natively, then the restored data's HashKV compared with the newest one the live member
+/// answered at or below the target.
+pub async fn restore_to_point(
+    repo: &Repository,
+    plan: &PointPlan,
+    identities: &[Identity],
+    options: &RestoreOptions,
+    progress: &dyn Progress,
+    cancel: &Cancel,
+) -> Result<(RestoreReport, PointProof)> {
+    let replay = cancel.run(load_replay(repo, plan, identities)).await?;
+    let options = RestoreOptions {
+        replay: Some(Arc::new(replay)),
+        ..options.clone()
+    };
+    let (_, report) =
+        crate::backups::restore_backup(repo, &plan.base.id, identities, &options, progress, cancel).await?;
+    let proof = match newest_proof(plan) {
+        None => PointProof::NotComparable {
+            reason: "no HashKV was recorded at or below the target".into(),
+        },
+        Some((recorded, rules)) => {
+            let db = options.data_dir.join("member/snap/db");
+            let computed = crate::blocking::blocking(move || {
+                crate::snapshot_file::hash_kv(
+                    &db,
+                    Some(recorded.revision),
+                    Some(recorded.compact_revision),
+                    rules,
+                )
+            })
+            .await;
+            match computed {
+                Ok(computed) if computed.hash == recorded.hash => PointProof::Equal { recorded },
+                Ok(computed) => PointProof::Differs {
+                    recorded,
+                    computed: computed.hash,
+                },
+                Err(error) => PointProof::NotComparable {
+                    reason: error.to_string(),
+                },
+            }
+        }
+    };
+    Ok((report, proof))
+}
+
+/// A time given as RFC 3339 or as a duration ago (`90s`, `15m`).
+pub fn parse_time(text: &str, now: SystemTime) -> Option<SystemTime> {
+    if let Ok(time) = OffsetDateTime::parse(text, &Rfc3339) {
+        return Some(time.into());
+    }
+    let ago: Duration = humantime::parse_duration(text.strip_suffix(" ago").unwrap_or(text)).ok()?;
+    now.checked_sub(ago)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(first: i64, last: i64) -> SegmentRange {
+        SegmentRange { first, last }
+    }
+
+    #[test]
+    fn chains_follow_contiguous_and_overlapping_segments() {
+        let ranges = [r(11, 20), r(15, 30), r(21, 25), r(31, 31), r(33, 40)];
+        assert_eq!(chain_from(10, &ranges), vec![r(11, 20), r(15, 30), r(31, 31)]);
+        assert_eq!(reach(10, &ranges), 31);
+        assert_eq!(reach(32, &ranges), 40);
+        assert_eq!(reach(9, &ranges), 9, "a segment after a hole is not reached");
+        assert_eq!(reach(40, &ranges), 40);
+    }
+
+    #[test]
+    fn times_parse_as_rfc3339_or_ago() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(
+            parse_time("1970-01-12T13:46:40Z", now),
+            Some(UNIX_EPOCH + Duration::from_secs(1_000_000))
+        );
+        assert_eq!(parse_time("90s", now), Some(now - Duration::from_secs(90)));
+        assert_eq!(parse_time("15m ago", now), Some(now - Duration::from_secs(900)));
+        assert_eq!(parse_time("yesterday", now), None);
+    }
+}
