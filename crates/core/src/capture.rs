@@ -52,10 +52,9 @@ pub struct CaptureStatus {
     pub cluster_id: u64,
     /// The last revision stored in a segment (or the base backup's, before the first).
     pub stored_revision: i64,
-    /// When the capture last knew it held everything up to the member's current revision.
-    pub caught_up_at: Option<SystemTime>,
-    /// When the newest stored segment was sealed: what is not stored yet is newer than this.
-    pub stored_at: Option<SystemTime>,
+    /// Every write etcd acknowledged before this time is stored: now less this is the capture's
+    /// lag, what a loss of the cluster now would lose at most.
+    pub stored_until: Option<SystemTime>,
     pub segments_stored: u64,
     pub gaps: u64,
     /// Plain bytes waiting for the storage.
@@ -73,11 +72,24 @@ struct Open {
     revisions: Vec<CapturedRevision>,
     bytes: usize,
     leases: HashSet<i64>,
+    /// The watch said it had sent everything up to this time: this segment and those before
+    /// it hold every write acknowledged before it.
+    covers: Option<SystemTime>,
+}
+
+/// Where a capture continues.
+struct ResumePoint {
+    base: BackupId,
+    /// The last revision stored.
+    revision: i64,
+    /// Writes before this time are stored (the base backup's time, or when the last stored
+    /// segment's last revision was received).
+    stored_until: SystemTime,
 }
 
 /// Where capture continues: after the newest etcd backup of the cluster, or after the last
 /// stored segment when that is later. `None` when the cluster has no etcd backup yet.
-async fn resume_point(repo: &Repository, cluster_id: u64) -> Result<Option<(BackupId, i64)>> {
+async fn resume_point(repo: &Repository, cluster_id: u64) -> Result<Option<ResumePoint>> {
     let listing = repo.list().await?;
     let cluster = format!("{cluster_id:x}");
     let newest = listing
@@ -90,16 +102,32 @@ async fn resume_point(repo: &Repository, cluster_id: u64) -> Result<Option<(Back
         return Ok(None);
     };
     let segments = repo.segments(cluster_id).await?;
-    let stored = segments.ranges.iter().map(|r| r.last).max().unwrap_or(0);
-    Ok(Some((base.id.clone(), facts.revision.max(stored))))
+    let base_point = ResumePoint {
+        base: base.id.clone(),
+        revision: facts.revision,
+        stored_until: SystemTime::from(base.time()),
+    };
+    let Some(newest) = segments.ranges.iter().max_by_key(|r| r.last) else {
+        return Ok(Some(base_point));
+    };
+    if newest.last <= facts.revision {
+        return Ok(Some(base_point));
+    }
+    let received = repo
+        .segment_manifest(cluster_id, *newest)
+        .await?
+        .facts
+        .last_received_ms
+        .map(|ms| UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
+    Ok(Some(ResumePoint {
+        revision: newest.last,
+        stored_until: received.unwrap_or(base_point.stored_until),
+        ..base_point
+    }))
 }
 
 /// A full backup now: the new base after a gap or for a cluster without one.
-async fn full_backup(
-    repo: &Repository,
-    options: &CaptureOptions,
-    cancel: &Cancel,
-) -> Result<(BackupId, i64)> {
+async fn full_backup(repo: &Repository, options: &CaptureOptions, cancel: &Cancel) -> Result<ResumePoint> {
     let backup = BackupOptions {
         connect: options.connect.clone(),
         labels: options.labels.clone(),
@@ -107,7 +135,11 @@ async fn full_backup(
     let manifest = crate::backup::backup(repo, &backup, &NoProgress, cancel).await?;
     let revision = manifest.etcd.as_ref().map_or(0, |e| e.revision);
     info!(id = %manifest.id, revision, "capture took a full backup as its base");
-    Ok((manifest.id, revision))
+    Ok(ResumePoint {
+        stored_until: SystemTime::from(manifest.time()),
+        base: manifest.id,
+        revision,
+    })
 }
 
 /// Runs until `cancel`, then seals what it holds and stores what is queued (bounded by
@@ -120,19 +152,20 @@ pub async fn capture(
 ) -> Result<()> {
     let mut member = connect_first_healthy(&options.connect).await?;
     let cluster_id = member.status().cluster_id;
-    let (base, last) = match resume_point(repo, cluster_id).await? {
+    let start = match resume_point(repo, cluster_id).await? {
         Some(point) => point,
         None => full_backup(repo, options, cancel).await?,
     };
     status.send_modify(|s| {
         s.cluster_id = cluster_id;
-        s.stored_revision = last;
+        s.stored_revision = start.revision;
+        s.stored_until = Some(start.stored_until);
     });
     let queue = UploadQueue::new(options.buffer_bytes);
-    let stored = |manifest: &SegmentManifest| {
+    let stored = |manifest: &SegmentManifest, covers: Option<SystemTime>| {
         status.send_modify(|s| {
             s.stored_revision = s.stored_revision.max(manifest.last_revision);
-            s.stored_at = Some(SystemTime::now());
+            s.stored_until = s.stored_until.max(covers);
             s.segments_stored += 1;
         });
     };
@@ -147,8 +180,8 @@ pub async fn capture(
             status,
             cancel,
             cluster_id,
-            base,
-            last,
+            base: start.base,
+            last: start.revision,
             open: Open::default(),
             leases: BTreeMap::new(),
             last_hash: None,
@@ -268,7 +301,7 @@ impl Capturer<'_> {
                     WatchBatch::Progress(revision) => {
                         let held = self.open.revisions.last().map_or(self.last, |r| r.revision);
                         if revision <= held {
-                            self.status.send_modify(|s| s.caught_up_at = Some(now));
+                            self.caught_up(now);
                         }
                     }
                     WatchBatch::Revisions(revisions) => {
@@ -292,7 +325,11 @@ impl Capturer<'_> {
             from,
             compact_revision, "the capture's start was compacted: taking a full backup, recording a gap"
         );
-        let (id, revision) = full_backup(self.repo, self.options, self.cancel).await?;
+        let ResumePoint {
+            base: id,
+            revision,
+            stored_until,
+        } = full_backup(self.repo, self.options, self.cancel).await?;
         let gap = GapRecord {
             cluster_id: format!("{:016x}", self.cluster_id),
             from_revision: from,
@@ -308,9 +345,21 @@ impl Capturer<'_> {
         self.status.send_modify(|s| {
             s.gaps += 1;
             s.stored_revision = revision;
+            s.stored_until = s.stored_until.max(Some(stored_until));
         });
         (self.base, self.last) = (id, revision);
         Ok(())
+    }
+
+    /// The watch has sent every revision up to the member's current one, as of `now`: what is
+    /// held covers every write acknowledged before `now`, stored once it is.
+    fn caught_up(&mut self, now: SystemTime) {
+        if !self.open.revisions.is_empty() {
+            self.open.covers = Some(now);
+        } else if !self.queue.cover_newest(now) {
+            self.status
+                .send_modify(|s| s.stored_until = s.stored_until.max(Some(now)));
+        }
     }
 
     /// Adds one revision; a lease seen for the first time has its TTL asked.
@@ -434,6 +483,7 @@ impl Capturer<'_> {
             range,
             facts,
             plain: body.encode_to_vec(),
+            covers: open.covers,
         });
         self.last = newest;
         Ok(())

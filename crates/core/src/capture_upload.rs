@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use lifeboat_repo::{Repository, SegmentFacts, SegmentManifest, SegmentRange};
 use tokio::sync::Notify;
@@ -19,6 +19,8 @@ pub(crate) struct PendingSegment {
     pub range: SegmentRange,
     pub facts: SegmentFacts,
     pub plain: Vec<u8>,
+    /// Once stored, every write acknowledged before this time is (see `CaptureStatus`).
+    pub covers: Option<SystemTime>,
 }
 
 /// The queue between the watch and the storage.
@@ -68,6 +70,18 @@ impl UploadQueue {
         self.inner.changed.notify_waiters();
     }
 
+    /// Marks the newest queued segment as covering writes up to `time`; false when nothing
+    /// is queued.
+    pub(crate) fn cover_newest(&self, time: SystemTime) -> bool {
+        match self.lock().back_mut() {
+            Some(newest) => {
+                newest.covers = newest.covers.max(Some(time));
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Plain bytes waiting.
     pub(crate) fn bytes(&self) -> usize {
         self.inner.bytes.load(Ordering::SeqCst)
@@ -109,7 +123,7 @@ impl UploadQueue {
         &self,
         repo: &Repository,
         cancel: &Cancel,
-        stored: &(dyn Fn(&SegmentManifest) + Sync),
+        stored: &(dyn Fn(&SegmentManifest, Option<SystemTime>) + Sync),
     ) {
         let mut failures = 0usize;
         loop {
@@ -135,10 +149,11 @@ impl UploadQueue {
             match put {
                 Ok(manifest) => {
                     failures = 0;
-                    self.lock().pop_front();
+                    // Read now: a progress answer may have extended it during the put.
+                    let covers = self.lock().pop_front().and_then(|s| s.covers);
                     self.inner.bytes.fetch_sub(size, Ordering::SeqCst);
                     self.inner.changed.notify_waiters();
-                    stored(&manifest);
+                    stored(&manifest, covers);
                 }
                 Err(error) => {
                     let wait = RETRY[failures.min(RETRY.len() - 1)];

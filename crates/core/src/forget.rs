@@ -68,6 +68,9 @@ pub struct ForgetReport {
     /// Manifests that cannot be trusted (by directory name, with the reason): judged by no
     /// rule and left alone.
     pub damaged: Vec<(String, String)>,
+    /// Captured segments (point-in-time recovery) no backup that stays can reach: all their
+    /// revisions are at or before the oldest etcd backup left of their cluster.
+    pub segments_removed: usize,
 }
 
 /// Decides every backup's fate and, unless `dry_run`, removes the forgotten ones: all their
@@ -105,12 +108,15 @@ async fn forget_locked(
         .iter()
         .map(|(name, error)| (name.clone(), error.to_string()))
         .collect();
-    let backups: Vec<Manifest> = listing
-        .backups
-        .into_iter()
+    let all = listing.backups;
+    let backups: Vec<Manifest> = all
+        .iter()
         .filter(|m| options.tags.iter().all(|t| m.tags.contains(t)))
+        .cloned()
         .collect();
     let decisions = decide(&options.policy, &backups);
+    // Judged against every backup that stays, the untagged ones included.
+    let staying: Vec<Manifest> = listing_all_but(&all, &decisions);
     if !options.dry_run {
         let forgotten: Vec<&BackupId> = decisions.iter().filter(|d| !d.keep).map(|d| &d.id).collect();
         let mut removed = Vec::new();
@@ -135,7 +141,24 @@ async fn forget_locked(
         }
         stopped?;
     }
-    Ok(ForgetReport { decisions, damaged })
+    // Only once the bases they served are gone (a forget cut off before keeps them).
+    let segments_removed =
+        crate::pitr_compact::remove_unreachable(repo, &all, &staying, options.dry_run, cancel).await?;
+    Ok(ForgetReport {
+        decisions,
+        damaged,
+        segments_removed,
+    })
+}
+
+/// `all` less the backups `decisions` forget.
+fn listing_all_but(all: &[Manifest], decisions: &[Decision]) -> Vec<Manifest> {
+    let forgotten: std::collections::BTreeSet<&BackupId> =
+        decisions.iter().filter(|d| !d.keep).map(|d| &d.id).collect();
+    all.iter()
+        .filter(|m| !forgotten.contains(&m.id))
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ pub mod forget;
 pub mod fsio;
 pub mod k8s_objects;
 pub mod pitr;
+pub mod pitr_compact;
 pub mod private_file;
 mod progress;
 pub mod readyz;

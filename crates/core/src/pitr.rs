@@ -118,7 +118,7 @@ fn reach(from: i64, ranges: &[SegmentRange]) -> i64 {
 }
 
 /// The etcd backups of `cluster_id`, by revision.
-fn etcd_backups(backups: &[Manifest], cluster_id: u64) -> Vec<(i64, &Manifest)> {
+pub(crate) fn etcd_backups(backups: &[Manifest], cluster_id: u64) -> Vec<(i64, &Manifest)> {
     let cluster = format!("{cluster_id:x}");
     let mut found: Vec<(i64, &Manifest)> = backups
         .iter()
@@ -132,7 +132,7 @@ fn etcd_backups(backups: &[Manifest], cluster_id: u64) -> Vec<(i64, &Manifest)> 
 }
 
 /// The one cluster the repository's etcd backups belong to, or the one given.
-async fn cluster_of(repo: &Repository, given: Option<u64>, backups: &[Manifest]) -> Result<u64> {
+pub(crate) async fn cluster_of(repo: &Repository, given: Option<u64>, backups: &[Manifest]) -> Result<u64> {
     if let Some(cluster) = given {
         return Ok(cluster);
     }
@@ -166,8 +166,18 @@ async fn cluster_of(repo: &Repository, given: Option<u64>, backups: &[Manifest])
 pub async fn ranges(repo: &Repository, cluster: Option<u64>) -> Result<Vec<RestorableRange>> {
     let listing = repo.list().await?;
     let cluster_id = cluster_of(repo, cluster, &listing.backups).await?;
+    ranges_of(repo, cluster_id, &listing.backups).await
+}
+
+/// The restorable ranges of `cluster_id`, from `backups` (a listing already read) and the
+/// repository's segments.
+pub async fn ranges_of(
+    repo: &Repository,
+    cluster_id: u64,
+    backups: &[Manifest],
+) -> Result<Vec<RestorableRange>> {
     let segments = repo.segments(cluster_id).await?;
-    let backups = etcd_backups(&listing.backups, cluster_id);
+    let backups = etcd_backups(backups, cluster_id);
     let mut merged: Vec<(i64, i64, Vec<&Manifest>)> = Vec::new();
     for (revision, manifest) in backups {
         let end = reach(revision, &segments.ranges);
@@ -211,7 +221,11 @@ pub async fn ranges(repo: &Repository, cluster: Option<u64>) -> Result<Vec<Resto
 }
 
 /// Reads and checks one segment's body.
-async fn body(repo: &Repository, manifest: &SegmentManifest, identities: &[Identity]) -> Result<SegmentBody> {
+pub(crate) async fn segment_body(
+    repo: &Repository,
+    manifest: &SegmentManifest,
+    identities: &[Identity],
+) -> Result<SegmentBody> {
     let plain = repo.read_segment(manifest, identities).await?;
     let (first, last) = (manifest.first_revision, manifest.last_revision);
     crate::blocking::blocking(move || {
@@ -259,7 +273,7 @@ async fn resolve_time(
         next_received: None,
     });
     if let Some(manifest) = found {
-        let body = body(repo, &manifest, identities).await?;
+        let body = segment_body(repo, &manifest, identities).await?;
         let at = body
             .revisions
             .iter()
@@ -364,7 +378,7 @@ pub async fn load_replay(repo: &Repository, plan: &PointPlan, identities: &[Iden
     let mut leases = BTreeMap::new();
     let mut cursor = base_revision;
     for manifest in &plan.segments {
-        let body = body(repo, manifest, identities).await?;
+        let body = segment_body(repo, manifest, identities).await?;
         for revision in body.revisions {
             if revision.revision > cursor && revision.revision <= plan.revision {
                 cursor = revision.revision;

@@ -85,6 +85,7 @@ pub async fn serve(
 }
 
 async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
+    agent.refresh_capture_lag();
     (
         [(
             header::CONTENT_TYPE,

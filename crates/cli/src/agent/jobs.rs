@@ -10,6 +10,7 @@ use lifeboat_core::certs::{Expiry, read_tree, scan};
 use lifeboat_core::drill::{DrillOptions, Outcome};
 use lifeboat_core::files::{FilesOptions, KUBEADM_SET, backup_files};
 use lifeboat_core::forget::{ForgetOptions, forget};
+use lifeboat_core::pitr_compact::{CompactOptions, compact};
 use lifeboat_core::stream::backup_stream;
 use lifeboat_etcd_proc::EtcdBinary;
 use lifeboat_repo::{Manifest, Repository};
@@ -122,6 +123,20 @@ impl Agent {
                 self.drill(&options, cancel).await
             }
             Action::Certs { root, warn_days } => self.certs(root, *warn_days).await,
+            Action::Capture { .. } => self.capture(job, cancel).await,
+            Action::Compact { per_merge, max_bytes } => {
+                let _shared = waited(self.repository_lock.read(), cancel).await?;
+                let repo = self.open_repository().await?;
+                let identities = self.identity.require_for(&repo)?;
+                let cluster = self.cluster_id().and_then(|id| u64::from_str_radix(&id, 16).ok());
+                let options = CompactOptions {
+                    per_merge: *per_merge,
+                    max_bytes: *max_bytes,
+                    dry_run: false,
+                };
+                let report = compact(&repo, cluster, &identities, &options, cancel).await?;
+                Ok(crate::commands::pitr::compact_summary(&report))
+            }
         }
     }
 
@@ -367,7 +382,13 @@ impl Agent {
         for (name, reason) in &report.damaged {
             warn!("{location}: {name} cannot be trusted and was left alone: {reason}");
         }
-        Ok(format!("{location}: kept {kept}, removed {deleted}"))
+        Ok(format!(
+            "{location}: kept {kept}, removed {deleted}{}",
+            match report.segments_removed {
+                0 => String::new(),
+                n => format!(" and {n} captured segments no backup left can reach"),
+            }
+        ))
     }
 
     async fn drill(&self, options: &DrillOptions, cancel: &Cancel) -> anyhow::Result<String> {

@@ -14,7 +14,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use super::config::{Action, Config};
+use super::config::{Action, Config, JobKind};
 
 /// The kinds of backup, as manifests name them.
 pub const BACKUP_KINDS: [&str; 3] = ["etcd", "files", "stream"];
@@ -119,6 +119,17 @@ pub struct Metrics {
     pub job_last_success: Family<Job, GaugeF64>,
     pub job_interval: Family<Job, GaugeF64>,
     pub backup_interval: Family<Kind, GaugeF64>,
+    /// Only with a capture job: without one no agent captures, and nothing should look stopped.
+    pub capture: Option<CaptureMetrics>,
+}
+
+/// The point-in-time capture's series.
+#[derive(Debug, Default)]
+pub struct CaptureMetrics {
+    pub running: Gauge,
+    pub last_revision: Gauge,
+    pub lag: GaugeF64,
+    pub gaps: Counter,
 }
 
 pub fn seconds_since_epoch(time: SystemTime) -> f64 {
@@ -157,6 +168,11 @@ impl Metrics {
             job_last_success: Family::default(),
             job_interval: Family::default(),
             backup_interval: Family::default(),
+            capture: config
+                .jobs
+                .iter()
+                .any(|job| job.kind == JobKind::Capture)
+                .then(CaptureMetrics::default),
         };
         metrics.initialise(config, repository);
         metrics
@@ -291,6 +307,28 @@ impl Metrics {
             "The job's nominal interval, for staleness alerts",
             m.job_interval.clone(),
         );
+        if let Some(capture) = &m.capture {
+            r.register(
+                "capture_running",
+                "Whether this agent captures now (1): only the leading agent does",
+                capture.running.clone(),
+            );
+            r.register(
+                "capture_last_revision",
+                "The last etcd revision this agent's capture stored in a segment",
+                capture.last_revision.clone(),
+            );
+            r.register(
+                "capture_lag_seconds",
+                "How long ago the newest moment is before which every acknowledged write is stored (0 while this agent does not capture)",
+                capture.lag.clone(),
+            );
+            r.register(
+                "capture_gaps",
+                "Breaks in the capture (its start was compacted): a full backup was taken and the gap recorded",
+                capture.gaps.clone(),
+            );
+        }
         r.register(
             "build",
             "The running lifeboat",

@@ -2,6 +2,7 @@
 //! files, streams, copies, retention, drills, certificate checks) and reports continuously
 //! (Prometheus metrics, health, a status page). Thin over `lifeboat-core`, like the commands.
 
+mod capture;
 mod cluster;
 pub mod config;
 mod http;
@@ -199,7 +200,8 @@ impl Agent {
             self.adopt_from(&listing);
             let listing = self.scoped(listing);
             let drills = self.our_drills(drills, &listing);
-            anyhow::Ok((listing, drills))
+            let windows = self.capture_windows(&repo, &listing).await;
+            anyhow::Ok((listing, drills, windows))
         };
         let outcome = match tokio::time::timeout(limit, look).await {
             Ok(outcome) => outcome,
@@ -209,7 +211,8 @@ impl Agent {
             )),
         };
         match outcome {
-            Ok((listing, drills)) => {
+            Ok((listing, drills, windows)) => {
+                self.status().capture.windows = windows;
                 self.metrics.repository_backups.set(listing.backups.len() as i64);
                 for kind in metrics::BACKUP_KINDS {
                     if let Some(newest) = listing
@@ -437,7 +440,7 @@ impl Agent {
                 ok,
                 detail,
             });
-            if job.kind != config::JobKind::Certs {
+            if !matches!(job.kind, config::JobKind::Certs | config::JobKind::Capture) {
                 self.catalog_wanted.notify_one();
             }
             if ok || stop.is_cancelled() || attempt == job.retries {
@@ -484,9 +487,15 @@ impl Agent {
                         None => std::future::pending().await,
                     }
                 };
+                let timed_out = async {
+                    match timeout {
+                        Some(timeout) => tokio::time::sleep(timeout).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     reason = stop.cancelled() => cancel.cancel(reason),
-                    _ = tokio::time::sleep(timeout) => cancel.cancel("the job's timeout"),
+                    _ = timed_out => cancel.cancel("the job's timeout"),
                     _ = lost => cancel.cancel(lifeboat_core::LEADERSHIP_LOST),
                 }
             })
@@ -568,7 +577,10 @@ pub async fn run(config: Config, stop: Cancel) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(leader::watch(agent.clone(), stop.clone()));
     for job in agent.config.jobs.clone() {
-        tasks.spawn(agent.clone().job_loop(job, stop.clone()));
+        match job.kind {
+            config::JobKind::Capture => tasks.spawn(agent.clone().capture_loop(job, stop.clone())),
+            _ => tasks.spawn(agent.clone().job_loop(job, stop.clone())),
+        };
     }
     let refresher = agent.clone();
     let refresh_stop = stop.clone();

@@ -8,7 +8,8 @@ use lifeboat_core::certs::Expiry;
 use lifeboat_core::drill::Outcome;
 
 use super::Agent;
-use super::config::LeaderMode;
+use super::config::{JobKind, LeaderMode};
+use super::status::Status;
 
 const STYLE: &str = "body{font-family:sans-serif;margin:1.5em;color:#222}\
 table{border-collapse:collapse;margin-bottom:1.5em}\
@@ -208,6 +209,10 @@ pub fn render(agent: &Agent, now: SystemTime) -> String {
         "No backups in the repository yet.",
     );
 
+    if config.jobs.iter().any(|job| job.kind == JobKind::Capture) {
+        capture_section(&mut page, agent, &status, now);
+    }
+
     page.push_str("<h2 id=\"drill\">Restore drill</h2>\n");
     let rows = status
         .last_drill
@@ -405,6 +410,69 @@ pub fn render(agent: &Agent, now: SystemTime) -> String {
     );
     page.push_str("</body></html>\n");
     page
+}
+
+/// Point-in-time capture: this agent's (while it leads) and the restorable window the
+/// repository holds, whoever captured it.
+fn capture_section(page: &mut String, agent: &Agent, status: &Status, now: SystemTime) {
+    page.push_str("<h2 id=\"capture\">Point-in-time capture</h2>\n");
+    let rpo = agent.config.objectives.rpo;
+    let capture = &status.capture;
+    let state = match (capture.running, &capture.live) {
+        (true, Some(live)) => {
+            let lag = capture.lag(now).unwrap_or_default();
+            let (class, verdict) = against(lag, rpo);
+            format!(
+                "<p class=\"{class}\">Capturing on this agent since {}: stored up to revision {}, lag {} ({verdict}, RPO {}), {} segments stored, {} gaps, {} waiting for the storage.</p>",
+                escape(&capture.since.map(when).unwrap_or_default()),
+                live.stored_revision,
+                short(lag),
+                short(rpo),
+                live.segments_stored,
+                live.gaps,
+                crate::output::si_bytes(live.buffered_bytes)
+            )
+        }
+        (true, None) => "<p>Capture starting on this agent.</p>".into(),
+        (false, _) if status.leadership.leading => {
+            "<p class=\"amber\">This agent leads but does not capture now (see the last job runs).</p>".into()
+        }
+        (false, _) => "<p class=\"muted\">The leading agent captures; this one stands by.</p>".into(),
+    };
+    page.push_str(&state);
+    page.push('\n');
+    match &capture.windows {
+        None => page.push_str("<p class=\"muted\">Restorable window: not looked at yet.</p>\n"),
+        Some(Err(error)) => {
+            let _ = writeln!(
+                page,
+                "<p class=\"red\">Restorable window unknown: {}</p>",
+                escape(error)
+            );
+        }
+        Some(Ok(windows)) => {
+            let rows = windows
+                .iter()
+                .map(|w| {
+                    (
+                        String::new(),
+                        vec![
+                            format!("{} ({})", w.from_revision, w.from_time),
+                            format!("{} ({})", w.to_revision, w.to_time),
+                            w.backups.to_string(),
+                            w.segments.to_string(),
+                        ],
+                    )
+                })
+                .collect();
+            table(
+                page,
+                &["From revision", "To revision", "Base backups", "Segments"],
+                rows,
+                "Nothing restorable to a point yet: no etcd backup of this cluster.",
+            );
+        }
+    }
 }
 
 /// The drill's Kubernetes content, counted as `lifeboat k8s ls --count` counts it: the total,

@@ -1,6 +1,6 @@
 //! When a job fires: every fixed interval, or at the times of a cron expression (UTC; five
 //! fields, or six with seconds first), each delayed by a random jitter so that many agents do not
-//! hit one repository at the same instant.
+//! hit one repository at the same instant. A capture runs continuously instead.
 
 use std::time::{Duration, SystemTime};
 
@@ -19,6 +19,8 @@ pub struct Schedule {
 enum Rule {
     Every(Duration),
     Cron(Box<Cron>),
+    /// Never fires: the job runs for as long as its agent leads (a capture).
+    Continuous,
 }
 
 impl Schedule {
@@ -26,6 +28,13 @@ impl Schedule {
         Self {
             rule: Rule::Every(period),
             jitter,
+        }
+    }
+
+    pub fn continuous() -> Self {
+        Self {
+            rule: Rule::Continuous,
+            jitter: Duration::ZERO,
         }
     }
 
@@ -47,6 +56,7 @@ impl Schedule {
     fn next_nominal(&self, now: SystemTime) -> SystemTime {
         match &self.rule {
             Rule::Every(period) => now + *period,
+            Rule::Continuous => now,
             Rule::Cron(cron) => {
                 let from: DateTime<Utc> = now.into();
                 cron.find_next_occurrence(&from, false)
@@ -70,7 +80,7 @@ impl Schedule {
         match (&self.rule, last) {
             (Rule::Every(period), Some(last)) if last + *period > now => self.next(last),
             (Rule::Every(_), _) => now + self.jitter_delay(),
-            (Rule::Cron(_), _) => self.next(now),
+            (Rule::Cron(_) | Rule::Continuous, _) => self.next(now),
         }
     }
 
@@ -84,6 +94,9 @@ impl Schedule {
     /// How many times it would have fired in (from, to]: the ticks a run that lasted that long
     /// made the job skip. Counted up to 1000.
     pub fn ticks_between(&self, from: SystemTime, to: SystemTime) -> u64 {
+        if matches!(self.rule, Rule::Continuous) {
+            return 0;
+        }
         let mut count = 0;
         let mut at = from;
         while count < 1000 {
@@ -107,6 +120,7 @@ impl Schedule {
         let base = match &self.rule {
             Rule::Every(period) => format!("every {}", humantime::format_duration(*period)),
             Rule::Cron(cron) => format!("cron {}", cron.as_str()),
+            Rule::Continuous => "continuously while leading".into(),
         };
         match self.jitter.is_zero() {
             true => base,

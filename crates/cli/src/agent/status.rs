@@ -4,8 +4,10 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::SystemTime;
 
+use lifeboat_core::capture::CaptureStatus;
 use lifeboat_core::certs::CertInfo;
 use lifeboat_core::drill::DrillReport;
+use lifeboat_core::pitr::RestorableRange;
 use lifeboat_repo::{Listing, Manifest};
 
 /// Runs kept for the page.
@@ -86,6 +88,36 @@ pub struct Status {
     /// Next firing per job, and whether it is running now.
     pub next_run: BTreeMap<String, SystemTime>,
     pub running: BTreeMap<String, SystemTime>,
+    pub capture: CaptureView,
+}
+
+/// Point-in-time capture as this agent sees it.
+#[derive(Debug, Default)]
+pub struct CaptureView {
+    /// Whether this agent captures now.
+    pub running: bool,
+    /// When its capture last started.
+    pub since: Option<SystemTime>,
+    /// What its capture last reported (while it runs or since it ended).
+    pub live: Option<CaptureStatus>,
+    /// The cluster's restorable ranges at the last look at the repository, or why unknown.
+    pub windows: Option<Result<Vec<RestorableRange>, String>>,
+}
+
+impl CaptureView {
+    /// The capture's lag at `now`: how long ago the newest moment is before which every
+    /// acknowledged write is stored. `None` while this agent does not capture.
+    pub fn lag(&self, now: SystemTime) -> Option<std::time::Duration> {
+        if !self.running {
+            return None;
+        }
+        let since = self
+            .live
+            .as_ref()
+            .and_then(|live| live.stored_until)
+            .or(self.since)?;
+        Some(now.duration_since(since).unwrap_or_default())
+    }
 }
 
 impl Status {

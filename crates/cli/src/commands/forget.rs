@@ -141,7 +141,11 @@ fn print(report: &ForgetReport, dry_run: bool, format: OutputFormat) -> anyhow::
             }
             let kept = decisions.iter().filter(|d| d.keep).count();
             let verb = if dry_run { "would remove" } else { "removed" };
-            writeln!(out, "{kept} kept, {verb} {}", decisions.len() - kept)?;
+            write!(out, "{kept} kept, {verb} {}", decisions.len() - kept)?;
+            match report.segments_removed {
+                0 => writeln!(out)?,
+                n => writeln!(out, "; {verb} {n} captured segments no backup left can reach")?,
+            }
         }
     }
     Ok(())

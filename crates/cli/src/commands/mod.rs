@@ -11,7 +11,7 @@ pub(crate) mod drills;
 mod dump;
 mod forget;
 mod k8s;
-mod pitr;
+pub mod pitr;
 mod recover;
 mod repo;
 mod repo_check;

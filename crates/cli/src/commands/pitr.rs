@@ -1,12 +1,17 @@
-//! `lifeboat pitr ranges`: the revisions and times a point-in-time restore can reach.
+//! `lifeboat pitr ranges`: the revisions and times a point-in-time restore can reach;
+//! `lifeboat pitr compact`: merges captured segments and removes those no restore can use.
 
 use std::io::Write;
 
 use clap::{Args, Subcommand};
 use lifeboat_core::pitr::ranges;
+use lifeboat_core::pitr_compact::{
+    CompactOptions, CompactReport, DEFAULT_MAX_BYTES, DEFAULT_PER_MERGE, compact,
+};
 
+use crate::exit::cancel_on_signals;
 use crate::output::{self, OutputFormat};
-use crate::repo_flags::RepoFlags;
+use crate::repo_flags::{IdentityFlags, RepoFlags};
 
 /// Point-in-time recovery.
 #[derive(Debug, Subcommand)]
@@ -14,6 +19,30 @@ pub enum PitrCommand {
     /// The restorable ranges (revisions and times) of a cluster: a base backup and the captured
     /// segments after it; nothing between ranges can be restored.
     Ranges(RangesArgs),
+    /// Merges runs of captured segments into larger ones (an hour's at the defaults) and removes
+    /// segments no restore can use (covered by another, or before the oldest etcd backup).
+    Compact(CompactArgs),
+}
+
+/// Arguments of `pitr compact`.
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    #[command(flatten)]
+    repo: RepoFlags,
+    #[command(flatten)]
+    identity: IdentityFlags,
+    /// The etcd cluster (hex ID) when the repository holds several.
+    #[arg(long, value_name = "ID", value_parser = parse_cluster)]
+    cluster: Option<u64>,
+    /// Captured segments one merged segment holds at most (3600: an hour of 1 s segments).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_PER_MERGE, value_parser = clap::value_parser!(u64).range(2..))]
+    per_merge: u64,
+    /// Plain bytes one merged segment holds at most.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BYTES)]
+    max_bytes: u64,
+    /// Say what would be merged and removed; change nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 /// Arguments of `pitr ranges`.
@@ -34,39 +63,77 @@ pub fn parse_cluster(text: &str) -> Result<u64, String> {
 
 impl PitrCommand {
     pub async fn run(self, format: OutputFormat) -> anyhow::Result<()> {
-        let PitrCommand::Ranges(args) = self;
-        let repo = args.repo.open().await?;
-        let ranges = ranges(&repo, args.cluster).await?;
-        let mut out = std::io::stdout().lock();
-        match format {
-            OutputFormat::Json => output::json(&mut out, &ranges)?,
-            _ => {
-                let rows: Vec<Vec<String>> = ranges
-                    .iter()
-                    .map(|r| {
-                        vec![
-                            r.cluster_id.clone(),
-                            r.from_revision.to_string(),
-                            r.to_revision.to_string(),
-                            r.from_time.clone(),
-                            r.to_time.clone(),
-                            r.backups.to_string(),
-                            r.segments.to_string(),
-                        ]
-                    })
-                    .collect();
-                let header = [
-                    "CLUSTER", "FROM REV", "TO REV", "FROM", "TO", "BACKUPS", "SEGMENTS",
-                ];
-                match format {
-                    OutputFormat::Table => output::grid_boxed(&mut out, &header, &rows)?,
-                    _ => output::columns(&mut out, &header, &rows)?,
-                }
-                if ranges.is_empty() {
-                    writeln!(out, "nothing is restorable: no etcd backup of the cluster")?;
-                }
+        match self {
+            PitrCommand::Ranges(args) => show_ranges(args, format).await,
+            PitrCommand::Compact(args) => run_compact(args, format).await,
+        }
+    }
+}
+
+async fn run_compact(args: CompactArgs, format: OutputFormat) -> anyhow::Result<()> {
+    let repo = args.repo.open().await?;
+    let identities = args.identity.require_for(&repo)?;
+    let options = CompactOptions {
+        per_merge: args.per_merge,
+        max_bytes: args.max_bytes,
+        dry_run: args.dry_run,
+    };
+    let report = compact(&repo, args.cluster, &identities, &options, &cancel_on_signals()).await?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        OutputFormat::Json => output::json(&mut out, &report)?,
+        _ => writeln!(out, "{}", compact_summary(&report))?,
+    }
+    Ok(())
+}
+
+/// One line on what compaction did, for the command and the agent's log.
+pub fn compact_summary(report: &CompactReport) -> String {
+    let merged: usize = report.merges.iter().map(|m| m.replaced).sum();
+    format!(
+        "cluster {}: {} segments {} {}: {merged} merged into {}, {} covered by another and {} before the oldest etcd backup removed",
+        report.cluster_id,
+        report.segments_before,
+        if report.dry_run { "would become" } else { "became" },
+        report.segments_after,
+        report.merges.len(),
+        report.removed_covered,
+        report.removed_unreachable,
+    )
+}
+
+async fn show_ranges(args: RangesArgs, format: OutputFormat) -> anyhow::Result<()> {
+    let repo = args.repo.open().await?;
+    let ranges = ranges(&repo, args.cluster).await?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        OutputFormat::Json => output::json(&mut out, &ranges)?,
+        _ => {
+            let rows: Vec<Vec<String>> = ranges
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.cluster_id.clone(),
+                        r.from_revision.to_string(),
+                        r.to_revision.to_string(),
+                        r.from_time.clone(),
+                        r.to_time.clone(),
+                        r.backups.to_string(),
+                        r.segments.to_string(),
+                    ]
+                })
+                .collect();
+            let header = [
+                "CLUSTER", "FROM REV", "TO REV", "FROM", "TO", "BACKUPS", "SEGMENTS",
+            ];
+            match format {
+                OutputFormat::Table => output::grid_boxed(&mut out, &header, &rows)?,
+                _ => output::columns(&mut out, &header, &rows)?,
+            }
+            if ranges.is_empty() {
+                writeln!(out, "nothing is restorable: no etcd backup of the cluster")?;
             }
         }
-        Ok(())
     }
+    Ok(())
 }

@@ -502,7 +502,11 @@ fn a_bad_configuration_is_refused_with_its_line_and_field() {
 
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/agent.example.yaml");
     let out = run_ok(lifeboat().arg("agent").arg("--check-config").arg(&example));
-    assert!(out.contains("valid, 8 jobs"), "{out}");
+    assert!(out.contains("valid, 10 jobs"), "{out}");
+    assert!(
+        out.contains("pitr (capture): continuously while leading"),
+        "{out}"
+    );
 }
 
 /// Whether any process runs with exactly this command line.

@@ -4,6 +4,7 @@
 mod agent;
 mod agent_access;
 mod agent_alerts;
+mod agent_capture;
 mod agent_clusters;
 mod agent_election;
 mod agent_storage;

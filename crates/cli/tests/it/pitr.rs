@@ -58,7 +58,7 @@ fn capture(repo: &Repo, server: &EtcdServer) -> Child {
         .unwrap()
 }
 
-fn ranges(repo: &Repo) -> Vec<Value> {
+pub(crate) fn ranges(repo: &Repo) -> Vec<Value> {
     let out = run_ok(repo.lifeboat().args(["pitr", "ranges", "-w", "json"]));
     serde_json::from_str::<Value>(&out)
         .unwrap()
@@ -105,8 +105,16 @@ fn restore_point(repo: &Repo, dir: &Path, name: &str, peer_url: &str, target: &[
     serde_json::from_str(&out).unwrap()
 }
 
+/// Restores revision `point` into `dir/name` (its peer on a free port): the JSON report and the
+/// peer URL.
+pub(crate) fn restore_revision(repo: &Repo, dir: &Path, name: &str, point: i64) -> (Value, String) {
+    let peer_url = format!("http://127.0.0.1:{}", free_port().unwrap());
+    let report = restore_point(repo, dir, name, &peer_url, &["--to-revision", &point.to_string()]);
+    (report, peer_url)
+}
+
 /// Our HashKV of the restored member at `revision`.
-fn restored_hash(db: &Path, revision: i64) -> u64 {
+pub(crate) fn restored_hash(db: &Path, revision: i64) -> u64 {
     let out = run_ok(
         lifeboat()
             .args(["snapshot", "hashkv", "-w", "json"])
@@ -218,15 +226,8 @@ async fn points_in_time(version: EtcdVersion) {
     stop(child);
 
     for (n, &point) in points.iter().enumerate() {
-        let peer_url = format!("http://127.0.0.1:{}", free_port().unwrap());
         let name = format!("m{n}");
-        let report = restore_point(
-            &repo,
-            dir.path(),
-            &name,
-            &peer_url,
-            &["--to-revision", &point.to_string()],
-        );
+        let (report, peer_url) = restore_revision(&repo, dir.path(), &name, point);
         assert_eq!(report["revision"], point, "{version:?}: {report}");
         assert_eq!(report["restore"]["revision"], point, "{version:?}: {report}");
         assert_eq!(
@@ -337,4 +338,111 @@ async fn a_compacted_start_is_a_recorded_gap() {
     assert!(error.contains(&format!("revision {inside}")), "{error}");
     assert!(error.contains("not restorable"), "{error}");
     assert!(!dir.path().join("d").exists(), "nothing written");
+}
+
+/// The captured segments of the repository's one cluster (their manifests' keys).
+fn segment_count(repo: &Repo) -> usize {
+    std::fs::read_dir(Path::new(repo.location()).join("segments"))
+        .unwrap()
+        .flat_map(|cluster| std::fs::read_dir(cluster.unwrap().path()).unwrap())
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".json")
+        })
+        .count()
+}
+
+/// `pitr compact` merges captured segments into fewer, and `forget` removes those no backup
+/// left can reach; every point still within a range restores with etcd's own HashKV.
+#[tokio::test]
+async fn compaction_and_forget_bound_the_segments_and_every_point_stays_restorable() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = EtcdServer::start(EtcdConfig::new(EtcdVersion::V3_6))
+        .await
+        .unwrap();
+    let mut client = server.member().await.unwrap().client();
+    client.put("/registry/seed", "1", None).await.unwrap();
+    let repo = Repo::initialised(Backend::Local);
+    run_ok(repo.lifeboat().arg("backup").args(server.etcdctl_args()));
+    let mut child = capture(&repo, &server);
+    let mut points = Vec::new();
+    let mut second_base = 0;
+    for i in 0..40 {
+        let key = format!("/registry/leases/kube-node-lease/n{}", i % 7);
+        client.put(key, format!("renew {i}"), None).await.unwrap();
+        if i % 8 == 7 {
+            points.push(revision(&mut client).await);
+        }
+        if i == 19 {
+            // A second base in the middle of the capture.
+            run_ok(repo.lifeboat().arg("backup").args(server.etcdctl_args()));
+            second_base = revision(&mut client).await;
+        }
+        tokio::time::sleep(Duration::from_millis(70)).await;
+    }
+    wait_restorable(&repo, &mut child, *points.last().unwrap());
+    stop(child);
+    let before = segment_count(&repo);
+    let span = |ranges: &[Value]| -> Vec<(i64, i64)> {
+        ranges
+            .iter()
+            .map(|r| {
+                (
+                    r["from_revision"].as_i64().unwrap(),
+                    r["to_revision"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let reachable = span(&ranges(&repo));
+
+    let out = run_ok(
+        repo.lifeboat()
+            .args([
+                "pitr",
+                "compact",
+                "--per-merge",
+                "4",
+                "-w",
+                "json",
+                "--identity-file",
+            ])
+            .arg(repo.identity()),
+    );
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let after = segment_count(&repo);
+    assert!(before >= 10, "{before} segments captured");
+    assert_eq!(report["segments_before"], before, "{report}");
+    assert_eq!(report["segments_after"], after, "{report}");
+    // One unbroken chain: runs of 4 merged, only the newest few (fewer than 4) left to wait.
+    let merges = report["merges"].as_array().unwrap().len();
+    assert_eq!(merges, before / 4, "{report}");
+    assert_eq!(after, before - 3 * merges, "{report}");
+    assert_eq!(span(&ranges(&repo)), reachable, "compaction changes no range");
+    for (n, &point) in points.iter().enumerate() {
+        let (report, _) = restore_revision(&repo, dir.path(), &format!("c{n}"), point);
+        assert_eq!(report["proof"]["result"], "equal", "at {point}: {report}");
+        let db = dir.path().join(format!("c{n}")).join("member/snap/db");
+        let theirs = client.hash_kv(point).await.unwrap().hash();
+        assert_eq!(restored_hash(&db, point), u64::from(theirs), "at {point}");
+    }
+
+    // The first base forgotten: the segments only it reached go with it.
+    let out = run_ok(repo.lifeboat().args(["forget", "--keep-last", "1"]));
+    assert!(
+        out.contains("captured segments no backup left can reach"),
+        "{out}"
+    );
+    let ranges = ranges(&repo);
+    assert_eq!(ranges.len(), 1, "{ranges:?}");
+    assert_eq!(ranges[0]["from_revision"], second_base, "{ranges:?}");
+    assert_eq!(ranges[0]["to_revision"], reachable[0].1, "{ranges:?}");
+    assert!(segment_count(&repo) < after, "{out}");
+    let newest = *points.last().unwrap();
+    let (report, _) = restore_revision(&repo, dir.path(), "after-forget", newest);
+    assert_eq!(report["proof"]["result"], "equal", "{report}");
 }

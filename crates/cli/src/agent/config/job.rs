@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use lifeboat_core::retention::Policy;
+use lifeboat_core::{capture, pitr_compact};
 use serde::{Deserialize, Deserializer};
 
 use super::super::schedule::Schedule;
@@ -21,6 +22,8 @@ pub enum JobKind {
     Forget,
     Drill,
     Certs,
+    Capture,
+    Compact,
 }
 
 impl JobKind {
@@ -33,6 +36,8 @@ impl JobKind {
             JobKind::Forget => "forget",
             JobKind::Drill => "drill",
             JobKind::Certs => "certs",
+            JobKind::Capture => "capture",
+            JobKind::Compact => "compact",
         }
     }
 
@@ -58,7 +63,8 @@ pub struct Job {
     pub name: String,
     pub kind: JobKind,
     pub schedule: Schedule,
-    pub timeout: Duration,
+    /// `None`: the job runs until its agent stops or stops leading (a capture).
+    pub timeout: Option<Duration>,
     /// Attempts after a failure, each after twice the previous wait.
     pub retries: u32,
     pub retry_backoff: Duration,
@@ -100,6 +106,16 @@ pub enum Action {
     Certs {
         root: PathBuf,
         warn_days: i64,
+    },
+    Capture {
+        segment: Duration,
+        segment_bytes: usize,
+        hash_every: Duration,
+        buffer_bytes: usize,
+    },
+    Compact {
+        per_merge: u64,
+        max_bytes: u64,
     },
 }
 
@@ -153,6 +169,18 @@ struct JobText {
     boot_timeout: Option<Duration>,
     #[serde(default)]
     warn_days: Option<i64>,
+    #[serde(default, deserialize_with = "optional_duration")]
+    segment: Option<Duration>,
+    #[serde(default)]
+    segment_bytes: Option<usize>,
+    #[serde(default, deserialize_with = "optional_duration")]
+    hash_every: Option<Duration>,
+    #[serde(default)]
+    buffer_bytes: Option<usize>,
+    #[serde(default)]
+    per_merge: Option<u64>,
+    #[serde(default)]
+    max_bytes: Option<u64>,
 }
 
 /// A retention policy, as `forget --keep-*`.
@@ -227,6 +255,8 @@ fn allowed_fields(kind: JobKind) -> &'static [&'static str] {
             "boot_timeout",
         ],
         JobKind::Certs => &["root", "warn_days"],
+        JobKind::Capture => &["segment", "segment_bytes", "hash_every", "buffer_bytes"],
+        JobKind::Compact => &["per_merge", "max_bytes"],
     }
 }
 
@@ -257,6 +287,12 @@ fn check_job(text: JobText) -> Result<Job, String> {
         ("fail_on_stale", text.fail_on_stale),
         ("boot_timeout", text.boot_timeout.is_some()),
         ("warn_days", text.warn_days.is_some()),
+        ("segment", text.segment.is_some()),
+        ("segment_bytes", text.segment_bytes.is_some()),
+        ("hash_every", text.hash_every.is_some()),
+        ("buffer_bytes", text.buffer_bytes.is_some()),
+        ("per_merge", text.per_merge.is_some()),
+        ("max_bytes", text.max_bytes.is_some()),
     ];
     let allowed = allowed_fields(text.kind);
     if let Some((field, _)) = given.iter().find(|(f, set)| *set && !allowed.contains(f)) {
@@ -267,6 +303,20 @@ fn check_job(text: JobText) -> Result<Job, String> {
         ));
     }
     let schedule = match (text.every, text.cron.as_deref()) {
+        _ if text.kind == JobKind::Capture => {
+            let timing = [
+                ("every", text.every.is_some()),
+                ("cron", text.cron.is_some()),
+                ("jitter", text.jitter.is_some()),
+                ("timeout", text.timeout.is_some()),
+            ];
+            if let Some((field, _)) = timing.iter().find(|(_, set)| *set) {
+                return Err(format!(
+                    "field `{field}` does not apply to kind capture: it runs continuously while its agent leads (its segments are cut by `segment`)"
+                ));
+            }
+            Schedule::continuous()
+        }
         (Some(every), None) => Schedule::every(every, text.jitter.unwrap_or_default()),
         (None, Some(expression)) => Schedule::cron(expression, text.jitter.unwrap_or_default())?,
         (Some(_), Some(_)) => return Err("give `every` or `cron`, not both".into()),
@@ -340,12 +390,43 @@ fn check_job(text: JobText) -> Result<Job, String> {
             root: text.root.unwrap_or_else(|| PathBuf::from("/")),
             warn_days: text.warn_days.unwrap_or(30),
         },
+        JobKind::Capture => {
+            let segment = text.segment.unwrap_or(capture::DEFAULT_SEGMENT);
+            if segment < Duration::from_millis(100) {
+                return Err(format!(
+                    "segment: {} is below 100ms; each segment is an object in the repository",
+                    humantime::format_duration(segment)
+                ));
+            }
+            Action::Capture {
+                segment,
+                segment_bytes: text
+                    .segment_bytes
+                    .unwrap_or(capture::DEFAULT_SEGMENT_BYTES)
+                    .max(1),
+                hash_every: text.hash_every.unwrap_or(capture::DEFAULT_HASH_EVERY),
+                buffer_bytes: text.buffer_bytes.unwrap_or(capture::DEFAULT_BUFFER_BYTES),
+            }
+        }
+        JobKind::Compact => {
+            let per_merge = text.per_merge.unwrap_or(pitr_compact::DEFAULT_PER_MERGE);
+            if per_merge < 2 {
+                return Err(format!("per_merge: {per_merge} merges nothing; give 2 or more"));
+            }
+            Action::Compact {
+                per_merge,
+                max_bytes: text.max_bytes.unwrap_or(pitr_compact::DEFAULT_MAX_BYTES),
+            }
+        }
     };
     Ok(Job {
         name: text.name,
         kind: text.kind,
         schedule,
-        timeout: text.timeout.unwrap_or(Duration::from_secs(3600)),
+        timeout: match text.kind {
+            JobKind::Capture => None,
+            _ => Some(text.timeout.unwrap_or(Duration::from_secs(3600))),
+        },
         retries: text.retries.unwrap_or(3),
         retry_backoff: text.retry_backoff.unwrap_or(Duration::from_secs(10)),
         tags: text.tags,

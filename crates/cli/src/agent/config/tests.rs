@@ -15,7 +15,7 @@ fn the_example_file_parses_with_every_kind() {
     let config = Config::parse("example", EXAMPLE).unwrap();
     assert_eq!(config.leader_ttl, Duration::from_secs(15));
     let kinds: BTreeSet<&str> = config.jobs.iter().map(|j| j.kind.as_str()).collect();
-    assert_eq!(kinds.len(), 7, "{kinds:?}");
+    assert_eq!(kinds.len(), 9, "{kinds:?}");
     assert_eq!(config.objectives.rpo, Duration::from_secs(3600));
     assert_eq!(config.leader, LeaderMode::Etcd);
 }
@@ -158,4 +158,51 @@ fn distributions_are_one_at_a_time_and_the_identity_beside_backups_is_warned_of(
     )
     .unwrap();
     assert!(drills_only.warnings().is_empty());
+}
+
+#[test]
+fn a_capture_runs_continuously_and_refuses_a_schedule() {
+    let config = Config::parse(
+        "agent.yaml",
+        "repository: /tmp/r\nleader: always\njobs:\n  - {name: pitr, kind: capture, segment: 500ms}\n",
+    )
+    .unwrap();
+    let job = &config.jobs[0];
+    assert_eq!(
+        job.timeout, None,
+        "it runs until the leadership or the agent ends"
+    );
+    assert_eq!(job.schedule.describe(), "continuously while leading");
+    use lifeboat_core::capture::{DEFAULT_BUFFER_BYTES, DEFAULT_HASH_EVERY, DEFAULT_SEGMENT_BYTES};
+    let defaults = matches!(job.action, Action::Capture { segment, segment_bytes: DEFAULT_SEGMENT_BYTES, hash_every: DEFAULT_HASH_EVERY, buffer_bytes: DEFAULT_BUFFER_BYTES } if segment == Duration::from_millis(500));
+    assert!(defaults, "{:?}", job.action);
+
+    for field in ["every: 1h", "cron: \"* * * * *\"", "timeout: 1h"] {
+        let message = error(&format!(
+            "repository: /tmp/r\nleader: always\njobs:\n  - {{name: pitr, kind: capture, {field}}}\n"
+        ));
+        assert!(message.contains("runs continuously"), "{field}: {message}");
+    }
+    let message =
+        error("repository: /tmp/r\nleader: always\njobs:\n  - {name: pitr, kind: capture, segment: 10ms}\n");
+    assert!(message.contains("below 100ms"), "{message}");
+    let message =
+        error("repository: /tmp/r\nleader: always\njobs:\n  - {name: pitr, kind: capture, root: /}\n");
+    assert!(message.contains("does not apply to kind capture"), "{message}");
+}
+
+#[test]
+fn a_compaction_takes_its_bounds_and_refuses_one_that_merges_nothing() {
+    let config = Config::parse(
+        "agent.yaml",
+        "repository: /tmp/r\nleader: always\njobs:\n  - {name: c, kind: compact, every: 1h, per_merge: 60}\n",
+    )
+    .unwrap();
+    let expected = lifeboat_core::pitr_compact::DEFAULT_MAX_BYTES;
+    let bounds = matches!(config.jobs[0].action, Action::Compact { per_merge: 60, max_bytes } if max_bytes == expected);
+    assert!(bounds, "{:?}", config.jobs[0].action);
+    let message = error(
+        "repository: /tmp/r\nleader: always\njobs:\n  - {name: c, kind: compact, every: 1h, per_merge: 1}\n",
+    );
+    assert!(message.contains("merges nothing"), "{message}");
 }
