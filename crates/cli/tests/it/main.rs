@@ -18,6 +18,7 @@ mod kube;
 mod kube_recover;
 mod open_uploads;
 mod pitr;
+mod pitr_faults;
 mod recover;
 mod recover_safety;
 mod repository;
