@@ -17,7 +17,7 @@ mod repo;
 mod repo_check;
 mod repo_prune;
 mod repo_unlock;
-mod restore;
+pub mod restore;
 mod restore_files;
 mod snapshot;
 

@@ -67,19 +67,7 @@ pub async fn run(args: RestoreArgs, format: OutputFormat) -> anyhow::Result<()> 
     lifeboat_core::snapshot_restore::preflight(&options)?;
     let plan = plan(&repo, args.cluster, target, &identities).await?;
     if let Some(time) = &plan.time {
-        let next = match (&time.next_revision, &time.next_received) {
-            (Some(revision), Some(received)) => {
-                format!("; the next change (revision {revision}) was received {received}")
-            }
-            _ => "; no later change was captured".into(),
-        };
-        let _ = writeln!(
-            std::io::stderr().lock(),
-            "{} resolves to revision {}, received {}{next}",
-            time.asked,
-            time.revision,
-            time.received
-        );
+        say_resolution(time);
     }
     let (report, proof) = restore_to_point(&repo, &plan, &identities, &options, &bar, &cancel).await?;
     let source = format!(
@@ -125,4 +113,21 @@ pub async fn run(args: RestoreArgs, format: OutputFormat) -> anyhow::Result<()> 
         );
     }
     Ok(())
+}
+
+/// Says on stderr which revision a time resolved to, and how long that state lasted.
+pub fn say_resolution(time: &lifeboat_core::pitr::TimeResolution) {
+    let next = match (&time.next_revision, &time.next_received) {
+        (Some(revision), Some(received)) => {
+            format!("; the next change (revision {revision}) was received {received}")
+        }
+        _ => "; no later change was captured".into(),
+    };
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "{} resolves to revision {}, received {}{next}",
+        time.asked,
+        time.revision,
+        time.received
+    );
 }

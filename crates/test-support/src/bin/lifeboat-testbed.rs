@@ -1,7 +1,9 @@
 //! Starts a throwaway etcd on 127.0.0.1 for the demo and the benchmarks, fills it, writes a
 //! shell-sourceable file describing it, and stops it (removing its directory) on SIGINT/SIGTERM.
 //! With `--kubeadm-node DIR` the etcd is the static Pod of a kubeadm-like node tree in DIR, run
-//! by the fake kubelet, so `lifeboat recover --kubeadm --root DIR` can be shown on it.
+//! by the fake kubelet, so `lifeboat recover --kubeadm --root DIR` can be shown on it. With
+//! `--load ENDPOINT` it starts nothing: it writes to that etcd at a steady rate and logs every
+//! acknowledged revision with its time (scripts/bench-rpo).
 #![allow(clippy::print_stdout)]
 
 use std::path::PathBuf;
@@ -28,8 +30,20 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     fill_mb: u64,
     /// Where to write TESTBED_* variables (endpoint, certificates, etcdctl path).
-    #[arg(long)]
-    env_file: PathBuf,
+    #[arg(long, required_unless_present = "load")]
+    env_file: Option<PathBuf>,
+    /// Write to this etcd (plain HTTP) until it fails or SIGTERM, instead of starting one.
+    #[arg(long, value_name = "ENDPOINT", requires = "acked", conflicts_with_all = ["boot", "mtls", "fill_mb", "kubeadm_node", "kubernetes"])]
+    load: Option<String>,
+    /// Puts per second (with --load), spread over 16 concurrent writers.
+    #[arg(long, default_value_t = 500)]
+    rate: u32,
+    /// Bytes of each value (with --load): a Kubernetes object's size.
+    #[arg(long, default_value_t = 1500)]
+    value_bytes: usize,
+    /// Where to log "<revision> <unix ms>" for every acknowledged put (with --load).
+    #[arg(long, value_name = "FILE")]
+    acked: Option<PathBuf>,
     /// Boot this (restored) data directory instead of a new, filled cluster.
     #[arg(long, value_name = "DIR", requires_all = ["name", "peer_url"], conflicts_with_all = ["mtls", "fill_mb"])]
     boot: Option<PathBuf>,
@@ -150,15 +164,79 @@ async fn wait_for_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes at `rate` puts a second until etcd fails or a signal; logs each acknowledged put.
+async fn load(endpoint: &str, rate: u32, value_bytes: usize, acked: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    const WRITERS: u32 = 16;
+    let member = lifeboat_etcd_conn::connect(&client_options(endpoint, None, None), endpoint).await?;
+    let (sender, mut received) = tokio::sync::mpsc::unbounded_channel::<(i64, u128)>();
+    let period = std::time::Duration::from_secs_f64(f64::from(WRITERS) / f64::from(rate.max(1)));
+    for writer in 0..WRITERS {
+        let (mut client, sender) = (member.client(), sender.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            for n in 0u64.. {
+                tick.tick().await;
+                // A ConfigMap-like JSON value that compresses about as real objects do (3 to 4
+                // times): field names repeat, a third of the content does not.
+                let mut value = format!(
+                    "{{\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"w{writer}-{n}\"}},\"data\":{{"
+                );
+                let mut state = (u64::from(writer) << 32 | n) | 1;
+                while value.len() + 40 < value_bytes {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    value.push_str(&format!("\"annotation-{}\":\"{:016x}\",", value.len() % 7, state));
+                }
+                value.push_str("\"end\":\"\"}}");
+                let key = format!("/registry/configmaps/load/w{writer}-{}", n % 500);
+                let Ok(put) = client.put(key, value, None).await else {
+                    return;
+                };
+                let revision = put.header().map_or(0, |h| h.revision());
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis();
+                if sender.send((revision, now)).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    drop(sender);
+    let mut log = std::io::BufWriter::new(std::fs::File::create(acked)?);
+    let stop = wait_for_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            put = received.recv() => match put {
+                Some((revision, ms)) => {
+                    writeln!(log, "{revision} {ms}")?;
+                    // Each line on disk before the next: the log is what was acknowledged.
+                    log.flush()?;
+                }
+                None => return Ok(()),
+            },
+            _ = &mut stop => return Ok(()),
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let (Some(endpoint), Some(acked)) = (&args.load, &args.acked) {
+        return load(endpoint, args.rate, args.value_bytes, acked).await;
+    }
+    let env_file = args.env_file.clone().context("--env-file is required")?;
     let version = args.etcd;
     if let Some(root) = &args.kubernetes {
-        return kubernetes_node(root, &args.env_file).await;
+        return kubernetes_node(root, &env_file).await;
     }
     if let Some(root) = &args.kubeadm_node {
-        return kubeadm_node(root, version, &args.env_file).await;
+        return kubeadm_node(root, version, &env_file).await;
     }
     let (server, summary) = match (args.boot, args.name, args.peer_url) {
         (Some(data_dir), Some(name), Some(peer_url)) => {
@@ -204,7 +282,7 @@ async fn main() -> anyhow::Result<()> {
             pki.client.key.display()
         ));
     }
-    std::fs::write(&args.env_file, env)?;
+    std::fs::write(&env_file, env)?;
     match summary {
         Some(summary) => println!(
             "etcd {} at {} ready: {} live keys, revision {}, {} MB written",
@@ -224,6 +302,6 @@ async fn main() -> anyhow::Result<()> {
 
     wait_for_signal().await?;
     drop(server);
-    let _ = std::fs::remove_file(&args.env_file);
+    let _ = std::fs::remove_file(&env_file);
     Ok(())
 }

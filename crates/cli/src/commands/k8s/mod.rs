@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use lifeboat_core::backups::fetch_snapshot;
 use lifeboat_core::k8s_objects::{Content, DEFAULT_PREFIX, StoredObject, parse_key, read_objects};
+use lifeboat_core::pitr::PointTarget;
 use lifeboat_k8s::EncryptionConfig;
 use serde_json::Value;
 
@@ -16,6 +17,7 @@ use crate::output::{self, OutputFormat};
 use crate::repo_flags::{IdentityFlags, RepoFlags, resolve_id};
 
 mod ls;
+mod point;
 
 /// `k8s` subcommands.
 #[derive(Debug, Subcommand)]
@@ -43,9 +45,14 @@ pub struct Source {
     /// Read this backup of the repository (ID or `latest`, the default without --file).
     #[arg(long, value_name = "ID")]
     backup: Option<String>,
-    /// Read the state at this earlier revision, still kept in the snapshot's history.
+    /// Read the state at revision R: an earlier one still in the snapshot's history, or (from
+    /// the repository) a later one that point-in-time capture holds.
     #[arg(long, value_name = "R")]
     revision: Option<i64>,
+    /// Read the state at this time (RFC 3339, or a duration ago: `15m`) from the repository's
+    /// backups and captured segments.
+    #[arg(long, value_name = "TIME", value_parser = point::parse_point_time, conflicts_with_all = ["file", "backup", "revision"])]
+    time: Option<std::time::SystemTime>,
     #[command(flatten)]
     reading: Reading,
 }
@@ -71,6 +78,7 @@ struct Side {
     file: Option<PathBuf>,
     backup: Option<String>,
     revision: Option<i64>,
+    time: Option<std::time::SystemTime>,
 }
 
 impl Side {
@@ -99,11 +107,13 @@ impl Side {
                 file: Some(path),
                 backup: None,
                 revision,
+                time: None,
             },
             false => Side {
                 file: None,
                 backup: Some(source.to_string()),
                 revision,
+                time: None,
             },
         })
     }
@@ -296,6 +306,7 @@ async fn objects(source: &Source) -> anyhow::Result<(i64, Vec<StoredObject>)> {
         file: source.file.clone(),
         backup: source.backup.clone(),
         revision: source.revision,
+        time: source.time,
     };
     objects_of(&side, &source.reading).await
 }
@@ -336,8 +347,29 @@ async fn fetch_and_read(
 ) -> anyhow::Result<lifeboat_core::k8s_objects::ObjectsRead> {
     let repo = reading.repo.open().await?;
     let identities = reading.identity.require_for(&repo)?;
+    if let Some(time) = side.time {
+        let target = PointTarget::Time(time);
+        return point::read_at_point(&repo, &identities, None, target, &reading.etcd_prefix, encryption)
+            .await;
+    }
     let id = resolve_id(&repo, side.backup.as_deref().unwrap_or("latest"), Some("etcd")).await?;
     let manifest = repo.manifest(&id).await?;
+    // A revision after the backup's: what capture holds after it.
+    if let (Some(revision), Some(etcd)) = (side.revision, &manifest.etcd)
+        && revision > etcd.revision
+    {
+        let cluster = u64::from_str_radix(&etcd.cluster_id, 16).ok();
+        let target = PointTarget::Revision(revision);
+        return point::read_at_point(
+            &repo,
+            &identities,
+            cluster,
+            target,
+            &reading.etcd_prefix,
+            encryption,
+        )
+        .await;
+    }
     let dir = tempfile::Builder::new()
         .prefix("lifeboat-k8s-")
         .tempdir()
