@@ -493,6 +493,11 @@ async fn kubernetes_objects_are_read_at_a_time_or_revision_after_the_backup() {
     let late = revision(&mut client).await;
     wait_restorable(&repo, &mut child, late);
     stop(child);
+    let listed = run_ok(repo.lifeboat().args(["backups", "list"]));
+    assert!(
+        listed.contains("point in time, cluster") && listed.contains(&format!(" to {late} (")),
+        "{listed}"
+    );
 
     let get = |target: &[&str]| {
         run_ok(

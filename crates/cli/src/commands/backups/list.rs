@@ -50,6 +50,39 @@ fn cells(manifest: &Manifest) -> Vec<String> {
     ]
 }
 
+/// For each cluster with captured segments, what a point-in-time restore reaches (as
+/// `pitr ranges` shows it).
+async fn point_in_time(
+    repo: &lifeboat_repo::Repository,
+    backups: &[Manifest],
+) -> anyhow::Result<Vec<String>> {
+    let clusters: std::collections::BTreeSet<u64> = backups
+        .iter()
+        .filter_map(|m| u64::from_str_radix(&m.etcd.as_ref()?.cluster_id, 16).ok())
+        .collect();
+    let mut lines = Vec::new();
+    for cluster in clusters {
+        let ranges = lifeboat_core::pitr::ranges_of(repo, cluster, backups).await?;
+        if ranges.iter().all(|r| r.segments == 0) {
+            continue;
+        }
+        let spans: Vec<String> = ranges
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} ({}) to {} ({})",
+                    r.from_revision, r.from_time, r.to_revision, r.to_time
+                )
+            })
+            .collect();
+        lines.push(format!(
+            "point in time, cluster {cluster:x}: any revision from {}",
+            spans.join("; from ")
+        ));
+    }
+    Ok(lines)
+}
+
 pub async fn run(args: ListArgs, format: OutputFormat) -> anyhow::Result<()> {
     let repo = args.repo.open().await?;
     let listing = repo.list().await?;
@@ -58,6 +91,10 @@ pub async fn run(args: ListArgs, format: OutputFormat) -> anyhow::Result<()> {
         .into_iter()
         .filter(|m| args.tag.iter().all(|t| m.tags.contains(t)))
         .collect();
+    let windows = match format {
+        OutputFormat::Json => Vec::new(),
+        _ => point_in_time(&repo, &backups).await?,
+    };
     let mut out = std::io::stdout().lock();
     match format {
         OutputFormat::Json => output::json(&mut out, &backups)?,
@@ -69,6 +106,9 @@ pub async fn run(args: ListArgs, format: OutputFormat) -> anyhow::Result<()> {
                 writeln!(out, "{}", cells(manifest).join(", "))?;
             }
         }
+    }
+    for line in windows {
+        writeln!(out, "{line}")?;
     }
     // The readable backups are listed; the others fail the command, each named.
     if listing.unreadable.is_empty() {
