@@ -2,7 +2,8 @@
 //! lag and window on /metrics and the page. When the leading agent is paused, then the next
 //! one killed, each mid-segment while writes go on, the next leader continues from the last
 //! stored segment, and the paused one's late segments overlap it. Every acknowledged revision
-//! up to the end is then restorable, with etcd's own HashKV, and no event is lost or doubled.
+//! up to the end is then restorable, with etcd's own HashKV, and no event is lost or doubled,
+//! while a compact job merges the segments beside the capture.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -64,10 +65,12 @@ async fn the_leading_agent_captures_and_the_next_leader_continues_with_no_lost_o
     let mut agents: Vec<Agent> = (1..=2)
         .map(|n| {
             let config = format!(
-                "repository: {}\nlisten: {}\nleader: etcd\nleader_check: 200ms\nleader_ttl: {}s\nhost: agent-{n}\n\
+                "repository: {}\nidentity_file: {}\nlisten: {}\nleader: etcd\nleader_check: 200ms\nleader_ttl: {}s\nhost: agent-{n}\n\
                  objectives: {{rpo: 1m, rto: 15m}}\netcd: {{endpoints: [{endpoints}]}}\njobs:\n\
-                 \x20 - {{name: pitr, kind: capture, segment: 1s, hash_every: 1s, retry_backoff: 1s}}\n",
+                 \x20 - {{name: pitr, kind: capture, segment: 1s, hash_every: 1s, retry_backoff: 1s}}\n\
+                 \x20 - {{name: compact, kind: compact, every: 2s, per_merge: 3}}\n",
                 repo.location(),
+                repo.identity().display(),
                 listen(),
                 TTL.as_secs(),
             );
@@ -148,8 +151,23 @@ async fn the_leading_agent_captures_and_the_next_leader_continues_with_no_lost_o
         0.0
     );
 
+    // Compaction ran beside the capture and merged segments while both leaders stored them.
+    agents[first].wait_for("a compaction", Duration::from_secs(20), |m| {
+        sample(
+            m,
+            "lifeboat_job_runs_total{job_name=\"compact\",kind=\"compact\",result=\"success\"}",
+        ) >= 1.0
+    });
+    let (code, _) = agents[first].terminate();
+    assert_eq!(code, Some(0));
+    let logs = format!("{}{}", agents[0].log_text(), agents[1].log_text());
+    let merged = logs
+        .lines()
+        .filter(|l| l.contains("(compact): cluster") && !l.contains(": 0 merged into 0"))
+        .count();
+    assert!(merged >= 1, "no compaction merged anything: {logs}");
     let overlapping = overlaps(&repo);
-    eprintln!("{overlapping} segments overlap the one before them");
+    eprintln!("{overlapping} segments overlap the one before them after compaction");
 
     // One unbroken range from the base through the last acknowledged write.
     let ranges = ranges(&repo);
