@@ -288,23 +288,11 @@ pub fn read_objects(
         .into_iter()
         .filter_map(|record| {
             let key = String::from_utf8_lossy(&record.key).into_owned();
-            let Some((resource, namespace, name)) = parse_key(prefix, &key) else {
-                if !is_internal(prefix, &key) {
-                    unknown.add(&key);
-                }
-                return None;
-            };
-            let (encrypted_with, content) = content(&key, &resource, &record.value, encryption);
-            Some(StoredObject {
-                key,
-                resource,
-                namespace,
-                name,
-                mod_revision: record.mod_revision,
-                size: record.value.len(),
-                encrypted_with,
-                content,
-            })
+            let object = stored_object(prefix, &key, &record.value, record.mod_revision, encryption);
+            if object.is_none() && !is_internal(prefix, &key) {
+                unknown.add(&key);
+            }
+            object
         })
         .collect();
     Ok(ObjectsRead {
@@ -312,6 +300,29 @@ pub fn read_objects(
         objects,
         findings: space.findings,
         unknown,
+    })
+}
+
+/// The object stored under `key` (modified at `mod_revision`), decoded; `None` when the key
+/// fits no object layout under `prefix`.
+pub fn stored_object(
+    prefix: &str,
+    key: &str,
+    value: &[u8],
+    mod_revision: i64,
+    encryption: Option<&EncryptionConfig>,
+) -> Option<StoredObject> {
+    let (resource, namespace, name) = parse_key(prefix, key)?;
+    let (encrypted_with, content) = content(key, &resource, value, encryption);
+    Some(StoredObject {
+        key: key.to_string(),
+        resource,
+        namespace,
+        name,
+        mod_revision,
+        size: value.len(),
+        encrypted_with,
+        content,
     })
 }
 

@@ -79,7 +79,7 @@ pub enum PointProof {
     },
 }
 
-pub(crate) fn rfc3339_ms(unix_ms: i64) -> String {
+pub fn rfc3339_ms(unix_ms: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
@@ -314,6 +314,26 @@ async fn resolve_time(
     })
 }
 
+/// The repository's backups, and the cluster's ID and segments.
+struct ClusterView {
+    listing: lifeboat_repo::Listing,
+    cluster_id: u64,
+    segments: lifeboat_repo::SegmentListing,
+}
+
+impl ClusterView {
+    async fn read(repo: &Repository, cluster: Option<u64>) -> Result<Self> {
+        let listing = repo.list().await?;
+        let cluster_id = cluster_of(repo, cluster, &listing.backups).await?;
+        let segments = repo.segments(cluster_id).await?;
+        Ok(Self {
+            listing,
+            cluster_id,
+            segments,
+        })
+    }
+}
+
 /// Finds the base backup and segments that reach `target`.
 pub async fn plan(
     repo: &Repository,
@@ -321,9 +341,8 @@ pub async fn plan(
     target: PointTarget,
     identities: &[Identity],
 ) -> Result<PointPlan> {
-    let listing = repo.list().await?;
-    let cluster_id = cluster_of(repo, cluster, &listing.backups).await?;
-    let segments = repo.segments(cluster_id).await?;
+    let view = ClusterView::read(repo, cluster).await?;
+    let (listing, cluster_id, segments) = (&view.listing, view.cluster_id, &view.segments);
     let backups = etcd_backups(&listing.backups, cluster_id);
     let (revision, time) = match target {
         PointTarget::Time(asked) => {
@@ -366,6 +385,54 @@ pub async fn plan(
         cluster_id,
         revision,
         base: (*base).clone(),
+        segments: chain,
+        time,
+    })
+}
+
+/// What the history of an object reads: the base backup at or before `since` (or the first of
+/// the newest range) and the segments after it to the newest captured revision. `time` is
+/// `since` resolved.
+pub async fn history_plan(
+    repo: &Repository,
+    cluster: Option<u64>,
+    since: Option<SystemTime>,
+    identities: &[Identity],
+) -> Result<PointPlan> {
+    let view = ClusterView::read(repo, cluster).await?;
+    let (listing, cluster_id, segments) = (&view.listing, view.cluster_id, &view.segments);
+    let backups = etcd_backups(&listing.backups, cluster_id);
+    let newest = ranges_of(repo, cluster_id, &listing.backups).await?.pop();
+    let Some(newest) = newest else {
+        return Err(Error::Usage {
+            message: format!("cluster {cluster_id:x} has no etcd backup to start a history from"),
+        });
+    };
+    let (start, time) = match since {
+        Some(asked) => {
+            let resolution =
+                resolve_time(repo, cluster_id, &backups, &segments.ranges, asked, identities).await?;
+            (resolution.revision.max(newest.from_revision), Some(resolution))
+        }
+        None => (newest.from_revision, None),
+    };
+    let base = backups
+        .iter()
+        .rev()
+        .find(|(r, _)| *r <= start && reach(*r, &segments.ranges) >= newest.to_revision)
+        .map(|(_, m)| (*m).clone())
+        .ok_or_else(|| Error::Usage {
+            message: format!("no backup of cluster {cluster_id:x} starts a range through revision {start}"),
+        })?;
+    let base_revision = base.etcd.as_ref().map_or(0, |e| e.revision);
+    let mut chain = Vec::new();
+    for range in chain_from(base_revision, &segments.ranges) {
+        chain.push(repo.segment_manifest(cluster_id, range).await?);
+    }
+    Ok(PointPlan {
+        cluster_id,
+        revision: newest.to_revision,
+        base,
         segments: chain,
         time,
     })

@@ -459,7 +459,8 @@ fn config_map(name: &str, owner: &str) -> String {
 }
 
 /// `k8s get|ls --time T` and `--revision R` past the backup read the objects as they were at
-/// that point, from the base backup and the captured segments.
+/// that point, from the base backup and the captured segments; `k8s history` lists every
+/// change of one object with the fields changed; `backups list` shows the range.
 #[tokio::test]
 async fn kubernetes_objects_are_read_at_a_time_or_revision_after_the_backup() {
     let server = EtcdServer::start(EtcdConfig::new(EtcdVersion::V3_6))
@@ -491,12 +492,58 @@ async fn kubernetes_objects_are_read_at_a_time_or_revision_after_the_backup() {
         .await
         .unwrap();
     let late = revision(&mut client).await;
-    wait_restorable(&repo, &mut child, late);
+    client.delete(key, None).await.unwrap();
+    let gone = revision(&mut client).await;
+    wait_restorable(&repo, &mut child, gone);
     stop(child);
     let listed = run_ok(repo.lifeboat().args(["backups", "list"]));
     assert!(
-        listed.contains("point in time, cluster") && listed.contains(&format!(" to {late} (")),
+        listed.contains("point in time, cluster") && listed.contains(&format!(" to {gone} (")),
         "{listed}"
+    );
+
+    // The history of one object: each change with its revision and the field that changed.
+    let history = |args: &[&str]| {
+        run_ok(
+            repo.lifeboat()
+                .args(["k8s", "history"])
+                .args(args)
+                .arg("--identity-file")
+                .arg(repo.identity()),
+        )
+    };
+    let ledger = history(&["configmap", "ledger"]);
+    let lines: Vec<&str> = ledger.lines().collect();
+    assert!(lines[0].ends_with("in backup"), "{ledger}");
+    assert!(
+        lines[1].starts_with(&format!("revision {payments} ")) && lines[1].ends_with("updated"),
+        "{ledger}"
+    );
+    assert_eq!(lines[2], "  data.owner: \"finance\" -> \"payments\"", "{ledger}");
+    assert!(
+        lines[3].ends_with("updated") && lines[4] == "  data.owner: \"payments\" -> \"audit\"",
+        "{ledger}"
+    );
+    assert!(
+        lines[5].starts_with(&format!("revision {gone} ")) && lines[5].ends_with("deleted"),
+        "{ledger}"
+    );
+    let since = history(&["cm", "ledger", "--since", &asked, "-w", "json"]);
+    let since: Vec<Value> = serde_json::from_str(&since).unwrap();
+    assert_eq!(
+        since.len(),
+        3,
+        "the state at --since, then audit and the deletion: {since:?}"
+    );
+    assert_eq!(since[0]["revision"], payments, "{since:?}");
+    let created = history(&["configmaps", "late"]);
+    assert!(
+        created.lines().next().unwrap().ends_with("absent in backup"),
+        "{created}"
+    );
+    assert!(
+        created.contains(&format!("revision {late} ")) && created.contains("created"),
+        "{created}"
     );
 
     let get = |target: &[&str]| {

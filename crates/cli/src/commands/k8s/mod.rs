@@ -16,6 +16,7 @@ use crate::exit::cancel_on_signals;
 use crate::output::{self, OutputFormat};
 use crate::repo_flags::{IdentityFlags, RepoFlags, resolve_id};
 
+mod history;
 mod ls;
 mod point;
 
@@ -34,6 +35,9 @@ pub enum K8sCommand {
     /// Objects added, removed and changed between A and B: backups (ID or `latest`) or
     /// snapshot files, each with `@R` for its state at revision R (`etcd.db@4100 etcd.db`).
     Diff(DiffArgs),
+    /// Every change of one object after a backup, from the segments point-in-time capture
+    /// stored: revision, time and the fields changed.
+    History(history::HistoryArgs),
 }
 
 /// Where the objects are read from.
@@ -296,6 +300,7 @@ impl K8sCommand {
             K8sCommand::Decode(args) => decode(args),
             K8sCommand::Export(args) => export(args).await,
             K8sCommand::Diff(args) => diff(args, format).await,
+            K8sCommand::History(args) => history::history(args, format).await,
         }
     }
 }
@@ -370,19 +375,30 @@ async fn fetch_and_read(
         )
         .await;
     }
-    let dir = tempfile::Builder::new()
-        .prefix("lifeboat-k8s-")
-        .tempdir()
-        .context("cannot create a temporary directory")?;
-    let path = dir.path().join("snapshot.db");
-    let bar = crate::progress::TerminalBar::new("fetch");
-    fetch_snapshot(&repo, &manifest, &identities, &path, &bar, &cancel_on_signals()).await?;
+    let (dir, path) = fetch_private(&repo, &manifest, &identities).await?;
     let (prefix, revision) = (reading.etcd_prefix.clone(), side.revision);
     let read =
         tokio::task::spawn_blocking(move || read_objects(&path, &prefix, revision, encryption.as_ref()))
             .await??;
     drop(dir);
     Ok(read)
+}
+
+/// A backup's snapshot fetched (decrypted and checked) into a private temporary directory:
+/// the file is removed with the directory, as it holds every Secret of the cluster.
+async fn fetch_private(
+    repo: &lifeboat_repo::Repository,
+    manifest: &lifeboat_repo::Manifest,
+    identities: &[lifeboat_repo::Identity],
+) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
+    let dir = tempfile::Builder::new()
+        .prefix("lifeboat-k8s-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let path = dir.path().join("snapshot.db");
+    let bar = crate::progress::TerminalBar::new("fetch");
+    fetch_snapshot(repo, manifest, identities, &path, &bar, &cancel_on_signals()).await?;
+    Ok((dir, path))
 }
 
 fn in_namespace(object: &StoredObject, namespace: Option<&str>, all: bool) -> bool {
