@@ -15,6 +15,7 @@ mod errors;
 mod hashkv;
 mod k8s;
 mod kube;
+mod kube_history;
 mod kube_recover;
 mod open_uploads;
 mod pitr;

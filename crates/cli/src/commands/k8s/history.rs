@@ -167,7 +167,12 @@ pub(super) async fn history(args: HistoryArgs, format: OutputFormat) -> anyhow::
                 (None, _, false) => "created",
                 (Some(_), _, false) => "updated",
             };
-            let fields = field_changes(state.as_ref(), after.as_ref());
+            // A whole object created or deleted is not listed field by field: `k8s get
+            // --revision` shows it.
+            let fields = match change {
+                "updated" => field_changes(state.as_ref(), after.as_ref()),
+                _ => Vec::new(),
+            };
             state = after;
             if revision.revision <= start {
                 continue;
