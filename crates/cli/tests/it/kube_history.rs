@@ -78,7 +78,7 @@ fn the_history_of_a_deployment_kubectl_changed_is_listed_field_by_field() {
     let lines: Vec<&str> = history.lines().collect();
     assert!(lines[0].ends_with("absent in backup"), "{history}");
     assert!(lines[1].ends_with("created"), "{history}");
-    let changed = |field: &str| lines.iter().any(|l| *l == field);
+    let changed = |field: &str| lines.contains(&field);
     assert!(changed("  spec.replicas: 1 -> 3"), "{history}");
     assert!(
         changed(
