@@ -92,6 +92,30 @@ pub fn wait_for_size(child: &mut Child, path: &Path, bytes: u64, limit: Duration
     })
 }
 
+/// A child process killed (and reaped) when the test ends without stopping it, as on a panic:
+/// nothing a test started outlives it.
+pub struct Spawned(pub Child);
+
+impl std::ops::Deref for Spawned {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Spawned {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Polls `ready` every 2 ms until it holds (true), `child` ends or `limit` passes (false).
 pub fn wait_until(child: &mut Child, limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;

@@ -22,14 +22,15 @@ fn the_history_of_a_deployment_kubectl_changed_is_listed_field_by_field() {
     kubectl(&["create", "namespace", "web"]);
     let repo = Repo::initialised(Backend::Local);
     backup_of_node(&node, &repo);
-    let mut capture = repo
-        .lifeboat()
-        .args(["capture", "--segment", "200ms", "--hash-every", "1s"])
-        .args(etcd_flags(&node))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut capture = Spawned(
+        repo.lifeboat()
+            .args(["capture", "--segment", "200ms", "--hash-every", "1s"])
+            .args(etcd_flags(&node))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     std::thread::sleep(Duration::from_secs(1));
 
     kubectl(&[

@@ -48,14 +48,16 @@ async fn revision(client: &mut Client) -> i64 {
     client.status().await.unwrap().header().unwrap().revision()
 }
 
-fn capture(repo: &Repo, server: &EtcdServer) -> Child {
-    repo.lifeboat()
-        .args(["capture", "--segment", "200ms", "--hash-every", "0s"])
-        .args(server.etcdctl_args())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+fn capture(repo: &Repo, server: &EtcdServer) -> Spawned {
+    Spawned(
+        repo.lifeboat()
+            .args(["capture", "--segment", "200ms", "--hash-every", "0s"])
+            .args(server.etcdctl_args())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 pub(crate) fn ranges(repo: &Repo) -> Vec<Value> {
@@ -81,7 +83,7 @@ fn wait_restorable(repo: &Repo, child: &mut Child, revision: i64) {
     );
 }
 
-fn stop(mut child: Child) {
+fn stop(mut child: Spawned) {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,

@@ -16,16 +16,18 @@ use crate::common::*;
 use crate::pitr::{ranges, restore_revision, restored_hash};
 use crate::repository::{Backend, Repo};
 
-fn capture(repo: &Repo, server: &EtcdServer, buffer_bytes: &str, log: &std::path::Path) -> Child {
-    repo.lifeboat()
-        .env("LIFEBOAT_LOG", "warn")
-        .args(["capture", "--segment", "200ms", "--hash-every", "1s"])
-        .args(["--buffer-bytes", buffer_bytes])
-        .args(server.etcdctl_args())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap()
+fn capture(repo: &Repo, server: &EtcdServer, buffer_bytes: &str, log: &std::path::Path) -> Spawned {
+    Spawned(
+        repo.lifeboat()
+            .env("LIFEBOAT_LOG", "warn")
+            .args(["capture", "--segment", "200ms", "--hash-every", "1s"])
+            .args(["--buffer-bytes", buffer_bytes])
+            .args(server.etcdctl_args())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// Writes every 50 ms until stopped; the acknowledged revisions, in order.
@@ -74,7 +76,7 @@ fn restorable_through(repo: &Repo, child: &mut Child, revision: i64, limit: Dura
     })
 }
 
-fn terminate(mut child: Child) {
+fn terminate(mut child: Spawned) {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
