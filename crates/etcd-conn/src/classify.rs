@@ -141,32 +141,32 @@ fn alert_in_text(errors: &[&(dyn StdError + 'static)]) -> Option<AlertDescriptio
 
 /// The peer hung up: an I/O error of those kinds, or h2's text of one.
 fn closed(errors: &[&(dyn StdError + 'static)]) -> bool {
+    errors.iter().any(|error| hung_up(*error))
+}
+
+/// The server hung up: a broken socket, or hyper's words for it. "connection was not ready" is
+/// a connection the server hung up on before the first request went out (on a busy machine
+/// hyper sees the hang-up first).
+fn hung_up(error: &(dyn StdError + 'static)) -> bool {
     use std::io::ErrorKind::{BrokenPipe, ConnectionReset, UnexpectedEof};
-    errors.iter().any(|error| {
-        error
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| matches!(io.kind(), BrokenPipe | ConnectionReset | UnexpectedEof))
-            || error.to_string().contains("connection closed")
-    })
+    let text = error.to_string();
+    error
+        .downcast_ref::<std::io::Error>()
+        .is_some_and(|io| matches!(io.kind(), BrokenPipe | ConnectionReset | UnexpectedEof))
+        || text.contains("connection closed")
+        || text.contains("connection was not ready")
 }
 
 /// A TLS port answers plain HTTP/2 with an HTTP/1 error page and a hang-up, which h2 reports
 /// as a protocol error or a broken connection; only while connecting does that point at TLS.
 fn looks_like_tls_port(situation: Situation<'_>, errors: &[&(dyn StdError + 'static)]) -> bool {
-    use std::io::ErrorKind::{BrokenPipe, ConnectionReset, UnexpectedEof};
     if situation.tls || !situation.connecting {
         return false;
     }
     errors.iter().any(|error| {
-        let broken = error
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| matches!(io.kind(), BrokenPipe | ConnectionReset | UnexpectedEof));
         // hyper's h2 errors are not nameable without depending on h2; their text is stable.
         let text = error.to_string();
-        broken
-            || text.contains("connection closed")
-            || text.contains("frame with invalid size")
-            || text.contains("PROTOCOL_ERROR")
+        hung_up(*error) || text.contains("frame with invalid size") || text.contains("PROTOCOL_ERROR")
     })
 }
 
@@ -265,5 +265,61 @@ fn from_status(
             code: format!("{code:?}"),
             message,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Text(&'static str);
+
+    impl std::fmt::Display for Text {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl StdError for Text {}
+
+    #[test]
+    fn a_hang_up_right_after_the_handshake_asks_for_a_client_certificate_when_none_was_given() {
+        let situation = |client_cert| Situation {
+            endpoint: "https://127.0.0.1:2379",
+            tls: true,
+            client_cert,
+            connecting: true,
+        };
+        for text in [
+            "connection was not ready",
+            "connection closed before message completed",
+        ] {
+            let error = classify(situation(false), &Text(text));
+            assert!(
+                matches!(error, Error::ClientCertRequired { .. }),
+                "{text}: {error}"
+            );
+            let error = classify(situation(true), &Text(text));
+            assert!(
+                matches!(error, Error::ClientCertRejected { .. }),
+                "{text}: {error}"
+            );
+        }
+        let plain = Situation {
+            tls: false,
+            ..situation(false)
+        };
+        let error = classify(plain, &Text("connection was not ready"));
+        assert!(
+            matches!(error, Error::ProtocolMismatch { .. }),
+            "plain to a TLS port: {error}"
+        );
+        let later = Situation {
+            connecting: false,
+            ..situation(false)
+        };
+        let error = classify(later, &Text("connection was not ready"));
+        assert!(matches!(error, Error::ConnectionLost { .. }), "{error}");
     }
 }
