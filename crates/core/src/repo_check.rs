@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
-use lifeboat_repo::{BackupId, OpenUpload, Repository, StoredObject, manifest_key};
+use lifeboat_repo::{BackupId, OpenUpload, Repository, SEGMENTS, StoredObject, manifest_key};
 use serde::Serialize;
 
 use crate::{Cancel, Result};
@@ -36,7 +36,8 @@ pub struct RepoCheck {
     pub untrusted: Vec<(String, String)>,
     /// Objects of backups with a trusted manifest that are missing or of the wrong size.
     pub missing: Vec<(BackupId, String)>,
-    /// Objects no manifest accounts for (left by interrupted backups or deletes).
+    /// Objects no manifest accounts for (left by interrupted backups, segment writes or
+    /// deletes).
     pub unreferenced: Vec<Leftover>,
     /// Uploads begun and never completed or aborted; `None` where the storage cannot list them.
     pub open_uploads: Option<Vec<Leftover>>,
@@ -100,15 +101,29 @@ async fn survey(repo: &Repository) -> Result<(RepoCheck, Vec<OpenUpload>)> {
         .iter()
         .map(|(dir, _)| format!("backups/{dir}/"))
         .collect();
-    let unreferenced = objects
+    let leftover = |o: &StoredObject| Leftover {
+        key: o.key.clone(),
+        size: o.size,
+        age_seconds: age(now, o.modified),
+    };
+    let mut unreferenced: Vec<Leftover> = objects
         .values()
         .filter(|o| !accounted.contains(&o.key) && !untrusted_dirs.iter().any(|d| o.key.starts_with(d)))
-        .map(|o| Leftover {
-            key: o.key.clone(),
-            size: o.size,
-            age_seconds: age(now, o.modified),
-        })
+        .map(leftover)
         .collect();
+    // A segment's data without its manifest: a capture or merge cut off between the two puts.
+    let segment_objects = repo.storage().list_objects(SEGMENTS).await?;
+    let segment_keys: BTreeSet<&str> = segment_objects.iter().map(|o| o.key.as_str()).collect();
+    unreferenced.extend(
+        segment_objects
+            .iter()
+            .filter(|o| {
+                o.key
+                    .strip_suffix(".seg")
+                    .is_some_and(|stem| !segment_keys.contains(format!("{stem}.json").as_str()))
+            })
+            .map(leftover),
+    );
     let uploads = repo.storage().open_uploads().await?;
     let open_uploads = uploads.as_ref().map(|uploads| {
         uploads

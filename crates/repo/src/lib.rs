@@ -40,7 +40,7 @@ pub use open_uploads::OpenUpload;
 pub use read::ReadBack;
 pub use repository::{CONFIG_KEY, Listing, ManifestCache, Repository, timestamp};
 pub use seal::{Sealed, Sealer, open_sealed};
-pub use segments::{GapRecord, SegmentFacts, SegmentListing, SegmentManifest, SegmentRange};
+pub use segments::{GapRecord, SEGMENTS, SegmentFacts, SegmentListing, SegmentManifest, SegmentRange};
 pub use store::{
     Download, Location, PART_SIZE, SMALL_OBJECT_MAX, Storage, StorageSettings, StoredObject, Upload,
 };

@@ -15,7 +15,8 @@ use sha2::{Digest, Sha256};
 use crate::new_backup::encryption_name;
 use crate::{Artefact, BackupId, Error, FORMAT, HashKvRecord, Repository, Result, Sealer};
 
-const SEGMENTS: &str = "segments";
+/// Where segments and gap records lie.
+pub const SEGMENTS: &str = "segments";
 const GAPS: &str = "gaps";
 
 /// The revisions a segment covers, as its keys name them.

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::time::SystemTime;
 
 use clap::Args;
-use lifeboat_core::k8s_objects::{StoredObject, read_objects, stored_object};
+use lifeboat_core::k8s_objects::{StoredObject, parse_key, read_objects, stored_object};
 use lifeboat_core::pitr::{history_plan, load_replay, rfc3339_ms};
 use serde::Serialize;
 use serde_json::Value;
@@ -24,7 +24,7 @@ pub struct HistoryArgs {
     namespace: Option<String>,
     /// Start at this time (RFC 3339, or a duration ago: `2h`): the object as it was then, and
     /// every change since. Default: from the oldest backup of the newest restorable range.
-    #[arg(long, value_name = "TIME", value_parser = super::point::parse_point_time)]
+    #[arg(long, value_name = "TIME", value_parser = crate::commands::pitr::parse_point_time)]
     since: Option<SystemTime>,
     /// The etcd cluster (hex ID) when the repository holds several.
     #[arg(long, value_name = "ID", value_parser = crate::commands::pitr::parse_cluster)]
@@ -135,6 +135,7 @@ pub(super) async fn history(args: HistoryArgs, format: OutputFormat) -> anyhow::
     }];
     let start = plan.time.as_ref().map_or(base.revision, |t| t.revision);
 
+    let mut present_at_start = state.is_some();
     let replay = load_replay(&repo, &plan, &identities).await?;
     for revision in &replay.revisions {
         for event in &revision.events {
@@ -149,10 +150,15 @@ pub(super) async fn history(args: HistoryArgs, format: OutputFormat) -> anyhow::
                     encryption.as_ref(),
                 )
             };
+            // Only a key naming the object is decoded: this runs for every captured event.
             let ours = match &key {
                 Some(key) => *key == event_key,
                 None if event.delete => false,
-                None => stored().is_some_and(|object| wanted(&object)),
+                None => {
+                    parse_key(&prefix, &event_key)
+                        .is_some_and(|(_, ns, name)| name == args.name && ns.is_none_or(|ns| ns == namespace))
+                        && stored().is_some_and(|object| wanted(&object))
+                }
             };
             if !ours {
                 continue;
@@ -162,10 +168,10 @@ pub(super) async fn history(args: HistoryArgs, format: OutputFormat) -> anyhow::
                 true => None,
                 false => stored().and_then(|object| object.as_kubectl(false)),
             };
-            let change = match (&state, &after, event.delete) {
-                (_, _, true) => "deleted",
-                (None, _, false) => "created",
-                (Some(_), _, false) => "updated",
+            let change = match (&state, event.delete) {
+                (_, true) => "deleted",
+                (None, false) => "created",
+                (Some(_), false) => "updated",
             };
             // A whole object created or deleted is not listed field by field: `k8s get
             // --revision` shows it.
@@ -175,6 +181,7 @@ pub(super) async fn history(args: HistoryArgs, format: OutputFormat) -> anyhow::
             };
             state = after;
             if revision.revision <= start {
+                present_at_start = state.is_some();
                 continue;
             }
             changes.push(Change {
@@ -190,7 +197,7 @@ pub(super) async fn history(args: HistoryArgs, format: OutputFormat) -> anyhow::
         changes[0] = Change {
             revision: time.revision,
             time: time.received.clone(),
-            change: if state.is_some() || changes.len() > 1 {
+            change: if present_at_start {
                 "as of --since"
             } else {
                 "absent as of --since"
