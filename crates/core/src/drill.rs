@@ -3,12 +3,17 @@
 //! a private temporary directory), boot a throwaway etcd on 127.0.0.1 until its first
 //! linearizable read, check (revision, keys, HashKV against the member's at backup time,
 //! Kubernetes content, freshness), then tear down. RTO is the wall time until the checks pass.
+//! A point-in-time drill restores a base backup with captured revisions replayed, and checks
+//! the restored data's HashKV at the point against the live member's recorded one.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures::future::Either;
 use lifeboat_etcd_conn::{ConnectOptions, connect_first_healthy};
+use lifeboat_etcd_data::pitr::Replay;
 use lifeboat_etcd_data::{HashKv, HashRules, SnapshotStatus, Trailer};
 use lifeboat_etcd_proc::{EtcdBinary, EtcdProcess, InitialCluster, Launch, free_port};
 use lifeboat_repo::{BackupId, EtcdFacts, Identity, Manifest, Repository, timestamp};
@@ -18,6 +23,7 @@ use crate::blocking::{blocking, joined, start_blocking};
 pub use crate::drill_report::{
     Check, DrillReport, Kept, KubernetesContent, Outcome, Phase, Results, Rpo, Rto,
 };
+use crate::pitr::PointPlan;
 use crate::snapshot_restore::{RestoreOptions, restore};
 use crate::{Cancel, Error, Progress, Result};
 
@@ -48,6 +54,12 @@ pub enum DrillSource<'a> {
     Backup {
         repo: &'a Repository,
         id: BackupId,
+        identities: Vec<Identity>,
+    },
+    /// A point in time: the plan's base backup with its captured segments replayed.
+    Point {
+        repo: &'a Repository,
+        plan: Box<PointPlan>,
         identities: Vec<Identity>,
     },
     File(PathBuf),
@@ -110,6 +122,8 @@ struct Fetched {
     damage: Option<String>,
     /// The version rule applied before the fetch (a backup names its member's version).
     version_check: Option<String>,
+    /// A point in time: the revisions replayed after the snapshot's.
+    replay: Option<Arc<Replay>>,
 }
 
 /// Runs a drill. `Err` means it could not run (no such backup, an etcd too old for the data,
@@ -143,11 +157,27 @@ async fn drill_uncancelled(
     crate::drill_sweep::claim(dir.path())?;
     let (label, repository) = match &source {
         DrillSource::Backup { repo, id, .. } => (id.to_string(), Some(repo.storage().repo().to_string())),
+        DrillSource::Point { repo, plan, .. } => (
+            format!(
+                "backup {} + {} segments to revision {}",
+                plan.base.id,
+                plan.segments.len(),
+                plan.revision
+            ),
+            Some(repo.storage().repo().to_string()),
+        ),
         DrillSource::File(path) => (path.display().to_string(), None),
+    };
+    let point = match &source {
+        DrillSource::Point { plan, .. } => Some(plan.as_ref()),
+        _ => None,
     };
     let fetched = fetch(&source, options, dir.path(), progress).await?;
     run.phase("fetch");
-    let facts = fetched.manifest.as_ref().and_then(|m| m.etcd.clone());
+    let facts = match point {
+        Some(plan) => point_facts(plan),
+        None => fetched.manifest.as_ref().and_then(|m| m.etcd.clone()),
+    };
 
     let mut stats = None;
     let mut integrity = match &fetched.damage {
@@ -206,25 +236,43 @@ async fn drill_uncancelled(
     if let Some(detail) = &fetched.version_check {
         run.check("etcd version", Outcome::Passed, detail.clone());
     }
+    let expected = Expected {
+        revision: point.map_or(stats.as_ref().map_or(0, |s| s.revision), |p| p.revision),
+        keys: point
+            .is_none()
+            .then(|| facts.as_ref().map(|f| f.live_keys))
+            .flatten(),
+        source: if point.is_some() { "point" } else { "backup" },
+    };
     if let (Outcome::Passed, Some(stats)) = (integrity, &stats) {
+        // The restored member hashes by the rules of the binary that boots it.
+        let rules = HashRules::of(Some(options.binary.version));
         // The snapshot's own HashKV needs only the file: it is computed while the members are
         // restored and booted.
-        let hashes = {
+        let file_hashes = point.is_none().then(|| {
             let (path, revision, facts) = (fetched.path.clone(), stats.revision, facts.clone());
-            // The restored member hashes by the rules of the binary that boots it.
-            let rules = HashRules::of(Some(options.binary.version));
             start_blocking(move || snapshot_hashes(&path, revision, facts.as_ref(), rules))
-        };
+        });
         let tls = crate::drill_tls::generate(dir.path())?;
         let plan = plan_members(options, dir.path(), &id, tls)?;
-        restore_outcome = restore_members(&mut run, &plan, &fetched.path).await?;
+        restore_outcome = restore_members(&mut run, &plan, &fetched.path, fetched.replay.clone()).await?;
+        // A point's HashKV is the restored data's, read before etcd opens it.
+        let hashes = match file_hashes {
+            Some(hashes) => Either::Left(joined(hashes)),
+            None => {
+                let (path, facts) = (plan.members[0].data_dir.join("member/snap/db"), facts.clone());
+                let revision = expected.revision;
+                let hashed = blocking(move || snapshot_hashes(&path, revision, facts.as_ref(), rules)).await;
+                Either::Right(std::future::ready(hashed))
+            }
+        };
         run.phase("restore");
         if restore_outcome == Outcome::Passed {
             restore_outcome = boot(&mut run, &plan, options, &mut members).await;
         }
         run.phase("boot");
         if restore_outcome == Outcome::Passed {
-            let checked = check_content(&mut run, &members, stats, facts.as_ref(), joined(hashes)).await?;
+            let checked = check_content(&mut run, &members, stats, &expected, hashes).await?;
             content = checked.0;
             kubernetes = checked.1;
             run.phase("check");
@@ -257,8 +305,8 @@ async fn drill_uncancelled(
     let revision_lag = match (&options.live, &stats) {
         // The live cluster only adds the revision lag: when it cannot be reached, the drill's
         // own result stands and the report says why the lag is missing.
-        (Some(live), Some(stats)) => match connect_first_healthy(live).await {
-            Ok(member) => Some(member.status().revision - stats.revision),
+        (Some(live), Some(_)) => match connect_first_healthy(live).await {
+            Ok(member) => Some(member.status().revision - expected.revision),
             Err(error) => {
                 run.check(
                     "revision-lag",
@@ -329,6 +377,7 @@ async fn drill_uncancelled(
         result: if passed { Outcome::Passed } else { Outcome::Failed },
         results,
         etcd: stats,
+        point_revision: point.map(|p| p.revision),
         checks: run.checks,
         kubernetes,
         phases: run.phases,
@@ -393,6 +442,30 @@ async fn fetch(
     progress: &dyn Progress,
 ) -> Result<Fetched> {
     match source {
+        DrillSource::Point {
+            repo,
+            plan,
+            identities,
+        } => {
+            let backup = DrillSource::Backup {
+                repo,
+                id: plan.base.id.clone(),
+                identities: identities.clone(),
+            };
+            let fetched = Box::pin(fetch(&backup, options, dir, progress)).await?;
+            let replay = crate::pitr::load_replay(repo, plan, identities).await?;
+            // The point is as old as the newest revision it holds.
+            let point_time = replay
+                .revisions
+                .last()
+                .and_then(|r| u64::try_from(r.received_unix_ms).ok())
+                .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+            Ok(Fetched {
+                created: point_time.or(fetched.created),
+                replay: Some(Arc::new(replay)),
+                ..fetched
+            })
+        }
         DrillSource::File(path) => {
             let metadata = std::fs::metadata(path).map_err(|source| Error::Io {
                 action: "read",
@@ -406,6 +479,7 @@ async fn fetch(
                 created: metadata.modified().ok(),
                 damage: None,
                 version_check: None,
+                replay: None,
             })
         }
         DrillSource::Backup { repo, id, identities } => {
@@ -436,6 +510,7 @@ async fn fetch(
                 manifest: Some(manifest),
                 damage,
                 version_check,
+                replay: None,
             })
         }
     }
@@ -447,6 +522,11 @@ impl std::fmt::Debug for DrillSource<'_> {
             DrillSource::Backup { id, .. } => {
                 f.debug_struct("Backup").field("id", id).finish_non_exhaustive()
             }
+            DrillSource::Point { plan, .. } => f
+                .debug_struct("Point")
+                .field("base", &plan.base.id)
+                .field("revision", &plan.revision)
+                .finish_non_exhaustive(),
             DrillSource::File(path) => f.debug_tuple("File").field(path).finish(),
         }
     }
@@ -499,7 +579,12 @@ fn plan_members(
     })
 }
 
-async fn restore_members(run: &mut Run, plan: &Plan, snapshot: &Path) -> Result<Outcome> {
+async fn restore_members(
+    run: &mut Run,
+    plan: &Plan,
+    snapshot: &Path,
+    replay: Option<Arc<Replay>>,
+) -> Result<Outcome> {
     let mut restored = Vec::new();
     for member in &plan.members {
         let options = RestoreOptions {
@@ -514,7 +599,7 @@ async fn restore_members(run: &mut Run, plan: &Plan, snapshot: &Path) -> Result<
             skip_hash_check: true,
             bump_revision: 0,
             mark_compacted: false,
-            replay: None,
+            replay: replay.clone(),
         };
         match blocking(move || restore(&options)).await {
             Ok(report) => restored.push(report.member_id),
@@ -522,10 +607,16 @@ async fn restore_members(run: &mut Run, plan: &Plan, snapshot: &Path) -> Result<
             Err(error) => return Ok(run.check("restore", Outcome::Failed, error.to_string())),
         }
     }
+    let replayed = replay
+        .map(|r| format!(", {} captured revisions replayed", r.revisions.len()))
+        .unwrap_or_default();
     Ok(run.check(
         "restore",
         Outcome::Passed,
-        format!("{} member data directories written natively", restored.len()),
+        format!(
+            "{} member data directories written natively{replayed}",
+            restored.len()
+        ),
     ))
 }
 
@@ -566,12 +657,34 @@ async fn boot(run: &mut Run, plan: &Plan, options: &DrillOptions, members: &mut 
     )
 }
 
+/// What the restored member must hold.
+struct Expected {
+    /// The backup's revision, or the point's.
+    revision: i64,
+    /// The member's keys at backup time (unknown at a point).
+    keys: Option<u64>,
+    /// "backup" or "point", as the checks name it.
+    source: &'static str,
+}
+
+/// The facts a point drill is checked against: the base's, at the point's revision, with the
+/// newest HashKV the live member answered at or below it.
+fn point_facts(plan: &PointPlan) -> Option<EtcdFacts> {
+    let mut facts = plan.base.etcd.clone()?;
+    facts.revision = plan.revision;
+    facts.hash_kv = crate::pitr::newest_proof(plan).map(|(recorded, _)| recorded);
+    if facts.hash_kv.is_none() {
+        facts.hash_kv_missing = Some("no HashKV was recorded at or below the point".into());
+    }
+    Some(facts)
+}
+
 async fn check_content(
     run: &mut Run,
     members: &[EtcdProcess],
     stats: &SnapshotStatus,
-    facts: Option<&EtcdFacts>,
-    snapshot_hashes: impl Future<Output = Result<(HashKv, HashKvComparison)>>,
+    expected: &Expected,
+    hashes: impl Future<Output = Result<(HashKv, HashKvComparison)>>,
 ) -> Result<(Outcome, Option<KubernetesContent>)> {
     let mut outcomes = Vec::new();
     let Some(first) = members.first() else {
@@ -580,26 +693,31 @@ async fn check_content(
     let mut member = first.connect().await?;
     let revision = member.status().revision;
     // A snapshot of an empty key space has no revision of its own; etcd serves it at 1.
-    let expected = facts.map_or(stats.revision, |f| f.revision).max(1);
+    let wanted = expected.revision.max(1);
     outcomes.push(run.pass_if(
         "revision",
-        revision == expected,
-        format!("restored member at revision {revision}; backup at {expected}"),
+        revision == wanted,
+        format!(
+            "restored member at revision {revision}; {} at {wanted}",
+            expected.source
+        ),
     ));
-    let keys = member.count_keys(0).await?;
-    if let Some(facts) = facts {
+    if let Some(had) = expected.keys {
+        let keys = member.count_keys(0).await?;
         outcomes.push(run.pass_if(
             "keys",
-            u64::try_from(keys).ok() == Some(facts.live_keys),
-            format!("{keys} keys; the member had {} at backup time", facts.live_keys),
+            u64::try_from(keys).ok() == Some(had),
+            format!("{keys} keys; the member had {had} at backup time"),
         ));
     }
-    let booted = member.hash_kv(stats.revision).await?;
-    let (native, comparison) = snapshot_hashes.await?;
+    // The snapshot's own revision, or the point's (past the snapshot's).
+    let hashed = expected.revision.max(stats.revision);
+    let booted = member.hash_kv(hashed).await?;
+    let (native, comparison) = hashes.await?;
     outcomes.push(hash_check(run, booted.map(|b| b.hash), native.hash, &comparison));
 
     if members.len() > 1 {
-        outcomes.push(quorum_check(run, members, stats.revision).await?);
+        outcomes.push(quorum_check(run, members, hashed).await?);
     }
     let kubernetes = kubernetes_content(&mut member).await?;
     if let Some(content) = &kubernetes {

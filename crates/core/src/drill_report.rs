@@ -99,6 +99,9 @@ pub struct DrillReport {
     pub results: Results,
     /// `etcdutl snapshot status` of the drilled snapshot.
     pub etcd: Option<SnapshotStatus>,
+    /// A point-in-time drill's revision: the snapshot's revision with captured ones replayed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point_revision: Option<i64>,
     pub checks: Vec<Check>,
     pub kubernetes: Option<KubernetesContent>,
     pub phases: Vec<Phase>,

@@ -459,7 +459,7 @@ pub async fn load_replay(repo: &Repository, plan: &PointPlan, identities: &[Iden
 }
 
 /// The newest HashKV recorded at or below the target: the base's or a segment's.
-fn newest_proof(plan: &PointPlan) -> Option<(HashKvRecord, HashRules)> {
+pub(crate) fn newest_proof(plan: &PointPlan) -> Option<(HashKvRecord, HashRules)> {
     let version = plan.base.etcd.as_ref().and_then(|e| Version::parse(&e.version));
     let rules = HashRules::of(version);
     plan.segments

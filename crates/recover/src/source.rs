@@ -24,6 +24,9 @@ pub struct RecoveryPin {
     /// The ID of the cluster the recovery makes, in hex.
     pub new_cluster_id: String,
     pub backup: String,
+    /// A point-in-time recovery's revision: the backup with captured revisions replayed to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
     /// The run that pinned it, and where.
     pub run: String,
     pub host: String,
@@ -74,6 +77,8 @@ async fn pins(repo: &Repository) -> Result<Vec<RecoveryPin>> {
 #[derive(Debug, Clone)]
 pub struct ChosenBackup {
     pub manifest: Manifest,
+    /// The point-in-time revision every member restores (from the request or the pin).
+    pub revision: Option<i64>,
     /// How `latest` or the ID given was resolved, for the plan.
     pub why: String,
     /// The pin this run writes when it begins (none when one holds already).
@@ -85,6 +90,8 @@ pub struct ChosenBackup {
 pub struct SourceRequest<'a> {
     /// A backup ID or `latest`.
     pub wanted: &'a str,
+    /// With a backup ID: the point-in-time revision replayed after it.
+    pub revision: Option<i64>,
     /// This node's member's cluster, if known ([`node_cluster_id`]).
     pub node_cluster: Option<u64>,
     /// Restore a backup of another cluster.
@@ -152,12 +159,17 @@ pub async fn choose_etcd_backup(repo: &Repository, request: &SourceRequest<'_>) 
             let manifest = repo.manifest(&id).await?;
             return Ok(ChosenBackup {
                 manifest,
+                revision: pin.revision,
                 why: format!(
-                    "latest is the backup run {} pinned on host {} at {} for every member of cluster {}{}",
+                    "latest is the backup run {} pinned on host {} at {} for every member of cluster {}{}{}",
                     pin.run,
                     pin.host,
                     pin.created,
                     pin.cluster_id,
+                    match pin.revision {
+                        Some(revision) => format!(", replayed to revision {revision}"),
+                        None => String::new(),
+                    },
                     if request.node_cluster.is_none() {
                         " (this node's cluster is not known: its data directory has no WAL; the repository pins this one recovery)"
                     } else {
@@ -187,10 +199,17 @@ pub async fn choose_etcd_backup(repo: &Repository, request: &SourceRequest<'_>) 
                     "{text:?} is not a backup ID (like 20261124T220000.000Z-0123456789abcdef) or `latest`; `lifeboat backups list` shows them"
                 ))
             })?;
-            if let Some(pin) = pinned.filter(|p| p.backup != text) {
+            if let Some(pin) = pinned.filter(|p| p.backup != text || p.revision != request.revision) {
+                let at =
+                    |revision: Option<i64>| revision.map(|r| format!(" at revision {r}")).unwrap_or_default();
                 return Err(usage(format!(
-                    "run {} on host {} began recovering cluster {} from backup {}: every member must restore the same backup; give {} (or latest), or pass --replace-pin to start another recovery from {text}",
-                    pin.run, pin.host, pin.cluster_id, pin.backup, pin.backup
+                    "run {} on host {} began recovering cluster {} from backup {}{}: every member must restore the same point; give latest, or pass --replace-pin to start another recovery from {text}{}",
+                    pin.run,
+                    pin.host,
+                    pin.cluster_id,
+                    pin.backup,
+                    at(pin.revision),
+                    at(request.revision)
                 )));
             }
             let manifest = repo.manifest(&id).await?;
@@ -216,7 +235,12 @@ pub async fn choose_etcd_backup(repo: &Repository, request: &SourceRequest<'_>) 
         ("latest", _) => "latest is the newest etcd backup of any cluster (this node's cluster is not known: its data directory has no WAL)".to_string(),
         (_, _) => format!("backup {} of cluster {}", manifest.id, cluster_of(&manifest)),
     };
+    let revision = match request.wanted {
+        "latest" => None,
+        _ => request.revision,
+    };
     Ok(ChosenBackup {
+        revision,
         pin: request
             .node_cluster
             .filter(|_| pinned.is_none())
@@ -224,6 +248,7 @@ pub async fn choose_etcd_backup(repo: &Repository, request: &SourceRequest<'_>) 
                 cluster_id: hex(cluster),
                 new_cluster_id: String::new(),
                 backup: manifest.id.to_string(),
+                revision,
                 run: String::new(),
                 host: String::new(),
                 created: String::new(),

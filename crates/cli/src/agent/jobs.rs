@@ -414,8 +414,8 @@ impl Agent {
                     Some(cluster) => anyhow::anyhow!("the repository holds no etcd backup of cluster {cluster} to drill"),
                     None => anyhow::anyhow!("this agent's etcd cluster is not known (no member answered, or the repository holds several clusters' backups: set cluster_id:), so no backup is known to be its own"),
                 })?;
-            crate::commands::drill::drill_and_record(&repo, id, identities, options, &NoProgress, cancel)
-                .await
+            let source = lifeboat_core::drill::DrillSource::Backup { repo: &repo, id, identities };
+            crate::commands::drill::drill_and_record(&repo, source, options, &NoProgress, cancel).await
         }
         , cancel)
         .await;

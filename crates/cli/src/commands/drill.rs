@@ -1,4 +1,5 @@
-//! `lifeboat drill [ID|latest] | --file SNAPSHOT`: the restore drill, timed phase by phase.
+//! `lifeboat drill [ID|latest] | --to-revision R | --to-time T | --file SNAPSHOT`: the restore
+//! drill, timed phase by phase.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -6,10 +7,12 @@ use std::time::Duration;
 
 use clap::Args;
 use lifeboat_core::drill::{DrillOptions, DrillReport, DrillSource, Outcome, drill};
+use lifeboat_core::pitr::plan;
 use lifeboat_core::{Cancel, Progress};
 use lifeboat_etcd_proc::EtcdBinary;
-use lifeboat_repo::{BackupId, Identity, Repository};
+use lifeboat_repo::Repository;
 
+use crate::commands::pitr::PointArgs;
 use crate::etcd_flags::EtcdFlags;
 use crate::exit::{Failure, cancel_on_signals};
 use crate::output::{self, OutputFormat};
@@ -23,10 +26,17 @@ pub const COULD_NOT_RUN: u8 = 2;
 #[derive(Debug, Args)]
 pub struct DrillArgs {
     /// The backup to drill: its ID, or `latest` (the newest etcd backup).
-    #[arg(value_name = "ID", conflicts_with = "file", required_unless_present = "file")]
+    #[arg(
+        value_name = "ID",
+        conflicts_with = "file",
+        required_unless_present_any = ["file", "to_revision", "to_time"]
+    )]
     id: Option<String>,
+    /// Drill a point in time: a base backup with the captured segments replayed to it.
+    #[command(flatten)]
+    point: PointArgs,
     /// Drill a snapshot file (or a member's `db`) instead of a backup.
-    #[arg(long, value_name = "SNAPSHOT")]
+    #[arg(long, value_name = "SNAPSHOT", conflicts_with_all = ["to_revision", "to_time"])]
     file: Option<PathBuf>,
     /// The etcd server binary to boot the restore with [default: `etcd` on PATH].
     #[arg(long = "etcd", env = "LIFEBOAT_ETCD", value_name = "PATH")]
@@ -119,29 +129,44 @@ async fn run_drill(args: &DrillArgs) -> anyhow::Result<DrillReport> {
     };
     let cancel = cancel_on_signals();
     let bar = TerminalBar::new("fetch");
-    match (&args.file, &args.id) {
-        (Some(file), _) => Ok(drill(DrillSource::File(file.clone()), &options, &bar, &cancel).await?),
-        (None, Some(id)) => {
-            let repo = args.repo.open().await?;
-            let identities = args.identity.require_for(&repo)?;
-            let id = resolve_id(&repo, id, Some("etcd")).await?;
-            drill_and_record(&repo, id, identities, &options, &bar, &cancel).await
-        }
-        (None, None) => anyhow::bail!("name a backup (ID or latest) or give --file SNAPSHOT"),
+    if let Some(file) = &args.file {
+        return Ok(drill(DrillSource::File(file.clone()), &options, &bar, &cancel).await?);
     }
+    let repo = args.repo.open().await?;
+    let identities = args.identity.require_for(&repo)?;
+    let source = match (args.point.target(), &args.id) {
+        (Some(target), _) => {
+            let plan = plan(&repo, args.point.cluster, target, &identities).await?;
+            if let Some(time) = &plan.time {
+                crate::commands::restore::say_resolution(time);
+            }
+            DrillSource::Point {
+                repo: &repo,
+                plan: Box::new(plan),
+                identities,
+            }
+        }
+        (None, Some(id)) => DrillSource::Backup {
+            repo: &repo,
+            id: resolve_id(&repo, id, Some("etcd")).await?,
+            identities,
+        },
+        (None, None) => anyhow::bail!(
+            "name a backup (ID or latest), a point (--to-revision, --to-time) or give --file SNAPSHOT"
+        ),
+    };
+    drill_and_record(&repo, source, &options, &bar, &cancel).await
 }
 
-/// Drills backup `id` of `repo` and stores the record in the repository: the history
-/// `drills list` shows (a drill that ran is worth keeping, whatever its result).
+/// Drills `source` of `repo` and stores the record in the repository: the history `drills
+/// list` shows (a drill that ran is worth keeping, whatever its result).
 pub async fn drill_and_record(
     repo: &Repository,
-    id: BackupId,
-    identities: Vec<Identity>,
+    source: DrillSource<'_>,
     options: &DrillOptions,
     progress: &dyn Progress,
     cancel: &Cancel,
 ) -> anyhow::Result<DrillReport> {
-    let source = DrillSource::Backup { repo, id, identities };
     let report = drill(source, options, progress, cancel).await?;
     repo.put_drill(&report.id, serde_json::to_vec_pretty(&report)?)
         .await?;

@@ -2,9 +2,10 @@
 //! `lifeboat pitr compact`: merges captured segments and removes those no restore can use.
 
 use std::io::Write;
+use std::time::SystemTime;
 
 use clap::{Args, Subcommand};
-use lifeboat_core::pitr::ranges;
+use lifeboat_core::pitr::{PointTarget, ranges};
 use lifeboat_core::pitr_compact::{
     CompactOptions, CompactReport, DEFAULT_MAX_BYTES, DEFAULT_PER_MERGE, compact,
 };
@@ -56,6 +57,40 @@ pub struct RangesArgs {
 }
 
 /// A cluster ID as Lifeboat prints it (hex).
+/// A `--to-time` or `--time`: RFC 3339, or a duration ago.
+pub fn parse_point_time(text: &str) -> Result<SystemTime, String> {
+    lifeboat_core::pitr::parse_time(text, SystemTime::now()).ok_or_else(|| {
+        format!("{text:?} is neither RFC 3339 (2026-12-06T03:12:00Z) nor a duration ago (15m)")
+    })
+}
+
+/// The point in time `restore`, `drill` and `recover` take instead of a backup ID.
+#[derive(Debug, Args)]
+pub struct PointArgs {
+    /// Restore the cluster as it was at this revision (point-in-time recovery, from a base
+    /// backup and the segments captured after it).
+    #[arg(long, value_name = "REVISION", conflicts_with_all = ["id", "to_time"])]
+    pub to_revision: Option<i64>,
+    /// Restore the cluster as it was at this time: RFC 3339 (2026-12-06T03:12:00Z) or a
+    /// duration ago (15m). It resolves to the last revision received at or before it.
+    #[arg(long, value_name = "TIME", conflicts_with = "id", value_parser = parse_point_time)]
+    pub to_time: Option<SystemTime>,
+    /// The etcd cluster (hex ID) when the repository holds several.
+    #[arg(long, value_name = "ID", value_parser = parse_cluster)]
+    pub cluster: Option<u64>,
+}
+
+impl PointArgs {
+    /// The point asked for, if any.
+    pub fn target(&self) -> Option<PointTarget> {
+        match (self.to_revision, self.to_time) {
+            (Some(revision), _) => Some(PointTarget::Revision(revision)),
+            (None, Some(time)) => Some(PointTarget::Time(time)),
+            (None, None) => None,
+        }
+    }
+}
+
 pub fn parse_cluster(text: &str) -> Result<u64, String> {
     u64::from_str_radix(text.trim_start_matches("0x"), 16)
         .map_err(|_| format!("{text:?} is not a cluster ID (hex, as `lifeboat backups list` shows it)"))

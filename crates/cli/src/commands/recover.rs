@@ -3,6 +3,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
@@ -10,8 +11,10 @@ use clap::Args;
 use lifeboat_core::Cancel;
 use lifeboat_core::backups::fetch_snapshot_into;
 use lifeboat_core::files::fetch_files;
+use lifeboat_core::pitr::{PointPlan, PointTarget, load_replay};
 use lifeboat_core::private_file::UnlinkedFile;
 use lifeboat_core::snapshot_restore::RestoreOptions;
+use lifeboat_etcd_data::pitr::Replay;
 use lifeboat_recover::files_backup::{check_placeable, choose_files_backup};
 use lifeboat_recover::source::{
     RecoveryPin, SourceRequest, choose_etcd_backup, new_cluster_id, node_cluster_id, remove_pins_of_run,
@@ -24,6 +27,7 @@ use lifeboat_recover::{
 };
 use lifeboat_repo::{BackupId, Identity, Repository};
 
+use crate::commands::pitr::PointArgs;
 use crate::exit::{Failure, cancel_on_signals};
 use crate::output::OutputFormat;
 use crate::repo_flags::{IdentityFlags, RepoFlags};
@@ -49,8 +53,11 @@ pub struct RecoverArgs {
     /// Put another host's files backup in place (a node rebuilt under a new name).
     #[arg(long, value_name = "NAME", requires = "with_files")]
     files_from_host: Option<String>,
+    /// Restore a point in time: a base backup with the segments captured after it replayed.
+    #[command(flatten)]
+    point: PointArgs,
     /// Restore this snapshot file instead of a backup.
-    #[arg(long, value_name = "SNAPSHOT", conflicts_with = "abort")]
+    #[arg(long, value_name = "SNAPSHOT", conflicts_with_all = ["abort", "to_revision", "to_time"])]
     file: Option<PathBuf>,
     /// Read the node as kubeadm set it up (required: the only kind of node supported).
     #[arg(long, required = true)]
@@ -133,6 +140,8 @@ enum Source {
         repo: Box<Repository>,
         id: BackupId,
         identities: Vec<Identity>,
+        /// A point in time: the revisions captured after the backup, replayed to its revision.
+        point: Option<Box<PointPlan>>,
     },
     File(PathBuf),
 }
@@ -178,15 +187,28 @@ async fn resolve(args: &RecoverArgs, node_cluster: Option<u64>) -> anyhow::Resul
             source: Source::File(file.clone()),
         });
     }
-    let Some(id) = &args.id else {
-        bail!("name the backup to restore (ID or latest) or give --file SNAPSHOT");
-    };
     let repo = args.repo.open().await?;
     let identities = args.identity.require_for(&repo)?;
+    // A point resolves to its base backup and revision, which every member then restores.
+    let point = match args.point.target() {
+        Some(target) => {
+            let cluster = args.point.cluster.or(node_cluster);
+            Some(point_plan(&repo, cluster, target, &identities).await?)
+        }
+        None => None,
+    };
+    let wanted = match (&point, &args.id) {
+        (Some(point), _) => point.base.id.to_string(),
+        (None, Some(id)) => id.clone(),
+        (None, None) => bail!(
+            "name the backup to restore (ID or latest), a point (--to-revision, --to-time) or give --file SNAPSHOT"
+        ),
+    };
     let chosen = choose_etcd_backup(
         &repo,
         &SourceRequest {
-            wanted: id,
+            wanted: &wanted,
+            revision: point.as_ref().map(|p| p.revision),
             node_cluster,
             force_cluster: args.force_cluster,
             replace_pin: args.replace_pin,
@@ -199,23 +221,72 @@ async fn resolve(args: &RecoverArgs, node_cluster: Option<u64>) -> anyhow::Resul
         .etcd
         .as_ref()
         .with_context(|| format!("backup {id} holds no etcd snapshot; choose an etcd backup"))?;
+    // `latest` while another member's point-in-time recovery is pinned: the same point.
+    let point = match (point, chosen.revision) {
+        (Some(point), _) => Some(point),
+        (None, Some(revision)) => {
+            let cluster = u64::from_str_radix(&etcd.cluster_id, 16).ok();
+            Some(point_plan(&repo, cluster, PointTarget::Revision(revision), &identities).await?)
+        }
+        (None, None) => None,
+    };
     let measured_bump =
         lifeboat_core::revision_gap::measured_bump(&repo, &manifest, SystemTime::now()).await?;
+    let backup_bytes: u64 = manifest.artefacts.iter().map(|a| a.plain_size).sum();
+    let (shown, identity, revision, bytes) = match &point {
+        // Named by the cluster and revision, not the base: every member's restore makes the
+        // same cluster token, whichever base its plan took.
+        Some(point) => (
+            format!("backup {id} at revision {}", point.revision),
+            format!("{}@{}", etcd.cluster_id, point.revision),
+            point.revision,
+            backup_bytes + point.segments.iter().map(|s| s.artefact.plain_size).sum::<u64>(),
+        ),
+        None => (
+            format!("backup {id}"),
+            id.to_string(),
+            etcd.revision,
+            backup_bytes,
+        ),
+    };
+    let why = match &point {
+        Some(point) => format!(
+            "{}; {} captured segments replayed after it",
+            chosen.why,
+            point.segments.len()
+        ),
+        None => chosen.why,
+    };
     Ok(Resolved {
         measured_bump,
-        why: Some(chosen.why),
+        why: Some(why),
         pin: chosen.pin,
-        shown: format!("backup {id}"),
-        identity: id.to_string(),
-        revision: etcd.revision,
+        shown,
+        identity,
+        revision,
         version: Some(etcd.version.clone()),
-        bytes: manifest.artefacts.iter().map(|a| a.plain_size).sum(),
+        bytes,
         source: Source::Backup {
             repo: Box::new(repo),
-            id,
+            id: point.as_ref().map_or(id, |p| p.base.id.clone()),
             identities,
+            point: point.map(Box::new),
         },
     })
+}
+
+/// The base backup and segments that reach `target`, the time's resolution said on stderr.
+async fn point_plan(
+    repo: &Repository,
+    cluster: Option<u64>,
+    target: PointTarget,
+    identities: &[Identity],
+) -> anyhow::Result<PointPlan> {
+    let plan = lifeboat_core::pitr::plan(repo, cluster, target, identities).await?;
+    if let Some(time) = &plan.time {
+        super::restore::say_resolution(time);
+    }
+    Ok(plan)
 }
 
 /// Removes the repository's pins written by run `run`.
@@ -265,8 +336,11 @@ fn confirm(yes: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn restorer(snapshot: PathBuf) -> lifeboat_recover::RestoreFn<'static> {
-    Box::new(move |options: RestoreOptions| Box::pin(restore_file(snapshot, options)))
+fn restorer(snapshot: PathBuf, replay: Option<Arc<Replay>>) -> lifeboat_recover::RestoreFn<'static> {
+    Box::new(move |options: RestoreOptions| {
+        let options = RestoreOptions { replay, ..options };
+        Box::pin(restore_file(snapshot, options))
+    })
 }
 
 /// The snapshot a run restores: the file given, or the backup fetched into a private file with
@@ -297,7 +371,9 @@ async fn snapshot_for(
     let fetched = match &resolved.source {
         // Verified when it was resolved.
         Source::File(file) => return Ok(Fetched::Given(file.clone())),
-        Source::Backup { repo, id, identities } => {
+        Source::Backup {
+            repo, id, identities, ..
+        } => {
             let run_dir = under(&options.root, &journal.run_dir(options));
             std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
                 .create(&run_dir)
@@ -541,11 +617,20 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
         let cluster = u64::from_str_radix(&pin.cluster_id, 16).unwrap_or_default();
         write_pin(repo, &pin, cluster, SystemTime::now()).await?;
     }
+    let replay = match &resolved.source {
+        Source::Backup {
+            repo,
+            identities,
+            point: Some(point),
+            ..
+        } => Some(Arc::new(load_replay(repo, point, identities).await?)),
+        _ => None,
+    };
     let outcome = run(
         &node,
         &mut journal,
         setting,
-        restorer(snapshot.path()),
+        restorer(snapshot.path(), replay),
         files.as_deref(),
         &cancel,
     )

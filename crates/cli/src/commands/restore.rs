@@ -4,14 +4,13 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::SystemTime;
 
 use anyhow::bail;
 use clap::Args;
 use lifeboat_core::backups::restore_backup;
-use lifeboat_core::pitr::{PointProof, PointTarget, parse_time, plan, restore_to_point};
+use lifeboat_core::pitr::{PointProof, plan, restore_to_point};
 
-use crate::commands::pitr::parse_cluster;
+use crate::commands::pitr::PointArgs;
 use crate::commands::snapshot::restore::{RestoreFlags, print};
 use crate::exit::cancel_on_signals;
 use crate::output::{self, OutputFormat};
@@ -25,16 +24,8 @@ pub struct RestoreArgs {
     /// which choose their base.
     #[arg(value_name = "ID", required_unless_present_any = ["to_revision", "to_time"])]
     id: Option<String>,
-    /// Restore the cluster as it was at this revision (point-in-time recovery).
-    #[arg(long, value_name = "REVISION", conflicts_with_all = ["id", "to_time"])]
-    to_revision: Option<i64>,
-    /// Restore the cluster as it was at this time: RFC 3339 (2026-12-06T03:12:00Z) or a
-    /// duration ago (15m). It resolves to the last revision received at or before it.
-    #[arg(long, value_name = "TIME", conflicts_with = "id")]
-    to_time: Option<String>,
-    /// The etcd cluster (hex ID) when the repository holds several.
-    #[arg(long, value_name = "ID", value_parser = parse_cluster)]
-    cluster: Option<u64>,
+    #[command(flatten)]
+    point: PointArgs,
     #[command(flatten)]
     flags: RestoreFlags,
     #[command(flatten)]
@@ -50,22 +41,13 @@ pub async fn run(args: RestoreArgs, format: OutputFormat) -> anyhow::Result<()> 
     let options = args.flags.options(PathBuf::new());
     let bar = TerminalBar::new("fetch");
     let cancel = cancel_on_signals();
-    let target = match (args.to_revision, &args.to_time) {
-        (Some(revision), _) => PointTarget::Revision(revision),
-        (None, Some(text)) => match parse_time(text, SystemTime::now()) {
-            Some(time) => PointTarget::Time(time),
-            None => bail!(
-                "--to-time {text:?} is neither RFC 3339 (2026-12-06T03:12:00Z) nor a duration ago (15m)"
-            ),
-        },
-        (None, None) => {
-            let id = resolve_id(&repo, args.id.as_deref().unwrap_or("latest"), Some("etcd")).await?;
-            let (manifest, report) = restore_backup(&repo, &id, &identities, &options, &bar, &cancel).await?;
-            return print(&format!("backup {}", manifest.id), &report, format);
-        }
+    let Some(target) = args.point.target() else {
+        let id = resolve_id(&repo, args.id.as_deref().unwrap_or("latest"), Some("etcd")).await?;
+        let (manifest, report) = restore_backup(&repo, &id, &identities, &options, &bar, &cancel).await?;
+        return print(&format!("backup {}", manifest.id), &report, format);
     };
     lifeboat_core::snapshot_restore::preflight(&options)?;
-    let plan = plan(&repo, args.cluster, target, &identities).await?;
+    let plan = plan(&repo, args.point.cluster, target, &identities).await?;
     if let Some(time) = &plan.time {
         say_resolution(time);
     }

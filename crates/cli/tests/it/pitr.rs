@@ -70,7 +70,7 @@ pub(crate) fn ranges(repo: &Repo) -> Vec<Value> {
 }
 
 /// Waits (bounded) until the repository can restore `revision`.
-fn wait_restorable(repo: &Repo, child: &mut Child, revision: i64) {
+pub(crate) fn wait_restorable(repo: &Repo, child: &mut Child, revision: i64) {
     let reached = wait_until(child, Duration::from_secs(30), || {
         ranges(repo)
             .iter()
@@ -83,7 +83,8 @@ fn wait_restorable(repo: &Repo, child: &mut Child, revision: i64) {
     );
 }
 
-fn stop(mut child: Spawned) {
+/// Stops a capture with SIGTERM; it exits 0 once it stored what it received.
+pub(crate) fn stop(mut child: Spawned) {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -132,6 +133,13 @@ async fn points_in_time(version: EtcdVersion) {
     let dir = tempfile::tempdir().unwrap();
     let server = EtcdServer::start(EtcdConfig::new(version)).await.unwrap();
     let mut client = server.member().await.unwrap().client();
+    // The namespaces every cluster has: the drill below checks for them.
+    for namespace in ["default", "kube-system"] {
+        client
+            .put(format!("/registry/namespaces/{namespace}"), "{}", None)
+            .await
+            .unwrap();
+    }
     for i in 0..20 {
         client
             .put(format!("/registry/pods/default/p{i}"), format!("v{i}"), None)
@@ -280,6 +288,51 @@ async fn points_in_time(version: EtcdVersion) {
     );
     assert_eq!(report["revision"], before_time, "{version:?}: {report}");
     assert_eq!(report["time"]["next_revision"], before_time + 1, "{report}");
+
+    // A drill of the same point: restored, booted, served at its revision with the live
+    // member's HashKV.
+    let work = tempfile::tempdir().unwrap();
+    let output = run(repo
+        .lifeboat()
+        .env_remove("LIFEBOAT_ETCD")
+        .args(["drill", "-w", "json", "--to-time"])
+        .arg(humantime::format_rfc3339_millis(asked).to_string())
+        .arg("--etcd")
+        .arg(version.etcd())
+        .arg("--work-dir")
+        .arg(work.path())
+        .arg("--identity-file")
+        .arg(repo.identity()));
+    let drill: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(0), "{version:?}: {drill}");
+    assert_eq!(drill["result"], "passed", "{drill}");
+    assert_eq!(drill["point_revision"], before_time, "{drill}");
+    let check = |name: &str| {
+        drill["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {drill}"))
+            .clone()
+    };
+    assert_eq!(check("revision")["result"], "passed", "{drill}");
+    let hashkv = check("hashkv");
+    assert_eq!(hashkv["result"], "passed", "{drill}");
+    assert!(
+        hashkv["detail"]
+            .as_str()
+            .unwrap()
+            .contains("equal to the member's"),
+        "{drill}"
+    );
+    assert!(
+        check("restore")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("captured revisions replayed"),
+        "{drill}"
+    );
 }
 
 #[tokio::test]
@@ -433,6 +486,36 @@ async fn compaction_and_forget_bound_the_segments_and_every_point_stays_restorab
         assert_eq!(restored_hash(&db, point), u64::from(theirs), "at {point}");
     }
 
+    // A merge cut off between its data and its manifest leaves data no manifest names: `repo
+    // check` reports it and `repo prune` removes it, and nothing else.
+    run_ok(repo.lifeboat().args(["repo", "check"]));
+    let cluster_dir = std::fs::read_dir(Path::new(repo.location()).join("segments"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let orphan = cluster_dir.join(format!("{:020}-{:020}.seg", 1, points[0]));
+    let some_data = std::fs::read_dir(&cluster_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|e| e == "seg"))
+        .unwrap();
+    std::fs::copy(&some_data, &orphan).unwrap();
+    let output = run(repo.lifeboat().args(["repo", "check", "-w", "json"]));
+    assert_eq!(output.status.code(), Some(1));
+    let found: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let unreferenced = found["unreferenced"].as_array().unwrap();
+    assert_eq!(unreferenced.len(), 1, "{found}");
+    assert!(
+        orphan.ends_with(unreferenced[0]["key"].as_str().unwrap()),
+        "{found}"
+    );
+    run_ok(repo.lifeboat().args(["repo", "prune", "--older-than", "0s"]));
+    assert!(!orphan.exists());
+    assert_eq!(segment_count(&repo), after);
+    run_ok(repo.lifeboat().args(["repo", "check"]));
+
     // The first base forgotten: the segments only it reached go with it.
     let out = run_ok(repo.lifeboat().args(["forget", "--keep-last", "1"]));
     assert!(
@@ -547,6 +630,13 @@ async fn kubernetes_objects_are_read_at_a_time_or_revision_after_the_backup() {
         created.contains(&format!("revision {late} ")) && created.contains("created"),
         "{created}"
     );
+    let created_since = history(&["configmaps", "late", "--since", &asked]);
+    let lines: Vec<&str> = created_since.lines().collect();
+    assert!(lines[0].ends_with("absent as of --since"), "{created_since}");
+    assert!(
+        lines[1].starts_with(&format!("revision {late} ")) && lines[1].ends_with("created"),
+        "{created_since}"
+    );
 
     let get = |target: &[&str]| {
         run_ok(
@@ -583,4 +673,56 @@ async fn kubernetes_objects_are_read_at_a_time_or_revision_after_the_backup() {
         1,
     );
     assert!(error.contains("not restorable"), "{error}");
+}
+
+/// What the point-in-time commands cannot do, they refuse in one line naming the cause and the
+/// fix: no etcd backup to start from, several clusters and no `--cluster`, a merge of one.
+#[tokio::test]
+async fn point_in_time_commands_refuse_what_they_cannot_do() {
+    let repo = Repo::initialised(Backend::Local);
+    let history = |extra: &[&str]| {
+        let mut command = repo.lifeboat();
+        command
+            .args(["k8s", "history", "deployments", "web", "--identity-file"])
+            .arg(repo.identity())
+            .args(extra);
+        command
+    };
+    let error = run_failing(&mut history(&[]), 1);
+    assert!(
+        error.contains("holds no etcd backup") && error.contains("lifeboat backup"),
+        "{error}"
+    );
+
+    let mut ids = Vec::new();
+    let mut servers = Vec::new();
+    for _ in 0..2 {
+        let server = EtcdServer::start(EtcdConfig::new(EtcdVersion::V3_6))
+            .await
+            .unwrap();
+        let mut client = server.member().await.unwrap().client();
+        let status = client.status().await.unwrap();
+        ids.push(format!("{:x}", status.header().unwrap().cluster_id()));
+        run_ok(repo.lifeboat().arg("backup").args(server.etcdctl_args()));
+        servers.push(server);
+    }
+    let error = run_failing(&mut history(&[]), 1);
+    assert!(
+        error.contains("backups of 2 etcd clusters")
+            && ids.iter().all(|id| error.contains(id.as_str()))
+            && error.contains("--cluster"),
+        "{error}"
+    );
+    let chosen = run_ok(&mut history(&["--cluster", &ids[1]]));
+    assert!(
+        chosen.lines().next().unwrap().ends_with("absent in backup"),
+        "{chosen}"
+    );
+
+    let output = run(repo
+        .lifeboat()
+        .args(["pitr", "compact", "--per-merge", "1", "--cluster", &ids[0]]));
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{error}");
+    assert!(error.contains("'1' for '--per-merge <N>'"), "{error}");
 }

@@ -55,7 +55,7 @@ pub struct Source {
     revision: Option<i64>,
     /// Read the state at this time (RFC 3339, or a duration ago: `15m`) from the repository's
     /// backups and captured segments.
-    #[arg(long, value_name = "TIME", value_parser = point::parse_point_time, conflicts_with_all = ["file", "backup", "revision"])]
+    #[arg(long, value_name = "TIME", value_parser = crate::commands::pitr::parse_point_time, conflicts_with_all = ["file", "backup", "revision"])]
     time: Option<std::time::SystemTime>,
     #[command(flatten)]
     reading: Reading,

@@ -1,8 +1,6 @@
 //! Objects at a point in time: a base backup with the captured segments replayed (docs/pitr.md)
 //! into a private temporary data directory, removed once read, as it holds every Secret.
 
-use std::time::SystemTime;
-
 use anyhow::Context;
 use lifeboat_core::k8s_objects::{ObjectsRead, read_objects};
 use lifeboat_core::pitr::{PointProof, PointTarget, plan, restore_to_point};
@@ -58,11 +56,4 @@ pub(super) async fn read_at_point(
         tokio::task::spawn_blocking(move || read_objects(&db, &prefix, None, encryption.as_ref())).await??;
     drop(dir);
     Ok(read)
-}
-
-/// A `--time` as `restore --to-time` takes it.
-pub(super) fn parse_point_time(text: &str) -> Result<SystemTime, String> {
-    lifeboat_core::pitr::parse_time(text, SystemTime::now()).ok_or_else(|| {
-        format!("{text:?} is neither RFC 3339 (2026-12-06T03:12:00Z) nor a duration ago (15m)")
-    })
 }
