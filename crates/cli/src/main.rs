@@ -69,3 +69,15 @@ fn init_tracing(service: bool) {
         false => builder.without_time().init(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every argument a conflict or requirement names exists in its command (clap panics at run
+    /// time otherwise, only for the command line that reaches it).
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

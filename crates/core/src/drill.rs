@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures::future::Either;
 use lifeboat_etcd_conn::{ConnectOptions, connect_first_healthy};
 use lifeboat_etcd_data::pitr::Replay;
-use lifeboat_etcd_data::{HashKv, HashRules, SnapshotStatus, Trailer};
+use lifeboat_etcd_data::{HashKv, HashRules, Trailer};
 use lifeboat_etcd_proc::{EtcdBinary, EtcdProcess, InitialCluster, Launch, free_port};
 use lifeboat_repo::{BackupId, EtcdFacts, Identity, Manifest, Repository, timestamp};
 
@@ -237,7 +237,12 @@ async fn drill_uncancelled(
         run.check("etcd version", Outcome::Passed, detail.clone());
     }
     let expected = Expected {
-        revision: point.map_or(stats.as_ref().map_or(0, |s| s.revision), |p| p.revision),
+        // A snapshot of an empty key space has no revision of its own; etcd serves it at 1.
+        revision: facts
+            .as_ref()
+            .map_or(stats.as_ref().map_or(0, |s| s.revision), |f| f.revision)
+            .max(1),
+        hash_revision: point.map_or(stats.as_ref().map_or(0, |s| s.revision), |p| p.revision),
         keys: point
             .is_none()
             .then(|| facts.as_ref().map(|f| f.live_keys))
@@ -261,7 +266,7 @@ async fn drill_uncancelled(
             Some(hashes) => Either::Left(joined(hashes)),
             None => {
                 let (path, facts) = (plan.members[0].data_dir.join("member/snap/db"), facts.clone());
-                let revision = expected.revision;
+                let revision = expected.hash_revision;
                 let hashed = blocking(move || snapshot_hashes(&path, revision, facts.as_ref(), rules)).await;
                 Either::Right(std::future::ready(hashed))
             }
@@ -272,7 +277,7 @@ async fn drill_uncancelled(
         }
         run.phase("boot");
         if restore_outcome == Outcome::Passed {
-            let checked = check_content(&mut run, &members, stats, &expected, hashes).await?;
+            let checked = check_content(&mut run, &members, &expected, hashes).await?;
             content = checked.0;
             kubernetes = checked.1;
             run.phase("check");
@@ -659,8 +664,10 @@ async fn boot(run: &mut Run, plan: &Plan, options: &DrillOptions, members: &mut 
 
 /// What the restored member must hold.
 struct Expected {
-    /// The backup's revision, or the point's.
+    /// The revision the member serves: the backup's, or the point's.
     revision: i64,
+    /// Where the member's HashKV is taken: the snapshot's revision, or the point's.
+    hash_revision: i64,
     /// The member's keys at backup time (unknown at a point).
     keys: Option<u64>,
     /// "backup" or "point", as the checks name it.
@@ -682,7 +689,6 @@ fn point_facts(plan: &PointPlan) -> Option<EtcdFacts> {
 async fn check_content(
     run: &mut Run,
     members: &[EtcdProcess],
-    stats: &SnapshotStatus,
     expected: &Expected,
     hashes: impl Future<Output = Result<(HashKv, HashKvComparison)>>,
 ) -> Result<(Outcome, Option<KubernetesContent>)> {
@@ -692,14 +698,12 @@ async fn check_content(
     };
     let mut member = first.connect().await?;
     let revision = member.status().revision;
-    // A snapshot of an empty key space has no revision of its own; etcd serves it at 1.
-    let wanted = expected.revision.max(1);
     outcomes.push(run.pass_if(
         "revision",
-        revision == wanted,
+        revision == expected.revision,
         format!(
-            "restored member at revision {revision}; {} at {wanted}",
-            expected.source
+            "restored member at revision {revision}; {} at {}",
+            expected.source, expected.revision
         ),
     ));
     if let Some(had) = expected.keys {
@@ -710,14 +714,18 @@ async fn check_content(
             format!("{keys} keys; the member had {had} at backup time"),
         ));
     }
-    // The snapshot's own revision, or the point's (past the snapshot's).
-    let hashed = expected.revision.max(stats.revision);
-    let booted = member.hash_kv(hashed).await?;
+    let booted = member.hash_kv(expected.hash_revision).await?;
     let (native, comparison) = hashes.await?;
-    outcomes.push(hash_check(run, booted.map(|b| b.hash), native.hash, &comparison));
+    outcomes.push(hash_check(
+        run,
+        booted.map(|b| b.hash),
+        native.hash,
+        &comparison,
+        expected.source,
+    ));
 
     if members.len() > 1 {
-        outcomes.push(quorum_check(run, members, hashed).await?);
+        outcomes.push(quorum_check(run, members, expected.hash_revision).await?);
     }
     let kubernetes = kubernetes_content(&mut member).await?;
     if let Some(content) = &kubernetes {
@@ -751,19 +759,32 @@ fn snapshot_hashes(
 }
 
 /// The restored member's HashKV against the member's at backup time, and against the file's.
-fn hash_check(run: &mut Run, booted: Option<u32>, native: u32, comparison: &HashKvComparison) -> Outcome {
+fn hash_check(
+    run: &mut Run,
+    booted: Option<u32>,
+    native: u32,
+    comparison: &HashKvComparison,
+    source: &str,
+) -> Outcome {
     let Some(booted) = booted else {
         return run.check(
             "hashkv",
             Outcome::Failed,
-            "the restored member refused HashKV at the snapshot's revision",
+            format!("the restored member refused HashKV at the {source}'s revision"),
         );
+    };
+    // A point's data is hashed as restored, before etcd opened it; a backup's in its snapshot.
+    let (data, when, changed_by) = match source {
+        "point" => ("the restored data", "capture time", "booting"),
+        _ => ("the snapshot", "backup time", "the restore"),
     };
     if booted != native {
         return run.check(
             "hashkv",
             Outcome::Failed,
-            format!("the restored member hashes to {booted}, the snapshot to {native}: the restore changed the data"),
+            format!(
+                "the restored member hashes to {booted}, {data} to {native}: {changed_by} changed the data"
+            ),
         );
     }
     match comparison {
@@ -771,7 +792,7 @@ fn hash_check(run: &mut Run, booted: Option<u32>, native: u32, comparison: &Hash
             "hashkv",
             Outcome::Passed,
             format!(
-                "{} at revision {}, equal to the member's at backup time",
+                "{} at revision {}, equal to the member's at {when}",
                 recorded.hash, recorded.revision
             ),
         ),
@@ -779,7 +800,7 @@ fn hash_check(run: &mut Run, booted: Option<u32>, native: u32, comparison: &Hash
             "hashkv",
             Outcome::Failed,
             format!(
-                "the backup hashes to {computed} at revision {}, the member's was {}: the backup is not what the member held",
+                "the {source} hashes to {computed} at revision {}, the member's was {}: the {source} is not what the member held",
                 recorded.revision, recorded.hash
             ),
         ),
@@ -787,7 +808,7 @@ fn hash_check(run: &mut Run, booted: Option<u32>, native: u32, comparison: &Hash
         HashKvComparison::NotComparable(reason) => run.check(
             "hashkv",
             Outcome::Warning,
-            format!("restored member equals the snapshot ({booted}); not comparable with the member: {reason}"),
+            format!("restored member equals {data} ({booted}); not comparable with the member: {reason}"),
         ),
     }
 }

@@ -2,7 +2,8 @@
 //! another cluster's data by accident), and the same one on every member. The first member's run
 //! pins the backup it resolved in the repository (`recoveries/<cluster>.json`, beside the
 //! revision marks); later members' `latest` resolves to the pinned backup, even if the old
-//! cluster's agent made a newer one meanwhile, and another ID is refused naming it. A pin also
+//! cluster's agent made a newer one meanwhile, and another ID is refused naming it. A
+//! point-in-time recovery pins its revision too, so every member restores the same point. A pin also
 //! records the cluster the recovery makes, so that backups of the old cluster still count as
 //! this node's once it is recovered.
 

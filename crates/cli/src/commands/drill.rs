@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use clap::Args;
 use lifeboat_core::drill::{DrillOptions, DrillReport, DrillSource, Outcome, drill};
-use lifeboat_core::pitr::plan;
 use lifeboat_core::{Cancel, Progress};
 use lifeboat_etcd_proc::EtcdBinary;
 use lifeboat_repo::Repository;
 
-use crate::commands::pitr::PointArgs;
+use crate::commands::pitr::{PointArgs, point_plan};
 use crate::etcd_flags::EtcdFlags;
 use crate::exit::{Failure, cancel_on_signals};
 use crate::output::{self, OutputFormat};
@@ -136,10 +135,7 @@ async fn run_drill(args: &DrillArgs) -> anyhow::Result<DrillReport> {
     let identities = args.identity.require_for(&repo)?;
     let source = match (args.point.target(), &args.id) {
         (Some(target), _) => {
-            let plan = plan(&repo, args.point.cluster, target, &identities).await?;
-            if let Some(time) = &plan.time {
-                crate::commands::restore::say_resolution(time);
-            }
+            let plan = point_plan(&repo, args.point.cluster, target, &identities).await?;
             DrillSource::Point {
                 repo: &repo,
                 plan: Box::new(plan),
@@ -225,7 +221,15 @@ pub fn print(report: &DrillReport, format: OutputFormat) -> anyhow::Result<()> {
             ("RTO", rto),
             (
                 "RPO",
-                format!("backup age {:.0} s{lag}", report.rpo.backup_age_seconds),
+                format!(
+                    "{} age {:.0} s{lag}",
+                    if report.point_revision.is_some() {
+                        "point"
+                    } else {
+                        "backup"
+                    },
+                    report.rpo.backup_age_seconds
+                ),
             ),
         ],
     )?;

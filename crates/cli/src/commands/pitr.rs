@@ -5,10 +5,13 @@ use std::io::Write;
 use std::time::SystemTime;
 
 use clap::{Args, Subcommand};
-use lifeboat_core::pitr::{PointTarget, ranges};
+use lifeboat_core::pitr::{PointPlan, PointTarget, ranges};
 use lifeboat_core::pitr_compact::{
     CompactOptions, CompactReport, DEFAULT_MAX_BYTES, DEFAULT_PER_MERGE, compact,
 };
+use lifeboat_repo::{Identity, Repository};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::exit::cancel_on_signals;
 use crate::output::{self, OutputFormat};
@@ -64,17 +67,32 @@ pub fn parse_point_time(text: &str) -> Result<SystemTime, String> {
     })
 }
 
+/// A `--to-time`, and whether it was given as a duration ago (a point that moves with the
+/// clock).
+#[derive(Debug, Clone, Copy)]
+pub struct PointTime {
+    pub time: SystemTime,
+    pub relative: bool,
+}
+
+fn parse_to_time(text: &str) -> Result<PointTime, String> {
+    Ok(PointTime {
+        time: parse_point_time(text)?,
+        relative: OffsetDateTime::parse(text, &Rfc3339).is_err(),
+    })
+}
+
 /// The point in time `restore`, `drill` and `recover` take instead of a backup ID.
 #[derive(Debug, Args)]
 pub struct PointArgs {
-    /// Restore the cluster as it was at this revision (point-in-time recovery, from a base
-    /// backup and the segments captured after it).
+    /// The cluster as it was at this revision (point-in-time recovery, from a base backup and
+    /// the segments captured after it).
     #[arg(long, value_name = "REVISION", conflicts_with_all = ["id", "to_time"])]
     pub to_revision: Option<i64>,
-    /// Restore the cluster as it was at this time: RFC 3339 (2026-12-06T03:12:00Z) or a
-    /// duration ago (15m). It resolves to the last revision received at or before it.
-    #[arg(long, value_name = "TIME", conflicts_with = "id", value_parser = parse_point_time)]
-    pub to_time: Option<SystemTime>,
+    /// The cluster as it was at this time: RFC 3339 (2026-12-06T03:12:00Z) or a duration ago
+    /// (15m). It resolves to the last revision received at or before it.
+    #[arg(long, value_name = "TIME", conflicts_with = "id", value_parser = parse_to_time)]
+    pub to_time: Option<PointTime>,
     /// The etcd cluster (hex ID) when the repository holds several.
     #[arg(long, value_name = "ID", value_parser = parse_cluster)]
     pub cluster: Option<u64>,
@@ -85,12 +103,27 @@ impl PointArgs {
     pub fn target(&self) -> Option<PointTarget> {
         match (self.to_revision, self.to_time) {
             (Some(revision), _) => Some(PointTarget::Revision(revision)),
-            (None, Some(time)) => Some(PointTarget::Time(time)),
+            (None, Some(at)) => Some(PointTarget::Time(at.time)),
             (None, None) => None,
         }
     }
 }
 
+/// The base backup and segments that reach `target`; a time's resolution is said on stderr.
+pub async fn point_plan(
+    repo: &Repository,
+    cluster: Option<u64>,
+    target: PointTarget,
+    identities: &[Identity],
+) -> anyhow::Result<PointPlan> {
+    let plan = lifeboat_core::pitr::plan(repo, cluster, target, identities).await?;
+    if let Some(time) = &plan.time {
+        super::restore::say_resolution(time);
+    }
+    Ok(plan)
+}
+
+/// A cluster ID as `backups list` shows it (hex).
 pub fn parse_cluster(text: &str) -> Result<u64, String> {
     u64::from_str_radix(text.trim_start_matches("0x"), 16)
         .map_err(|_| format!("{text:?} is not a cluster ID (hex, as `lifeboat backups list` shows it)"))

@@ -27,7 +27,7 @@ use lifeboat_recover::{
 };
 use lifeboat_repo::{BackupId, Identity, Repository};
 
-use crate::commands::pitr::PointArgs;
+use crate::commands::pitr::{PointArgs, point_plan};
 use crate::exit::{Failure, cancel_on_signals};
 use crate::output::OutputFormat;
 use crate::repo_flags::{IdentityFlags, RepoFlags};
@@ -70,7 +70,7 @@ pub struct RecoverArgs {
     yes: bool,
     /// Roll back the run in progress, or one that ended with exit 3: the old data directory and
     /// every manifest as they were.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["to_revision", "to_time"])]
     abort: bool,
     /// Start a new recovery on a node that an earlier run already recovered (it replaces what
     /// was written since).
@@ -187,6 +187,16 @@ async fn resolve(args: &RecoverArgs, node_cluster: Option<u64>) -> anyhow::Resul
             source: Source::File(file.clone()),
         });
     }
+    if args.id.is_none() && args.point.target().is_none() {
+        bail!(
+            "name the backup to restore (ID or latest), a point (--to-revision, --to-time) or give --file SNAPSHOT"
+        );
+    }
+    if args.point.to_time.is_some_and(|at| at.relative) {
+        bail!(
+            "--to-time takes an RFC 3339 time here (2026-12-06T03:12:00Z), not a duration ago: every member, and a resumed run, must restore the same point"
+        );
+    }
     let repo = args.repo.open().await?;
     let identities = args.identity.require_for(&repo)?;
     // A point resolves to its base backup and revision, which every member then restores.
@@ -199,17 +209,15 @@ async fn resolve(args: &RecoverArgs, node_cluster: Option<u64>) -> anyhow::Resul
     };
     let wanted = match (&point, &args.id) {
         (Some(point), _) => point.base.id.to_string(),
-        (None, Some(id)) => id.clone(),
-        (None, None) => bail!(
-            "name the backup to restore (ID or latest), a point (--to-revision, --to-time) or give --file SNAPSHOT"
-        ),
+        (None, id) => id.clone().unwrap_or_else(|| "latest".into()),
     };
     let chosen = choose_etcd_backup(
         &repo,
         &SourceRequest {
             wanted: &wanted,
             revision: point.as_ref().map(|p| p.revision),
-            node_cluster,
+            // A node that lost its data directory still honours the pin of the point's cluster.
+            node_cluster: node_cluster.or(point.as_ref().map(|p| p.cluster_id)),
             force_cluster: args.force_cluster,
             replace_pin: args.replace_pin,
         },
@@ -221,12 +229,20 @@ async fn resolve(args: &RecoverArgs, node_cluster: Option<u64>) -> anyhow::Resul
         .etcd
         .as_ref()
         .with_context(|| format!("backup {id} holds no etcd snapshot; choose an etcd backup"))?;
-    // `latest` while another member's point-in-time recovery is pinned: the same point.
+    // `latest` while another member's point-in-time recovery is pinned: the same point, from
+    // the same base.
     let point = match (point, chosen.revision) {
         (Some(point), _) => Some(point),
         (None, Some(revision)) => {
             let cluster = u64::from_str_radix(&etcd.cluster_id, 16).ok();
-            Some(point_plan(&repo, cluster, PointTarget::Revision(revision), &identities).await?)
+            let plan = point_plan(&repo, cluster, PointTarget::Revision(revision), &identities).await?;
+            if plan.base.id != id {
+                bail!(
+                    "the pinned recovery restores backup {id} at revision {revision}, but revision {revision} is now reached from backup {}: give --to-revision {revision} on every member, or --replace-pin",
+                    plan.base.id
+                );
+            }
+            Some(plan)
         }
         (None, None) => None,
     };
@@ -234,8 +250,7 @@ async fn resolve(args: &RecoverArgs, node_cluster: Option<u64>) -> anyhow::Resul
         lifeboat_core::revision_gap::measured_bump(&repo, &manifest, SystemTime::now()).await?;
     let backup_bytes: u64 = manifest.artefacts.iter().map(|a| a.plain_size).sum();
     let (shown, identity, revision, bytes) = match &point {
-        // Named by the cluster and revision, not the base: every member's restore makes the
-        // same cluster token, whichever base its plan took.
+        // Named by the cluster and revision: the cluster token every member derives from it.
         Some(point) => (
             format!("backup {id} at revision {}", point.revision),
             format!("{}@{}", etcd.cluster_id, point.revision),
@@ -268,25 +283,11 @@ async fn resolve(args: &RecoverArgs, node_cluster: Option<u64>) -> anyhow::Resul
         bytes,
         source: Source::Backup {
             repo: Box::new(repo),
-            id: point.as_ref().map_or(id, |p| p.base.id.clone()),
+            id,
             identities,
             point: point.map(Box::new),
         },
     })
-}
-
-/// The base backup and segments that reach `target`, the time's resolution said on stderr.
-async fn point_plan(
-    repo: &Repository,
-    cluster: Option<u64>,
-    target: PointTarget,
-    identities: &[Identity],
-) -> anyhow::Result<PointPlan> {
-    let plan = lifeboat_core::pitr::plan(repo, cluster, target, identities).await?;
-    if let Some(time) = &plan.time {
-        super::restore::say_resolution(time);
-    }
-    Ok(plan)
 }
 
 /// Removes the repository's pins written by run `run`.
@@ -598,6 +599,16 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
         confirm(args.yes)?;
     }
     let snapshot = snapshot_for(&resolved, &journal, &options, &cancel).await?;
+    // The captured segments, read and checked before the pin tells other members to follow.
+    let replay = match &resolved.source {
+        Source::Backup {
+            repo,
+            identities,
+            point: Some(point),
+            ..
+        } => Some(Arc::new(load_replay(repo, point, identities).await?)),
+        _ => None,
+    };
     if let (Some(pin), Source::Backup { repo, .. }, false) = (&resolved.pin, &resolved.source, resuming) {
         // Fetched and verified: the other members' `latest` resolves to this backup from now on.
         let initial_cluster: Vec<String> = node
@@ -617,15 +628,6 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
         let cluster = u64::from_str_radix(&pin.cluster_id, 16).unwrap_or_default();
         write_pin(repo, &pin, cluster, SystemTime::now()).await?;
     }
-    let replay = match &resolved.source {
-        Source::Backup {
-            repo,
-            identities,
-            point: Some(point),
-            ..
-        } => Some(Arc::new(load_replay(repo, point, identities).await?)),
-        _ => None,
-    };
     let outcome = run(
         &node,
         &mut journal,

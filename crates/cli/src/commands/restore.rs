@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use anyhow::bail;
 use clap::Args;
 use lifeboat_core::backups::restore_backup;
-use lifeboat_core::pitr::{PointProof, plan, restore_to_point};
+use lifeboat_core::pitr::{PointProof, restore_to_point};
 
-use crate::commands::pitr::PointArgs;
+use crate::commands::pitr::{PointArgs, point_plan};
 use crate::commands::snapshot::restore::{RestoreFlags, print};
 use crate::exit::cancel_on_signals;
 use crate::output::{self, OutputFormat};
@@ -47,10 +47,7 @@ pub async fn run(args: RestoreArgs, format: OutputFormat) -> anyhow::Result<()> 
         return print(&format!("backup {}", manifest.id), &report, format);
     };
     lifeboat_core::snapshot_restore::preflight(&options)?;
-    let plan = plan(&repo, args.point.cluster, target, &identities).await?;
-    if let Some(time) = &plan.time {
-        say_resolution(time);
-    }
+    let plan = point_plan(&repo, args.point.cluster, target, &identities).await?;
     let (report, proof) = restore_to_point(&repo, &plan, &identities, &options, &bar, &cancel).await?;
     let source = format!(
         "backup {} + {} segments to revision {}",

@@ -1115,6 +1115,12 @@ async fn a_node_recovers_to_a_point_in_time_from_its_captured_segments() {
     crate::pitr::wait_restorable(&repo, &mut capture, later);
     crate::pitr::stop(capture);
 
+    // A time that moves with the clock would resolve to another point on the next member.
+    let moving = run_failing(node.recover_from(&repo, &["--to-time", "1s"]).arg("--yes"), 1);
+    assert!(moving.contains("RFC 3339"), "{moving}");
+    let abort = run(node.recover_from(&repo, &["--to-revision", "5"]).arg("--abort"));
+    assert_eq!(abort.status.code(), Some(2), "--abort takes no point");
+
     let target = ["--to-revision".to_string(), point.to_string()];
     let target: Vec<&str> = target.iter().map(String::as_str).collect();
     let plan = run_ok(node.recover_from(&repo, &target).arg("--dry-run"));
@@ -1143,6 +1149,13 @@ async fn a_node_recovers_to_a_point_in_time_from_its_captured_segments() {
         now >= point + 1_000_000_000,
         "revision {now} after a restore of {point}"
     );
+    // The repository pins the point for the other members.
+    let pins: Vec<serde_json::Value> = std::fs::read_dir(repo.root().join("recoveries"))
+        .unwrap()
+        .map(|entry| serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    assert_eq!(pins.len(), 1, "{pins:?}");
+    assert_eq!(pins[0]["revision"], point, "{pins:?}");
     // The journal names the point the run restored.
     let journal: serde_json::Value =
         serde_json::from_slice(&std::fs::read(node.path("/var/lib/lifeboat/recover.json")).unwrap()).unwrap();

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use lifeboat_core::k8s_objects::{ObjectsRead, read_objects};
-use lifeboat_core::pitr::{PointProof, PointTarget, plan, restore_to_point};
+use lifeboat_core::pitr::{PointProof, PointTarget, restore_to_point};
 use lifeboat_core::snapshot_restore::RestoreOptions;
 use lifeboat_k8s::EncryptionConfig;
 use lifeboat_repo::{Identity, Repository};
@@ -19,10 +19,7 @@ pub(super) async fn read_at_point(
     prefix: &str,
     encryption: Option<EncryptionConfig>,
 ) -> anyhow::Result<ObjectsRead> {
-    let plan = plan(repo, cluster, target, identities).await?;
-    if let Some(time) = &plan.time {
-        crate::commands::restore::say_resolution(time);
-    }
+    let plan = crate::commands::pitr::point_plan(repo, cluster, target, identities).await?;
     let dir = tempfile::Builder::new()
         .prefix("lifeboat-k8s-")
         .tempdir()
