@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::future::Either;
 use lifeboat_etcd_conn::{ConnectOptions, connect_first_healthy};
-use lifeboat_etcd_data::pitr::Replay;
+use lifeboat_etcd_data::pitr::{Replay, ReplayReport};
 use lifeboat_etcd_data::{HashKv, HashRules, Trailer};
 use lifeboat_etcd_proc::{EtcdBinary, EtcdProcess, InitialCluster, Launch, free_port};
 use lifeboat_repo::{BackupId, EtcdFacts, Identity, Manifest, Repository, timestamp};
@@ -123,7 +123,7 @@ struct Fetched {
     /// The version rule applied before the fetch (a backup names its member's version).
     version_check: Option<String>,
     /// A point in time: the revisions replayed after the snapshot's.
-    replay: Option<Arc<Replay>>,
+    replay: Option<Arc<dyn Replay>>,
 }
 
 /// Runs a drill. `Err` means it could not run (no such backup, an etcd too old for the data,
@@ -172,7 +172,7 @@ async fn drill_uncancelled(
         DrillSource::Point { plan, .. } => Some(plan.as_ref()),
         _ => None,
     };
-    let fetched = fetch(&source, options, dir.path(), progress).await?;
+    let mut fetched = fetch(&source, options, dir.path(), progress).await?;
     run.phase("fetch");
     let facts = match point {
         Some(plan) => point_facts(plan),
@@ -260,7 +260,16 @@ async fn drill_uncancelled(
         });
         let tls = crate::drill_tls::generate(dir.path())?;
         let plan = plan_members(options, dir.path(), &id, tls)?;
-        restore_outcome = restore_members(&mut run, &plan, &fetched.path, fetched.replay.clone()).await?;
+        let replayed;
+        (restore_outcome, replayed) =
+            restore_members(&mut run, &plan, &fetched.path, fetched.replay.clone()).await?;
+        // A point is as old as the newest revision replayed.
+        if let Some(ms) = replayed
+            .and_then(|r| r.last_received_unix_ms)
+            .and_then(|ms| u64::try_from(ms).ok())
+        {
+            fetched.created = Some(UNIX_EPOCH + Duration::from_millis(ms));
+        }
         // A point's HashKV is the restored data's, read before etcd opens it.
         let hashes = match file_hashes {
             Some(hashes) => Either::Left(joined(hashes)),
@@ -458,16 +467,8 @@ async fn fetch(
                 identities: identities.clone(),
             };
             let fetched = Box::pin(fetch(&backup, options, dir, progress)).await?;
-            let replay = crate::pitr::load_replay(repo, plan, identities).await?;
-            // The point is as old as the newest revision it holds.
-            let point_time = replay
-                .revisions
-                .last()
-                .and_then(|r| u64::try_from(r.received_unix_ms).ok())
-                .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
             Ok(Fetched {
-                created: point_time.or(fetched.created),
-                replay: Some(Arc::new(replay)),
+                replay: Some(crate::pitr::SegmentFeed::new(repo, plan, identities)),
                 ..fetched
             })
         }
@@ -588,9 +589,10 @@ async fn restore_members(
     run: &mut Run,
     plan: &Plan,
     snapshot: &Path,
-    replay: Option<Arc<Replay>>,
-) -> Result<Outcome> {
+    replay: Option<Arc<dyn Replay>>,
+) -> Result<(Outcome, Option<ReplayReport>)> {
     let mut restored = Vec::new();
+    let mut replayed = None;
     for member in &plan.members {
         let options = RestoreOptions {
             snapshot: snapshot.to_path_buf(),
@@ -607,22 +609,29 @@ async fn restore_members(
             replay: replay.clone(),
         };
         match blocking(move || restore(&options)).await {
-            Ok(report) => restored.push(report.member_id),
+            Ok(report) => {
+                restored.push(report.member_id);
+                replayed = report.backend.replayed;
+            }
             Err(error @ (Error::Interrupted { .. } | Error::DiskFull { .. })) => return Err(error),
-            Err(error) => return Ok(run.check("restore", Outcome::Failed, error.to_string())),
+            Err(error) => {
+                return Ok((run.check("restore", Outcome::Failed, error.to_string()), None));
+            }
         }
     }
-    let replayed = replay
-        .map(|r| format!(", {} captured revisions replayed", r.revisions.len()))
+    let detail = replayed
+        .as_ref()
+        .map(|r| format!(", {} captured revisions replayed", r.revisions))
         .unwrap_or_default();
-    Ok(run.check(
+    let outcome = run.check(
         "restore",
         Outcome::Passed,
         format!(
-            "{} member data directories written natively{replayed}",
+            "{} member data directories written natively{detail}",
             restored.len()
         ),
-    ))
+    );
+    Ok((outcome, replayed))
 }
 
 async fn boot(run: &mut Run, plan: &Plan, options: &DrillOptions, members: &mut Vec<EtcdProcess>) -> Outcome {

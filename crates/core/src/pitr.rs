@@ -2,11 +2,11 @@
 //! the contiguous segments after it), which base and segments reach a target revision or time,
 //! and the restore itself (docs/pitr.md).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use lifeboat_etcd_data::pitr::{Replay, SegmentBody};
+use lifeboat_etcd_data::pitr::{Replay, ReplayChunk, SegmentBody};
 use lifeboat_etcd_data::{HashRules, Version};
 use lifeboat_repo::{HashKvRecord, Identity, Manifest, Repository, SegmentManifest, SegmentRange};
 use serde::Serialize;
@@ -438,24 +438,112 @@ pub async fn history_plan(
     })
 }
 
-/// The captured revisions after the base up to the target, and every lease TTL seen.
-pub async fn load_replay(repo: &Repository, plan: &PointPlan, identities: &[Identity]) -> Result<Replay> {
-    let base_revision = plan.base.etcd.as_ref().map_or(0, |e| e.revision);
-    let mut replay = Replay::default();
-    let mut leases = BTreeMap::new();
-    let mut cursor = base_revision;
-    for manifest in &plan.segments {
-        let body = segment_body(repo, manifest, identities).await?;
+/// Reads a plan's captured revisions after its base, up to its target, a segment at a time.
+pub struct ReplayReader<'a> {
+    repo: &'a Repository,
+    plan: &'a PointPlan,
+    identities: &'a [Identity],
+    next: usize,
+    /// The last revision read: overlapping segments hold some revisions twice.
+    cursor: i64,
+}
+
+impl std::fmt::Debug for ReplayReader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplayReader")
+            .field("next", &self.next)
+            .field("cursor", &self.cursor)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> ReplayReader<'a> {
+    pub fn new(repo: &'a Repository, plan: &'a PointPlan, identities: &'a [Identity]) -> Self {
+        Self {
+            repo,
+            plan,
+            identities,
+            next: 0,
+            cursor: plan.base.etcd.as_ref().map_or(0, |e| e.revision),
+        }
+    }
+
+    /// The next segment's revisions not read yet (`None` after the last segment).
+    pub async fn next_chunk(&mut self) -> Result<Option<ReplayChunk>> {
+        let Some(manifest) = self.plan.segments.get(self.next) else {
+            return Ok(None);
+        };
+        self.next += 1;
+        let body = segment_body(self.repo, manifest, self.identities).await?;
+        let mut revisions = Vec::new();
         for revision in body.revisions {
-            if revision.revision > cursor && revision.revision <= plan.revision {
-                cursor = revision.revision;
-                replay.revisions.push(revision);
+            if revision.revision > self.cursor && revision.revision <= self.plan.revision {
+                self.cursor = revision.revision;
+                revisions.push(revision);
             }
         }
-        leases.extend(body.leases.iter().map(|l| (l.id, l.ttl)));
+        Ok(Some(ReplayChunk {
+            revisions,
+            leases: body.leases,
+        }))
     }
-    replay.leases = leases;
-    Ok(replay)
+}
+
+/// A plan's replay, read from the repository while a restore writes it: a task fetches the
+/// next segment while the restore writes the current one, so a restore holds two or three
+/// segments (a merged one is at most 64 MiB plain), not every revision since its base.
+pub struct SegmentFeed {
+    repo: Repository,
+    plan: PointPlan,
+    identities: Vec<Identity>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl SegmentFeed {
+    /// The feed of `plan`; called inside the runtime its fetches run on.
+    pub fn new(repo: &Repository, plan: &PointPlan, identities: &[Identity]) -> Arc<Self> {
+        Arc::new(Self {
+            repo: repo.clone(),
+            plan: plan.clone(),
+            identities: identities.to_vec(),
+            runtime: tokio::runtime::Handle::current(),
+        })
+    }
+}
+
+impl std::fmt::Debug for SegmentFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentFeed")
+            .field("base", &self.plan.base.id)
+            .field("segments", &self.plan.segments.len())
+            .field("revision", &self.plan.revision)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replay for SegmentFeed {
+    /// Called on a blocking thread (a restore's), never on the runtime's workers.
+    fn chunks(&self) -> Box<dyn Iterator<Item = lifeboat_etcd_data::Result<ReplayChunk>> + Send + '_> {
+        let (sender, mut receiver) = tokio::sync::mpsc::channel(1);
+        let (repo, plan, identities) = (self.repo.clone(), self.plan.clone(), self.identities.clone());
+        // Ends when the segments do, at the first error, or when the restore stops reading.
+        self.runtime.spawn(async move {
+            let mut reader = ReplayReader::new(&repo, &plan, &identities);
+            while let Some(next) = reader.next_chunk().await.transpose() {
+                let failed = next.is_err();
+                if sender.send(next).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Box::new(std::iter::from_fn(move || {
+            receiver.blocking_recv().map(|next| {
+                next.map_err(|error| lifeboat_etcd_data::Error::ReplaySource {
+                    message: error.to_string(),
+                })
+            })
+        }))
+    }
 }
 
 /// The newest HashKV recorded at or below the target: the base's or a segment's.
@@ -482,9 +570,8 @@ pub async fn restore_to_point(
     progress: &dyn Progress,
     cancel: &Cancel,
 ) -> Result<(RestoreReport, PointProof)> {
-    let replay = cancel.run(load_replay(repo, plan, identities)).await?;
     let options = RestoreOptions {
-        replay: Some(Arc::new(replay)),
+        replay: Some(SegmentFeed::new(repo, plan, identities)),
         ..options.clone()
     };
     let (_, report) =

@@ -36,7 +36,7 @@ pub struct RestoreOptions {
     pub bump_revision: u64,
     pub mark_compacted: bool,
     /// Point-in-time recovery: captured revisions written after the snapshot's.
-    pub replay: Option<std::sync::Arc<Replay>>,
+    pub replay: Option<std::sync::Arc<dyn Replay>>,
 }
 
 /// What was restored.

@@ -102,6 +102,9 @@ pub enum Error {
     /// A segment of captured events that cannot be replayed.
     #[error("segment is damaged: {reason}")]
     BadSegment { reason: String },
+    /// The captured segments a replay reads could not be read.
+    #[error("the captured segments could not be read: {message}")]
+    ReplaySource { message: String },
     /// Captured events that do not follow the base snapshot.
     #[error(
         "the replay starts at revision {first}, but the base snapshot is at revision {base}; events must follow the base"

@@ -11,7 +11,7 @@ use clap::Args;
 use lifeboat_core::Cancel;
 use lifeboat_core::backups::fetch_snapshot_into;
 use lifeboat_core::files::fetch_files;
-use lifeboat_core::pitr::{PointPlan, PointTarget, load_replay};
+use lifeboat_core::pitr::{PointPlan, PointTarget, ReplayReader, SegmentFeed};
 use lifeboat_core::private_file::UnlinkedFile;
 use lifeboat_core::snapshot_restore::RestoreOptions;
 use lifeboat_etcd_data::pitr::Replay;
@@ -337,7 +337,7 @@ fn confirm(yes: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn restorer(snapshot: PathBuf, replay: Option<Arc<Replay>>) -> lifeboat_recover::RestoreFn<'static> {
+fn restorer(snapshot: PathBuf, replay: Option<Arc<dyn Replay>>) -> lifeboat_recover::RestoreFn<'static> {
     Box::new(move |options: RestoreOptions| {
         let options = RestoreOptions { replay, ..options };
         Box::pin(restore_file(snapshot, options))
@@ -599,14 +599,19 @@ pub async fn run_command(args: RecoverArgs, _format: OutputFormat) -> anyhow::Re
         confirm(args.yes)?;
     }
     let snapshot = snapshot_for(&resolved, &journal, &options, &cancel).await?;
-    // The captured segments, read and checked before the pin tells other members to follow.
-    let replay = match &resolved.source {
+    // The captured segments, read and checked before the pin tells other members to follow
+    // and before the node is touched; the restore reads them again, a segment at a time.
+    let replay: Option<Arc<dyn Replay>> = match &resolved.source {
         Source::Backup {
             repo,
             identities,
             point: Some(point),
             ..
-        } => Some(Arc::new(load_replay(repo, point, identities).await?)),
+        } => {
+            let mut reader = ReplayReader::new(repo, point, identities);
+            while reader.next_chunk().await?.is_some() {}
+            Some(SegmentFeed::new(repo, point, identities))
+        }
         _ => None,
     };
     if let (Some(pin), Source::Backup { repo, .. }, false) = (&resolved.pin, &resolved.source, resuming) {

@@ -530,6 +530,30 @@ async fn compaction_and_forget_bound_the_segments_and_every_point_stays_restorab
     let newest = *points.last().unwrap();
     let (report, _) = restore_revision(&repo, dir.path(), "after-forget", newest);
     assert_eq!(report["proof"]["result"], "equal", "{report}");
+
+    // A segment damaged in storage: the restore, which reads segments as it writes, fails
+    // naming it and leaves no data directory behind.
+    let newest_data = std::fs::read_dir(&cluster_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "seg"))
+        .max()
+        .unwrap();
+    let mut bytes = std::fs::read(&newest_data).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&newest_data, bytes).unwrap();
+    let target = dir.path().join("damaged");
+    let error = run_failing(
+        repo.lifeboat()
+            .args(["restore", "--to-revision", &newest.to_string(), "--identity-file"])
+            .arg(repo.identity())
+            .arg(format!("--data-dir={}", target.display())),
+        1,
+    );
+    let name = newest_data.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(error.contains(&name), "{error}");
+    assert!(!target.exists(), "{error}");
 }
 
 /// A ConfigMap as the API server stores a JSON object.

@@ -6,5 +6,5 @@ mod replay;
 mod segment;
 
 pub(crate) use replay::Replayer;
-pub use replay::{Replay, ReplayReport};
+pub use replay::{Replay, ReplayChunk, ReplayReport};
 pub use segment::{CapturedEvent, CapturedRevision, LeaseTtl, SegmentBody};

@@ -12,16 +12,30 @@ use std::collections::{BTreeMap, HashMap};
 
 use prost::Message;
 
-use super::CapturedRevision;
+use super::{CapturedRevision, LeaseTtl};
 use crate::{Error, KeyValue, Result};
 
-/// Captured revisions to write after a base snapshot's.
+/// Captured revisions to write after a base snapshot's, a segment's worth at a time.
 #[derive(Debug, Clone, Default)]
-pub struct Replay {
-    /// Ascending, all after the base snapshot's revision, up to the target.
+pub struct ReplayChunk {
+    /// Ascending, all after the base snapshot's revision (and the previous chunk's), up to the
+    /// target.
     pub revisions: Vec<CapturedRevision>,
-    /// Granted TTL (seconds) of each lease the capture saw, by ID.
-    pub leases: BTreeMap<i64, i64>,
+    /// Granted TTL (seconds) of leases the capture saw.
+    pub leases: Vec<LeaseTtl>,
+}
+
+/// Where a replay's chunks come from: read afresh for each restore that asks (a drill
+/// restores several members), so that only a chunk or two is ever held in memory.
+pub trait Replay: Send + Sync + std::fmt::Debug {
+    fn chunks(&self) -> Box<dyn Iterator<Item = Result<ReplayChunk>> + Send + '_>;
+}
+
+/// A replay held whole in memory.
+impl Replay for Vec<ReplayChunk> {
+    fn chunks(&self) -> Box<dyn Iterator<Item = Result<ReplayChunk>> + Send + '_> {
+        Box::new(self.iter().cloned().map(Ok))
+    }
 }
 
 /// What a replay wrote.
@@ -32,6 +46,8 @@ pub struct ReplayReport {
     /// Revisions and events written after it.
     pub revisions: u64,
     pub events: u64,
+    /// When the capture received the last revision written (Unix ms).
+    pub last_received_unix_ms: Option<i64>,
     /// Entries of the rebuilt `lease` bucket.
     pub leases: u64,
     /// Leases a live key references whose TTL nobody recorded (hex IDs): etcd keeps such keys
@@ -59,7 +75,9 @@ struct LeaseRecord {
 
 /// A replay in progress inside the backend rewrite.
 pub(crate) struct Replayer<'r> {
-    replay: &'r Replay,
+    replay: &'r dyn Replay,
+    /// Granted TTL of each lease the capture saw, by ID.
+    lease_ttls: BTreeMap<i64, i64>,
     /// The lease of every key whose latest record is a PUT with one.
     leased: HashMap<Vec<u8>, i64>,
     base_leases: BTreeMap<Vec<u8>, Vec<u8>>,
@@ -75,15 +93,17 @@ fn revision_key(main: i64, sub: i64, tombstone: bool) -> Vec<u8> {
 }
 
 impl<'r> Replayer<'r> {
-    pub(crate) fn new(replay: &'r Replay) -> Self {
+    pub(crate) fn new(replay: &'r dyn Replay) -> Self {
         Self {
             replay,
+            lease_ttls: BTreeMap::new(),
             leased: HashMap::new(),
             base_leases: BTreeMap::new(),
             report: ReplayReport {
                 base_revision: 0,
                 revisions: 0,
                 events: 0,
+                last_received_unix_ms: None,
                 leases: 0,
                 leases_unknown: Vec::new(),
             },
@@ -122,42 +142,50 @@ impl<'r> Replayer<'r> {
         mut put: impl FnMut(&[u8], &[u8]) -> Result<()>,
     ) -> Result<()> {
         self.report.base_revision = base;
-        if let Some(first) = self.replay.revisions.first()
-            && first.revision <= base
-        {
-            return Err(Error::ReplayOrder {
-                base,
-                first: first.revision,
-            });
-        }
         let mut previous = base;
-        for revision in &self.replay.revisions {
-            if revision.revision <= previous {
-                return Err(Error::ReplayOrder {
-                    base: previous,
-                    first: revision.revision,
-                });
-            }
-            previous = revision.revision;
-            self.report.revisions += 1;
-            for (sub, event) in revision.events.iter().enumerate() {
-                let record = KeyAndLease::decode(event.kv.as_slice()).map_err(|_| Error::BadSegment {
-                    reason: format!("an event of revision {} holds no KeyValue", revision.revision),
-                })?;
-                let key = revision_key(revision.revision, sub as i64, event.delete);
-                match event.delete {
-                    true => {
-                        let tombstone = KeyValue {
-                            key: record.key.clone(),
-                            ..KeyValue::default()
-                        };
-                        put(&key, &tombstone.encode_to_vec())?;
-                    }
-                    false => put(&key, &event.kv)?,
+        for chunk in self.replay.chunks() {
+            let chunk = chunk?;
+            self.lease_ttls
+                .extend(chunk.leases.iter().map(|lease| (lease.id, lease.ttl)));
+            for revision in &chunk.revisions {
+                if revision.revision <= previous {
+                    return Err(Error::ReplayOrder {
+                        base: previous,
+                        first: revision.revision,
+                    });
                 }
-                self.report.events += 1;
-                self.track(event.delete, record);
+                previous = revision.revision;
+                self.revision(revision, &mut put)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Writes one captured revision's records.
+    fn revision(
+        &mut self,
+        revision: &CapturedRevision,
+        put: &mut impl FnMut(&[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        self.report.revisions += 1;
+        self.report.last_received_unix_ms = Some(revision.received_unix_ms);
+        for (sub, event) in revision.events.iter().enumerate() {
+            let record = KeyAndLease::decode(event.kv.as_slice()).map_err(|_| Error::BadSegment {
+                reason: format!("an event of revision {} holds no KeyValue", revision.revision),
+            })?;
+            let key = revision_key(revision.revision, sub as i64, event.delete);
+            match event.delete {
+                true => {
+                    let tombstone = KeyValue {
+                        key: record.key.clone(),
+                        ..KeyValue::default()
+                    };
+                    put(&key, &tombstone.encode_to_vec())?;
+                }
+                false => put(&key, &event.kv)?,
+            }
+            self.report.events += 1;
+            self.track(event.delete, record);
         }
         Ok(())
     }
@@ -171,7 +199,7 @@ impl<'r> Replayer<'r> {
             if leases.contains_key(&key) {
                 continue;
             }
-            match self.replay.leases.get(&id) {
+            match self.lease_ttls.get(&id) {
                 Some(&ttl) => {
                     leases.insert(key, LeaseRecord { id, ttl }.encode_to_vec());
                 }

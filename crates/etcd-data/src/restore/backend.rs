@@ -191,7 +191,7 @@ pub fn rewrite_backend<S: Source + ?Sized>(
     out: &File,
     cluster: &Cluster,
     bump: Option<u64>,
-    replay: Option<&Replay>,
+    replay: Option<&dyn Replay>,
 ) -> Result<BackendReport> {
     let mut rewrite = Rewrite {
         writer: BulkWriter::new(out, source.page_size()),

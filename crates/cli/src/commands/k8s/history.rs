@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use clap::Args;
 use lifeboat_core::k8s_objects::{StoredObject, parse_key, read_objects, stored_object};
-use lifeboat_core::pitr::{history_plan, load_replay, rfc3339_ms};
+use lifeboat_core::pitr::{ReplayReader, history_plan, rfc3339_ms};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -136,60 +136,63 @@ pub(super) async fn history(args: HistoryArgs, format: OutputFormat) -> anyhow::
     let start = plan.time.as_ref().map_or(base.revision, |t| t.revision);
 
     let mut present_at_start = state.is_some();
-    let replay = load_replay(&repo, &plan, &identities).await?;
-    for revision in &replay.revisions {
-        for event in &revision.events {
-            let record = event.key_value()?;
-            let event_key = String::from_utf8_lossy(&record.key).into_owned();
-            let stored = || {
-                stored_object(
-                    &prefix,
-                    &event_key,
-                    &record.value,
-                    record.mod_revision,
-                    encryption.as_ref(),
-                )
-            };
-            // Only a key naming the object is decoded: this runs for every captured event.
-            let ours = match &key {
-                Some(key) => *key == event_key,
-                None if event.delete => false,
-                None => {
-                    parse_key(&prefix, &event_key)
-                        .is_some_and(|(_, ns, name)| name == args.name && ns.is_none_or(|ns| ns == namespace))
-                        && stored().is_some_and(|object| wanted(&object))
+    // A segment at a time: the history holds one segment's revisions, not all since the base.
+    let mut replay = ReplayReader::new(&repo, &plan, &identities);
+    while let Some(chunk) = replay.next_chunk().await? {
+        for revision in &chunk.revisions {
+            for event in &revision.events {
+                let record = event.key_value()?;
+                let event_key = String::from_utf8_lossy(&record.key).into_owned();
+                let stored = || {
+                    stored_object(
+                        &prefix,
+                        &event_key,
+                        &record.value,
+                        record.mod_revision,
+                        encryption.as_ref(),
+                    )
+                };
+                // Only a key naming the object is decoded: this runs for every captured event.
+                let ours = match &key {
+                    Some(key) => *key == event_key,
+                    None if event.delete => false,
+                    None => {
+                        parse_key(&prefix, &event_key).is_some_and(|(_, ns, name)| {
+                            name == args.name && ns.is_none_or(|ns| ns == namespace)
+                        }) && stored().is_some_and(|object| wanted(&object))
+                    }
+                };
+                if !ours {
+                    continue;
                 }
-            };
-            if !ours {
-                continue;
+                key = Some(event_key.clone());
+                let after = match event.delete {
+                    true => None,
+                    false => stored().and_then(|object| object.as_kubectl(false)),
+                };
+                let change = match (&state, event.delete) {
+                    (_, true) => "deleted",
+                    (None, false) => "created",
+                    (Some(_), false) => "updated",
+                };
+                // A whole object created or deleted is not listed field by field: `k8s get
+                // --revision` shows it.
+                let fields = match change {
+                    "updated" => field_changes(state.as_ref(), after.as_ref()),
+                    _ => Vec::new(),
+                };
+                state = after;
+                if revision.revision <= start {
+                    present_at_start = state.is_some();
+                    continue;
+                }
+                changes.push(Change {
+                    revision: revision.revision,
+                    time: rfc3339_ms(revision.received_unix_ms),
+                    change,
+                    fields,
+                });
             }
-            key = Some(event_key.clone());
-            let after = match event.delete {
-                true => None,
-                false => stored().and_then(|object| object.as_kubectl(false)),
-            };
-            let change = match (&state, event.delete) {
-                (_, true) => "deleted",
-                (None, false) => "created",
-                (Some(_), false) => "updated",
-            };
-            // A whole object created or deleted is not listed field by field: `k8s get
-            // --revision` shows it.
-            let fields = match change {
-                "updated" => field_changes(state.as_ref(), after.as_ref()),
-                _ => Vec::new(),
-            };
-            state = after;
-            if revision.revision <= start {
-                present_at_start = state.is_some();
-                continue;
-            }
-            changes.push(Change {
-                revision: revision.revision,
-                time: rfc3339_ms(revision.received_unix_ms),
-                change,
-                fields,
-            });
         }
     }
     if let Some(time) = &plan.time {
