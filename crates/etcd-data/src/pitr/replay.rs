@@ -31,13 +31,6 @@ pub trait Replay: Send + Sync + std::fmt::Debug {
     fn chunks(&self) -> Box<dyn Iterator<Item = Result<ReplayChunk>> + Send + '_>;
 }
 
-/// A replay held whole in memory.
-impl Replay for Vec<ReplayChunk> {
-    fn chunks(&self) -> Box<dyn Iterator<Item = Result<ReplayChunk>> + Send + '_> {
-        Box::new(self.iter().cloned().map(Ok))
-    }
-}
-
 /// What a replay wrote.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ReplayReport {
