@@ -148,6 +148,97 @@ pub async fn backup(
     .await
 }
 
+/// What [`backup_if_changed`] did.
+#[derive(Debug, Clone)]
+pub enum BackupOutcome {
+    /// A new backup was stored.
+    Stored(Manifest),
+    /// Nothing was stored: the cluster has not changed since backup `same_as` (same revision,
+    /// same HashKV there), which is now marked current.
+    Unchanged { same_as: Manifest, revision: i64 },
+}
+
+/// [`backup`], unless the cluster has not changed since its newest backup in `repo`: its
+/// revision is the one that backup recorded and etcd's HashKV there is the recorded one (a
+/// cluster restored from an older backup and written up to the same revision differs there).
+/// Then that backup is marked unchanged ([`Manifest::unchanged_at`]) instead of stored again.
+pub async fn backup_if_changed(
+    repo: &Repository,
+    options: &BackupOptions,
+    progress: &dyn Progress,
+    cancel: &Cancel,
+) -> Result<BackupOutcome> {
+    let unchanged = cancel.run(unchanged_since_newest(repo, options, cancel)).await?;
+    match unchanged {
+        Some((same_as, revision)) => Ok(BackupOutcome::Unchanged { same_as, revision }),
+        None => Ok(BackupOutcome::Stored(
+            backup(repo, options, progress, cancel).await?,
+        )),
+    }
+}
+
+/// The newest backup of the cluster when the cluster has not changed since it, marked so.
+async fn unchanged_since_newest(
+    repo: &Repository,
+    options: &BackupOptions,
+    cancel: &Cancel,
+) -> Result<Option<(Manifest, i64)>> {
+    let mut member = connect_first_healthy(&options.connect).await?;
+    let status = member.status().clone();
+    let cluster = format!("{:x}", status.cluster_id);
+    let newest = repo
+        .list()
+        .await?
+        .backups
+        .into_iter()
+        .filter(|m| m.etcd.as_ref().is_some_and(|e| e.cluster_id == cluster))
+        .max_by_key(|m| (m.time(), m.id.clone()));
+    let Some(newest) = newest else {
+        return Ok(None);
+    };
+    let Some(facts) = newest.etcd.as_ref() else {
+        return Ok(None);
+    };
+    // Without a recorded HashKV at its revision the backup cannot be shown equal: store anew.
+    let recorded = match &facts.hash_kv {
+        Some(recorded) if facts.revision == status.revision && recorded.revision == facts.revision => {
+            *recorded
+        }
+        _ => return Ok(None),
+    };
+    let same = member
+        .hash_kv(status.revision)
+        .await?
+        .is_some_and(|live| live.hash == recorded.hash && live.compact_revision == recorded.compact_revision);
+    if !same {
+        return Ok(None);
+    }
+    let mark = serde_json::json!({
+        "same_as": newest.id.to_string(),
+        "checked": timestamp(SystemTime::now()),
+        "host": options.labels.host,
+        "endpoint": status.endpoint,
+        "cluster_id": cluster,
+        "revision": status.revision,
+    });
+    let bytes = format!("{mark:#}").into_bytes();
+    // Under a shared lock, as a backup: a forget cannot remove the backup meanwhile, and one
+    // removed since the listing is not marked (a new backup is stored instead).
+    let lock = lock(repo, "backup", LockKind::Shared, cancel).await?;
+    let marked = async {
+        match repo.manifest(&newest.id).await {
+            Ok(_) => {}
+            Err(lifeboat_repo::Error::NoSuchBackup { .. }) => return Ok(false),
+            Err(error) => return Err(error),
+        }
+        repo.mark_unchanged(&newest.id, bytes).await?;
+        Ok(true)
+    }
+    .await;
+    lock.release().await;
+    Ok(marked?.then_some((newest, status.revision)))
+}
+
 /// The member's HashKV at the snapshot's revision, or why there is none.
 async fn live_hash_kv(member: &mut Member, revision: i64) -> Result<(Option<HashKvRecord>, Option<String>)> {
     match member.hash_kv(revision).await? {

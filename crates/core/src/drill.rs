@@ -489,7 +489,11 @@ async fn fetch(
             })
         }
         DrillSource::Backup { repo, id, identities } => {
-            let manifest = repo.manifest(id).await?;
+            // Freshness counts from the backup's last unchanged mark, when it has one.
+            let manifest = Manifest {
+                unchanged_at: repo.unchanged_at(id).await?,
+                ..repo.manifest(id).await?
+            };
             let artefact = crate::backups::etcd_artefact(&manifest)?;
             let version_check = match &manifest.etcd {
                 Some(facts) => Some(version_detail(options, &facts.version)?),
@@ -512,7 +516,12 @@ async fn fetch(
                     &time::format_description::well_known::Rfc3339,
                 )
                 .ok()
-                .map(SystemTime::from),
+                .map(SystemTime::from)
+                .map(|created| {
+                    manifest
+                        .unchanged_at
+                        .map_or(created, |checked| checked.max(created))
+                }),
                 manifest: Some(manifest),
                 damage,
                 version_check,

@@ -180,6 +180,7 @@ mod tests {
             cluster: None,
             artefacts: Vec::new(),
             stored_at: Some(stored_at),
+            unchanged_at: None,
         }
     }
 

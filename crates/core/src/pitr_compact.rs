@@ -374,6 +374,7 @@ mod tests {
             cluster: None,
             artefacts: Vec::new(),
             stored_at: None,
+            unchanged_at: None,
         };
         let (useless, kept) = split_useless(&segments, std::slice::from_ref(&base), 0xab);
         assert_eq!(useless.unreachable, [range(5, 9)]);

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
-use lifeboat_repo::{BackupId, OpenUpload, Repository, SEGMENTS, StoredObject, manifest_key};
+use lifeboat_repo::{BackupId, OpenUpload, Repository, SEGMENTS, StoredObject, manifest_key, unchanged_key};
 use serde::Serialize;
 
 use crate::{Cancel, Result};
@@ -80,6 +80,7 @@ async fn survey(repo: &Repository) -> Result<(RepoCheck, Vec<OpenUpload>)> {
     let mut missing = Vec::new();
     for manifest in &listing.backups {
         accounted.insert(manifest_key(&manifest.id));
+        accounted.insert(unchanged_key(&manifest.id));
         for artefact in &manifest.artefacts {
             accounted.insert(artefact.key.clone());
             match objects.get(&artefact.key) {

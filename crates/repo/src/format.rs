@@ -103,6 +103,10 @@ pub struct Manifest {
     /// When the storage received the manifest, as a listing reports it (not stored in it).
     #[serde(skip)]
     pub stored_at: Option<std::time::SystemTime>,
+    /// When a scheduled backup last found the cluster unchanged since this one (the storage's
+    /// time of the backup's unchanged mark, as a listing reports it; not stored in the manifest).
+    #[serde(skip)]
+    pub unchanged_at: Option<std::time::SystemTime>,
 }
 
 /// Two manifests are equal when they say the same: when the storage received them is not part
@@ -122,6 +126,7 @@ impl PartialEq for Manifest {
             cluster,
             artefacts,
             stored_at: _,
+            unchanged_at: _,
         } = self;
         (
             format, id, kind, created, host, tool, tags, etcd, cluster, artefacts,
@@ -166,6 +171,9 @@ pub fn check_artefact_name(name: &str) -> Result<()> {
 
 /// The manifest's name in a backup's directory.
 pub(crate) const MANIFEST: &str = "manifest.json";
+/// The mark a backup's directory gets when a later backup found its cluster unchanged since it
+/// (a leading '.': no artefact can be named so).
+pub(crate) const UNCHANGED: &str = ".unchanged.json";
 /// The directory of every backup.
 pub(crate) const BACKUPS: &str = "backups";
 
@@ -177,6 +185,11 @@ pub fn artefact_key(id: &BackupId, name: &str) -> String {
 /// Where the manifest of backup `id` is stored.
 pub fn manifest_key(id: &BackupId) -> String {
     format!("{BACKUPS}/{id}/{MANIFEST}")
+}
+
+/// Where the unchanged mark of backup `id` is stored.
+pub fn unchanged_key(id: &BackupId) -> String {
+    format!("{BACKUPS}/{id}/{UNCHANGED}")
 }
 
 /// The kinds of backup this build writes and reads.
@@ -282,6 +295,13 @@ impl Manifest {
             (Some(_), Some(stored)) => time::OffsetDateTime::from(stored),
             _ => self.id.time(),
         }
+    }
+
+    /// Until when the backup is known to hold the cluster's data: when it was made, or when a
+    /// later backup last found the cluster unchanged since it. What freshness (RPO) counts.
+    pub fn current_until(&self) -> std::time::SystemTime {
+        let made = std::time::SystemTime::from(self.time());
+        self.unchanged_at.map_or(made, |checked| checked.max(made))
     }
 
     /// How far the ID is ahead of when the storage received the manifest, when by more than

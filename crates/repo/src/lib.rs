@@ -30,7 +30,7 @@ pub use age::x25519::Identity;
 pub use error::{Error, Result};
 pub use format::{
     Artefact, Compression, Encryption, EtcdFacts, FORMAT, HashKvRecord, KINDS, MAX_CLOCK_SKEW, Manifest,
-    RepoConfig, artefact_key, check_artefact_name, manifest_key,
+    RepoConfig, artefact_key, check_artefact_name, manifest_key, unchanged_key,
 };
 pub use id::BackupId;
 pub use keys::{generate_identity, parse_identities, parse_recipient};

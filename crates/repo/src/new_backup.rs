@@ -359,6 +359,7 @@ impl NewBackup {
             cluster: description.cluster,
             artefacts: std::mem::take(&mut self.artefacts),
             stored_at: None,
+            unchanged_at: None,
         };
         let written = match manifest.check_location(&self.id, self.repo.config()) {
             Ok(()) => self.repo.put_manifest(&manifest).await,

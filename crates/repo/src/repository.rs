@@ -5,7 +5,7 @@ use std::time::SystemTime;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::format::{BACKUPS, FORMAT, MANIFEST, manifest_key};
+use crate::format::{BACKUPS, FORMAT, MANIFEST, UNCHANGED, manifest_key, unchanged_key};
 use crate::{BackupId, Compression, Encryption, Error, Manifest, RepoConfig, Result, Storage, StoredObject};
 
 /// The repository config's key.
@@ -126,6 +126,17 @@ impl Repository {
         mut cache: Option<&mut ManifestCache>,
     ) -> Result<Listing> {
         let mut listing = Listing::default();
+        // The unchanged marks first: each backup's is matched to it below.
+        let unchanged: std::collections::HashMap<String, SystemTime> = objects
+            .iter()
+            .filter_map(|o| {
+                let directory = o
+                    .key
+                    .strip_prefix(&format!("{BACKUPS}/"))?
+                    .strip_suffix(&format!("/{UNCHANGED}"))?;
+                Some((directory.to_string(), o.modified))
+            })
+            .collect();
         for StoredObject { key, modified, .. } in objects {
             let Some(directory) = key
                 .strip_suffix(&format!("/{MANIFEST}"))
@@ -148,14 +159,19 @@ impl Repository {
                 .as_deref()
                 .and_then(|cache| cache.get(&id))
                 .filter(|m| m.stored_at == Some(modified));
+            let unchanged_at = unchanged.get(directory).copied();
             if let Some(manifest) = cached {
-                listing.backups.push(manifest.clone());
+                listing.backups.push(Manifest {
+                    unchanged_at,
+                    ..manifest.clone()
+                });
                 continue;
             }
             match self.manifest(&id).await {
                 Ok(manifest) => {
                     let manifest = Manifest {
                         stored_at: Some(modified),
+                        unchanged_at,
                         ..manifest
                     };
                     if let Some(cache) = cache.as_deref_mut() {
@@ -230,6 +246,20 @@ impl Repository {
             self.storage.delete(&key).await?;
         }
         Ok(())
+    }
+
+    /// Marks backup `id` as still current: a later backup found its cluster unchanged since it.
+    /// `json` says by whom and at which revision (plain: no secret is in it); the mark's storage
+    /// time is what listings report as [`Manifest::unchanged_at`].
+    pub async fn mark_unchanged(&self, id: &BackupId, json: Vec<u8>) -> Result<()> {
+        self.storage.put(&unchanged_key(id), json).await
+    }
+
+    /// When backup `id` was last marked unchanged, if ever (one LIST, no read).
+    pub async fn unchanged_at(&self, id: &BackupId) -> Result<Option<SystemTime>> {
+        let key = unchanged_key(id);
+        let objects = self.storage.list_objects(&format!("{BACKUPS}/{id}")).await?;
+        Ok(objects.into_iter().find(|o| o.key == key).map(|o| o.modified))
     }
 
     /// Backup directories without a manifest: left by an interrupted backup or delete.

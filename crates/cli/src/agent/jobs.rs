@@ -5,7 +5,7 @@ use std::time::{Instant, SystemTime};
 use anyhow::bail;
 use lifeboat_core::Cancel;
 use lifeboat_core::NoProgress;
-use lifeboat_core::backup::{BackupOptions, Labels, backup};
+use lifeboat_core::backup::{BackupOptions, BackupOutcome, Labels, backup, backup_if_changed};
 use lifeboat_core::certs::{Expiry, read_tree, scan};
 use lifeboat_core::drill::{DrillOptions, Outcome};
 use lifeboat_core::files::{FilesOptions, KUBEADM_SET, backup_files};
@@ -13,7 +13,7 @@ use lifeboat_core::forget::{ForgetOptions, forget};
 use lifeboat_core::pitr_compact::{CompactOptions, compact};
 use lifeboat_core::stream::backup_stream;
 use lifeboat_etcd_proc::EtcdBinary;
-use lifeboat_repo::{Manifest, Repository};
+use lifeboat_repo::Repository;
 use tracing::warn;
 
 use super::config::{Action, Job};
@@ -35,13 +35,16 @@ impl Agent {
             cluster: self.cluster_id(),
         };
         match &job.action {
-            Action::Backup => {
+            Action::Backup { store_unchanged } => {
                 self.backup("etcd", cancel, async {
                     let connect = self.etcd_flags()?.resolve()?;
                     check_files_exist(&connect)?;
                     let repo = self.open_repository().await?;
                     let options = BackupOptions { connect, labels };
-                    Ok(backup(&repo, &options, &NoProgress, cancel).await?)
+                    Ok(match store_unchanged {
+                        true => BackupOutcome::Stored(backup(&repo, &options, &NoProgress, cancel).await?),
+                        false => backup_if_changed(&repo, &options, &NoProgress, cancel).await?,
+                    })
                 })
                 .await
             }
@@ -61,16 +64,20 @@ impl Agent {
                             .collect(),
                         exclude: exclude.clone(),
                     };
-                    Ok(backup_files(&repo, &options, &labels, &NoProgress, cancel)
-                        .await?
-                        .0)
+                    Ok(BackupOutcome::Stored(
+                        backup_files(&repo, &options, &labels, &NoProgress, cancel)
+                            .await?
+                            .0,
+                    ))
                 })
                 .await
             }
             Action::Stream { artefact, command } => {
                 self.backup("stream", cancel, async {
                     let repo = self.open_repository().await?;
-                    Ok(backup_stream(&repo, artefact, command, &labels, &NoProgress, cancel).await?)
+                    Ok(BackupOutcome::Stored(
+                        backup_stream(&repo, artefact, command, &labels, &NoProgress, cancel).await?,
+                    ))
                 })
                 .await
             }
@@ -145,7 +152,7 @@ impl Agent {
         &self,
         kind: &str,
         cancel: &Cancel,
-        work: impl Future<Output = anyhow::Result<Manifest>>,
+        work: impl Future<Output = anyhow::Result<BackupOutcome>>,
     ) -> anyhow::Result<String> {
         let label = metrics::Kind { kind: kind.into() };
         self.metrics
@@ -172,11 +179,23 @@ impl Agent {
             .backup_duration
             .get_or_create(&pair)
             .observe(clock.elapsed().as_secs_f64());
-        let manifest = outcome?;
+        let outcome = outcome?;
+        // An unchanged cluster is as fresh as a new backup would have made it (the RPO clock).
         self.metrics
             .backup_last_success
             .get_or_create(&label)
             .set(seconds_since_epoch(SystemTime::now()));
+        let manifest = match outcome {
+            BackupOutcome::Stored(manifest) => manifest,
+            BackupOutcome::Unchanged { same_as, revision } => {
+                self.metrics.backups_unchanged.inc();
+                self.metrics.backup_last_revision.set(revision);
+                return Ok(format!(
+                    "unchanged, same as {} (revision {revision}): nothing stored",
+                    same_as.id
+                ));
+            }
+        };
         let plain: u64 = manifest.artefacts.iter().map(|a| a.plain_size).sum();
         let stored: u64 = manifest.artefacts.iter().map(|a| a.stored_size).sum();
         for (stage, bytes) in [("plain", plain), ("stored", stored)] {

@@ -96,6 +96,7 @@ pub struct Metrics {
     pub backup_last_success: Family<Kind, GaugeF64>,
     pub backup_last_attempt: Family<Kind, GaugeF64>,
     pub backup_last_revision: Gauge,
+    pub backups_unchanged: Counter,
     pub backup_last_size: Family<KindStage, Gauge>,
     pub backup_duration: HistogramFamily<KindResult>,
     pub repository_newest_backup: Family<Kind, GaugeF64>,
@@ -145,6 +146,7 @@ impl Metrics {
             backup_last_success: Family::default(),
             backup_last_attempt: Family::default(),
             backup_last_revision: Gauge::default(),
+            backups_unchanged: Counter::default(),
             backup_last_size: Family::default(),
             backup_duration: Family::new_with_constructor(duration_histogram),
             repository_newest_backup: Family::default(),
@@ -187,8 +189,13 @@ impl Metrics {
             m.backups.clone(),
         );
         r.register(
+            "backups_unchanged",
+            "etcd backups not stored because the cluster had not changed since its newest backup (counted as successes too)",
+            m.backups_unchanged.clone(),
+        );
+        r.register(
             "backup_last_success_timestamp_seconds",
-            "When this agent last stored a backup of the kind (0: never)",
+            "When this agent last stored a backup of the kind, or found the cluster unchanged since its newest (0: never)",
             m.backup_last_success.clone(),
         );
         r.register(
@@ -213,7 +220,7 @@ impl Metrics {
         );
         r.register(
             "repository_newest_backup_timestamp_seconds",
-            "Creation time of the repository's newest backup of the kind, whoever made it (0: none)",
+            "Until when the repository's newest backup of the kind, whoever made it, holds the cluster's data: its creation, or when a later backup found the cluster unchanged since it (0: none)",
             m.repository_newest_backup.clone(),
         );
         r.register(

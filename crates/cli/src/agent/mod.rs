@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use lifeboat_core::Cancel;
-use lifeboat_repo::Repository;
+use lifeboat_repo::{Manifest, Repository};
 use tracing::{info, warn};
 
 use crate::etcd_flags::EtcdFlags;
@@ -219,7 +219,7 @@ impl Agent {
                         .backups
                         .iter()
                         .filter(|m| m.kind == kind)
-                        .map(status::created)
+                        .map(Manifest::current_until)
                         .max()
                     {
                         self.metrics
@@ -259,7 +259,7 @@ impl Agent {
                 .backups
                 .iter()
                 .filter(|m| m.kind == kind && m.host == self.host && self.ours(m))
-                .map(status::created)
+                .map(Manifest::current_until)
                 .max();
             if let Some(newest) = newest {
                 raise(
@@ -299,11 +299,11 @@ impl Agent {
                 .iter()
                 .filter(|n| n.kind == kind && host.is_none_or(|h| n.host == h))
                 .filter(|n| artefact.is_none_or(|a| n.artefacts.iter().any(|x| x == a)))
-                .map(|n| n.created)
+                .map(|n| n.current_until)
                 .max()
         };
         match &job.action {
-            config::Action::Backup => made("etcd", None, None),
+            config::Action::Backup { .. } => made("etcd", None, None),
             config::Action::Files { .. } => made("files", Some(&self.host), None),
             // Streams run on whichever agent leads: any of this cluster's counts.
             config::Action::Stream { artefact, .. } => made("stream", None, Some(artefact)),

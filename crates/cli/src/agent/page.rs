@@ -174,14 +174,19 @@ pub fn render(agent: &Agent, now: SystemTime) -> String {
         .newest
         .iter()
         .map(|newest| {
-            let age = age(now, newest.created);
+            let age = age(now, newest.current_until);
             let (class, verdict) = against(age, objectives.rpo);
             (
                 class.to_string(),
                 vec![
                     newest.group.clone(),
                     newest.id.clone(),
-                    when(newest.created),
+                    match newest.unchanged_at {
+                        Some(checked) => {
+                            format!("{} (unchanged as of {})", when(newest.created), when(checked))
+                        }
+                        None => when(newest.created),
+                    },
                     format!("{} ({verdict}, RPO {})", short(age), short(objectives.rpo)),
                     newest.revision.map_or("-".into(), |r| r.to_string()),
                     format!(

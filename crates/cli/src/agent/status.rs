@@ -33,6 +33,10 @@ pub struct Newest {
     pub artefacts: Vec<String>,
     pub id: String,
     pub created: SystemTime,
+    /// When a later backup last found the cluster unchanged since this one.
+    pub unchanged_at: Option<SystemTime>,
+    /// Until when it is known to hold the cluster's data (what freshness counts).
+    pub current_until: SystemTime,
     pub revision: Option<i64>,
     pub plain_bytes: u64,
     pub stored_bytes: u64,
@@ -169,6 +173,8 @@ fn summary(group: &str, manifest: &Manifest) -> Newest {
         artefacts: manifest.artefacts.iter().map(|a| a.name.clone()).collect(),
         id: manifest.id.to_string(),
         created: created(manifest),
+        unchanged_at: manifest.unchanged_at,
+        current_until: manifest.current_until(),
         revision: manifest.etcd.as_ref().map(|e| e.revision),
         plain_bytes: manifest.artefacts.iter().map(|a| a.plain_size).sum(),
         stored_bytes: manifest.artefacts.iter().map(|a| a.stored_size).sum(),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::Args;
-use lifeboat_core::backup::{BackupOptions, Labels, backup};
+use lifeboat_core::backup::{BackupOptions, BackupOutcome, Labels, backup_if_changed};
 use lifeboat_core::files::{FilesOptions, KUBEADM_SET, backup_files};
 use lifeboat_core::stream::backup_stream;
 use lifeboat_repo::Manifest;
@@ -48,6 +48,11 @@ pub struct BackupArgs {
     /// A glob (relative to --root) --files leaves out, e.g. 'etc/kubernetes/pki/*.key'; repeatable.
     #[arg(long, value_name = "PATTERN", requires = "files")]
     exclude: Vec<String>,
+    /// Store nothing when the cluster has not changed since its newest backup in the repository
+    /// (same revision, same HashKV there): that backup is marked current instead, and counts as
+    /// fresh.
+    #[arg(long, conflicts_with_all = ["stream", "files"])]
+    skip_unchanged: bool,
     #[command(flatten)]
     etcd: EtcdFlags,
 }
@@ -88,10 +93,48 @@ pub async fn run(args: BackupArgs, format: OutputFormat) -> anyhow::Result<()> {
             let repo = args.repo.open().await?;
             let options = BackupOptions { connect, labels };
             let bar = TerminalBar::new("backup");
-            backup(&repo, &options, &bar, &cancel).await?
+            match args.skip_unchanged {
+                true => match backup_if_changed(&repo, &options, &bar, &cancel).await? {
+                    BackupOutcome::Stored(manifest) => manifest,
+                    BackupOutcome::Unchanged { same_as, revision } => {
+                        return print_unchanged(&same_as, revision, format);
+                    }
+                },
+                false => lifeboat_core::backup::backup(&repo, &options, &bar, &cancel).await?,
+            }
         }
     };
     print(&manifest, format)
+}
+
+/// What `--skip-unchanged` says when nothing was stored.
+fn print_unchanged(same_as: &Manifest, revision: i64, format: OutputFormat) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        OutputFormat::Json => output::json(
+            &mut out,
+            &serde_json::json!({"result": "unchanged", "same_as": same_as.id.to_string(), "revision": revision}),
+        )?,
+        OutputFormat::Table => output::table(
+            &mut out,
+            &[
+                ("result", "unchanged".to_string()),
+                ("same as", same_as.id.to_string()),
+                ("revision", revision.to_string()),
+            ],
+        )?,
+        OutputFormat::Simple => {
+            writeln!(out, "{}", same_as.id)?;
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!(
+                    "Backup unchanged: the cluster is at revision {revision}, as backup {} holds it; nothing stored, that backup is marked current",
+                    same_as.id
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn print(manifest: &Manifest, format: OutputFormat) -> anyhow::Result<()> {

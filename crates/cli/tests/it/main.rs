@@ -28,3 +28,4 @@ mod robustness;
 mod save;
 mod save_faults;
 mod status;
+mod unchanged;

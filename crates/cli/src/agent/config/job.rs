@@ -75,7 +75,10 @@ pub struct Job {
 /// What each kind needs.
 #[derive(Debug, Clone)]
 pub enum Action {
-    Backup,
+    Backup {
+        /// Store a copy even when the cluster has not changed since its newest backup.
+        store_unchanged: bool,
+    },
     Files {
         root: PathBuf,
         include: Vec<String>,
@@ -140,6 +143,8 @@ struct JobText {
     #[serde(default)]
     tags: Vec<String>,
     #[serde(default)]
+    unchanged: Option<Unchanged>,
+    #[serde(default)]
     root: Option<PathBuf>,
     #[serde(default)]
     include: Vec<String>,
@@ -181,6 +186,16 @@ struct JobText {
     per_merge: Option<u64>,
     #[serde(default)]
     max_bytes: Option<u64>,
+}
+
+/// What a backup job does when the cluster has not changed since its newest backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Unchanged {
+    /// Mark that backup current and store nothing (the default).
+    Skip,
+    /// Store another copy.
+    Store,
 }
 
 /// A retention policy, as `forget --keep-*`.
@@ -242,7 +257,7 @@ pub(super) fn jobs<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Job
 /// The fields each kind takes; any other kind's field is refused rather than ignored.
 fn allowed_fields(kind: JobKind) -> &'static [&'static str] {
     match kind {
-        JobKind::Backup => &["tags"],
+        JobKind::Backup => &["tags", "unchanged"],
         JobKind::Files => &["tags", "root", "include", "exclude"],
         JobKind::Stream => &["tags", "artifact", "command"],
         JobKind::Copy => &["to", "credentials", "keep"],
@@ -272,6 +287,7 @@ fn check_job(text: JobText) -> Result<Job, String> {
     }
     let given = [
         ("tags", !text.tags.is_empty()),
+        ("unchanged", text.unchanged.is_some()),
         ("root", text.root.is_some()),
         ("include", !text.include.is_empty()),
         ("exclude", !text.exclude.is_empty()),
@@ -325,7 +341,9 @@ fn check_job(text: JobText) -> Result<Job, String> {
         }
     };
     let action = match text.kind {
-        JobKind::Backup => Action::Backup,
+        JobKind::Backup => Action::Backup {
+            store_unchanged: text.unchanged == Some(Unchanged::Store),
+        },
         JobKind::Files => Action::Files {
             root: text.root.unwrap_or_else(|| PathBuf::from("/")),
             include: text.include,
