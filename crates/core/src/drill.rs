@@ -124,6 +124,9 @@ struct Fetched {
     version_check: Option<String>,
     /// A point in time: the revisions replayed after the snapshot's.
     replay: Option<Arc<dyn Replay>>,
+    /// A backup's snapshot, decrypted: held with no name, so it goes with the process however it
+    /// ends; `path` reads it while this lives.
+    _private: Option<crate::private_file::UnlinkedFile>,
 }
 
 /// Runs a drill. `Err` means it could not run (no such backup, an etcd too old for the data,
@@ -486,6 +489,7 @@ async fn fetch(
                 damage: None,
                 version_check: None,
                 replay: None,
+                _private: None,
             })
         }
         DrillSource::Backup { repo, id, identities } => {
@@ -499,10 +503,18 @@ async fn fetch(
                 Some(facts) => Some(version_detail(options, &facts.version)?),
                 None => None,
             };
-            let path = dir.join("snapshot.db");
-            let fetched =
-                crate::backups::fetch_snapshot(repo, &manifest, identities, &path, progress, &Cancel::new())
-                    .await;
+            let private = crate::private_file::UnlinkedFile::create(dir)?;
+            let path = private.path().to_path_buf();
+            let shown = dir.join("(fetched snapshot)");
+            let fetched = crate::backups::fetch_snapshot_into(
+                repo,
+                &manifest,
+                identities,
+                (private.handle()?, &shown),
+                progress,
+                &Cancel::new(),
+            )
+            .await;
             let damage = match fetched {
                 Ok(()) => None,
                 Err(Error::BackupDamaged { object, finding, .. }) => Some(format!("{object}: {finding}")),
@@ -526,6 +538,7 @@ async fn fetch(
                 damage,
                 version_check,
                 replay: None,
+                _private: Some(private),
             })
         }
     }

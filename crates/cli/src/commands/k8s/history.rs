@@ -113,13 +113,14 @@ pub(super) async fn history(args: HistoryArgs, format: OutputFormat) -> anyhow::
     };
 
     // The object in the base backup, fetched into a private temporary file.
-    let (dir, path) = super::fetch_private(&repo, &plan.base, &identities).await?;
-    let (read_prefix, read_encryption) = (prefix.clone(), encryption.clone());
+    let private = super::fetch_private(&repo, &plan.base, &identities).await?;
+    let (read_prefix, read_encryption, path) =
+        (prefix.clone(), encryption.clone(), private.path().to_path_buf());
     let base = tokio::task::spawn_blocking(move || {
         read_objects(&path, &read_prefix, None, read_encryption.as_ref())
     })
     .await??;
-    drop(dir);
+    drop(private);
     let found = base.objects.into_iter().find(|o| wanted(o));
     let mut key = found.as_ref().map(|o| o.key.clone());
     let mut state = found.and_then(|o| o.as_kubectl(false));

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use lifeboat_core::backups::fetch_snapshot;
+use lifeboat_core::backups::fetch_snapshot_into;
 use lifeboat_core::k8s_objects::{Content, DEFAULT_PREFIX, StoredObject, parse_key, read_objects};
 use lifeboat_core::pitr::PointTarget;
+use lifeboat_core::private_file::UnlinkedFile;
 use lifeboat_k8s::EncryptionConfig;
 use serde_json::Value;
 
@@ -375,30 +376,41 @@ async fn fetch_and_read(
         )
         .await;
     }
-    let (dir, path) = fetch_private(&repo, &manifest, &identities).await?;
-    let (prefix, revision) = (reading.etcd_prefix.clone(), side.revision);
+    let private = fetch_private(&repo, &manifest, &identities).await?;
+    let (prefix, revision, path) = (
+        reading.etcd_prefix.clone(),
+        side.revision,
+        private.path().to_path_buf(),
+    );
     let read =
         tokio::task::spawn_blocking(move || read_objects(&path, &prefix, revision, encryption.as_ref()))
             .await??;
-    drop(dir);
+    drop(private);
     Ok(read)
 }
 
-/// A backup's snapshot fetched (decrypted and checked) into a private temporary directory:
-/// the file is removed with the directory, as it holds every Secret of the cluster.
+/// A backup's snapshot fetched (decrypted and checked) into a private file with no name in the
+/// temporary directory: it holds every Secret of the cluster, and goes with the process however
+/// it ends (OOM-kill included). Read through its `path()` while the value lives.
 async fn fetch_private(
     repo: &lifeboat_repo::Repository,
     manifest: &lifeboat_repo::Manifest,
     identities: &[lifeboat_repo::Identity],
-) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
-    let dir = tempfile::Builder::new()
-        .prefix("lifeboat-k8s-")
-        .tempdir()
-        .context("cannot create a temporary directory")?;
-    let path = dir.path().join("snapshot.db");
+) -> anyhow::Result<UnlinkedFile> {
+    let dir = std::env::temp_dir();
+    let private = UnlinkedFile::create(&dir)?;
     let bar = crate::progress::TerminalBar::new("fetch");
-    fetch_snapshot(repo, manifest, identities, &path, &bar, &cancel_on_signals()).await?;
-    Ok((dir, path))
+    let shown = dir.join("(fetched snapshot)");
+    fetch_snapshot_into(
+        repo,
+        manifest,
+        identities,
+        (private.handle()?, &shown),
+        &bar,
+        &cancel_on_signals(),
+    )
+    .await?;
+    Ok(private)
 }
 
 fn in_namespace(object: &StoredObject, namespace: Option<&str>, all: bool) -> bool {

@@ -1,5 +1,6 @@
 //! Objects at a point in time: a base backup with the captured segments replayed (docs/pitr.md)
-//! into a private temporary data directory, removed once read, as it holds every Secret.
+//! into a private temporary data directory, removed as soon as the restore is done (its database
+//! is read through an open handle), as it holds every Secret.
 
 use anyhow::Context;
 use lifeboat_core::k8s_objects::{ObjectsRead, read_objects};
@@ -47,10 +48,14 @@ pub(super) async fn read_at_point(
             recorded.hash
         );
     }
-    let db = options.data_dir.join("member/snap/db");
-    let prefix = prefix.to_string();
-    let read =
-        tokio::task::spawn_blocking(move || read_objects(&db, &prefix, None, encryption.as_ref())).await??;
+    // Held open, the data is read after its directory is gone: named no longer than the restore.
+    let db_path = options.data_dir.join("member/snap/db");
+    let db = std::fs::File::open(&db_path).with_context(|| format!("cannot open {}", db_path.display()))?;
     drop(dir);
+    let path = std::path::PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&db)));
+    let prefix = prefix.to_string();
+    let read = tokio::task::spawn_blocking(move || read_objects(&path, &prefix, None, encryption.as_ref()))
+        .await??;
+    drop(db);
     Ok(read)
 }
