@@ -271,17 +271,33 @@ pub struct ObjectsRead {
     pub unknown: UnknownKeys,
 }
 
-/// Every object under `prefix` in the snapshot file at `revision` (`None`: its current one);
-/// values encrypted at rest are decrypted with `encryption` when given. Keys that name no object
-/// are left out.
+/// Which objects a read keeps, judged by (resource, namespace, name) as the key names them,
+/// before the value is decoded or kept: a read's memory and time follow what it selects, not the
+/// database's size. Keys that name no object are always kept (they are only counted).
+pub type Selection<'a> = &'a (dyn Fn(&str, Option<&str>, &str) -> bool + Sync);
+
+/// Selects every object.
+pub fn every_object(_: &str, _: Option<&str>, _: &str) -> bool {
+    true
+}
+
+/// The objects under `prefix` that `select` takes, in the snapshot file at `revision` (`None`:
+/// its current one); values encrypted at rest are decrypted with `encryption` when given. Keys
+/// that name no object are left out.
 pub fn read_objects(
     path: &Path,
     prefix: &str,
     revision: Option<i64>,
     encryption: Option<&EncryptionConfig>,
+    select: Selection<'_>,
 ) -> Result<ObjectsRead> {
     let prefix = prefix.trim_end_matches('/');
-    let space = crate::snapshot_file::key_space(path, format!("{prefix}/").as_bytes(), revision)?;
+    let mut keep = |key: &[u8]| {
+        let key = String::from_utf8_lossy(key);
+        parse_key(prefix, &key)
+            .is_none_or(|(resource, namespace, name)| select(&resource, namespace.as_deref(), &name))
+    };
+    let space = crate::snapshot_file::key_space(path, format!("{prefix}/").as_bytes(), revision, &mut keep)?;
     let mut unknown = UnknownKeys::default();
     let objects = space
         .entries

@@ -82,10 +82,18 @@ pub fn store_facts(path: &Path) -> Result<StoreFacts> {
         .map_err(failed(path))
 }
 
-/// The live keys under `prefix` at `revision` (`None`: the current one), as etcd serves them.
-pub fn key_space(path: &Path, prefix: &[u8], revision: Option<i64>) -> Result<lifeboat_etcd_data::KeySpace> {
+/// The live keys under `prefix` at `revision` (`None`: the current one) that `select` takes, as
+/// etcd serves them; the others are not kept.
+pub fn key_space(
+    path: &Path,
+    prefix: &[u8],
+    revision: Option<i64>,
+    select: &mut dyn FnMut(&[u8]) -> bool,
+) -> Result<lifeboat_etcd_data::KeySpace> {
     MappedFile::open(path)
         .map_err(|e| failed(path)(e.into()))?
-        .read_with(|bytes| lifeboat_etcd_data::key_space(&Db::open(bytes)?, prefix, revision))
+        .read_with(|bytes| {
+            lifeboat_etcd_data::key_space_selected(&Db::open(bytes)?, prefix, revision, select)
+        })
         .map_err(failed(path))
 }

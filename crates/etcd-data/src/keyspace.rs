@@ -31,6 +31,18 @@ pub fn key_space<S: Source + ?Sized>(
     prefix: &[u8],
     revision: Option<i64>,
 ) -> Result<KeySpace> {
+    key_space_selected(db, prefix, revision, &mut |_| true)
+}
+
+/// [`key_space`] of the keys `select` takes: it is asked once per record of a key under
+/// `prefix`, and the records of keys it refuses are neither kept nor returned, so memory grows
+/// with what is selected rather than with the file.
+pub fn key_space_selected<S: Source + ?Sized>(
+    db: &Db<'_, S>,
+    prefix: &[u8],
+    revision: Option<i64>,
+    select: &mut dyn FnMut(&[u8]) -> bool,
+) -> Result<KeySpace> {
     // 0 asks for the current revision, as in etcd's Range.
     let revision = revision.filter(|r| *r > 0);
     let upper = revision.unwrap_or(i64::MAX);
@@ -48,7 +60,7 @@ pub fn key_space<S: Source + ?Sized>(
         let record = KeyValue::decode(value).map_err(|_| Error::BadKeyValue {
             key: hex::encode(key),
         })?;
-        if !record.key.starts_with(prefix) {
+        if !record.key.starts_with(prefix) || !select(&record.key) {
             return Ok(());
         }
         let newer = latest.get(&record.key).is_none_or(|(seen, _)| at >= *seen);

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::time::SystemTime;
 
 use clap::Args;
-use lifeboat_core::k8s_objects::{StoredObject, parse_key, read_objects, stored_object};
+use lifeboat_core::k8s_objects::{StoredObject, parse_key, stored_object};
 use lifeboat_core::pitr::{ReplayReader, history_plan, rfc3339_ms};
 use serde::Serialize;
 use serde_json::Value;
@@ -114,12 +114,13 @@ pub(super) async fn history(args: HistoryArgs, format: OutputFormat) -> anyhow::
 
     // The object in the base backup, fetched into a private temporary file.
     let private = super::fetch_private(&repo, &plan.base, &identities).await?;
-    let (read_prefix, read_encryption, path) =
-        (prefix.clone(), encryption.clone(), private.path().to_path_buf());
-    let base = tokio::task::spawn_blocking(move || {
-        read_objects(&path, &read_prefix, None, read_encryption.as_ref())
-    })
-    .await??;
+    let base = super::point::Reading {
+        prefix: &prefix,
+        encryption: encryption.clone(),
+        select: super::one_object(&args.resource, &namespace, &args.name),
+    }
+    .read(private.path().to_path_buf(), None)
+    .await?;
     drop(private);
     let found = base.objects.into_iter().find(|o| wanted(o));
     let mut key = found.as_ref().map(|o| o.key.clone());

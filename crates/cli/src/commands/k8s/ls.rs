@@ -5,11 +5,16 @@
 use lifeboat_core::k8s_objects::{Content, StoredObject, count_objects};
 use serde_json::Value;
 
-use super::{LsArgs, in_namespace, names_resource, objects};
+use super::{LsArgs, Select, in_namespace, may_name_resource, names_resource, namespace_shown, objects};
 use crate::output::{self, OutputFormat};
 
 pub(super) async fn ls(args: LsArgs, format: OutputFormat) -> anyhow::Result<()> {
-    let (revision, objects) = objects(&args.source).await?;
+    let (resource, namespace, all) = (args.resource.clone(), args.namespace.clone(), args.all_namespaces);
+    let select: Select = std::sync::Arc::new(move |r, ns, _| {
+        resource.as_deref().is_none_or(|w| may_name_resource(w, r))
+            && namespace_shown(ns, namespace.as_deref(), all)
+    });
+    let (revision, objects) = objects(&args.source, select).await?;
     let chosen: Vec<&StoredObject> = objects
         .iter()
         .filter(|o| args.resource.as_deref().is_none_or(|r| names_resource(r, o)))

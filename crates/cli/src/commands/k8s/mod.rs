@@ -265,17 +265,25 @@ const SHORT_NAMES: &[(&str, &str)] = &[
 
 /// Whether `word` (as kubectl takes a resource name) names `object`'s resource.
 fn names_resource(word: &str, object: &StoredObject) -> bool {
+    let (kind, api_version) = object.kind();
+    let group = api_version.and_then(|v| v.rsplit_once('/')).map(|(g, _)| g);
+    resource_named(word, &object.resource, kind, group)
+}
+
+/// [`names_resource`] by the key alone, before the value says its kind and group: what a read
+/// selects by (the decoded objects are then judged by [`names_resource`]).
+fn may_name_resource(word: &str, resource: &str) -> bool {
+    resource_named(word, resource, None, None)
+}
+
+/// Whether `word` names `resource` (as its key names it), of `kind` in `group` when known.
+fn resource_named(word: &str, resource: &str, kind: Option<&str>, group: Option<&str>) -> bool {
     let word = word.to_ascii_lowercase();
     let word = SHORT_NAMES
         .iter()
         .find(|(short, _)| *short == word)
         .map_or(word.as_str(), |(_, plural)| plural);
-    let (kind, api_version) = object.kind();
-    let group = api_version.and_then(|v| v.rsplit_once('/')).map(|(g, _)| g);
-    let plural = object
-        .resource
-        .split_once('.')
-        .map_or(object.resource.as_str(), |(p, _)| p);
+    let plural = resource.split_once('.').map_or(resource, |(p, _)| p);
     let singular = kind.map(str::to_ascii_lowercase);
     // The singular of a plural, where the value does not say its kind (encrypted, say).
     let singular_of = |name: &str| {
@@ -285,7 +293,7 @@ fn names_resource(word: &str, object: &StoredObject) -> bool {
                 .is_some_and(|stem| format!("{stem}ies") == plural)
     };
     let names = |name: &str| {
-        name == object.resource || name == plural || Some(name) == singular.as_deref() || singular_of(name)
+        name == resource || name == plural || Some(name) == singular.as_deref() || singular_of(name)
     };
     match word.split_once('.') {
         Some((name, wanted_group)) if !names(word) => names(name) && group.is_none_or(|g| g == wanted_group),
@@ -306,23 +314,44 @@ impl K8sCommand {
     }
 }
 
-/// The objects of the source, and the revision read.
-async fn objects(source: &Source) -> anyhow::Result<(i64, Vec<StoredObject>)> {
+/// Which objects a read keeps, by (resource, namespace, name) as their keys name them
+/// ([`lifeboat_core::k8s_objects::Selection`]): a command selects what it shows, so that reading
+/// a large database decodes and holds only that.
+type Select = std::sync::Arc<dyn Fn(&str, Option<&str>, &str) -> bool + Send + Sync>;
+
+/// Every object.
+fn every_object() -> Select {
+    std::sync::Arc::new(lifeboat_core::k8s_objects::every_object)
+}
+
+/// The objects of the source that `select` takes, and the revision read.
+async fn objects(source: &Source, select: Select) -> anyhow::Result<(i64, Vec<StoredObject>)> {
     let side = Side {
         file: source.file.clone(),
         backup: source.backup.clone(),
         revision: source.revision,
         time: source.time,
     };
-    objects_of(&side, &source.reading).await
+    objects_of(&side, &source.reading, select).await
 }
 
-/// The objects of one side, and the revision read; damage gone past is warned of.
-async fn objects_of(side: &Side, reading: &Reading) -> anyhow::Result<(i64, Vec<StoredObject>)> {
+/// The objects of one side that `select` takes, and the revision read; damage gone past is
+/// warned of.
+async fn objects_of(
+    side: &Side,
+    reading: &Reading,
+    select: Select,
+) -> anyhow::Result<(i64, Vec<StoredObject>)> {
     let encryption = reading.encryption.load()?;
     let read = match &side.file {
-        Some(file) => read_objects(file, &reading.etcd_prefix, side.revision, encryption.as_ref())?,
-        None => fetch_and_read(side, reading, encryption).await?,
+        Some(file) => read_objects(
+            file,
+            &reading.etcd_prefix,
+            side.revision,
+            encryption.as_ref(),
+            &*select,
+        )?,
+        None => fetch_and_read(side, reading, encryption, select).await?,
     };
     for finding in &read.findings {
         tracing::warn!("the snapshot is damaged, objects in damaged pages are missing: {finding}");
@@ -350,13 +379,18 @@ async fn fetch_and_read(
     side: &Side,
     reading: &Reading,
     encryption: Option<EncryptionConfig>,
+    select: Select,
 ) -> anyhow::Result<lifeboat_core::k8s_objects::ObjectsRead> {
     let repo = reading.repo.open().await?;
     let identities = reading.identity.require_for(&repo)?;
+    let reading_at = point::Reading {
+        prefix: &reading.etcd_prefix,
+        encryption,
+        select,
+    };
     if let Some(time) = side.time {
         let target = PointTarget::Time(time);
-        return point::read_at_point(&repo, &identities, None, target, &reading.etcd_prefix, encryption)
-            .await;
+        return point::read_at_point(&repo, &identities, None, target, reading_at).await;
     }
     let id = resolve_id(&repo, side.backup.as_deref().unwrap_or("latest"), Some("etcd")).await?;
     let manifest = repo.manifest(&id).await?;
@@ -366,25 +400,11 @@ async fn fetch_and_read(
     {
         let cluster = u64::from_str_radix(&etcd.cluster_id, 16).ok();
         let target = PointTarget::Revision(revision);
-        return point::read_at_point(
-            &repo,
-            &identities,
-            cluster,
-            target,
-            &reading.etcd_prefix,
-            encryption,
-        )
-        .await;
+        return point::read_at_point(&repo, &identities, cluster, target, reading_at).await;
     }
     let private = fetch_private(&repo, &manifest, &identities).await?;
-    let (prefix, revision, path) = (
-        reading.etcd_prefix.clone(),
-        side.revision,
-        private.path().to_path_buf(),
-    );
-    let read =
-        tokio::task::spawn_blocking(move || read_objects(&path, &prefix, revision, encryption.as_ref()))
-            .await??;
+    let (revision, path) = (side.revision, private.path().to_path_buf());
+    let read = reading_at.read(path, revision).await?;
     drop(private);
     Ok(read)
 }
@@ -414,12 +434,27 @@ async fn fetch_private(
 }
 
 fn in_namespace(object: &StoredObject, namespace: Option<&str>, all: bool) -> bool {
-    all || object.namespace.is_none() || object.namespace.as_deref() == Some(namespace.unwrap_or("default"))
+    namespace_shown(object.namespace.as_deref(), namespace, all)
+}
+
+/// Whether an object of namespace `of` (none: cluster-scoped) is shown for `-n namespace`/`-A`.
+fn namespace_shown(of: Option<&str>, namespace: Option<&str>, all: bool) -> bool {
+    all || of.is_none_or(|of| of == namespace.unwrap_or("default"))
+}
+
+/// The objects `get` and `history` look at: `name` of `resource` in `namespace`, or
+/// cluster-scoped.
+fn one_object(resource: &str, namespace: &str, name: &str) -> Select {
+    let (resource, namespace, name) = (resource.to_string(), namespace.to_string(), name.to_string());
+    std::sync::Arc::new(move |r, ns, n| {
+        n == name && ns.is_none_or(|ns| ns == namespace) && may_name_resource(&resource, r)
+    })
 }
 
 async fn get(args: GetArgs) -> anyhow::Result<()> {
-    let (revision, objects) = objects(&args.source).await?;
     let namespace = args.namespace.as_deref().unwrap_or("default");
+    let select = one_object(&args.resource, namespace, &args.name);
+    let (revision, objects) = objects(&args.source, select).await?;
     let object = objects
         .iter()
         .filter(|o| names_resource(&args.resource, o) && o.name == args.name)
@@ -581,7 +616,12 @@ fn path_part(name: &str) -> String {
 
 async fn export(args: ExportArgs) -> anyhow::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    let (revision, objects) = objects(&args.source).await?;
+    let (resources, namespace) = (args.resources.clone(), args.namespace.clone());
+    let select: Select = std::sync::Arc::new(move |r, ns, _| {
+        (resources.is_empty() || resources.iter().any(|w| may_name_resource(w, r)))
+            && namespace.as_deref().is_none_or(|wanted| ns == Some(wanted))
+    });
+    let (revision, objects) = objects(&args.source, select).await?;
     let mut written = 0;
     let mut skipped = Vec::new();
     for object in &objects {
@@ -679,8 +719,8 @@ fn changed_fields(a: &Value, b: &Value, path: &str, found: &mut Vec<(String, Val
 
 async fn diff(args: DiffArgs, format: OutputFormat) -> anyhow::Result<()> {
     let (a, b) = (Side::parse(&args.a)?, Side::parse(&args.b)?);
-    let (revision_a, before) = objects_of(&a, &args.reading).await?;
-    let (revision_b, after) = objects_of(&b, &args.reading).await?;
+    let (revision_a, before) = objects_of(&a, &args.reading, every_object()).await?;
+    let (revision_b, after) = objects_of(&b, &args.reading, every_object()).await?;
     let index = |objects: &[StoredObject]| -> std::collections::BTreeMap<String, Value> {
         objects.iter().map(|o| (o.key.clone(), comparable(o))).collect()
     };

@@ -11,14 +11,38 @@ use lifeboat_repo::{Identity, Repository};
 
 use crate::exit::cancel_on_signals;
 
+/// What a read of objects takes: the key prefix, the encryption at rest, the selection.
+pub(super) struct Reading<'a> {
+    pub prefix: &'a str,
+    pub encryption: Option<EncryptionConfig>,
+    pub select: super::Select,
+}
+
+impl Reading<'_> {
+    /// The selected objects of the snapshot file at `path`, at `revision`, read off the async
+    /// workers.
+    pub async fn read(self, path: std::path::PathBuf, revision: Option<i64>) -> anyhow::Result<ObjectsRead> {
+        let Reading {
+            prefix,
+            encryption,
+            select,
+        } = self;
+        let prefix = prefix.to_string();
+        let read = tokio::task::spawn_blocking(move || {
+            read_objects(&path, &prefix, revision, encryption.as_ref(), &*select)
+        })
+        .await??;
+        Ok(read)
+    }
+}
+
 /// Reads the objects of `cluster` at `target`; the proof must not say the replay differs.
 pub(super) async fn read_at_point(
     repo: &Repository,
     identities: &[Identity],
     cluster: Option<u64>,
     target: PointTarget,
-    prefix: &str,
-    encryption: Option<EncryptionConfig>,
+    reading: Reading<'_>,
 ) -> anyhow::Result<ObjectsRead> {
     let plan = crate::commands::pitr::point_plan(repo, cluster, target, identities).await?;
     let dir = tempfile::Builder::new()
@@ -53,9 +77,7 @@ pub(super) async fn read_at_point(
     let db = std::fs::File::open(&db_path).with_context(|| format!("cannot open {}", db_path.display()))?;
     drop(dir);
     let path = std::path::PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&db)));
-    let prefix = prefix.to_string();
-    let read = tokio::task::spawn_blocking(move || read_objects(&path, &prefix, None, encryption.as_ref()))
-        .await??;
+    let read = reading.read(path, None).await?;
     drop(db);
     Ok(read)
 }
