@@ -57,6 +57,13 @@ pub fn key_space_selected<S: Source + ?Sized>(
         if at.main > upper {
             return Ok(());
         }
+        // Most records are of keys not asked for: judged by their key alone, their values are
+        // neither decoded nor copied.
+        if let Some(user_key) = leading_key(value)
+            && (!user_key.starts_with(prefix) || !select(user_key))
+        {
+            return Ok(());
+        }
         let record = KeyValue::decode(value).map_err(|_| Error::BadKeyValue {
             key: hex::encode(key),
         })?;
@@ -88,4 +95,46 @@ pub fn key_space_selected<S: Source + ?Sized>(
         entries: latest.into_values().filter_map(|(_, record)| record).collect(),
         findings: findings.iter().map(ToString::to_string).collect(),
     })
+}
+
+/// The user key of a stored `KeyValue`: its field 1, which etcd writes first, read without
+/// decoding the rest; `None` when the record does not start so (it is then decoded whole).
+fn leading_key(mut record: &[u8]) -> Option<&[u8]> {
+    let (&tag, rest) = record.split_first()?;
+    // Field 1, length-delimited.
+    if tag != 0x0a {
+        return None;
+    }
+    record = rest;
+    let length = usize::try_from(prost::encoding::decode_varint(&mut record).ok()?).ok()?;
+    record.get(..length)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_leading_key_is_the_decoded_key() {
+        let record = KeyValue {
+            key: b"/registry/pods/default/web".to_vec(),
+            create_revision: 5,
+            mod_revision: 9,
+            version: 2,
+            value: vec![7; 300],
+            lease: 3,
+        };
+        let bytes = record.encode_to_vec();
+        assert_eq!(leading_key(&bytes), Some(record.key.as_slice()));
+        // Cut short, or not starting with the key: left to the whole decode.
+        assert_eq!(leading_key(&bytes[..10]), None);
+        assert_eq!(leading_key(&bytes[2..]), None);
+        assert_eq!(leading_key(&[]), None);
+        assert_eq!(
+            leading_key(&[
+                0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01
+            ]),
+            None
+        );
+    }
 }
