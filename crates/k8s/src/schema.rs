@@ -8,15 +8,28 @@ use prost_reflect::{DescriptorPool, MessageDescriptor};
 /// The schema versions this build knows, newest first.
 pub const SCHEMA_VERSIONS: [&str; 7] = ["1.36", "1.35", "1.34", "1.33", "1.32", "1.31", "1.30"];
 
-const DESCRIPTOR_SETS: [&[u8]; 7] = [
-    include_bytes!(concat!(env!("OUT_DIR"), "/v1_36.fds")),
-    include_bytes!(concat!(env!("OUT_DIR"), "/v1_35.fds")),
-    include_bytes!(concat!(env!("OUT_DIR"), "/v1_34.fds")),
-    include_bytes!(concat!(env!("OUT_DIR"), "/v1_33.fds")),
-    include_bytes!(concat!(env!("OUT_DIR"), "/v1_32.fds")),
-    include_bytes!(concat!(env!("OUT_DIR"), "/v1_31.fds")),
-    include_bytes!(concat!(env!("OUT_DIR"), "/v1_30.fds")),
-];
+/// Every schema's descriptor set, in the order of [`SCHEMA_VERSIONS`], each after its length
+/// (u32, little-endian), in one zstd frame (build.rs).
+const SCHEMA_BUNDLE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/schemas.zst"));
+
+/// The descriptor sets of the bundle, in order. Built by build.rs: a bundle that does not unpack
+/// is a build defect, and yields no schema rather than failing every read.
+fn descriptor_sets() -> Vec<Vec<u8>> {
+    let Ok(bundle) = zstd::decode_all(SCHEMA_BUNDLE) else {
+        return Vec::new();
+    };
+    let mut sets = Vec::new();
+    let mut rest = bundle.as_slice();
+    while let Some((length, tail)) = rest.split_first_chunk::<4>() {
+        let length = u32::from_le_bytes(*length) as usize;
+        let Some((set, tail)) = tail.split_at_checked(length) else {
+            break;
+        };
+        sets.push(set.to_vec());
+        rest = tail;
+    }
+    sets
+}
 
 /// Every schema, newest first.
 #[derive(Debug)]
@@ -31,10 +44,12 @@ impl Schemas {
         SCHEMAS.get_or_init(|| Schemas {
             pools: SCHEMA_VERSIONS
                 .iter()
-                .zip(DESCRIPTOR_SETS)
+                .zip(descriptor_sets())
                 // Built from the vendored files by build.rs: a set that does not load is a build
                 // defect, and leaves that version out rather than failing every read.
-                .filter_map(|(version, bytes)| Some((*version, DescriptorPool::decode(bytes).ok()?)))
+                .filter_map(|(version, bytes)| {
+                    Some((*version, DescriptorPool::decode(bytes.as_slice()).ok()?))
+                })
                 .collect(),
         })
     }
