@@ -168,20 +168,39 @@ pub async fn backup_if_changed(
     progress: &dyn Progress,
     cancel: &Cancel,
 ) -> Result<BackupOutcome> {
-    let unchanged = cancel.run(unchanged_since_newest(repo, options, cancel)).await?;
-    match unchanged {
-        Some((same_as, revision)) => Ok(BackupOutcome::Unchanged { same_as, revision }),
-        None => Ok(BackupOutcome::Stored(
-            backup(repo, options, progress, cancel).await?,
-        )),
+    match cancel.run(unchanged_since_newest(repo, options, cancel)).await {
+        Ok(Some((same_as, revision))) => return Ok(BackupOutcome::Unchanged { same_as, revision }),
+        Ok(None) => {}
+        Err(error @ Error::Interrupted { .. }) => return Err(error),
+        // The check only saves a copy: when it cannot be made, the backup is.
+        Err(error) => warn!(
+            "cannot tell whether the cluster changed since its newest backup ({error}); storing a backup"
+        ),
     }
+    Ok(BackupOutcome::Stored(
+        backup(repo, options, progress, cancel).await?,
+    ))
 }
 
 /// The newest backup of the cluster when the cluster has not changed since it, marked so.
+/// Under a shared lock taken before the check: no forget removes the backup meanwhile, and the
+/// mark (whose storage time is what freshness counts from) is written right after the check.
 async fn unchanged_since_newest(
     repo: &Repository,
     options: &BackupOptions,
     cancel: &Cancel,
+) -> Result<Option<(Manifest, i64)>> {
+    let lock = lock(repo, "backup", LockKind::Shared, cancel).await?;
+    let marked = check_and_mark(repo, options, cancel, &lock).await;
+    lock.release().await;
+    marked
+}
+
+async fn check_and_mark(
+    repo: &Repository,
+    options: &BackupOptions,
+    cancel: &Cancel,
+    lock: &RepoLock,
 ) -> Result<Option<(Manifest, i64)>> {
     let mut member = connect_first_healthy(&options.connect).await?;
     let status = member.status().clone();
@@ -193,21 +212,21 @@ async fn unchanged_since_newest(
         .into_iter()
         .filter(|m| m.etcd.as_ref().is_some_and(|e| e.cluster_id == cluster))
         .max_by_key(|m| (m.time(), m.id.clone()));
-    let Some(newest) = newest else {
+    let Some((newest, recorded)) = newest.and_then(|m| {
+        let facts = m.etcd.clone()?;
+        // Without a recorded HashKV at its revision the backup cannot be shown equal.
+        let recorded = facts.hash_kv.filter(|h| h.revision == facts.revision)?;
+        Some((m, recorded))
+    }) else {
         return Ok(None);
     };
-    let Some(facts) = newest.etcd.as_ref() else {
+    // Linearizable: a lagging or cut-off member does not pass for the cluster.
+    let revision = member.current_revision().await?;
+    if revision != recorded.revision {
         return Ok(None);
-    };
-    // Without a recorded HashKV at its revision the backup cannot be shown equal: store anew.
-    let recorded = match &facts.hash_kv {
-        Some(recorded) if facts.revision == status.revision && recorded.revision == facts.revision => {
-            *recorded
-        }
-        _ => return Ok(None),
-    };
+    }
     let same = member
-        .hash_kv(status.revision)
+        .hash_kv(revision)
         .await?
         .is_some_and(|live| live.hash == recorded.hash && live.compact_revision == recorded.compact_revision);
     if !same {
@@ -219,24 +238,14 @@ async fn unchanged_since_newest(
         "host": options.labels.host,
         "endpoint": status.endpoint,
         "cluster_id": cluster,
-        "revision": status.revision,
+        "revision": revision,
     });
-    let bytes = format!("{mark:#}").into_bytes();
-    // Under a shared lock, as a backup: a forget cannot remove the backup meanwhile, and one
-    // removed since the listing is not marked (a new backup is stored instead).
-    let lock = lock(repo, "backup", LockKind::Shared, cancel).await?;
-    let marked = async {
-        match repo.manifest(&newest.id).await {
-            Ok(_) => {}
-            Err(lifeboat_repo::Error::NoSuchBackup { .. }) => return Ok(false),
-            Err(error) => return Err(error),
-        }
-        repo.mark_unchanged(&newest.id, bytes).await?;
-        Ok(true)
-    }
-    .await;
-    lock.release().await;
-    Ok(marked?.then_some((newest, status.revision)))
+    // As before a manifest: a cancellation (or a lost leadership) since the check marks nothing.
+    cancel.check()?;
+    lock.ensure_held()?;
+    repo.mark_unchanged(&newest.id, format!("{mark:#}").into_bytes())
+        .await?;
+    Ok(Some((newest, revision)))
 }
 
 /// The member's HashKV at the snapshot's revision, or why there is none.

@@ -124,9 +124,12 @@ struct Fetched {
     version_check: Option<String>,
     /// A point in time: the revisions replayed after the snapshot's.
     replay: Option<Arc<dyn Replay>>,
+    /// When the backup was last found current (its unchanged mark), if ever.
+    unchanged_at: Option<SystemTime>,
     /// A backup's snapshot, decrypted: held with no name, so it goes with the process however it
-    /// ends; `path` reads it while this lives.
-    _private: Option<crate::private_file::UnlinkedFile>,
+    /// ends. `path` (`/proc/self/fd/N`) reads it while this lives: every thread that reads it
+    /// holds a clone, so the descriptor is not closed (and its number reused) under one.
+    private: Option<Arc<crate::private_file::UnlinkedFile>>,
 }
 
 /// Runs a drill. `Err` means it could not run (no such backup, an etcd too old for the data,
@@ -188,12 +191,15 @@ async fn drill_uncancelled(
         None => Outcome::Passed,
     };
     if integrity == Outcome::Passed {
-        let path = fetched.path.clone();
+        let (path, held) = (fetched.path.clone(), fetched.private.clone());
         // A fetched backup's sha256 matched its manifest, which etcd's checked trailer produced.
         let sha_checked = fetched.manifest.is_some();
-        let report = blocking(move || match sha_checked {
-            true => crate::snapshot_file::verify_sha_checked(&path),
-            false => crate::snapshot_file::verify(&path),
+        let report = blocking(move || {
+            let _held = held;
+            match sha_checked {
+                true => crate::snapshot_file::verify_sha_checked(&path),
+                false => crate::snapshot_file::verify(&path),
+            }
         })
         .await?;
         let status = report.status;
@@ -259,13 +265,22 @@ async fn drill_uncancelled(
         // restored and booted.
         let file_hashes = point.is_none().then(|| {
             let (path, revision, facts) = (fetched.path.clone(), stats.revision, facts.clone());
-            start_blocking(move || snapshot_hashes(&path, revision, facts.as_ref(), rules))
+            let held = fetched.private.clone();
+            start_blocking(move || {
+                let _held = held;
+                snapshot_hashes(&path, revision, facts.as_ref(), rules)
+            })
         });
         let tls = crate::drill_tls::generate(dir.path())?;
         let plan = plan_members(options, dir.path(), &id, tls)?;
         let replayed;
-        (restore_outcome, replayed) =
-            restore_members(&mut run, &plan, &fetched.path, fetched.replay.clone()).await?;
+        (restore_outcome, replayed) = restore_members(
+            &mut run,
+            &plan,
+            (&fetched.path, &fetched.private),
+            fetched.replay.clone(),
+        )
+        .await?;
         // A point is as old as the newest revision replayed.
         if let Some(ms) = replayed
             .and_then(|r| r.last_received_unix_ms)
@@ -300,9 +315,13 @@ async fn drill_uncancelled(
         }
     }
 
-    let age = fetched
-        .created
-        .and_then(|created| now.duration_since(created).ok())
+    // Freshness counts from the backup's unchanged mark when it has one.
+    let current_until = match (fetched.created, fetched.unchanged_at) {
+        (Some(created), Some(checked)) => Some(created.max(checked)),
+        (created, checked) => created.or(checked),
+    };
+    let age = current_until
+        .and_then(|at| now.duration_since(at).ok())
         .unwrap_or_default();
     let stale = age > options.max_age;
     let freshness = match (stale, options.fail_on_stale) {
@@ -313,11 +332,18 @@ async fn drill_uncancelled(
     run.check(
         "freshness",
         freshness,
-        format!(
-            "backup is {} old; objective {}",
-            humanize(age),
-            humanize(options.max_age)
-        ),
+        match fetched.unchanged_at {
+            Some(_) => format!(
+                "backup found current {} ago (its cluster unchanged since it); objective {}",
+                humanize(age),
+                humanize(options.max_age)
+            ),
+            None => format!(
+                "backup is {} old; objective {}",
+                humanize(age),
+                humanize(options.max_age)
+            ),
+        },
     );
     let revision_lag = match (&options.live, &stats) {
         // The live cluster only adds the revision lag: when it cannot be reached, the drill's
@@ -472,6 +498,8 @@ async fn fetch(
             let fetched = Box::pin(fetch(&backup, options, dir, progress)).await?;
             Ok(Fetched {
                 replay: Some(crate::pitr::SegmentFeed::new(repo, plan, identities)),
+                // A point is as fresh as what it replays, not as its base.
+                unchanged_at: None,
                 ..fetched
             })
         }
@@ -489,21 +517,18 @@ async fn fetch(
                 damage: None,
                 version_check: None,
                 replay: None,
-                _private: None,
+                unchanged_at: None,
+                private: None,
             })
         }
         DrillSource::Backup { repo, id, identities } => {
-            // Freshness counts from the backup's last unchanged mark, when it has one.
-            let manifest = Manifest {
-                unchanged_at: repo.unchanged_at(id).await?,
-                ..repo.manifest(id).await?
-            };
+            let manifest = repo.manifest(id).await?;
             let artefact = crate::backups::etcd_artefact(&manifest)?;
             let version_check = match &manifest.etcd {
                 Some(facts) => Some(version_detail(options, &facts.version)?),
                 None => None,
             };
-            let private = crate::private_file::UnlinkedFile::create(dir)?;
+            let private = Arc::new(crate::private_file::UnlinkedFile::create(dir)?);
             let path = private.path().to_path_buf();
             let shown = dir.join("(fetched snapshot)");
             let fetched = crate::backups::fetch_snapshot_into(
@@ -528,17 +553,13 @@ async fn fetch(
                     &time::format_description::well_known::Rfc3339,
                 )
                 .ok()
-                .map(SystemTime::from)
-                .map(|created| {
-                    manifest
-                        .unchanged_at
-                        .map_or(created, |checked| checked.max(created))
-                }),
+                .map(SystemTime::from),
+                unchanged_at: repo.unchanged_at(id).await?,
                 manifest: Some(manifest),
                 damage,
                 version_check,
                 replay: None,
-                _private: Some(private),
+                private: Some(private),
             })
         }
     }
@@ -610,7 +631,7 @@ fn plan_members(
 async fn restore_members(
     run: &mut Run,
     plan: &Plan,
-    snapshot: &Path,
+    (snapshot, held): (&Path, &Option<Arc<crate::private_file::UnlinkedFile>>),
     replay: Option<Arc<dyn Replay>>,
 ) -> Result<(Outcome, Option<ReplayReport>)> {
     let mut restored = Vec::new();
@@ -630,7 +651,13 @@ async fn restore_members(
             mark_compacted: false,
             replay: replay.clone(),
         };
-        match blocking(move || restore(&options)).await {
+        let held = held.clone();
+        match blocking(move || {
+            let _held = held;
+            restore(&options)
+        })
+        .await
+        {
             Ok(report) => {
                 restored.push(report.member_id);
                 replayed = report.backend.replayed;

@@ -32,8 +32,17 @@ impl UnlinkedFile {
             Ok(file) => file,
             // EOPNOTSUPP, or EISDIR from a kernel that does not know the flag.
             Err(error) if matches!(error.raw_os_error(), Some(95) | Some(21)) => {
-                let name = dir.join(format!(".lifeboat-private-{}", std::process::id()));
-                let _ = std::fs::remove_file(&name);
+                // Unique in this process and hard to guess: a name planted in a shared directory
+                // makes create_new fail rather than be used.
+                static CREATED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let nonce = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos());
+                let name = dir.join(format!(
+                    ".lifeboat-private-{}-{}-{nonce:08x}",
+                    std::process::id(),
+                    CREATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                ));
                 let file = OpenOptions::new()
                     .read(true)
                     .write(true)

@@ -389,6 +389,18 @@ impl Member {
         }
     }
 
+    /// The cluster's revision now, by a linearizable read (Status answers from the member's
+    /// own state, which may lag).
+    pub async fn current_revision(&mut self) -> Result<i64> {
+        let options = etcd_client::GetOptions::new().with_count_only();
+        let response = self
+            .client
+            .get(vec![0u8], Some(options))
+            .await
+            .map_err(|e| self.peer.classify(&e))?;
+        Ok(response.header().map_or(0, |h| h.revision()))
+    }
+
     /// Asks the member's Status again (its leader, 0 for none, and its revision now).
     pub async fn refresh_status(&mut self) -> Result<&MemberStatus> {
         let response = self.client.status().await.map_err(|e| self.peer.classify(&e))?;

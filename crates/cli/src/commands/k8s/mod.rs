@@ -16,10 +16,14 @@ use serde_json::Value;
 use crate::exit::cancel_on_signals;
 use crate::output::{self, OutputFormat};
 use crate::repo_flags::{IdentityFlags, RepoFlags, resolve_id};
+use select::{
+    Select, every_object, in_namespace, may_name_resource, names_resource, namespace_shown, one_object,
+};
 
 mod history;
 mod ls;
 mod point;
+mod select;
 
 /// `k8s` subcommands.
 #[derive(Debug, Subcommand)]
@@ -232,75 +236,6 @@ impl EncryptionFlag {
     }
 }
 
-/// kubectl's short names of built-in resources.
-const SHORT_NAMES: &[(&str, &str)] = &[
-    ("cm", "configmaps"),
-    ("cj", "cronjobs"),
-    ("crd", "customresourcedefinitions"),
-    ("crds", "customresourcedefinitions"),
-    ("csr", "certificatesigningrequests"),
-    ("deploy", "deployments"),
-    ("ds", "daemonsets"),
-    ("ep", "endpoints"),
-    ("ev", "events"),
-    ("hpa", "horizontalpodautoscalers"),
-    ("ing", "ingresses"),
-    ("limits", "limitranges"),
-    ("netpol", "networkpolicies"),
-    ("no", "nodes"),
-    ("ns", "namespaces"),
-    ("pc", "priorityclasses"),
-    ("pdb", "poddisruptionbudgets"),
-    ("po", "pods"),
-    ("pv", "persistentvolumes"),
-    ("pvc", "persistentvolumeclaims"),
-    ("quota", "resourcequotas"),
-    ("rc", "replicationcontrollers"),
-    ("rs", "replicasets"),
-    ("sa", "serviceaccounts"),
-    ("sc", "storageclasses"),
-    ("sts", "statefulsets"),
-    ("svc", "services"),
-];
-
-/// Whether `word` (as kubectl takes a resource name) names `object`'s resource.
-fn names_resource(word: &str, object: &StoredObject) -> bool {
-    let (kind, api_version) = object.kind();
-    let group = api_version.and_then(|v| v.rsplit_once('/')).map(|(g, _)| g);
-    resource_named(word, &object.resource, kind, group)
-}
-
-/// [`names_resource`] by the key alone, before the value says its kind and group: what a read
-/// selects by (the decoded objects are then judged by [`names_resource`]).
-fn may_name_resource(word: &str, resource: &str) -> bool {
-    resource_named(word, resource, None, None)
-}
-
-/// Whether `word` names `resource` (as its key names it), of `kind` in `group` when known.
-fn resource_named(word: &str, resource: &str, kind: Option<&str>, group: Option<&str>) -> bool {
-    let word = word.to_ascii_lowercase();
-    let word = SHORT_NAMES
-        .iter()
-        .find(|(short, _)| *short == word)
-        .map_or(word.as_str(), |(_, plural)| plural);
-    let plural = resource.split_once('.').map_or(resource, |(p, _)| p);
-    let singular = kind.map(str::to_ascii_lowercase);
-    // The singular of a plural, where the value does not say its kind (encrypted, say).
-    let singular_of = |name: &str| {
-        [format!("{name}s"), format!("{name}es")].contains(&plural.to_string())
-            || name
-                .strip_suffix('y')
-                .is_some_and(|stem| format!("{stem}ies") == plural)
-    };
-    let names = |name: &str| {
-        name == resource || name == plural || Some(name) == singular.as_deref() || singular_of(name)
-    };
-    match word.split_once('.') {
-        Some((name, wanted_group)) if !names(word) => names(name) && group.is_none_or(|g| g == wanted_group),
-        _ => names(word),
-    }
-}
-
 impl K8sCommand {
     pub async fn run(self, format: OutputFormat) -> anyhow::Result<()> {
         match self {
@@ -312,16 +247,6 @@ impl K8sCommand {
             K8sCommand::History(args) => history::history(args, format).await,
         }
     }
-}
-
-/// Which objects a read keeps, by (resource, namespace, name) as their keys name them
-/// ([`lifeboat_core::k8s_objects::Selection`]): a command selects what it shows, so that reading
-/// a large database decodes and holds only that.
-type Select = std::sync::Arc<dyn Fn(&str, Option<&str>, &str) -> bool + Send + Sync>;
-
-/// Every object.
-fn every_object() -> Select {
-    std::sync::Arc::new(lifeboat_core::k8s_objects::every_object)
 }
 
 /// The objects of the source that `select` takes, and the revision read.
@@ -431,24 +356,6 @@ async fn fetch_private(
     )
     .await?;
     Ok(private)
-}
-
-fn in_namespace(object: &StoredObject, namespace: Option<&str>, all: bool) -> bool {
-    namespace_shown(object.namespace.as_deref(), namespace, all)
-}
-
-/// Whether an object of namespace `of` (none: cluster-scoped) is shown for `-n namespace`/`-A`.
-fn namespace_shown(of: Option<&str>, namespace: Option<&str>, all: bool) -> bool {
-    all || of.is_none_or(|of| of == namespace.unwrap_or("default"))
-}
-
-/// The objects `get` and `history` look at: `name` of `resource` in `namespace`, or
-/// cluster-scoped.
-fn one_object(resource: &str, namespace: &str, name: &str) -> Select {
-    let (resource, namespace, name) = (resource.to_string(), namespace.to_string(), name.to_string());
-    std::sync::Arc::new(move |r, ns, n| {
-        n == name && ns.is_none_or(|ns| ns == namespace) && may_name_resource(&resource, r)
-    })
 }
 
 async fn get(args: GetArgs) -> anyhow::Result<()> {
