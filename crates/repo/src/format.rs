@@ -297,13 +297,6 @@ impl Manifest {
         }
     }
 
-    /// Until when the backup is known to hold the cluster's data: when it was made, or when a
-    /// later backup last found the cluster unchanged since it. What freshness (RPO) counts.
-    pub fn current_until(&self) -> std::time::SystemTime {
-        let made = std::time::SystemTime::from(self.time());
-        self.unchanged_at.map_or(made, |checked| checked.max(made))
-    }
-
     /// How far the ID is ahead of when the storage received the manifest, when by more than
     /// [`MAX_CLOCK_SKEW`].
     pub fn clock_ahead(&self) -> Option<std::time::Duration> {

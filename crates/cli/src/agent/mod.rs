@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use lifeboat_core::Cancel;
-use lifeboat_repo::{Manifest, Repository};
+use lifeboat_repo::Repository;
 use tracing::{info, warn};
 
 use crate::etcd_flags::EtcdFlags;
@@ -219,7 +219,7 @@ impl Agent {
                         .backups
                         .iter()
                         .filter(|m| m.kind == kind)
-                        .map(Manifest::current_until)
+                        .map(status::current_until)
                         .max()
                     {
                         self.metrics
@@ -259,7 +259,7 @@ impl Agent {
                 .backups
                 .iter()
                 .filter(|m| m.kind == kind && m.host == self.host && self.ours(m))
-                .map(Manifest::current_until)
+                .map(status::current_until)
                 .max();
             if let Some(newest) = newest {
                 raise(

@@ -165,6 +165,13 @@ pub fn created(manifest: &Manifest) -> SystemTime {
         .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
+/// Until when a backup is known to hold its cluster's data: when it was made, or when a later
+/// backup last found the cluster unchanged since it. What freshness (RPO) counts from.
+pub fn current_until(manifest: &Manifest) -> SystemTime {
+    let made = created(manifest);
+    manifest.unchanged_at.map_or(made, |checked| checked.max(made))
+}
+
 fn summary(group: &str, manifest: &Manifest) -> Newest {
     Newest {
         group: group.to_string(),
@@ -174,7 +181,7 @@ fn summary(group: &str, manifest: &Manifest) -> Newest {
         id: manifest.id.to_string(),
         created: created(manifest),
         unchanged_at: manifest.unchanged_at,
-        current_until: manifest.current_until(),
+        current_until: current_until(manifest),
         revision: manifest.etcd.as_ref().map(|e| e.revision),
         plain_bytes: manifest.artefacts.iter().map(|a| a.plain_size).sum(),
         stored_bytes: manifest.artefacts.iter().map(|a| a.stored_size).sum(),
