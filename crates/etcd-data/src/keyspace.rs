@@ -48,6 +48,7 @@ pub fn key_space_selected<S: Source + ?Sized>(
     let upper = revision.unwrap_or(i64::MAX);
     // Each user key's latest record at `upper`, or none when that is a deletion.
     let mut latest: BTreeMap<Vec<u8>, (Revision, Option<KeyValue>)> = BTreeMap::new();
+    let mut wanted = |user_key: &[u8]| user_key.starts_with(prefix) && select(user_key);
     let (facts, findings) = walk_keys_past_damage(db, |key, value| {
         let Some(at) = Revision::parse(key) else {
             return Err(Error::BadRevisionKey {
@@ -58,16 +59,15 @@ pub fn key_space_selected<S: Source + ?Sized>(
             return Ok(());
         }
         // Most records are of keys not asked for: judged by their key alone, their values are
-        // neither decoded nor copied.
-        if let Some(user_key) = leading_key(value)
-            && (!user_key.starts_with(prefix) || !select(user_key))
-        {
+        // neither decoded nor copied. A key is judged once, unless the decode finds another.
+        let leading = leading_key(value);
+        if leading.is_some_and(|user_key| !wanted(user_key)) {
             return Ok(());
         }
         let record = KeyValue::decode(value).map_err(|_| Error::BadKeyValue {
             key: hex::encode(key),
         })?;
-        if !record.key.starts_with(prefix) || !select(&record.key) {
+        if leading != Some(record.key.as_slice()) && !wanted(&record.key) {
             return Ok(());
         }
         let newer = latest.get(&record.key).is_none_or(|(seen, _)| at >= *seen);
