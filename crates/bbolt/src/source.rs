@@ -51,13 +51,13 @@ pub struct FileSource {
 }
 
 impl FileSource {
-    /// Opens `path` for positioned reads.
+    /// Opens `path` for positioned reads, with a shared lock as [`crate::MappedFile`] takes.
     pub fn open(path: &Path) -> Result<Self> {
         let io = |e: std::io::Error| Error::Io {
             path: path.display().to_string(),
             message: e.to_string(),
         };
-        let file = File::open(path).map_err(io)?;
+        let file = crate::file::open_shared(path)?;
         let len = file.metadata().map_err(io)?.len();
         Ok(Self { file, len })
     }

@@ -697,6 +697,8 @@ async fn boot(run: &mut Run, plan: &Plan, options: &DrillOptions, members: &mut 
             loopback_timing: true,
             // Kept members outlive the drill on purpose; the others die with it.
             die_with_parent: !options.keep,
+            // Reads only: a snapshot above etcd's default quota boots and answers under it.
+            quota_bytes: None,
         };
         match EtcdProcess::spawn(launch) {
             Ok(process) => members.push(process),

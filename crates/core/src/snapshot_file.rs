@@ -2,19 +2,10 @@
 
 use std::path::Path;
 
-use lifeboat_bbolt::{Db, FileSource, MappedFile, Source};
+use lifeboat_bbolt::{Db, FileSource, MappedFile};
 use lifeboat_etcd_data::{HashKv, HashRules, SnapshotStatus, StoreFacts, VerifyReport, Version};
 
 use crate::{Error, Result};
-
-/// How a file is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Mapped into memory: fastest; its pages count in the process's RSS while mapped.
-    Mapped,
-    /// Read page by page: memory stays at a few pages whatever the file's size.
-    Paged,
-}
 
 fn failed(path: &Path) -> impl Fn(lifeboat_etcd_data::Error) -> Error + '_ {
     move |source| Error::SnapshotFile {
@@ -24,24 +15,15 @@ fn failed(path: &Path) -> impl Fn(lifeboat_etcd_data::Error) -> Error + '_ {
 }
 
 /// `snapshot status` by the rules of `as_version`'s etcdutl (`None`: the file's own etcd
-/// version's): fails, like etcdutl, when the consistency check finds anything.
-pub fn status(path: &Path, access: Access, as_version: Option<Version>) -> Result<SnapshotStatus> {
-    fn of<S: Source + ?Sized>(
-        source: &S,
-        as_version: Option<Version>,
-    ) -> lifeboat_etcd_data::Result<SnapshotStatus> {
-        lifeboat_etcd_data::status(&Db::open(source)?, as_version)
-    }
-    match access {
-        Access::Mapped => MappedFile::open(path)
-            .map_err(|e| failed(path)(e.into()))?
-            .read_with(|bytes| of(bytes, as_version)),
-        Access::Paged => of(
-            &FileSource::open(path).map_err(|e| failed(path)(e.into()))?,
-            as_version,
-        ),
-    }
-    .map_err(failed(path))
+/// version's): fails, like etcdutl, when the consistency check finds anything. The file is read
+/// page by page: as fast as a mapping here, and memory stays at the pages being read whatever
+/// the file's size (a mapping would count the whole file in the process's RSS).
+pub fn status(path: &Path, as_version: Option<Version>) -> Result<SnapshotStatus> {
+    let source = FileSource::open(path).map_err(|e| failed(path)(e.into()))?;
+    Db::open(&source)
+        .map_err(Into::into)
+        .and_then(|db| lifeboat_etcd_data::status(&db, as_version))
+        .map_err(failed(path))
 }
 
 /// `snapshot verify`: every finding; `Err` only when the file is not readable as bbolt.
@@ -90,10 +72,11 @@ pub fn key_space(
     revision: Option<i64>,
     select: &mut dyn FnMut(&[u8]) -> bool,
 ) -> Result<lifeboat_etcd_data::KeySpace> {
-    MappedFile::open(path)
-        .map_err(|e| failed(path)(e.into()))?
-        .read_with(|bytes| {
-            lifeboat_etcd_data::key_space_selected(&Db::open(bytes)?, prefix, revision, select)
-        })
+    // Read page by page: a selective read touches a fraction of a large file, and memory stays
+    // at what the selection keeps.
+    let source = FileSource::open(path).map_err(|e| failed(path)(e.into()))?;
+    Db::open(&source)
+        .map_err(Into::into)
+        .and_then(|db| lifeboat_etcd_data::key_space_selected(&db, prefix, revision, select))
         .map_err(failed(path))
 }

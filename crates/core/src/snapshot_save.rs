@@ -10,7 +10,6 @@ use tracing::info;
 
 use crate::blocking::{Batched, blocking};
 use crate::fsio::{PendingFile, part_path};
-use crate::snapshot_file::Access;
 use crate::{Cancel, Error, Progress, Result};
 
 /// What to save and where.
@@ -121,7 +120,7 @@ async fn save_uncancelled(options: &SaveOptions, progress: &dyn Progress) -> Res
     // sound one, and gives the revision and key count of what was actually saved.
     // Read page by page: mapping would count the whole file in our memory use.
     let part = part_path(&options.path);
-    let contents = blocking(move || crate::snapshot_file::status(&part, Access::Paged, None))
+    let contents = blocking(move || crate::snapshot_file::status(&part, None))
         .await
         .map_err(|e| match e {
             Error::SnapshotFile { source, .. } => damaged(source),

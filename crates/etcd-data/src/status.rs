@@ -5,8 +5,6 @@
 //! 3.4/3.5 count every entry of every bucket; 3.6 and 3.7 count the distinct user keys whose
 //! last record is not a tombstone (etcd PR #19344) and add meta `storageVersion`.
 
-use std::collections::HashSet;
-
 use lifeboat_bbolt::{Db, Entry, Finding, Source};
 
 use crate::version::Version;
@@ -81,9 +79,10 @@ pub(crate) struct StatusBuilder {
     has_key_bucket: bool,
     cluster_version: Option<Vec<u8>>,
     storage_version: Option<Vec<u8>>,
-    /// Distinct user keys whose last record is live; `None` while not counted (a file whose
-    /// cluster version is below 3.6 needs no set).
-    live_keys: Option<HashSet<Vec<u8>>>,
+    /// Distinct user keys whose last record is live, each as its 128-bit XXH3 digest (16 bytes
+    /// a key, whatever its length; two keys alike in 128 bits are not to be expected by chance);
+    /// `None` while not counted (a file whose cluster version is below 3.6 needs no set).
+    live_keys: Option<rustc_hash::FxHashSet<u128>>,
     /// The first record etcdutl 3.6+ would fail on (its count decodes every record).
     live_key_error: Option<Error>,
 }
@@ -109,7 +108,7 @@ impl StatusBuilder {
                     self.has_key_bucket = true;
                     // `cluster` sorts before `key`: its version is known by now.
                     if self.may_count_live_keys() {
-                        self.live_keys = Some(HashSet::new());
+                        self.live_keys = Some(rustc_hash::FxHashSet::default());
                     }
                 }
             }
@@ -170,10 +169,11 @@ impl StatusBuilder {
                 return;
             }
         };
+        let digest = xxhash_rust::xxh3::xxh3_128(&user_key);
         if crate::hashkv::is_tombstone(key) {
-            live.remove(&user_key);
+            live.remove(&digest);
         } else {
-            live.insert(user_key);
+            live.insert(digest);
         }
     }
 

@@ -87,6 +87,8 @@ pub struct Launch {
     /// Killed by the kernel when the thread that started it ends (the process dying, even by
     /// SIGKILL or the OOM killer): for members nobody else must find running afterwards.
     pub die_with_parent: bool,
+    /// `--quota-backend-bytes` (`None`: etcd's default, 2 GiB): above it etcd refuses writes.
+    pub quota_bytes: Option<u64>,
 }
 
 /// A running etcd member; killed and reaped when dropped.
@@ -117,6 +119,9 @@ impl EtcdProcess {
             command
                 .arg("--heartbeat-interval=10")
                 .arg("--election-timeout=100");
+        }
+        if let Some(quota) = launch.quota_bytes {
+            command.arg(format!("--quota-backend-bytes={quota}"));
         }
         if let Some(initial) = &launch.initial {
             command

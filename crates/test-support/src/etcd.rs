@@ -122,17 +122,63 @@ pub struct EtcdConfig {
     pub version: EtcdVersion,
     /// Serve clients over TLS and require client certificates (kubeadm's setup).
     pub mtls: bool,
+    /// `--quota-backend-bytes` (`None`: etcd's default, 2 GiB).
+    pub quota_bytes: Option<u64>,
+    /// A snapshot the member starts from (restored by that version's own tool), instead of empty.
+    pub seed: Option<PathBuf>,
 }
 
 impl EtcdConfig {
     pub fn new(version: EtcdVersion) -> Self {
-        Self { version, mtls: false }
+        Self {
+            version,
+            mtls: false,
+            quota_bytes: None,
+            seed: None,
+        }
     }
 
     pub fn mtls(mut self) -> Self {
         self.mtls = true;
         self
     }
+
+    pub fn quota_bytes(mut self, bytes: u64) -> Self {
+        self.quota_bytes = Some(bytes);
+        self
+    }
+
+    pub fn seed(mut self, snapshot: PathBuf) -> Self {
+        self.seed = Some(snapshot);
+        self
+    }
+}
+
+/// Restores `seed` into `data_dir` for member `name` alone, with the version's own tool.
+fn restore_seed(
+    version: EtcdVersion,
+    seed: &Path,
+    data_dir: &Path,
+    name: &str,
+    peer_url: &str,
+) -> anyhow::Result<()> {
+    let output = std::process::Command::new(version.snapshot_tool())
+        .arg("snapshot")
+        .arg("restore")
+        .arg(seed)
+        .arg(format!("--data-dir={}", data_dir.display()))
+        .arg(format!("--name={name}"))
+        .arg(format!("--initial-cluster={name}={peer_url}"))
+        .arg(format!("--initial-cluster-token={name}"))
+        .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "restoring {} failed: {}",
+        seed.display(),
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(())
 }
 
 /// A running etcd with its own temporary directory; killed and removed on drop.
@@ -186,9 +232,13 @@ impl EtcdServer {
             let scheme = if pki.is_some() { "https" } else { "http" };
             let client_url = format!("{scheme}://127.0.0.1:{}", free_port()?);
             let peer_url = format!("http://127.0.0.1:{}", free_port()?);
+            let data_dir = dir.path().join(format!("{name}.etcd"));
+            if let Some(seed) = &config.seed {
+                restore_seed(config.version, seed, &data_dir, &name, &peer_url)?;
+            }
             let launch = Launch {
                 binary: config.version.binary()?,
-                data_dir: dir.path().join(format!("{name}.etcd")),
+                data_dir,
                 log: dir.path().join(format!("{name}.log")),
                 initial: Some(InitialCluster {
                     members: format!("{name}={peer_url}"),
@@ -197,6 +247,7 @@ impl EtcdServer {
                 tls: pki.as_ref().map(server_tls),
                 loopback_timing: false,
                 die_with_parent: false,
+                quota_bytes: config.quota_bytes,
                 name,
                 client_url,
                 peer_url,
@@ -238,6 +289,7 @@ impl EtcdServer {
                 tls: None,
                 loopback_timing: false,
                 die_with_parent: false,
+                quota_bytes: None,
                 log: dir.path().join(format!("{}.log", member.name)),
             };
             let process = EtcdProcess::spawn(launch)?;

@@ -52,6 +52,7 @@ fn three_members(dir: &Path) -> Vec<EtcdProcess> {
                 log: dir.join(format!("{name}.log")),
                 loopback_timing: true,
                 die_with_parent: false,
+                quota_bytes: None,
             })
             .unwrap()
         })

@@ -29,6 +29,10 @@ struct Args {
     /// Megabytes of Kubernetes-like data to write (0: the small functional mix).
     #[arg(long, default_value_t = 0)]
     fill_mb: u64,
+    /// Keep the filled data as a snapshot in DIR and start from it next time (with --fill-mb):
+    /// a large fill is written once per etcd release and size.
+    #[arg(long, value_name = "DIR", requires = "fill_mb")]
+    cache: Option<PathBuf>,
     /// Where to write TESTBED_* variables (endpoint, certificates, etcdctl path).
     #[arg(long, required_unless_present = "load")]
     env_file: Option<PathBuf>,
@@ -147,6 +151,28 @@ async fn kubeadm_node(
     Ok(())
 }
 
+/// Saves the server's data as the cached snapshot of its release and fill size.
+fn keep_snapshot(server: &EtcdServer, dir: &std::path::Path, fill_mb: u64) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!("etcd-{}-fill-{fill_mb}mb.db", server.version.expected()));
+    let part = path.with_extension("part");
+    let output = std::process::Command::new(server.version.etcdctl())
+        .args(server.etcdctl_args())
+        .arg("snapshot")
+        .arg("save")
+        .arg(&part)
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "saving {} failed: {}",
+        part.display(),
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    std::fs::rename(&part, &path)?;
+    println!("kept the filled data in {}", path.display());
+    Ok(())
+}
+
 fn parse_version(minor: &str) -> Result<EtcdVersion, String> {
     EtcdVersion::ALL
         .into_iter()
@@ -249,20 +275,39 @@ async fn main() -> anyhow::Result<()> {
             (server, None)
         }
         _ => {
-            let config = if args.mtls {
-                EtcdConfig::new(version).mtls()
-            } else {
-                EtcdConfig::new(version)
-            };
-            let server = EtcdServer::start(config).await?;
-            let spec = match args.fill_mb {
-                0 => FillSpec::small(),
-                mb => FillSpec::sized(mb << 20),
-            };
-            let summary = fill(&server.member().await?.client(), &spec)
-                .await
-                .context("filling etcd")?;
-            (server, Some(summary))
+            let mut config = EtcdConfig::new(version);
+            if args.mtls {
+                config = config.mtls();
+            }
+            if args.fill_mb > 0 {
+                // The data, its history and bbolt's free pages, with room for the bench's writes.
+                config = config.quota_bytes((args.fill_mb << 22).max(2 << 30));
+            }
+            let cached = args
+                .cache
+                .as_ref()
+                .map(|dir| dir.join(format!("etcd-{}-fill-{}mb.db", version.expected(), args.fill_mb)));
+            match cached.filter(|path| path.exists()) {
+                Some(seed) => {
+                    let server = EtcdServer::start(config.seed(seed.clone())).await?;
+                    println!("etcd {}: started from {}", version.expected(), seed.display());
+                    (server, None)
+                }
+                None => {
+                    let server = EtcdServer::start(config).await?;
+                    let spec = match args.fill_mb {
+                        0 => FillSpec::small(),
+                        mb => FillSpec::sized(mb << 20),
+                    };
+                    let summary = fill(&server.member().await?.client(), &spec)
+                        .await
+                        .context("filling etcd")?;
+                    if let Some(dir) = &args.cache {
+                        keep_snapshot(&server, dir, args.fill_mb)?;
+                    }
+                    (server, Some(summary))
+                }
+            }
         }
     };
 

@@ -5,7 +5,6 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use lifeboat_core::snapshot_file::Access;
 use lifeboat_etcd_data::{SnapshotStatus, StatusRules, Version};
 
 use crate::output::{self, OutputFormat};
@@ -33,7 +32,7 @@ pub fn parse_etcd_version(text: &str) -> Result<Version, String> {
 }
 
 pub fn run(args: StatusArgs, format: OutputFormat) -> anyhow::Result<()> {
-    let status = lifeboat_core::snapshot_file::status(&args.file, Access::Mapped, args.etcd_version)?;
+    let status = lifeboat_core::snapshot_file::status(&args.file, args.etcd_version)?;
     print(&status, format)
 }
 
