@@ -121,7 +121,7 @@ impl<'s, S: Source + ?Sized> Db<'s, S> {
             .source
             .read_at(start, page_size)
             .ok_or(PageFault::OutOfBounds)?;
-        let header = Page::parse_header(first).ok_or(PageFault::OutOfBounds)?;
+        let mut header = Page::parse_header(first).ok_or(PageFault::OutOfBounds)?;
         if header.id != id {
             return Err(PageFault::IdMismatch(header.id));
         }
@@ -132,9 +132,10 @@ impl<'s, S: Source + ?Sized> Db<'s, S> {
         if id + pages > self.meta.hwm {
             return Err(PageFault::OutOfBounds);
         }
+        let first = std::mem::take(&mut header.span);
         let span: Cow<'s, [u8]> = self
             .source
-            .read_at(start, (pages as usize) * page_size)
+            .read_on(first, start, (pages as usize) * page_size)
             .ok_or(PageFault::OutOfBounds)?;
         Ok(Page { span, ..header })
     }

@@ -20,6 +20,13 @@ pub trait Source {
 
     /// `len` bytes at `offset`; `None` when they are not all there or cannot be read.
     fn read_at(&self, offset: u64, len: usize) -> Option<Cow<'_, [u8]>>;
+
+    /// `len` bytes at `offset`, of which `head` (read before) is the start: a page's span once
+    /// its first page told how long the span is.
+    fn read_on<'a>(&'a self, head: Cow<'a, [u8]>, offset: u64, len: usize) -> Option<Cow<'a, [u8]>> {
+        drop(head);
+        self.read_at(offset, len)
+    }
 }
 
 impl Source for [u8] {
@@ -75,5 +82,66 @@ impl Source for FileSource {
         let mut buffer = vec![0; len];
         self.file.read_exact_at(&mut buffer, offset).ok()?;
         Some(Cow::Owned(buffer))
+    }
+
+    fn read_on<'a>(&'a self, head: Cow<'a, [u8]>, offset: u64, len: usize) -> Option<Cow<'a, [u8]>> {
+        // Only the rest is read: the head is not read from the file a second time.
+        let read = head.len();
+        if read > len || offset.checked_add(len as u64)? > self.len {
+            return None;
+        }
+        let mut buffer = head.into_owned();
+        buffer.resize(len, 0);
+        self.file
+            .read_exact_at(&mut buffer[read..], offset + read as u64)
+            .ok()?;
+        Some(Cow::Owned(buffer))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Db, testing};
+
+    /// Every entry and finding of a walk, as text.
+    fn walked<S: Source + ?Sized>(source: &S) -> Vec<String> {
+        let db = Db::open(source).unwrap();
+        let mut seen = Vec::new();
+        let findings = db.walk(|entry| seen.push(format!("{entry:?}")));
+        seen.extend(findings.iter().map(ToString::to_string));
+        seen
+    }
+
+    #[test]
+    fn a_file_read_page_by_page_walks_as_its_bytes_do() {
+        let big = vec![7u8; 2 * testing::PS + 100];
+        let mut leaf = crate::write::leaf_page(3, &[(0, b"k1".as_slice(), big.as_slice()), (0, b"k2", b"v")]);
+        leaf.resize(3 * testing::PS, 0);
+        leaf[12..16].copy_from_slice(&2u32.to_le_bytes());
+        let tree = 3u64.to_le_bytes().into_iter().chain([0; 8]).collect::<Vec<u8>>();
+        let image = [
+            testing::meta(0, 2, crate::FREELIST_NOT_PERSISTED, 6, 2),
+            testing::meta(1, 2, crate::FREELIST_NOT_PERSISTED, 6, 1),
+            testing::leaf(Some(2), &[(1, b"key", &tree)]),
+            leaf,
+        ]
+        .concat();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &image).unwrap();
+        let paged = FileSource::open(file.path()).unwrap();
+        assert_eq!(walked(&paged), walked(image.as_slice()));
+        // The entry behind the three-page value is reached: the whole span was read.
+        let entries = walked(&paged);
+        assert_eq!(entries.len(), 3, "two entries and their bucket, no findings");
+        assert!(
+            entries[2].contains("key: [107, 50], value: [118]"),
+            "{}",
+            entries[2]
+        );
+        // A span is never read past the file's end, with or without its head.
+        let head = paged.read_at(0, 10).unwrap();
+        assert!(paged.read_on(head, 0, image.len() + 1).is_none());
+        assert!(paged.read_on(Cow::Owned(vec![0; 20]), 0, 10).is_none());
     }
 }

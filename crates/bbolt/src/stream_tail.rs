@@ -4,42 +4,219 @@
 //! Every page-sized block is read as a page of its own position, since a freed page keeps the
 //! header (and overflow count) of what it once held while its successors are reused. Only a
 //! sketch is kept per page: a branch's children, a leaf's last key and its nested-bucket entries.
-//! At the end the current meta's tree is followed through the sketches.
+//! Of a page's span only the element headers and the bytes of those keys and values are held,
+//! and only until the span has passed. The sketches go to a file (or memory) as they are made;
+//! at the end the current meta's tree is followed through them, one scan per level.
 
-use std::collections::{HashMap, HashSet};
+mod sketches;
 
+use std::collections::HashSet;
+use std::fs::File;
+
+use crate::bytes::{u32_at, u64_at};
 use crate::meta::{self, Meta};
-use crate::page::{BUCKET_LEAF_FLAG, Page, PageKind};
+use crate::page::{BUCKET_LEAF_FLAG, PAGE_HEADER_SIZE, Page, PageKind};
+use sketches::{Sketch, Sketches};
 
-/// Bytes one page span (a page and its overflow) may take while being assembled.
-const MAX_SPAN: usize = 64 << 20;
-/// Bytes all spans being assembled may take together.
-const MAX_PENDING: usize = 256 << 20;
+/// Bytes all spans in flight may hold together (their element headers, and the keys and bucket
+/// values being captured); a span that would go past it is not sketched.
+const MAX_PENDING: usize = 64 << 20;
+/// Bytes of keys and bucket values one span may capture (bbolt's keys are at most 32 KiB).
+const CAPTURE_BUDGET: usize = 1 << 20;
 /// Tree depth followed at the end, as in the walk.
 const MAX_DEPTH: usize = 64;
 /// Largest nested-bucket value kept (its header and inline page).
 const MAX_BUCKET_VALUE: usize = 64 << 10;
 /// Bytes needed to read page 0's meta.
 const META_BYTES: usize = meta::META_OFFSET + 64;
+/// Bytes of one branch or leaf element header.
+const ELEMENT_SIZE: usize = 16;
 
-/// A nested bucket's name and value (header and inline page).
-type BucketEntry = (Box<[u8]>, Box<[u8]>);
-
+/// Bytes of a span wanted for its sketch, filled in as the span streams past.
 #[derive(Debug)]
-enum Sketch {
-    Branch(Vec<u64>),
-    Leaf {
-        /// `Err` when the last element lies outside the page (damage, or a span never completed).
-        last_key: Result<Option<Box<[u8]>>, ()>,
-        buckets: Vec<BucketEntry>,
-    },
+struct Capture {
+    start: usize,
+    bytes: Vec<u8>,
+    len: usize,
 }
 
+impl Capture {
+    fn new(start: usize, len: usize) -> Self {
+        Self {
+            start,
+            bytes: Vec::with_capacity(len),
+            len,
+        }
+    }
+
+    /// Takes what it wants of `bytes`, which sit at `offset` in the span.
+    fn take(&mut self, offset: usize, bytes: &[u8]) {
+        let from = self.start + self.bytes.len();
+        let end = self.start + self.len;
+        if from >= end || from < offset || from >= offset + bytes.len() {
+            return;
+        }
+        let upto = end.min(offset + bytes.len());
+        self.bytes.extend_from_slice(&bytes[from - offset..upto - offset]);
+    }
+
+    fn end(&self) -> usize {
+        self.start + self.len
+    }
+}
+
+/// What a leaf span still waits for once its element headers are read.
+#[derive(Debug)]
+struct LeafWants {
+    /// `Err` when the last element lies outside the span.
+    last_key: Result<Option<Capture>, ()>,
+    buckets: Vec<(Capture, Capture)>,
+}
+
+impl LeafWants {
+    fn captures(&mut self) -> impl Iterator<Item = &mut Capture> {
+        let last = self.last_key.as_mut().ok().and_then(Option::as_mut);
+        last.into_iter()
+            .chain(self.buckets.iter_mut().flat_map(|(name, value)| [name, value]))
+    }
+
+    fn end(&self) -> usize {
+        let last = self
+            .last_key
+            .as_ref()
+            .ok()
+            .and_then(Option::as_ref)
+            .map_or(0, Capture::end);
+        self.buckets
+            .iter()
+            .map(|(_, value)| value.end())
+            .fold(last, usize::max)
+    }
+}
+
+/// A branch or leaf page whose span is streaming past.
 #[derive(Debug)]
 struct Span {
     id: u64,
-    bytes: Vec<u8>,
+    leaf: bool,
+    count: usize,
     len: usize,
+    /// Bytes of the span passed so far.
+    seen: usize,
+    /// Every byte passed, until the element headers are complete.
+    head: Vec<u8>,
+    /// A leaf's keys and values still to capture, once its headers are read.
+    wants: Option<LeafWants>,
+    /// Bytes counted against [`MAX_PENDING`].
+    held: usize,
+}
+
+impl Span {
+    fn headers_end(&self) -> usize {
+        PAGE_HEADER_SIZE + ELEMENT_SIZE * self.count
+    }
+
+    /// Feeds the span's next block; its sketch once nothing more is wanted.
+    fn feed(&mut self, block: &[u8]) -> Option<Sketch> {
+        let block = &block[..block.len().min(self.len - self.seen)];
+        let offset = self.seen;
+        self.seen += block.len();
+        match &mut self.wants {
+            Some(wants) => wants.captures().for_each(|c| c.take(offset, block)),
+            None => {
+                self.head.extend_from_slice(block);
+                if self.head.len() < self.headers_end() && self.seen < self.len {
+                    return None;
+                }
+                if !self.leaf {
+                    return Some(Sketch::Branch(self.children()));
+                }
+                let mut wants = self.leaf_wants();
+                wants.captures().for_each(|c| c.take(0, &self.head));
+                self.head = Vec::new();
+                self.wants = Some(wants);
+            }
+        }
+        let wants = self.wants.as_ref()?;
+        (self.seen >= wants.end() || self.seen == self.len).then(|| self.leaf_sketch())
+    }
+
+    /// A header's four u32 fields (the last two a branch's child).
+    fn element(&self, index: usize) -> Option<&[u8]> {
+        let at = PAGE_HEADER_SIZE + ELEMENT_SIZE * index;
+        self.head.get(at..at + ELEMENT_SIZE)
+    }
+
+    /// The children whose element (and key) lie inside the span, up to the first that does not.
+    fn children(&self) -> Vec<u64> {
+        (0..self.count)
+            .map_while(|index| {
+                let element = self.element(index)?;
+                let at = PAGE_HEADER_SIZE + ELEMENT_SIZE * index;
+                let key_end = at + u32_at(element, 0)? as usize + u32_at(element, 4)? as usize;
+                (key_end <= self.len).then(|| u64_at(element, 8)).flatten()
+            })
+            .collect()
+    }
+
+    /// Element `index`'s flags, and where its key and value lie, if inside the span.
+    fn leaf_element(&self, index: usize) -> Option<(u32, usize, usize, usize)> {
+        let element = self.element(index)?;
+        let at = PAGE_HEADER_SIZE + ELEMENT_SIZE * index;
+        let start = at + u32_at(element, 4)? as usize;
+        let (key_len, value_len) = (u32_at(element, 8)? as usize, u32_at(element, 12)? as usize);
+        (start + key_len + value_len <= self.len).then_some((u32_at(element, 0)?, start, key_len, value_len))
+    }
+
+    fn leaf_wants(&self) -> LeafWants {
+        let mut budget = CAPTURE_BUDGET;
+        let last_key = match self.count.checked_sub(1) {
+            None => Ok(None),
+            Some(last) => match self.leaf_element(last) {
+                Some((_, start, key_len, _)) if key_len <= budget => {
+                    budget -= key_len;
+                    Ok(Some(Capture::new(start, key_len)))
+                }
+                _ => Err(()),
+            },
+        };
+        let buckets = (0..self.count)
+            .map_while(|index| self.leaf_element(index))
+            .filter(|&(flags, _, _, value_len)| {
+                flags & BUCKET_LEAF_FLAG != 0 && value_len <= MAX_BUCKET_VALUE
+            })
+            .map_while(|(_, start, key_len, value_len)| {
+                budget = budget.checked_sub(key_len + value_len)?;
+                Some((
+                    Capture::new(start, key_len),
+                    Capture::new(start + key_len, value_len),
+                ))
+            })
+            .collect();
+        LeafWants { last_key, buckets }
+    }
+
+    fn leaf_sketch(&mut self) -> Sketch {
+        let Some(wants) = self.wants.take() else {
+            return Sketch::Leaf {
+                last_key: Err(()),
+                buckets: Vec::new(),
+            };
+        };
+        let whole = |c: Capture| (c.bytes.len() == c.len).then_some(c.bytes);
+        Sketch::Leaf {
+            last_key: match wants.last_key {
+                Ok(None) => Ok(None),
+                Ok(Some(capture)) => whole(capture).map(Some).ok_or(()),
+                Err(()) => Err(()),
+            },
+            buckets: wants
+                .buckets
+                .into_iter()
+                .filter_map(|(name, value)| Some((whole(name)?, whole(value)?)))
+                .collect(),
+        }
+    }
 }
 
 /// Why the stream's tree could not be followed to the bucket.
@@ -62,12 +239,23 @@ pub struct BucketTail {
     spans: Vec<Span>,
     pending: usize,
     metas: Vec<Meta>,
-    sketches: HashMap<u64, Sketch>,
+    sketches: Sketches,
 }
 
 impl BucketTail {
-    /// Looks for the last key of top-level bucket `bucket`.
+    /// Looks for the last key of top-level bucket `bucket`, keeping page sketches in memory
+    /// (about 1.5% of the image).
     pub fn new(bucket: &[u8]) -> Self {
+        Self::keeping(bucket, Sketches::in_memory())
+    }
+
+    /// [`BucketTail::new`], keeping the page sketches in `file` (an empty file of the caller's,
+    /// read and written here): memory stays the same whatever the image's size.
+    pub fn spilling_to(bucket: &[u8], file: File) -> Self {
+        Self::keeping(bucket, Sketches::in_file(file))
+    }
+
+    fn keeping(bucket: &[u8], sketches: Sketches) -> Self {
         Self {
             bucket: bucket.to_vec(),
             page_size: None,
@@ -76,7 +264,7 @@ impl BucketTail {
             spans: Vec::new(),
             pending: 0,
             metas: Vec::new(),
-            sketches: HashMap::new(),
+            sketches,
         }
     }
 
@@ -130,18 +318,18 @@ impl BucketTail {
     }
 
     fn on_block(&mut self, block: &[u8]) {
-        let mut finished = Vec::new();
-        for (index, span) in self.spans.iter_mut().enumerate() {
-            let take = (span.len - span.bytes.len()).min(block.len());
-            span.bytes.extend_from_slice(&block[..take]);
-            if span.bytes.len() == span.len {
-                finished.push(index);
+        let mut index = 0;
+        while index < self.spans.len() {
+            match self.spans[index].feed(block) {
+                None if self.spans[index].seen < self.spans[index].len => index += 1,
+                sketch => {
+                    let span = self.spans.swap_remove(index);
+                    self.pending -= span.held;
+                    if let Some(sketch) = sketch {
+                        self.sketches.keep(span.id, &sketch);
+                    }
+                }
             }
-        }
-        for index in finished.into_iter().rev() {
-            let span = self.spans.swap_remove(index);
-            self.pending -= span.len;
-            self.sketch(span.id, &span.bytes);
         }
         if self.position < 2 {
             if let Ok(meta) = meta::parse(block) {
@@ -152,41 +340,40 @@ impl BucketTail {
         let Some(page) = Page::parse_header(block.into()) else {
             return;
         };
-        if page.id != self.position || !matches!(page.kind(), Some(PageKind::Branch | PageKind::Leaf)) {
-            return;
-        }
-        if page.overflow == 0 {
-            self.sketch(self.position, block);
-            return;
-        }
-        let len = (page.overflow as usize + 1).saturating_mul(block.len());
-        if len <= MAX_SPAN && self.pending + len <= MAX_PENDING {
-            let mut bytes = Vec::with_capacity(len);
-            bytes.extend_from_slice(block);
-            self.pending += len;
-            self.spans.push(Span {
-                id: self.position,
-                bytes,
-                len,
-            });
-        }
-    }
-
-    fn sketch(&mut self, id: u64, span: &[u8]) {
-        let Some(page) = Page::parse_header(span.into()) else {
-            return;
-        };
-        let count = usize::from(page.count);
-        let sketch = match page.kind() {
-            Some(PageKind::Branch) => Sketch::Branch(
-                (0..count)
-                    .map_while(|i| page.branch(i).ok().map(|(_, child)| child))
-                    .collect(),
-            ),
-            Some(PageKind::Leaf) => leaf_sketch(&page, count),
+        let leaf = match page.kind() {
+            Some(PageKind::Leaf) => true,
+            Some(PageKind::Branch) => false,
             _ => return,
         };
-        self.sketches.insert(id, sketch);
+        if page.id != self.position {
+            return;
+        }
+        let count = usize::from(page.count);
+        // What may be held: the element headers (with the block they end in), and the keys and
+        // bucket values captured.
+        let len = (page.overflow as usize + 1).saturating_mul(block.len());
+        let held = (PAGE_HEADER_SIZE + ELEMENT_SIZE * count + block.len()).min(len) + CAPTURE_BUDGET.min(len);
+        if self.pending + held > MAX_PENDING {
+            return;
+        }
+        let mut span = Span {
+            id: self.position,
+            leaf,
+            count,
+            len,
+            seen: 0,
+            head: Vec::new(),
+            wants: None,
+            held,
+        };
+        match span.feed(block) {
+            Some(sketch) => self.sketches.keep(span.id, &sketch),
+            None if span.seen == span.len => {}
+            None => {
+                self.pending += held;
+                self.spans.push(span);
+            }
+        }
     }
 
     /// The bucket's last key (`None` when it is empty), following the current meta's tree.
@@ -197,8 +384,21 @@ impl BucketTail {
             let buffered = std::mem::take(&mut self.block);
             self.update(&buffered);
         }
+        // Spans cut short by the end of the stream: what they hold is what there is.
+        for mut span in std::mem::take(&mut self.spans) {
+            let sketch = match span.leaf {
+                false => Sketch::Branch(span.children()),
+                true if span.wants.is_some() => span.leaf_sketch(),
+                true => Sketch::Leaf {
+                    last_key: Err(()),
+                    buckets: Vec::new(),
+                },
+            };
+            self.sketches.keep(span.id, &sketch);
+        }
+        let bucket = String::from_utf8_lossy(&self.bucket).into_owned();
         let fail = |reason: String| StreamTailError {
-            bucket: String::from_utf8_lossy(&self.bucket).into_owned(),
+            bucket: bucket.clone(),
             reason,
         };
         let meta = self
@@ -206,8 +406,10 @@ impl BucketTail {
             .iter()
             .max_by_key(|m| m.txid)
             .ok_or_else(|| fail("no valid meta page".into()))?;
+        let root_page = meta.root;
         let header = self
-            .bucket_header(meta.root)
+            .bucket_header(root_page)
+            .map_err(fail)?
             .ok_or_else(|| fail("the bucket is not in the root".into()))?;
         let root = header
             .get(..8)
@@ -218,16 +420,18 @@ impl BucketTail {
             let inline = header.get(16..).unwrap_or_default();
             let page =
                 Page::parse_header(inline.into()).ok_or_else(|| fail("its inline page is short".into()))?;
-            return match leaf_sketch(&page, usize::from(page.count)) {
-                Sketch::Leaf {
-                    last_key: Ok(key), ..
-                } => Ok(key.map(Into::into)),
-                _ => Err(fail("its inline page is not a readable leaf".into())),
+            return match inline_last_key(&page) {
+                Ok(key) => Ok(key),
+                Err(()) => Err(fail("its inline page is not a readable leaf".into())),
             };
         }
         let mut page = root;
         for _ in 0..MAX_DEPTH {
-            match self.sketches.get(&page) {
+            let mut found = None;
+            self.sketches
+                .scan(&|id| id == page, &mut |_, sketch| found = Some(sketch))
+                .map_err(fail)?;
+            match found {
                 Some(Sketch::Branch(children)) => {
                     page = *children
                         .last()
@@ -235,7 +439,7 @@ impl BucketTail {
                 }
                 Some(Sketch::Leaf {
                     last_key: Ok(key), ..
-                }) => return Ok(key.clone().map(Into::into)),
+                }) => return Ok(key),
                 Some(Sketch::Leaf {
                     last_key: Err(()), ..
                 }) => {
@@ -249,41 +453,45 @@ impl BucketTail {
         Err(fail(format!("the tree is deeper than {MAX_DEPTH}")))
     }
 
-    /// The bucket's header (root page, sequence, inline page) among the root's leaves.
-    fn bucket_header(&self, root: u64) -> Option<&[u8]> {
-        let mut stack = vec![(root, 0)];
+    /// The bucket's header (root page, sequence, inline page) among the root's leaves: the
+    /// root's tree read a level per scan.
+    fn bucket_header(&mut self, root: u64) -> Result<Option<Vec<u8>>, String> {
+        let mut level = HashSet::from([root]);
         let mut seen = HashSet::new();
-        while let Some((page, depth)) = stack.pop() {
-            if depth > MAX_DEPTH || !seen.insert(page) {
-                continue;
+        for _ in 0..=MAX_DEPTH {
+            if level.is_empty() {
+                break;
             }
-            match self.sketches.get(&page)? {
-                Sketch::Branch(children) => stack.extend(children.iter().map(|&c| (c, depth + 1))),
-                Sketch::Leaf { buckets, .. } => {
-                    if let Some((_, value)) = buckets.iter().find(|(name, _)| **name == *self.bucket) {
-                        return Some(value);
+            seen.extend(level.iter().copied());
+            let (mut next, mut header) = (HashSet::new(), None);
+            let bucket = &self.bucket;
+            self.sketches
+                .scan(&|id| level.contains(&id), &mut |_, sketch| match sketch {
+                    Sketch::Branch(children) => next.extend(children),
+                    Sketch::Leaf { buckets, .. } => {
+                        if let Some((_, value)) = buckets.into_iter().find(|(name, _)| name == bucket) {
+                            header = Some(value);
+                        }
                     }
-                }
+                })?;
+            if header.is_some() {
+                return Ok(header);
             }
+            next.retain(|page| !seen.contains(page));
+            level = next;
         }
-        None
+        Ok(None)
     }
 }
 
-fn leaf_sketch(page: &Page<'_>, count: usize) -> Sketch {
-    let elements = || (0..count).map_while(|i| page.leaf(i).ok());
-    Sketch::Leaf {
-        last_key: match count.checked_sub(1) {
-            None => Ok(None),
-            Some(last) => page
-                .leaf(last)
-                .map(|(_, key, _)| Some(key.into()))
-                .map_err(|_| ()),
-        },
-        buckets: elements()
-            .filter(|(flags, _, value)| flags & BUCKET_LEAF_FLAG != 0 && value.len() <= MAX_BUCKET_VALUE)
-            .map(|(_, key, value)| (key.into(), value.into()))
-            .collect(),
+/// The last key of an inline bucket's page (`Err` when it is not a readable leaf).
+fn inline_last_key(page: &Page<'_>) -> Result<Option<Vec<u8>>, ()> {
+    match page.count.checked_sub(1) {
+        None => Ok(None),
+        Some(last) => page
+            .leaf(usize::from(last))
+            .map(|(_, key, _)| Some(key.to_vec()))
+            .map_err(|_| ()),
     }
 }
 
@@ -292,13 +500,22 @@ mod tests {
     use super::*;
     use crate::testing;
 
+    /// The last key found with the sketches in memory, checked equal to the one found with them
+    /// in a file.
     fn last_key_streamed(image: &[u8], bucket: &[u8], chunk: usize) -> Option<Vec<u8>> {
-        let mut tail = BucketTail::new(bucket);
-        for part in image.chunks(chunk) {
-            tail.update(part);
-        }
-        tail.update(&[0xAB; 32]);
-        tail.finish().unwrap()
+        let tails = [
+            BucketTail::new(bucket),
+            BucketTail::spilling_to(bucket, tempfile::tempfile().unwrap()),
+        ];
+        let [in_memory, in_file] = tails.map(|mut tail| {
+            for part in image.chunks(chunk) {
+                tail.update(part);
+            }
+            tail.update(&[0xAB; 32]);
+            tail.finish().unwrap()
+        });
+        assert_eq!(in_memory, in_file);
+        in_memory
     }
 
     #[test]
@@ -344,6 +561,32 @@ mod tests {
         for chunk in [3, 4096, 5000] {
             assert_eq!(last_key_streamed(&image, b"key", chunk), Some(b"k9".to_vec()));
         }
+    }
+
+    #[test]
+    fn a_last_key_behind_a_large_value_is_captured_from_a_later_page() {
+        let tree = 4u64.to_le_bytes().into_iter().chain([0; 8]).collect::<Vec<u8>>();
+        let big = vec![7u8; 3 * testing::PS];
+        let mut leaf = crate::write::leaf_page(4, &[(0, b"k1".as_slice(), big.as_slice()), (0, b"k2", b"v")]);
+        leaf.resize(5 * testing::PS, 0);
+        leaf[12..16].copy_from_slice(&4u32.to_le_bytes());
+        let image = [
+            testing::meta(0, 2, crate::FREELIST_NOT_PERSISTED, 9, 4),
+            testing::meta(1, 2, crate::FREELIST_NOT_PERSISTED, 9, 3),
+            testing::leaf(Some(2), &[(1, b"key", &tree)]),
+            vec![0; testing::PS],
+            leaf,
+        ]
+        .concat();
+        assert_eq!(crate::Db::open(&image).unwrap().meta().txid, 4);
+        for chunk in [1, 4096, 6000, 1 << 20] {
+            assert_eq!(last_key_streamed(&image, b"key", chunk), Some(b"k2".to_vec()));
+        }
+        // Cut inside the value: the leaf's last key never arrived.
+        let mut tail = BucketTail::new(b"key");
+        tail.update(&image[..6 * testing::PS]);
+        let error = tail.finish().unwrap_err();
+        assert!(error.reason.contains("outside"), "{error}");
     }
 
     #[test]

@@ -102,14 +102,20 @@ pub async fn backup(
         backup.start_artefact(ETCD_ARTEFACT).await?;
         // The trailer is checked (and the stream hashed) on the blocking pool, a batch at a time;
         // the snapshot's own revision is read from its pages on the way.
-        let mut trailer = Batched::new(
-            (TrailerCheck::new(), StreamedRevision::default()),
-            |(trailer, revision), bytes| {
-                trailer.update(bytes);
-                revision.update(bytes);
-                Ok(())
-            },
-        );
+        // The revision's page sketches go to an unlinked temporary file: memory stays flat
+        // whatever the snapshot's size.
+        let revision = match tempfile::tempfile() {
+            Ok(file) => StreamedRevision::spilling_to(file),
+            Err(error) => {
+                warn!("no temporary file for the snapshot's page sketches ({error}): keeping them in memory");
+                StreamedRevision::default()
+            }
+        };
+        let mut trailer = Batched::new((TrailerCheck::new(), revision), |(trailer, revision), bytes| {
+            trailer.update(bytes);
+            revision.update(bytes);
+            Ok(())
+        });
         progress.start(Some(status.db_size + lifeboat_etcd_data::TRAILER_LEN as u64));
         let streamed: Result<()> = async {
             while let Some(chunk) = stream.next_chunk().await? {

@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use lifeboat_bbolt::{Db, FileSource, MappedFile};
-use lifeboat_etcd_data::{HashKv, HashRules, SnapshotStatus, StoreFacts, VerifyReport, Version};
+use lifeboat_etcd_data::{
+    HashKv, HashRules, SnapshotStatus, StoreFacts, Trailer, TrailerCheck, VerifyReport, Version,
+};
 
 use crate::{Error, Result};
 
@@ -24,6 +26,26 @@ pub fn status(path: &Path, as_version: Option<Version>) -> Result<SnapshotStatus
         .map_err(Into::into)
         .and_then(|db| lifeboat_etcd_data::status(&db, as_version))
         .map_err(failed(path))
+}
+
+/// The state of the file's sha256 trailer, read front to back (a MiB at a time).
+pub fn trailer(path: &Path) -> std::result::Result<Trailer, lifeboat_etcd_data::Error> {
+    use std::io::Read;
+    let io = |e: std::io::Error| {
+        lifeboat_etcd_data::Error::from(lifeboat_bbolt::Error::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut check = TrailerCheck::new();
+    let mut buffer = vec![0; 1 << 20];
+    loop {
+        match file.read(&mut buffer).map_err(io)? {
+            0 => return Ok(check.state()),
+            n => check.update(&buffer[..n]),
+        }
+    }
 }
 
 /// `snapshot verify`: every finding; `Err` only when the file is not readable as bbolt.

@@ -10,12 +10,12 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use lifeboat_bbolt::{Db, MappedFile};
+use lifeboat_bbolt::{Db, FileSource, Source};
+use lifeboat_etcd_data::Trailer;
 use lifeboat_etcd_data::pitr::Replay;
 use lifeboat_etcd_data::restore::{
     BackendReport, Cluster, Member, RaftEncoding, rewrite_backend, snap_file, wal_segment,
 };
-use lifeboat_etcd_data::{Trailer, trailer};
 
 use crate::fsio::{PendingDir, commit_together, io, sync_dir};
 use crate::{Error, Result};
@@ -124,7 +124,9 @@ pub fn restore(options: &RestoreOptions) -> Result<RestoreReport> {
     let started = Instant::now();
     let (cluster, member) = check_target(options)?;
 
-    let snapshot = MappedFile::open(&options.snapshot).map_err(|e| Error::SnapshotFile {
+    // Read page by page, and hashed by a sequential read: memory stays at a few pages whatever
+    // the snapshot's size (a mapping would count the whole file in the process's RSS).
+    let snapshot = FileSource::open(&options.snapshot).map_err(|e| Error::SnapshotFile {
         path: options.snapshot.clone(),
         source: e.into(),
     })?;
@@ -132,7 +134,7 @@ pub fn restore(options: &RestoreOptions) -> Result<RestoreReport> {
         path: options.snapshot.clone(),
         source,
     };
-    let has_trailer = snapshot.read_with(|bytes| lifeboat_etcd_data::has_trailer(bytes.len() as u64));
+    let has_trailer = lifeboat_etcd_data::has_trailer(snapshot.len());
     if !has_trailer && !options.skip_hash_check {
         return Err(usage(format!(
             "{} has no sha256 trailer (a db copied from a data directory?); pass --skip-hash-check to restore it anyway",
@@ -150,22 +152,16 @@ pub fn restore(options: &RestoreOptions) -> Result<RestoreReport> {
     // any finding aborts before a rename, and the hidden directory goes with it.
     let writing = std::sync::atomic::AtomicBool::new(true);
     let (trailer_state, backend) = std::thread::scope(|scope| {
-        let hashing = scope.spawn(|| snapshot.read_with(trailer));
+        let hashing = scope.spawn(|| crate::snapshot_file::trailer(&options.snapshot));
         let flushing = scope.spawn(|| {
             while writing.load(std::sync::atomic::Ordering::Relaxed) {
                 let _ = db_file.sync_data();
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
         });
-        let backend = snapshot.read_with(|bytes| {
-            rewrite_backend(
-                &Db::open(bytes)?,
-                &db_file,
-                &cluster,
-                bump,
-                options.replay.as_deref(),
-            )
-        });
+        let backend = Db::open(&snapshot)
+            .map_err(Into::into)
+            .and_then(|db| rewrite_backend(&db, &db_file, &cluster, bump, options.replay.as_deref()));
         writing.store(false, std::sync::atomic::Ordering::Relaxed);
         let _ = flushing.join();
         let trailer_state = hashing
@@ -173,7 +169,7 @@ pub fn restore(options: &RestoreOptions) -> Result<RestoreReport> {
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         (trailer_state, backend)
     });
-    if let Trailer::Mismatch { expected, actual } = trailer_state
+    if let Trailer::Mismatch { expected, actual } = trailer_state.map_err(damaged)?
         && !options.skip_hash_check
     {
         return Err(damaged(lifeboat_etcd_data::Error::TrailerMismatch {

@@ -245,6 +245,12 @@ impl Default for StreamedRevision {
 }
 
 impl StreamedRevision {
+    /// Keeps its page sketches in `file` (an empty file of the caller's), not in memory: memory
+    /// then stays the same whatever the snapshot's size.
+    pub fn spilling_to(file: std::fs::File) -> Self {
+        Self(BucketTail::spilling_to(KEY_BUCKET, file))
+    }
+
     /// Feeds the next bytes of the stream (the trailer may follow the image).
     pub fn update(&mut self, bytes: &[u8]) {
         self.0.update(bytes);

@@ -74,6 +74,17 @@ impl TrailerCheck {
         self.len == 0
     }
 
+    /// Ends the stream of a whole file: its trailer's state.
+    pub fn state(self) -> crate::Trailer {
+        match self.finish() {
+            Ok(verified) => crate::Trailer::Valid {
+                sha256: hex::encode(verified.image_sha256),
+            },
+            Err(Error::TrailerMismatch { expected, actual }) => crate::Trailer::Mismatch { expected, actual },
+            Err(_) => crate::Trailer::Absent,
+        }
+    }
+
     /// Ends the stream: the trailer must be there and must match.
     pub fn finish(self) -> Result<VerifiedSnapshot> {
         let remainder = self.len % SNAPSHOT_SECTOR_SIZE;

@@ -85,13 +85,7 @@ pub fn trailer(file: &[u8]) -> Trailer {
     }
     let mut check = TrailerCheck::new();
     check.update(file);
-    match check.finish() {
-        Ok(verified) => Trailer::Valid {
-            sha256: hex::encode(verified.image_sha256),
-        },
-        Err(crate::Error::TrailerMismatch { expected, actual }) => Trailer::Mismatch { expected, actual },
-        Err(_) => Trailer::Absent,
-    }
+    check.state()
 }
 
 /// Checks the file's trailer, bbolt structure and etcd structure. `Err` only when the file

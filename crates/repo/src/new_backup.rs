@@ -42,11 +42,14 @@ struct ChunkSink {
 
 impl Write for ChunkSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.buffer.extend_from_slice(buf);
+        // A chunk never grows past its capacity: the upload holds chunks until their part is
+        // sent, and a grown one would hold twice its bytes.
+        let take = buf.len().min(BATCH - self.buffer.len());
+        self.buffer.extend_from_slice(&buf[..take]);
         if self.buffer.len() >= BATCH {
             self.flush()?;
         }
-        Ok(buf.len())
+        Ok(take)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

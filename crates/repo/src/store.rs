@@ -656,10 +656,12 @@ impl Download {
     }
 }
 
-/// Part size of multipart uploads: above S3's 5 MiB minimum for all parts but the last.
-pub const PART_SIZE: usize = 8 << 20;
-/// Parts uploading at once.
-const PARTS_IN_FLIGHT: usize = 2;
+/// Part size of multipart uploads: S3's 5 MiB minimum for all parts but the last (10,000
+/// parts: objects up to 50 GiB).
+pub const PART_SIZE: usize = 5 << 20;
+/// Parts uploading at once while the next one fills: an upload holds at most two parts in
+/// memory, whatever the object's size.
+const PARTS_IN_FLIGHT: usize = 1;
 
 /// An object being streamed; it appears only at [`Upload::finish`]. Dropping it without
 /// finishing leaves an incomplete multipart upload on S3 (object_store does not abort on

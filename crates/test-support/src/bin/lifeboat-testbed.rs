@@ -264,6 +264,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(root) = &args.kubeadm_node {
         return kubeadm_node(root, version, &env_file).await;
     }
+    let booted = args.boot.is_some();
     let (server, summary) = match (args.boot, args.name, args.peer_url) {
         (Some(data_dir), Some(name), Some(peer_url)) => {
             let member = ExistingMember {
@@ -337,12 +338,13 @@ async fn main() -> anyhow::Result<()> {
             summary.revision,
             summary.bytes_written >> 20
         ),
-        None => println!(
+        None if booted => println!(
             "etcd {} at {} booted from {}",
             version.expected(),
             server.endpoint,
             server.name()
         ),
+        None => println!("etcd {} at {} ready", version.expected(), server.endpoint),
     }
 
     wait_for_signal().await?;
