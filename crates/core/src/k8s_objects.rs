@@ -48,6 +48,34 @@ impl StoredObject {
         }
     }
 
+    /// What a listing shows of the object (see [`Detail::Listing`]); the rest is dropped.
+    pub fn listing(self) -> StoredObject {
+        let content = match self.content {
+            Content::Object(decoded) => {
+                let object = &decoded.object;
+                let mut kept = serde_json::Map::new();
+                for field in ["kind", "apiVersion"] {
+                    if let Some(value) = object.get(field) {
+                        kept.insert(field.into(), value.clone());
+                    }
+                }
+                if let Some(created) = object.pointer("/metadata/creationTimestamp") {
+                    kept.insert(
+                        "metadata".into(),
+                        serde_json::json!({"creationTimestamp": created}),
+                    );
+                }
+                Content::Object(Box::new(Decoded {
+                    object: Value::Object(kept),
+                    schema: decoded.schema,
+                    findings: Vec::new(),
+                }))
+            }
+            other => other,
+        };
+        StoredObject { content, ..self }
+    }
+
     /// The object as `kubectl get -o json` shows it: `metadata.resourceVersion` from the key's
     /// revision (the API server sets it on read), managed fields only when asked.
     pub fn as_kubectl(&self, show_managed_fields: bool) -> Option<Value> {
@@ -281,34 +309,62 @@ pub fn every_object(_: &str, _: Option<&str>, _: &str) -> bool {
     true
 }
 
+/// How much of each object a read keeps: memory follows it, not the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// The whole object: to show, export or compare it.
+    Whole,
+    /// What a listing shows: `kind`, `apiVersion` and `metadata.creationTimestamp`, with the
+    /// key's names, revision, size and encryption.
+    Listing,
+}
+
 /// The objects under `prefix` that `select` takes, in the snapshot file at `revision` (`None`:
-/// its current one); values encrypted at rest are decrypted with `encryption` when given. Keys
-/// that name no object are left out.
+/// its current one), each kept as `detail` says; values encrypted at rest are decrypted with
+/// `encryption` when given. Keys that name no object are left out.
 pub fn read_objects(
     path: &Path,
     prefix: &str,
     revision: Option<i64>,
     encryption: Option<&EncryptionConfig>,
     select: Selection<'_>,
+    detail: Detail,
 ) -> Result<ObjectsRead> {
     let prefix = prefix.trim_end_matches('/');
-    let mut keep = |key: &[u8]| {
+    let mut wanted = |key: &[u8]| {
         let key = String::from_utf8_lossy(key);
         parse_key(prefix, &key)
             .is_none_or(|(resource, namespace, name)| select(&resource, namespace.as_deref(), &name))
     };
-    let space = crate::snapshot_file::key_space(path, format!("{prefix}/").as_bytes(), revision, &mut keep)?;
+    // Each record is decoded as it is met and only what `detail` asks is kept; a key of no
+    // object layout is kept as its name, to be counted.
+    let mut keep = |record: lifeboat_etcd_data::KeyValue| {
+        let key = String::from_utf8_lossy(&record.key).into_owned();
+        match stored_object(prefix, &key, &record.value, record.mod_revision, encryption) {
+            Some(object) if detail == Detail::Listing => Ok(object.listing()),
+            Some(object) => Ok(object),
+            None => Err(key),
+        }
+    };
+    let space = crate::snapshot_file::key_space(
+        path,
+        format!("{prefix}/").as_bytes(),
+        revision,
+        &mut wanted,
+        &mut keep,
+    )?;
     let mut unknown = UnknownKeys::default();
     let objects = space
         .entries
         .into_iter()
-        .filter_map(|record| {
-            let key = String::from_utf8_lossy(&record.key).into_owned();
-            let object = stored_object(prefix, &key, &record.value, record.mod_revision, encryption);
-            if object.is_none() && !is_internal(prefix, &key) {
-                unknown.add(&key);
+        .filter_map(|kept| match kept {
+            Ok(object) => Some(object),
+            Err(key) => {
+                if !is_internal(prefix, &key) {
+                    unknown.add(&key);
+                }
+                None
             }
-            object
         })
         .collect();
     Ok(ObjectsRead {
@@ -375,6 +431,49 @@ pub fn content(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listing_keeps_what_a_row_shows_and_drops_the_rest() {
+        let object = serde_json::json!({
+            "kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": "web", "creationTimestamp": "2026-01-02T03:04:05Z", "labels": {"a": "b"}},
+            "spec": {"containers": [{"name": "c", "image": "nginx"}]},
+        });
+        let stored = StoredObject {
+            key: "/registry/pods/default/web".into(),
+            resource: "pods".into(),
+            namespace: Some("default".into()),
+            name: "web".into(),
+            mod_revision: 7,
+            size: 300,
+            encrypted_with: None,
+            content: Content::Object(Box::new(Decoded {
+                object,
+                schema: Some("1.34"),
+                findings: vec!["field 99 unknown".into()],
+            })),
+        };
+        let listing = stored.clone().listing();
+        assert_eq!(listing.kind(), (Some("Pod"), Some("v1")));
+        assert_eq!(
+            (listing.mod_revision, listing.size, &listing.name),
+            (7, 300, &stored.name)
+        );
+        let Content::Object(kept) = &listing.content else {
+            panic!("the object is still there: {:?}", listing.content)
+        };
+        assert_eq!(
+            kept.object,
+            serde_json::json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"creationTimestamp": "2026-01-02T03:04:05Z"}})
+        );
+        assert!(kept.findings.is_empty());
+        // What is not an object stays as it was.
+        let encrypted = StoredObject {
+            content: Content::Encrypted("no key".into()),
+            ..stored
+        };
+        assert_eq!(encrypted.clone().listing(), encrypted);
+    }
 
     #[test]
     fn keys_name_resource_namespace_and_name() {

@@ -87,18 +87,19 @@ pub fn store_facts(path: &Path) -> Result<StoreFacts> {
 }
 
 /// The live keys under `prefix` at `revision` (`None`: the current one) that `select` takes, as
-/// etcd serves them; the others are not kept.
-pub fn key_space(
+/// etcd serves them, each as `keep` makes of its record; the others are not kept.
+pub fn key_space<T>(
     path: &Path,
     prefix: &[u8],
     revision: Option<i64>,
     select: &mut dyn FnMut(&[u8]) -> bool,
-) -> Result<lifeboat_etcd_data::KeySpace> {
+    keep: &mut dyn FnMut(lifeboat_etcd_data::KeyValue) -> T,
+) -> Result<lifeboat_etcd_data::KeySpace<T>> {
     // Read page by page: a selective read touches a fraction of a large file, and memory stays
     // at what the selection keeps.
     let source = FileSource::open(path).map_err(|e| failed(path)(e.into()))?;
     Db::open(&source)
         .map_err(Into::into)
-        .and_then(|db| lifeboat_etcd_data::key_space_selected(&db, prefix, revision, select))
+        .and_then(|db| lifeboat_etcd_data::key_space_kept(&db, prefix, revision, select, keep))
         .map_err(failed(path))
 }

@@ -10,14 +10,14 @@ use crate::hashkv::walk_keys_past_damage;
 use crate::kv::{KeyValue, Revision};
 use crate::{Error, Result, StoreFacts};
 
-/// The live keys under a prefix at one revision.
+/// The live keys under a prefix at one revision: each key's record, or what a reader kept of it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct KeySpace {
+pub struct KeySpace<T = KeyValue> {
     /// The revision read.
     pub revision: i64,
     pub facts: StoreFacts,
-    /// Each live key's latest record at `revision`, in key order.
-    pub entries: Vec<KeyValue>,
+    /// Each live key's latest record at `revision` (as the reader kept it), in key order.
+    pub entries: Vec<T>,
     /// Structural damage met on the way, one line each: what the damaged pages held is
     /// missing from `entries`. Empty for a sound file.
     pub findings: Vec<String>,
@@ -43,11 +43,24 @@ pub fn key_space_selected<S: Source + ?Sized>(
     revision: Option<i64>,
     select: &mut dyn FnMut(&[u8]) -> bool,
 ) -> Result<KeySpace> {
+    key_space_kept(db, prefix, revision, select, &mut |record| record)
+}
+
+/// [`key_space_selected`], keeping of each selected record what `keep` makes of it, as the
+/// record is met: memory holds the kept parts, never every value. `keep` sees each record of a
+/// selected key up to `revision`, older ones too (the latest wins), but not deletions.
+pub fn key_space_kept<S: Source + ?Sized, T>(
+    db: &Db<'_, S>,
+    prefix: &[u8],
+    revision: Option<i64>,
+    select: &mut dyn FnMut(&[u8]) -> bool,
+    keep: &mut dyn FnMut(KeyValue) -> T,
+) -> Result<KeySpace<T>> {
     // 0 asks for the current revision, as in etcd's Range.
     let revision = revision.filter(|r| *r > 0);
     let upper = revision.unwrap_or(i64::MAX);
-    // Each user key's latest record at `upper`, or none when that is a deletion.
-    let mut latest: BTreeMap<Vec<u8>, (Revision, Option<KeyValue>)> = BTreeMap::new();
+    // Each user key's latest record at `upper` as kept, or none when that is a deletion.
+    let mut latest: BTreeMap<Vec<u8>, (Revision, Option<T>)> = BTreeMap::new();
     let mut wanted = |user_key: &[u8]| user_key.starts_with(prefix) && select(user_key);
     let (facts, findings) = walk_keys_past_damage(db, |key, value| {
         let Some(at) = Revision::parse(key) else {
@@ -72,7 +85,8 @@ pub fn key_space_selected<S: Source + ?Sized>(
         }
         let newer = latest.get(&record.key).is_none_or(|(seen, _)| at >= *seen);
         if newer {
-            latest.insert(record.key.clone(), (at, (!at.tombstone).then_some(record)));
+            let key = record.key.clone();
+            latest.insert(key, (at, (!at.tombstone).then(|| keep(record))));
         }
         Ok(())
     })?;

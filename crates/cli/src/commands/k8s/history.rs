@@ -6,7 +6,7 @@ use std::io::Write;
 use std::time::SystemTime;
 
 use clap::Args;
-use lifeboat_core::k8s_objects::{StoredObject, parse_key, stored_object};
+use lifeboat_core::k8s_objects::{Detail, StoredObject, parse_key, stored_object};
 use lifeboat_core::pitr::{ReplayReader, history_plan, rfc3339_ms};
 use serde::Serialize;
 use serde_json::Value;
@@ -118,6 +118,7 @@ pub(super) async fn history(args: HistoryArgs, format: OutputFormat) -> anyhow::
         prefix: &prefix,
         encryption: encryption.clone(),
         select: super::one_object(&args.resource, &namespace, &args.name),
+        detail: Detail::Whole,
     }
     .read(private.path().to_path_buf(), None)
     .await?;

@@ -2,7 +2,7 @@
 //! columns, NAME first, AGE from creationTimestamp), as a bordered table with `-w table`,
 //! counted per resource and namespace with `--count`, or as JSON.
 
-use lifeboat_core::k8s_objects::{Content, StoredObject, count_objects};
+use lifeboat_core::k8s_objects::{Content, Detail, StoredObject, count_objects};
 use serde_json::Value;
 
 use super::{LsArgs, Select, in_namespace, may_name_resource, names_resource, namespace_shown, objects};
@@ -14,7 +14,8 @@ pub(super) async fn ls(args: LsArgs, format: OutputFormat) -> anyhow::Result<()>
         resource.as_deref().is_none_or(|w| may_name_resource(w, r))
             && namespace_shown(ns, namespace.as_deref(), all)
     });
-    let (revision, objects) = objects(&args.source, select).await?;
+    // A listing keeps of each object what its row shows: memory follows the rows.
+    let (revision, objects) = objects(&args.source, select, Detail::Listing).await?;
     let chosen: Vec<&StoredObject> = objects
         .iter()
         .filter(|o| args.resource.as_deref().is_none_or(|r| names_resource(r, o)))

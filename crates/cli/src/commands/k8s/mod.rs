@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use lifeboat_core::backups::fetch_snapshot_into;
-use lifeboat_core::k8s_objects::{Content, DEFAULT_PREFIX, StoredObject, parse_key, read_objects};
+use lifeboat_core::k8s_objects::{Content, DEFAULT_PREFIX, Detail, StoredObject, parse_key, read_objects};
 use lifeboat_core::pitr::PointTarget;
 use lifeboat_core::private_file::UnlinkedFile;
 use lifeboat_k8s::EncryptionConfig;
@@ -249,23 +249,28 @@ impl K8sCommand {
     }
 }
 
-/// The objects of the source that `select` takes, and the revision read.
-async fn objects(source: &Source, select: Select) -> anyhow::Result<(i64, Vec<StoredObject>)> {
+/// The objects of the source that `select` takes, kept as `detail` says, and the revision read.
+async fn objects(
+    source: &Source,
+    select: Select,
+    detail: Detail,
+) -> anyhow::Result<(i64, Vec<StoredObject>)> {
     let side = Side {
         file: source.file.clone(),
         backup: source.backup.clone(),
         revision: source.revision,
         time: source.time,
     };
-    objects_of(&side, &source.reading, select).await
+    objects_of(&side, &source.reading, select, detail).await
 }
 
-/// The objects of one side that `select` takes, and the revision read; damage gone past is
-/// warned of.
+/// The objects of one side that `select` takes, kept as `detail` says, and the revision read;
+/// damage gone past is warned of.
 async fn objects_of(
     side: &Side,
     reading: &Reading,
     select: Select,
+    detail: Detail,
 ) -> anyhow::Result<(i64, Vec<StoredObject>)> {
     let encryption = reading.encryption.load()?;
     let read = match &side.file {
@@ -275,8 +280,9 @@ async fn objects_of(
             side.revision,
             encryption.as_ref(),
             &*select,
+            detail,
         )?,
-        None => fetch_and_read(side, reading, encryption, select).await?,
+        None => fetch_and_read(side, reading, encryption, select, detail).await?,
     };
     for finding in &read.findings {
         tracing::warn!("the snapshot is damaged, objects in damaged pages are missing: {finding}");
@@ -305,6 +311,7 @@ async fn fetch_and_read(
     reading: &Reading,
     encryption: Option<EncryptionConfig>,
     select: Select,
+    detail: Detail,
 ) -> anyhow::Result<lifeboat_core::k8s_objects::ObjectsRead> {
     let repo = reading.repo.open().await?;
     let identities = reading.identity.require_for(&repo)?;
@@ -312,6 +319,7 @@ async fn fetch_and_read(
         prefix: &reading.etcd_prefix,
         encryption,
         select,
+        detail,
     };
     if let Some(time) = side.time {
         let target = PointTarget::Time(time);
@@ -361,7 +369,7 @@ async fn fetch_private(
 async fn get(args: GetArgs) -> anyhow::Result<()> {
     let namespace = args.namespace.as_deref().unwrap_or("default");
     let select = one_object(&args.resource, namespace, &args.name);
-    let (revision, objects) = objects(&args.source, select).await?;
+    let (revision, objects) = objects(&args.source, select, Detail::Whole).await?;
     let object = objects
         .iter()
         .filter(|o| names_resource(&args.resource, o) && o.name == args.name)
@@ -528,7 +536,7 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
         (resources.is_empty() || resources.iter().any(|w| may_name_resource(w, r)))
             && namespace.as_deref().is_none_or(|wanted| ns == Some(wanted))
     });
-    let (revision, objects) = objects(&args.source, select).await?;
+    let (revision, objects) = objects(&args.source, select, Detail::Whole).await?;
     let mut written = 0;
     let mut skipped = Vec::new();
     for object in &objects {
@@ -626,8 +634,8 @@ fn changed_fields(a: &Value, b: &Value, path: &str, found: &mut Vec<(String, Val
 
 async fn diff(args: DiffArgs, format: OutputFormat) -> anyhow::Result<()> {
     let (a, b) = (Side::parse(&args.a)?, Side::parse(&args.b)?);
-    let (revision_a, before) = objects_of(&a, &args.reading, every_object()).await?;
-    let (revision_b, after) = objects_of(&b, &args.reading, every_object()).await?;
+    let (revision_a, before) = objects_of(&a, &args.reading, every_object(), Detail::Whole).await?;
+    let (revision_b, after) = objects_of(&b, &args.reading, every_object(), Detail::Whole).await?;
     let index = |objects: &[StoredObject]| -> std::collections::BTreeMap<String, Value> {
         objects.iter().map(|o| (o.key.clone(), comparable(o))).collect()
     };

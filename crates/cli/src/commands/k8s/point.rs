@@ -3,7 +3,7 @@
 //! is read through an open handle), as it holds every Secret.
 
 use anyhow::Context;
-use lifeboat_core::k8s_objects::{ObjectsRead, read_objects};
+use lifeboat_core::k8s_objects::{Detail, ObjectsRead, read_objects};
 use lifeboat_core::pitr::{PointProof, PointTarget, restore_to_point};
 use lifeboat_core::snapshot_restore::RestoreOptions;
 use lifeboat_k8s::EncryptionConfig;
@@ -11,11 +11,13 @@ use lifeboat_repo::{Identity, Repository};
 
 use crate::exit::cancel_on_signals;
 
-/// What a read of objects takes: the key prefix, the encryption at rest, the selection.
+/// What a read of objects takes: the key prefix, the encryption at rest, the selection and how
+/// much of each object to keep.
 pub(super) struct Reading<'a> {
     pub prefix: &'a str,
     pub encryption: Option<EncryptionConfig>,
     pub select: super::Select,
+    pub detail: Detail,
 }
 
 impl Reading<'_> {
@@ -26,10 +28,11 @@ impl Reading<'_> {
             prefix,
             encryption,
             select,
+            detail,
         } = self;
         let prefix = prefix.to_string();
         let read = tokio::task::spawn_blocking(move || {
-            read_objects(&path, &prefix, revision, encryption.as_ref(), &*select)
+            read_objects(&path, &prefix, revision, encryption.as_ref(), &*select, detail)
         })
         .await??;
         Ok(read)
