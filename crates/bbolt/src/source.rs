@@ -76,12 +76,7 @@ impl Source for FileSource {
     }
 
     fn read_at(&self, offset: u64, len: usize) -> Option<Cow<'_, [u8]>> {
-        if offset.checked_add(len as u64)? > self.len {
-            return None;
-        }
-        let mut buffer = vec![0; len];
-        self.file.read_exact_at(&mut buffer, offset).ok()?;
-        Some(Cow::Owned(buffer))
+        self.read_on(Cow::Owned(Vec::new()), offset, len)
     }
 
     fn read_on<'a>(&'a self, head: Cow<'a, [u8]>, offset: u64, len: usize) -> Option<Cow<'a, [u8]>> {

@@ -19,9 +19,11 @@ use crate::page::{BUCKET_LEAF_FLAG, PAGE_HEADER_SIZE, Page, PageKind};
 use sketches::{Sketch, Sketches};
 
 /// Bytes all spans in flight may hold together (their element headers, and the keys and bucket
-/// values being captured); a span that would go past it is not sketched.
+/// values being captured); a span that would go past it is not sketched (its page is then
+/// missing if the tree leads there).
 const MAX_PENDING: usize = 64 << 20;
-/// Bytes of keys and bucket values one span may capture (bbolt's keys are at most 32 KiB).
+/// Bytes of keys and bucket values one span may capture, with the captures' own size (bbolt's
+/// keys are at most 32 KiB).
 const CAPTURE_BUDGET: usize = 1 << 20;
 /// Tree depth followed at the end, as in the walk.
 const MAX_DEPTH: usize = 64;
@@ -107,6 +109,8 @@ struct Span {
     head: Vec<u8>,
     /// A leaf's keys and values still to capture, once its headers are read.
     wants: Option<LeafWants>,
+    /// Length of the name of the bucket looked for: only nested buckets named so are captured.
+    bucket_len: usize,
     /// Bytes counted against [`MAX_PENDING`].
     held: usize,
 }
@@ -137,8 +141,11 @@ impl Span {
                 self.wants = Some(wants);
             }
         }
-        let wants = self.wants.as_ref()?;
-        (self.seen >= wants.end() || self.seen == self.len).then(|| self.leaf_sketch())
+        let done = self
+            .wants
+            .as_ref()
+            .is_some_and(|wants| self.seen >= wants.end() || self.seen == self.len);
+        done.then(|| self.wants.take().map(leaf_sketch)).flatten()
     }
 
     /// A header's four u32 fields (the last two a branch's child).
@@ -169,6 +176,7 @@ impl Span {
     }
 
     fn leaf_wants(&self) -> LeafWants {
+        const CAPTURE_SIZE: usize = std::mem::size_of::<Capture>();
         let mut budget = CAPTURE_BUDGET;
         let last_key = match self.count.checked_sub(1) {
             None => Ok(None),
@@ -182,11 +190,11 @@ impl Span {
         };
         let buckets = (0..self.count)
             .map_while(|index| self.leaf_element(index))
-            .filter(|&(flags, _, _, value_len)| {
-                flags & BUCKET_LEAF_FLAG != 0 && value_len <= MAX_BUCKET_VALUE
+            .filter(|&(flags, _, key_len, value_len)| {
+                flags & BUCKET_LEAF_FLAG != 0 && key_len == self.bucket_len && value_len <= MAX_BUCKET_VALUE
             })
             .map_while(|(_, start, key_len, value_len)| {
-                budget = budget.checked_sub(key_len + value_len)?;
+                budget = budget.checked_sub(key_len + value_len + 2 * CAPTURE_SIZE)?;
                 Some((
                     Capture::new(start, key_len),
                     Capture::new(start + key_len, value_len),
@@ -195,27 +203,22 @@ impl Span {
             .collect();
         LeafWants { last_key, buckets }
     }
+}
 
-    fn leaf_sketch(&mut self) -> Sketch {
-        let Some(wants) = self.wants.take() else {
-            return Sketch::Leaf {
-                last_key: Err(()),
-                buckets: Vec::new(),
-            };
-        };
-        let whole = |c: Capture| (c.bytes.len() == c.len).then_some(c.bytes);
-        Sketch::Leaf {
-            last_key: match wants.last_key {
-                Ok(None) => Ok(None),
-                Ok(Some(capture)) => whole(capture).map(Some).ok_or(()),
-                Err(()) => Err(()),
-            },
-            buckets: wants
-                .buckets
-                .into_iter()
-                .filter_map(|(name, value)| Some((whole(name)?, whole(value)?)))
-                .collect(),
-        }
+/// A leaf's sketch from what its span captured: a key or value not captured whole is unknown.
+fn leaf_sketch(wants: LeafWants) -> Sketch {
+    let whole = |c: Capture| (c.bytes.len() == c.len).then_some(c.bytes);
+    Sketch::Leaf {
+        last_key: match wants.last_key {
+            Ok(None) => Ok(None),
+            Ok(Some(capture)) => whole(capture).map(Some).ok_or(()),
+            Err(()) => Err(()),
+        },
+        buckets: wants
+            .buckets
+            .into_iter()
+            .filter_map(|(name, value)| Some((whole(name)?, whole(value)?)))
+            .collect(),
     }
 }
 
@@ -320,14 +323,13 @@ impl BucketTail {
     fn on_block(&mut self, block: &[u8]) {
         let mut index = 0;
         while index < self.spans.len() {
+            // A span is fed until it gives its sketch, which it does by its last byte.
             match self.spans[index].feed(block) {
-                None if self.spans[index].seen < self.spans[index].len => index += 1,
-                sketch => {
+                None => index += 1,
+                Some(sketch) => {
                     let span = self.spans.swap_remove(index);
                     self.pending -= span.held;
-                    if let Some(sketch) = sketch {
-                        self.sketches.keep(span.id, &sketch);
-                    }
+                    self.sketches.keep(span.id, &sketch);
                 }
             }
         }
@@ -349,13 +351,7 @@ impl BucketTail {
             return;
         }
         let count = usize::from(page.count);
-        // What may be held: the element headers (with the block they end in), and the keys and
-        // bucket values captured.
         let len = (page.overflow as usize + 1).saturating_mul(block.len());
-        let held = (PAGE_HEADER_SIZE + ELEMENT_SIZE * count + block.len()).min(len) + CAPTURE_BUDGET.min(len);
-        if self.pending + held > MAX_PENDING {
-            return;
-        }
         let mut span = Span {
             id: self.position,
             leaf,
@@ -364,15 +360,20 @@ impl BucketTail {
             seen: 0,
             head: Vec::new(),
             wants: None,
-            held,
+            bucket_len: self.bucket.len(),
+            held: 0,
         };
-        match span.feed(block) {
-            Some(sketch) => self.sketches.keep(span.id, &sketch),
-            None if span.seen == span.len => {}
-            None => {
-                self.pending += held;
-                self.spans.push(span);
-            }
+        if let Some(sketch) = span.feed(block) {
+            self.sketches.keep(span.id, &sketch);
+            return;
+        }
+        // A span longer than a block is held until it has passed: its element headers (with the
+        // block they end in) and, for a leaf, the keys and bucket values it captures.
+        let captures = if leaf { CAPTURE_BUDGET.min(len) } else { 0 };
+        span.held = (PAGE_HEADER_SIZE + ELEMENT_SIZE * count + block.len()).min(len) + captures;
+        if self.pending + span.held <= MAX_PENDING {
+            self.pending += span.held;
+            self.spans.push(span);
         }
     }
 
@@ -384,17 +385,19 @@ impl BucketTail {
             let buffered = std::mem::take(&mut self.block);
             self.update(&buffered);
         }
-        // Spans cut short by the end of the stream: what they hold is what there is.
-        for mut span in std::mem::take(&mut self.spans) {
-            let sketch = match span.leaf {
-                false => Sketch::Branch(span.children()),
-                true if span.wants.is_some() => span.leaf_sketch(),
-                true => Sketch::Leaf {
-                    last_key: Err(()),
-                    buckets: Vec::new(),
-                },
-            };
-            self.sketches.keep(span.id, &sketch);
+        // Leaves cut short by the end of the stream: what they captured is what there is. A
+        // branch cut short is not sketched: a partial child list would lead to a wrong last key.
+        for span in std::mem::take(&mut self.spans) {
+            if span.leaf {
+                let sketch = span.wants.map_or(
+                    Sketch::Leaf {
+                        last_key: Err(()),
+                        buckets: Vec::new(),
+                    },
+                    leaf_sketch,
+                );
+                self.sketches.keep(span.id, &sketch);
+            }
         }
         let bucket = String::from_utf8_lossy(&self.bucket).into_owned();
         let fail = |reason: String| StreamTailError {
@@ -444,10 +447,14 @@ impl BucketTail {
                     last_key: Err(()), ..
                 }) => {
                     return Err(fail(format!(
-                        "the last element of leaf page {page} is outside it"
+                        "the last key of leaf page {page} did not arrive whole (outside the page, or cut off by the stream's end)"
                     )));
                 }
-                None => return Err(fail(format!("page {page} is not a branch or leaf page"))),
+                None => {
+                    return Err(fail(format!(
+                        "page {page} did not arrive as a whole branch or leaf page (not one, cut off by the stream's end, or past {MAX_PENDING} bytes of pages in flight)"
+                    )));
+                }
             }
         }
         Err(fail(format!("the tree is deeper than {MAX_DEPTH}")))
@@ -587,6 +594,51 @@ mod tests {
         tail.update(&image[..6 * testing::PS]);
         let error = tail.finish().unwrap_err();
         assert!(error.reason.contains("outside"), "{error}");
+    }
+
+    #[test]
+    fn a_branch_cut_off_by_the_stream_end_is_not_followed() {
+        // A two-page branch of 300 children: its last child (page 4) is the one to follow, but
+        // its element header lies in the second page.
+        let keys: Vec<String> = (0..300).map(|i| format!("k{i:03}")).collect();
+        let children: Vec<(&[u8], u64)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| (key.as_bytes(), if i == 299 { 4 } else { 3 }))
+            .collect();
+        let mut branch = crate::write::branch_page(5, &children);
+        assert!(branch.len() > testing::PS);
+        branch.resize(2 * testing::PS, 0);
+        branch[12..16].copy_from_slice(&1u32.to_le_bytes());
+        let tree = 5u64.to_le_bytes().into_iter().chain([0; 8]).collect::<Vec<u8>>();
+        let image = [
+            testing::meta(0, 2, crate::FREELIST_NOT_PERSISTED, 7, 4),
+            testing::meta(1, 2, crate::FREELIST_NOT_PERSISTED, 7, 3),
+            testing::leaf(Some(2), &[(1, b"key", &tree)]),
+            testing::leaf(Some(3), &[(0, b"a", b"1")]),
+            testing::leaf(Some(4), &[(0, b"z", b"2")]),
+            branch,
+        ]
+        .concat();
+        assert_eq!(last_key_streamed(&image, b"key", 4096), Some(b"z".to_vec()));
+        // Cut after the branch's first page: its child list is partial, so no key is named.
+        let mut tail = BucketTail::new(b"key");
+        tail.update(&image[..6 * testing::PS]);
+        let error = tail.finish().unwrap_err();
+        assert!(error.reason.contains("page 5 did not arrive"), "{error}");
+    }
+
+    #[test]
+    fn sketches_kept_in_a_used_file_read_back_only_what_was_kept() {
+        use std::io::{Seek, Write};
+        let mut file = tempfile::tempfile().unwrap();
+        // What the file held before, longer than what is kept, and the handle rewound.
+        file.write_all(&[0xFF; 64 << 10]).unwrap();
+        file.rewind().unwrap();
+        let image = testing::etcd_like();
+        let mut tail = BucketTail::spilling_to(b"tree", file);
+        tail.update(&image);
+        assert_eq!(tail.finish().unwrap(), Some(b"k6".to_vec()));
     }
 
     #[test]

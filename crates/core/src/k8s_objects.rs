@@ -51,18 +51,18 @@ impl StoredObject {
     /// What a listing shows of the object (see [`Detail::Listing`]); the rest is dropped.
     pub fn listing(self) -> StoredObject {
         let content = match self.content {
-            Content::Object(decoded) => {
-                let object = &decoded.object;
+            Content::Object(mut decoded) => {
+                let object = &mut decoded.object;
                 let mut kept = serde_json::Map::new();
                 for field in ["kind", "apiVersion"] {
-                    if let Some(value) = object.get(field) {
-                        kept.insert(field.into(), value.clone());
+                    if let Some(value) = object.get_mut(field) {
+                        kept.insert(field.into(), value.take());
                     }
                 }
-                if let Some(created) = object.pointer("/metadata/creationTimestamp") {
+                if let Some(created) = object.pointer_mut("/metadata/creationTimestamp") {
                     kept.insert(
                         "metadata".into(),
-                        serde_json::json!({"creationTimestamp": created}),
+                        serde_json::json!({"creationTimestamp": created.take()}),
                     );
                 }
                 Content::Object(Box::new(Decoded {
@@ -319,6 +319,13 @@ pub enum Detail {
     Listing,
 }
 
+/// What a read keeps of a record during the walk.
+enum Kept {
+    Record(lifeboat_etcd_data::KeyValue),
+    /// The object as [`Detail`] keeps it, or the key when it fits no object layout.
+    Decoded(std::result::Result<StoredObject, String>),
+}
+
 /// The objects under `prefix` that `select` takes, in the snapshot file at `revision` (`None`:
 /// its current one), each kept as `detail` says; values encrypted at rest are decrypted with
 /// `encryption` when given. Keys that name no object are left out.
@@ -336,15 +343,17 @@ pub fn read_objects(
         parse_key(prefix, &key)
             .is_none_or(|(resource, namespace, name)| select(&resource, namespace.as_deref(), &name))
     };
-    // Each record is decoded as it is met and only what `detail` asks is kept; a key of no
-    // object layout is kept as its name, to be counted.
-    let mut keep = |record: lifeboat_etcd_data::KeyValue| {
+    // A key of no object layout is kept as its name, to be counted.
+    let decode = |record: lifeboat_etcd_data::KeyValue| {
         let key = String::from_utf8_lossy(&record.key).into_owned();
-        match stored_object(prefix, &key, &record.value, record.mod_revision, encryption) {
-            Some(object) if detail == Detail::Listing => Ok(object.listing()),
-            Some(object) => Ok(object),
-            None => Err(key),
-        }
+        stored_object(prefix, &key, &record.value, record.mod_revision, encryption).ok_or(key)
+    };
+    // A listing decodes each record as it is met and keeps its row's fields, so memory follows
+    // the rows (older versions of a key are decoded too); a whole read keeps the records and
+    // decodes only the latest of each key.
+    let mut keep = |record| match detail {
+        Detail::Listing => Kept::Decoded(decode(record).map(StoredObject::listing)),
+        Detail::Whole => Kept::Record(record),
     };
     let space = crate::snapshot_file::key_space(
         path,
@@ -357,14 +366,18 @@ pub fn read_objects(
     let objects = space
         .entries
         .into_iter()
-        .filter_map(|kept| match kept {
-            Ok(object) => Some(object),
-            Err(key) => {
-                if !is_internal(prefix, &key) {
-                    unknown.add(&key);
-                }
-                None
-            }
+        .filter_map(|kept| {
+            let decoded = match kept {
+                Kept::Decoded(decoded) => decoded,
+                Kept::Record(record) => decode(record),
+            };
+            decoded
+                .map_err(|key| {
+                    if !is_internal(prefix, &key) {
+                        unknown.add(&key);
+                    }
+                })
+                .ok()
         })
         .collect();
     Ok(ObjectsRead {

@@ -28,24 +28,25 @@ pub fn status(path: &Path, as_version: Option<Version>) -> Result<SnapshotStatus
         .map_err(failed(path))
 }
 
-/// The state of the file's sha256 trailer, read front to back (a MiB at a time).
-pub fn trailer(path: &Path) -> std::result::Result<Trailer, lifeboat_etcd_data::Error> {
-    use std::io::Read;
-    let io = |e: std::io::Error| {
-        lifeboat_etcd_data::Error::from(lifeboat_bbolt::Error::Io {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })
-    };
-    let mut file = std::fs::File::open(path).map_err(io)?;
+/// The state of the sha256 trailer of the file at `path`, read front to back through `source`
+/// (its open handle, so what is hashed is what is read otherwise), a MiB at a time.
+pub fn trailer(path: &Path, source: &FileSource) -> std::result::Result<Trailer, lifeboat_etcd_data::Error> {
+    use lifeboat_bbolt::Source;
+    const STEP: u64 = 1 << 20;
     let mut check = TrailerCheck::new();
-    let mut buffer = vec![0; 1 << 20];
-    loop {
-        match file.read(&mut buffer).map_err(io)? {
-            0 => return Ok(check.state()),
-            n => check.update(&buffer[..n]),
-        }
+    let mut offset = 0;
+    while offset < source.len() {
+        let len = STEP.min(source.len() - offset);
+        let bytes = source.read_at(offset, len as usize).ok_or_else(|| {
+            lifeboat_etcd_data::Error::from(lifeboat_bbolt::Error::Io {
+                path: path.display().to_string(),
+                message: format!("{len} bytes at offset {offset} could not be read"),
+            })
+        })?;
+        check.update(&bytes);
+        offset += len;
     }
+    Ok(check.state())
 }
 
 /// `snapshot verify`: every finding; `Err` only when the file is not readable as bbolt.
@@ -100,6 +101,6 @@ pub fn key_space<T>(
     let source = FileSource::open(path).map_err(|e| failed(path)(e.into()))?;
     Db::open(&source)
         .map_err(Into::into)
-        .and_then(|db| lifeboat_etcd_data::key_space_kept(&db, prefix, revision, select, keep))
+        .and_then(|db| lifeboat_etcd_data::key_space(&db, prefix, revision, select, keep))
         .map_err(failed(path))
 }

@@ -149,10 +149,14 @@ pub fn restore(options: &RestoreOptions) -> Result<RestoreReport> {
     let bump = options.mark_compacted.then_some(options.bump_revision);
     // The trailer is hashed on a second core while the backend is rewritten (the bbolt check
     // runs in the same pass as the copy), and written pages are flushed to disk as they come;
-    // any finding aborts before a rename, and the hidden directory goes with it.
+    // any finding aborts before a rename, and the hidden directory goes with it. Skipped, it
+    // is not hashed at all.
     let writing = std::sync::atomic::AtomicBool::new(true);
     let (trailer_state, backend) = std::thread::scope(|scope| {
-        let hashing = scope.spawn(|| crate::snapshot_file::trailer(&options.snapshot));
+        let hashing = scope.spawn(|| match options.skip_hash_check {
+            true => Ok(Trailer::Absent),
+            false => crate::snapshot_file::trailer(&options.snapshot, &snapshot),
+        });
         let flushing = scope.spawn(|| {
             while writing.load(std::sync::atomic::Ordering::Relaxed) {
                 let _ = db_file.sync_data();

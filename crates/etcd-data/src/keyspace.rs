@@ -23,33 +23,16 @@ pub struct KeySpace<T = KeyValue> {
     pub findings: Vec<String>,
 }
 
-/// The live keys starting with `prefix` at `revision` (the current one when `None` or 0). A
-/// revision below the compact revision or past the current one is refused, as etcd's Range
-/// refuses it. Damaged pages are gone past and named in `findings`: the rest is still read.
-pub fn key_space<S: Source + ?Sized>(
-    db: &Db<'_, S>,
-    prefix: &[u8],
-    revision: Option<i64>,
-) -> Result<KeySpace> {
-    key_space_selected(db, prefix, revision, &mut |_| true)
-}
-
-/// [`key_space`] of the keys `select` takes: it is asked once per record of a key under
-/// `prefix`, and the records of keys it refuses are neither kept nor returned, so memory grows
-/// with what is selected rather than with the file.
-pub fn key_space_selected<S: Source + ?Sized>(
-    db: &Db<'_, S>,
-    prefix: &[u8],
-    revision: Option<i64>,
-    select: &mut dyn FnMut(&[u8]) -> bool,
-) -> Result<KeySpace> {
-    key_space_kept(db, prefix, revision, select, &mut |record| record)
-}
-
-/// [`key_space_selected`], keeping of each selected record what `keep` makes of it, as the
-/// record is met: memory holds the kept parts, never every value. `keep` sees each record of a
-/// selected key up to `revision`, older ones too (the latest wins), but not deletions.
-pub fn key_space_kept<S: Source + ?Sized, T>(
+/// The live keys starting with `prefix` at `revision` (the current one when `None` or 0) that
+/// `select` takes, each as `keep` makes of its record. A revision below the compact revision or
+/// past the current one is refused, as etcd's Range refuses it. Damaged pages are gone past and
+/// named in `findings`: the rest is still read.
+///
+/// `select` is asked once per record of a key under `prefix`; the records of keys it refuses are
+/// neither kept nor returned, and `keep` is given each record of a selected key up to `revision`
+/// as it is met (older ones too, the latest wins; not deletions), so memory holds what is kept,
+/// never every value.
+pub fn key_space<S: Source + ?Sized, T>(
     db: &Db<'_, S>,
     prefix: &[u8],
     revision: Option<i64>,

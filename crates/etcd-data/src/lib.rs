@@ -33,7 +33,7 @@ mod version;
 
 pub use error::{Error, Result};
 pub use hashkv::{HashKv, HashRules, StoreFacts, StreamedRevision, hash_kv, store_facts};
-pub use keyspace::{KeySpace, key_space, key_space_kept, key_space_selected};
+pub use keyspace::{KeySpace, key_space};
 pub use kv::{KeyValue, Revision};
 pub use lifeboat_bbolt as bbolt;
 pub use status::{SnapshotStatus, StatusRules, main_revision, status};

@@ -657,11 +657,12 @@ impl Download {
 }
 
 /// Part size of multipart uploads: S3's 5 MiB minimum for all parts but the last (10,000
-/// parts: objects up to 50 GiB).
+/// parts: objects up to 48.8 GiB).
 pub const PART_SIZE: usize = 5 << 20;
-/// Parts uploading at once while the next one fills: an upload holds at most two parts in
-/// memory, whatever the object's size.
-const PARTS_IN_FLIGHT: usize = 1;
+/// A write waits while this many parts are uploading: one part uploads while the next fills,
+/// so the stream never waits out a whole round trip (with 1 every part would), and an upload
+/// holds at most three parts in memory, whatever the object's size.
+const PARTS_IN_FLIGHT: usize = 2;
 
 /// An object being streamed; it appears only at [`Upload::finish`]. Dropping it without
 /// finishing leaves an incomplete multipart upload on S3 (object_store does not abort on

@@ -11,6 +11,10 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 
+/// Longest record kept: a leaf's captured bytes (at most the capture budget) with its length
+/// fields, or a branch's children (at most 65,535), each well below a MiB of overhead.
+const MAX_RECORD: usize = super::CAPTURE_BUDGET + (1 << 20);
+
 /// A nested bucket's name and value (header and inline page).
 type BucketEntry = (Vec<u8>, Vec<u8>);
 
@@ -49,10 +53,12 @@ impl Sketches {
         }
     }
 
-    pub fn in_file(file: File) -> Self {
+    pub fn in_file(mut file: File) -> Self {
+        // Whatever the file held is not read back as sketches.
+        let failed = file.set_len(0).and_then(|()| file.rewind()).err();
         Self {
             store: Store::File(BufWriter::with_capacity(64 << 10, file)),
-            failed: None,
+            failed: failed.map(|e| e.to_string()),
             record: Vec::new(),
         }
     }
@@ -108,7 +114,9 @@ impl Sketches {
         visit: &mut dyn FnMut(u64, Sketch),
     ) -> Result<(), String> {
         if let Some(failed) = &self.failed {
-            return Err(format!("the page sketches could not be kept: {failed}"));
+            return Err(format!(
+                "the page sketches could not be kept in the temporary file ({failed}); free space in TMPDIR or point TMPDIR elsewhere"
+            ));
         }
         match &mut self.store {
             Store::Memory(bytes) => scan_records(&mut bytes.as_slice(), wanted, visit),
@@ -149,7 +157,11 @@ fn scan_records(
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(unreadable(e)),
         }
-        body.resize(u32::from_le_bytes(len) as usize, 0);
+        let len = u32::from_le_bytes(len) as usize;
+        if len > MAX_RECORD {
+            return Err(format!("a page sketch is {len} bytes long, more than any kept"));
+        }
+        body.resize(len, 0);
         reader.read_exact(&mut body).map_err(unreadable)?;
         let mut fields = Fields(&body);
         let id = fields.u64().ok_or_else(|| "a page sketch is short".to_string())?;
