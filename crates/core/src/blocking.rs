@@ -26,10 +26,15 @@ pub(crate) async fn joined<T>(handle: tokio::task::JoinHandle<Result<T>>) -> Res
         Ok(result) => result,
         Err(error) => match error.try_into_panic() {
             Ok(panic) => std::panic::resume_unwind(panic),
-            Err(_) => Err(Error::Interrupted {
-                signal: "runtime shutdown",
-            }),
+            Err(_) => Err(shut_down()),
         },
+    }
+}
+
+/// The state a consumer lost when its blocking task could not finish.
+fn shut_down() -> Error {
+    Error::Interrupted {
+        signal: "runtime shutdown",
     }
 }
 
@@ -70,29 +75,40 @@ impl<S: Send + 'static> Batched<S> {
         Ok(batch)
     }
 
-    /// Adds bytes, each consumed batch then going into the open artefact of `backup`.
+    /// Adds bytes; each full batch goes to the consumer and into the open artefact of `backup`
+    /// at once, so the consumer and the artefact's sealing run side by side on two threads.
     pub(crate) async fn push_into(&mut self, bytes: &[u8], backup: &mut NewBackup) -> Result<()> {
-        if let Some(batch) = self.push(bytes).await? {
-            backup.write(&batch).await?;
+        self.batch.extend_from_slice(bytes);
+        if self.batch.len() < BATCH {
+            return Ok(());
         }
-        Ok(())
+        self.flush_into(backup).await
+    }
+
+    async fn flush_into(&mut self, backup: &mut NewBackup) -> Result<()> {
+        let batch = std::sync::Arc::new(std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH)));
+        let Some(mut state) = self.state.take() else {
+            return Ok(backup.write(&batch).await?);
+        };
+        let apply = self.apply;
+        let consuming = start_blocking({
+            let batch = std::sync::Arc::clone(&batch);
+            move || apply(&mut state, &batch).map(|()| state)
+        });
+        let written = backup.write(&batch).await;
+        self.state = Some(joined(consuming).await?);
+        Ok(written?)
     }
 
     /// Consumes what is left into `backup` too; returns the state.
-    pub(crate) async fn finish_into(self, backup: &mut NewBackup) -> Result<S> {
-        let (state, last) = self.finish().await?;
-        backup.write(&last).await?;
-        Ok(state)
+    pub(crate) async fn finish_into(mut self, backup: &mut NewBackup) -> Result<S> {
+        self.flush_into(backup).await?;
+        self.state.ok_or_else(shut_down)
     }
 
     /// Consumes what is left; returns the state and that last batch.
     pub(crate) async fn finish(mut self) -> Result<(S, Vec<u8>)> {
         let last = self.flush().await?;
-        match self.state {
-            Some(state) => Ok((state, last)),
-            None => Err(Error::Interrupted {
-                signal: "runtime shutdown",
-            }),
-        }
+        Ok((self.state.ok_or_else(shut_down)?, last))
     }
 }
