@@ -111,15 +111,13 @@ mod tests {
     #[test]
     fn a_file_read_page_by_page_walks_as_its_bytes_do() {
         let big = vec![7u8; 2 * testing::PS + 100];
-        let mut leaf = crate::write::leaf_page(3, &[(0, b"k1".as_slice(), big.as_slice()), (0, b"k2", b"v")]);
-        leaf.resize(3 * testing::PS, 0);
-        leaf[12..16].copy_from_slice(&2u32.to_le_bytes());
-        let tree = 3u64.to_le_bytes().into_iter().chain([0; 8]).collect::<Vec<u8>>();
+        let leaf = crate::write::leaf_page(3, &[(0, b"k1".as_slice(), big.as_slice()), (0, b"k2", b"v")]);
+        let tree = testing::bucket_root(3);
         let image = [
             testing::meta(0, 2, crate::FREELIST_NOT_PERSISTED, 6, 2),
             testing::meta(1, 2, crate::FREELIST_NOT_PERSISTED, 6, 1),
             testing::leaf(Some(2), &[(1, b"key", &tree)]),
-            leaf,
+            testing::spanning(leaf, 3),
         ]
         .concat();
         let file = tempfile::NamedTempFile::new().unwrap();

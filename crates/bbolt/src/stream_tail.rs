@@ -538,30 +538,23 @@ mod tests {
 
     #[test]
     fn follows_the_current_meta_past_stale_pages_and_overflow() {
-        let tree = |root: u64| {
-            let mut value = vec![0u8; 16];
-            value[..8].copy_from_slice(&root.to_le_bytes());
-            value
-        };
         let no_freelist = crate::FREELIST_NOT_PERSISTED;
         // Page 3 once held a leaf with two overflow pages (stale now); pages 4 and 5 were reused.
         let mut stale = testing::leaf(Some(3), &[(0, b"old", b"x")]);
         stale[12..16].copy_from_slice(&2u32.to_le_bytes());
         let big = vec![7u8; 2 * testing::PS];
-        let mut overflowing = crate::write::leaf_page(
+        let overflowing = crate::write::leaf_page(
             6,
             &[(0, b"k1".as_slice(), b"v".as_slice()), (0, b"k9", big.as_slice())],
         );
-        overflowing.resize(4 * testing::PS, 0);
-        overflowing[12..16].copy_from_slice(&3u32.to_le_bytes());
         let image = [
             testing::meta(0, 2, no_freelist, 10, 4),
             testing::meta(1, 2, no_freelist, 10, 5),
-            testing::leaf(Some(2), &[(1, b"key", &tree(4))]),
+            testing::leaf(Some(2), &[(1, b"key", &testing::bucket_root(4))]),
             stale,
             testing::branch(4, &[(b"k0", 5), (b"k1", 6)]),
             testing::leaf(Some(5), &[(0, b"k0", b"v")]),
-            overflowing,
+            testing::spanning(overflowing, 4),
         ]
         .concat();
         assert_eq!(crate::Db::open(&image).unwrap().meta().txid, 5);
@@ -572,17 +565,14 @@ mod tests {
 
     #[test]
     fn a_last_key_behind_a_large_value_is_captured_from_a_later_page() {
-        let tree = 4u64.to_le_bytes().into_iter().chain([0; 8]).collect::<Vec<u8>>();
         let big = vec![7u8; 3 * testing::PS];
-        let mut leaf = crate::write::leaf_page(4, &[(0, b"k1".as_slice(), big.as_slice()), (0, b"k2", b"v")]);
-        leaf.resize(5 * testing::PS, 0);
-        leaf[12..16].copy_from_slice(&4u32.to_le_bytes());
+        let leaf = crate::write::leaf_page(4, &[(0, b"k1".as_slice(), big.as_slice()), (0, b"k2", b"v")]);
         let image = [
             testing::meta(0, 2, crate::FREELIST_NOT_PERSISTED, 9, 4),
             testing::meta(1, 2, crate::FREELIST_NOT_PERSISTED, 9, 3),
-            testing::leaf(Some(2), &[(1, b"key", &tree)]),
+            testing::leaf(Some(2), &[(1, b"key", &testing::bucket_root(4))]),
             vec![0; testing::PS],
-            leaf,
+            testing::spanning(leaf, 5),
         ]
         .concat();
         assert_eq!(crate::Db::open(&image).unwrap().meta().txid, 4);
@@ -606,18 +596,15 @@ mod tests {
             .enumerate()
             .map(|(i, key)| (key.as_bytes(), if i == 299 { 4 } else { 3 }))
             .collect();
-        let mut branch = crate::write::branch_page(5, &children);
+        let branch = crate::write::branch_page(5, &children);
         assert!(branch.len() > testing::PS);
-        branch.resize(2 * testing::PS, 0);
-        branch[12..16].copy_from_slice(&1u32.to_le_bytes());
-        let tree = 5u64.to_le_bytes().into_iter().chain([0; 8]).collect::<Vec<u8>>();
         let image = [
             testing::meta(0, 2, crate::FREELIST_NOT_PERSISTED, 7, 4),
             testing::meta(1, 2, crate::FREELIST_NOT_PERSISTED, 7, 3),
-            testing::leaf(Some(2), &[(1, b"key", &tree)]),
+            testing::leaf(Some(2), &[(1, b"key", &testing::bucket_root(5))]),
             testing::leaf(Some(3), &[(0, b"a", b"1")]),
             testing::leaf(Some(4), &[(0, b"z", b"2")]),
-            branch,
+            testing::spanning(branch, 2),
         ]
         .concat();
         assert_eq!(last_key_streamed(&image, b"key", 4096), Some(b"z".to_vec()));

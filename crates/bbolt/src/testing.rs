@@ -25,6 +25,20 @@ pub fn leaf(id: Option<u64>, entries: &[(u32, &[u8], &[u8])]) -> Vec<u8> {
     page
 }
 
+/// `node` (a leaf or branch page image) stretched over `pages` pages, its overflow count so.
+pub fn spanning(mut node: Vec<u8>, pages: usize) -> Vec<u8> {
+    node.resize(pages * PS, 0);
+    node[12..16].copy_from_slice(&((pages - 1) as u32).to_le_bytes());
+    node
+}
+
+/// A nested bucket's value whose tree starts at page `root`.
+pub fn bucket_root(root: u64) -> Vec<u8> {
+    let mut value = vec![0u8; 16];
+    value[..8].copy_from_slice(&root.to_le_bytes());
+    value
+}
+
 pub fn branch(id: u64, children: &[(&[u8], u64)]) -> Vec<u8> {
     let mut page = branch_page(id, children);
     page.resize(PS, 0);
@@ -66,8 +80,7 @@ pub fn fresh() -> Vec<u8> {
 /// branch over two leaves.
 pub fn etcd_like() -> Vec<u8> {
     let small = bucket_value_inline(&[(0, b"a", b"1"), (0, b"b", b"2")]);
-    let mut tree = vec![0u8; 16];
-    tree[..8].copy_from_slice(&3u64.to_le_bytes());
+    let tree = bucket_root(3);
     let no_freelist = crate::FREELIST_NOT_PERSISTED;
     [
         meta(0, 2, no_freelist, 6, 9),
